@@ -1,0 +1,215 @@
+"""Engine overhead on LLM chat: TTFT and tokens/s through ``Engine.chat`` vs raw llama-cpp-python.
+
+Same model object, same messages, same greedy sampling, interleaved in one run so that
+machine drift hits both sides alike. The engine path includes everything a user waits
+for: database reads and writes, the scheduler queue, the worker thread, history fitting
+and the hop of every token back to the event loop.
+
+    .venv/bin/python bench/llm_overhead.py [--rounds 5] [--max-tokens 128] [--out FILE]
+
+Prints a table and writes JSON (default ``bench/results/llm_overhead.json``).
+tok/s = (tokens - 1) / (time of last token - time of first token), as in
+``shared/notes/embedded-stack.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.config import load_config  # noqa: E402
+from engine.engine import Engine, UserRef  # noqa: E402
+from engine.llm.base import SamplingParams  # noqa: E402
+from engine.llm.llama_cpp import LlamaCppBackend  # noqa: E402
+
+PROMPTS = [
+    "Can you send me the rent roll for the Burnet deal?",
+    "What do you think about the California gas market this winter?",
+    "Please explain how you decide when to hedge a position.",
+]
+
+
+@dataclass
+class Run:
+    path: str
+    prompt: int
+    ttft_s: float
+    tokens: int
+    tok_s: float
+    text: str
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies from /proc/stat, to report how loaded the machine was."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def rate(tokens: int, first: float, last: float) -> float:
+    return (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+
+
+def raw_run(backend: LlamaCppBackend, messages: list[dict[str, str]],
+            params: SamplingParams, idx: int) -> Run:
+    t0 = time.perf_counter()
+    first = last = 0.0
+    pieces: list[str] = []
+    for chunk in backend.llama.create_chat_completion(
+        messages=messages, stream=True, max_tokens=params.max_tokens,
+        temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+        min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed,
+    ):
+        piece = chunk["choices"][0]["delta"].get("content")
+        if piece:
+            last = time.perf_counter()
+            if not pieces:
+                first = last
+            pieces.append(piece)
+    return Run("raw", idx, first - t0, len(pieces), rate(len(pieces), first, last),
+               "".join(pieces))
+
+
+async def engine_run(engine: Engine, user: UserRef, prompt: str, params: SamplingParams,
+                     idx: int) -> Run:
+    # Same prompt as the raw path (system + this message): a fresh conversation, opened
+    # before the clock starts, as an ongoing chat's conversation is already in memory.
+    await engine.reset(user)
+    persona = await engine.current_persona(user)
+    await engine.conversations.open(user, persona.name, "")
+    t0 = time.perf_counter()
+    first = last = 0.0
+    n = 0
+    reply = await engine.chat(user, prompt, params=params)
+    async for _ in reply:
+        last = time.perf_counter()
+        if n == 0:
+            first = last
+        n += 1
+    result = await reply.result()
+    assert result.status == "complete", result
+    return Run("engine", idx, first - t0, n, rate(n, first, last), result.text)
+
+
+def summarise(runs: list[Run], path: str) -> dict[str, float]:
+    mine = [r for r in runs if r.path == path]
+    return {
+        "ttft_ms_mean": 1000 * statistics.fmean(r.ttft_s for r in mine),
+        "ttft_ms_median": 1000 * statistics.median(r.ttft_s for r in mine),
+        "tok_s_mean": statistics.fmean(r.tok_s for r in mine),
+        "tok_s_median": statistics.median(r.tok_s for r in mine),
+        "tokens_mean": statistics.fmean(r.tokens for r in mine),
+        "runs": len(mine),
+    }
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "config.toml")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: config)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_overhead.json")
+    args = ap.parse_args()
+
+    cfg = load_config(args.config)
+    with tempfile.TemporaryDirectory() as tmp:
+        from dataclasses import replace
+
+        llm_cfg = replace(cfg.llm, n_threads=args.threads or cfg.llm.n_threads)
+        cfg = replace(cfg, llm=llm_cfg,
+                      storage=replace(cfg.storage, data_dir=Path(tmp), database_url=""))
+        backend = LlamaCppBackend(cfg.llm)
+        engine = Engine(cfg, llm=backend)
+        await engine.start()
+        user = UserRef("bench", "1")
+        persona = await engine.current_persona(user)
+        params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, top_k=1, seed=1)
+        system = persona.system_message()
+        messages = [[{"role": "system", "content": system}, {"role": "user", "content": p}]
+                    for p in PROMPTS]
+
+        # warm-up both paths (and fill the engine's conversation cache, as in a live chat)
+        raw_run(backend, messages[0], params, 0)
+        await engine_run(engine, user, PROMPTS[0], params, 0)
+
+        runs: list[Run] = []
+        busy0, total0 = cpu_busy()
+        t_start = time.perf_counter()
+        for r in range(args.rounds):
+            for i, prompt in enumerate(PROMPTS):
+                order = ("raw", "engine") if (r + i) % 2 == 0 else ("engine", "raw")
+                for path in order:
+                    # Each run evaluates its whole prompt: no KV-cache prefix left by the
+                    # previous run (the engine is idle here, so this thread may touch it).
+                    backend.llama.reset()
+                    if path == "raw":
+                        runs.append(raw_run(backend, messages[i], params, i))
+                    else:
+                        runs.append(await engine_run(engine, user, prompt, params, i))
+        wall = time.perf_counter() - t_start
+        busy1, total1 = cpu_busy()
+        await engine.stop()
+
+    mismatched = sum(
+        1 for a, b in zip(
+            [r for r in runs if r.path == "raw"], [r for r in runs if r.path == "engine"],
+            strict=True,
+        ) if a.text != b.text
+    )
+    raw, eng = summarise(runs, "raw"), summarise(runs, "engine")
+    ttft_overhead = eng["ttft_ms_mean"] / raw["ttft_ms_mean"] - 1
+    tps_overhead = 1 - eng["tok_s_mean"] / raw["tok_s_mean"]
+    ncpu = os.cpu_count() or 1
+    report: dict[str, Any] = {
+        "bench": "llm_overhead",
+        "model": backend.model_path.name,
+        "n_threads": cfg.llm.n_threads or ncpu,
+        "max_tokens": args.max_tokens,
+        "rounds": args.rounds,
+        "prompts": len(PROMPTS),
+        "raw": raw,
+        "engine": eng,
+        "ttft_overhead": ttft_overhead,
+        "ttft_overhead_ms": eng["ttft_ms_mean"] - raw["ttft_ms_mean"],
+        "tok_s_overhead": tps_overhead,
+        "target_overhead": 0.03,
+        "outputs_identical": mismatched == 0,
+        "machine": {"cpus": ncpu, "platform": platform.platform(),
+                    "cpu_busy_fraction": (busy1 - busy0) / max(total1 - total0, 1)},
+        "wall_s": wall,
+        "runs": [asdict(r) | {"text": r.text[:80]} for r in runs],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+
+    print(f"model {report['model']}, {report['n_threads']} threads, greedy, "
+          f"max_tokens {args.max_tokens}, {args.rounds} rounds x {len(PROMPTS)} prompts")
+    print(f"{'':8} {'TTFT ms (mean/median)':>24} {'tok/s (mean/median)':>22} {'tokens':>7}")
+    for name, s in (("raw", raw), ("engine", eng)):
+        print(f"{name:8} {s['ttft_ms_mean']:11.1f} / {s['ttft_ms_median']:8.1f} "
+              f"{s['tok_s_mean']:10.1f} / {s['tok_s_median']:8.1f} {s['tokens_mean']:7.1f}")
+    print(f"engine overhead: TTFT {ttft_overhead:+.1%} "
+          f"({eng['ttft_ms_mean'] - raw['ttft_ms_mean']:+.1f} ms), tok/s {tps_overhead:+.1%} "
+          f"(target <= 3%); identical outputs: {mismatched == 0}; "
+          f"CPU busy over the run: {report['machine']['cpu_busy_fraction']:.0%}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,1 @@
+"""Platform adapters (console, Discord, Telegram) and the ``doppel`` command line."""

@@ -1,0 +1,21 @@
+"""What the app needs from every adapter."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Adapter(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Connect and begin handling events; returns once running."""
+
+    async def stop(self) -> None:
+        """Stop taking new events and close the connection."""
+
+    async def wait_closed(self) -> None:
+        """Returns when the adapter ended on its own (console: the user quit)."""
+
+    def interrupt(self) -> bool:
+        """Ctrl-C was pressed: return True if the adapter handled it (e.g. cancelled a reply)."""

@@ -1,0 +1,257 @@
+"""Console adapter: a chat REPL in the terminal, and one-shot answers for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+import threading
+from collections import deque
+from typing import TextIO
+
+from engine.engine import ChatReply, Engine, UserRef
+from engine.errors import DoppelError
+from engine.personas import Persona
+
+log = logging.getLogger(__name__)
+
+HELP = """\
+Commands:
+  /persona          list personas          /persona NAME   talk to NAME
+  /history [N]      last N messages        /reset          start a new conversation
+  /cancel           stop the reply         /help           this help
+  /quit             leave (or Ctrl-D)
+While a reply is being written, /cancel or Ctrl-C stops it."""
+
+ENDINGS = {
+    "cancelled": "[stopped]",
+    "timeout": "[stopped: that took too long]",
+}
+
+
+def console_user() -> UserRef:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "local"
+    return UserRef("console", name, name)
+
+
+class ConsoleAdapter:
+    """Reads lines from ``stdin``, writes the persona's streamed replies to ``stdout``."""
+
+    name = "console"
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        persona: str | None = None,
+        user: UserRef | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.engine = engine
+        self.user = user or console_user()
+        self._persona_name = persona
+        self.persona: Persona | None = None
+        self.stdin = stdin or sys.stdin
+        self.out = stdout or sys.stdout
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._typed_ahead: deque[str | None] = deque()
+        self._closed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._replying = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.persona = await self._resolve_persona()
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read_stdin, args=(loop,), name="doppel-stdin",
+                         daemon=True).start()
+        self._task = asyncio.create_task(self._repl(), name="doppel-console")
+        self._task.add_done_callback(lambda _t: self._closed.set())
+
+    async def stop(self) -> None:
+        if self._replying:
+            self.engine.cancel(self.user)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def interrupt(self) -> bool:
+        return bool(self._replying and self.engine.cancel(self.user))
+
+    # -- one-shot mode ----------------------------------------------------------------------
+
+    async def run_once(self, message: str) -> int:
+        """Answer one message, print the reply, return an exit status (0 if it completed)."""
+        self.persona = await self._resolve_persona()
+        try:
+            reply = await self.engine.chat(self.user, message, persona=self.persona.name)
+        except DoppelError as exc:
+            print(exc.user_message, file=sys.stderr)
+            return 1
+        async for chunk in reply:
+            self._write(chunk)
+        result = await reply.result()
+        self._write("\n")
+        if result.error is not None:
+            print(result.error.user_message, file=sys.stderr)
+            return 1
+        return 0
+
+    # -- REPL -------------------------------------------------------------------------------
+
+    def _read_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Blocking reader on a daemon thread, so a waiting read never holds up shutdown."""
+        try:
+            for line in self.stdin:
+                loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\n"))
+        except (OSError, ValueError) as exc:
+            log.debug("stdin closed: %s", exc)
+        finally:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._lines.put_nowait, None)
+
+    async def _next_line(self) -> str | None:
+        if self._typed_ahead:
+            return self._typed_ahead.popleft()
+        return await self._lines.get()
+
+    async def _repl(self) -> None:
+        assert self.persona is not None
+        self._write(f"Doppel - you are talking to {self.persona.display_name}. "
+                    "Type /help for commands.\n")
+        self._greet(self.persona)
+        while True:
+            self._write("> ")
+            line = await self._next_line()
+            if line is None:
+                self._write("\n")
+                return
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line.startswith("/"):
+                    if not await self._command(line):
+                        return
+                else:
+                    await self._chat(line)
+            except DoppelError as exc:
+                self._write(exc.user_message + "\n")
+            except Exception:
+                log.exception("console command failed: %r", line)
+                self._write("Something went wrong; the details are in the log.\n")
+
+    async def _chat(self, text: str) -> None:
+        assert self.persona is not None
+        reply = await self.engine.chat(
+            self.user, text, persona=self.persona.name, on_position=self._show_position
+        )
+        self._replying = True
+        try:
+            printer = asyncio.create_task(self._print_reply(reply))
+            while not printer.done():
+                getter = asyncio.create_task(self._lines.get())
+                done, _ = await asyncio.wait({printer, getter},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    continue
+                line = getter.result()
+                if line is not None and line.strip() == "/cancel":
+                    self.engine.cancel(self.user)
+                else:
+                    self._typed_ahead.append(line)  # handled after this reply
+            await printer
+        finally:
+            self._replying = False
+
+    async def _print_reply(self, reply: ChatReply) -> None:
+        self._write(f"{reply.persona.display_name}: ")
+        async for chunk in reply:
+            self._write(chunk)
+        result = await reply.result()
+        if result.status != "complete":
+            ending = ENDINGS.get(result.status)
+            if ending is None and result.error is not None:
+                ending = result.error.user_message
+            self._write(("" if not result.text else " ") + (ending or ""))
+        self._write("\n")
+
+    def _show_position(self, position: int) -> None:
+        self._write(f"(you are #{position} in line)\n")
+
+    async def _command(self, line: str) -> bool:
+        """Run a /command. Returns False when the REPL should end."""
+        name, _, arg = line.partition(" ")
+        name, arg = name.lower(), arg.strip()
+        if name in ("/quit", "/exit"):
+            return False
+        if name == "/help":
+            self._write(HELP + "\n")
+        elif name == "/persona":
+            await self._persona_command(arg)
+        elif name == "/history":
+            await self._history_command(arg)
+        elif name == "/reset":
+            assert self.persona is not None
+            await self.engine.reset(self.user, persona=self.persona.name)
+            self._write(f"Started a new conversation with {self.persona.display_name}.\n")
+        elif name == "/cancel":
+            n = self.engine.cancel(self.user)
+            self._write(f"Cancelled {n} request(s).\n" if n else "Nothing to cancel.\n")
+        else:
+            self._write(f"Unknown command {name}. Type /help.\n")
+        return True
+
+    async def _persona_command(self, arg: str) -> None:
+        assert self.persona is not None
+        if not arg:
+            for p in self.engine.personas.all():
+                mark = "*" if p.name == self.persona.name else " "
+                self._write(f" {mark} {p.name:<14} {p.display_name} - {p.profile.description}\n")
+            self._write("Switch with /persona NAME.\n")
+            return
+        self.persona = await self.engine.set_persona(self.user, arg)
+        self._write(f"You are now talking to {self.persona.display_name}.\n")
+        self._greet(self.persona)
+
+    async def _history_command(self, arg: str) -> None:
+        assert self.persona is not None
+        try:
+            limit = int(arg) if arg else 20
+        except ValueError:
+            self._write("Usage: /history [N], N a number from 1 to 200.\n")
+            return
+        limit = max(1, min(limit, 200))
+        messages = await self.engine.history(self.user, persona=self.persona.name, limit=limit)
+        if not messages:
+            self._write("No messages in this conversation yet.\n")
+        for m in messages:
+            who = "you" if m.role == "user" else self.persona.display_name
+            flag = "" if m.status == "complete" else f" [{m.status}]"
+            self._write(f"[{m.created_at:%Y-%m-%d %H:%M}] {who}: {m.content}{flag}\n")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _resolve_persona(self) -> Persona:
+        if self._persona_name:
+            return self.engine.personas.get(self._persona_name)
+        return await self.engine.current_persona(self.user)
+
+    def _greet(self, persona: Persona) -> None:
+        if persona.profile.greeting:
+            self._write(f"{persona.display_name}: {persona.profile.greeting.strip()}\n")
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()

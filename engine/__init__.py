@@ -1,0 +1,1 @@
+"""Doppel's platform-free engine: personas, scheduling of model work, storage."""

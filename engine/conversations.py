@@ -1,0 +1,144 @@
+"""Users, persona choices and conversations: SQLite is the record, memory the fast path.
+
+A chat turn must not wait on the database before the model starts, so the ids and
+the recent history of active conversations are cached (LRU); writes go to SQLite right
+after the job is queued. This process is the only writer, so the cache stays true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy import update
+
+from engine.llm.base import ChatMessage
+from engine.records import StoredMessage, UserRef
+from engine.storage import repo
+from engine.storage.db import Database
+from engine.storage.models import User, utcnow
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+HISTORY_ROWS = 100
+"""Messages kept per conversation for the prompt; the token budget then decides what fits."""
+
+
+class LRU(OrderedDict[K, V]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_fresh(self, key: K) -> V | None:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+@dataclass
+class ConversationState:
+    user_id: int
+    conversation_id: int
+    history: list[ChatMessage] = field(default_factory=list)
+
+    def remember(self, msg: ChatMessage) -> None:
+        self.history.append(msg)
+        del self.history[:-HISTORY_ROWS]
+
+
+class ConversationStore:
+    def __init__(self, db: Database, *, cache_size: int = 512) -> None:
+        self.db = db
+        self._users: LRU[str, int] = LRU(cache_size * 4)
+        self._personas: LRU[tuple[str, str], str | None] = LRU(cache_size * 4)
+        self._conversations: LRU[tuple[str, str, str], ConversationState] = LRU(cache_size)
+        self._lock = asyncio.Lock()
+
+    async def user_id(self, user: UserRef) -> int:
+        uid = self._users.get_fresh(user.key)
+        if uid is None:
+            async with self.db.session() as s, s.begin():
+                row = await repo.get_or_create_user(s, user.platform, user.user_id,
+                                                    user.display_name)
+                uid = row.id
+            self._users.put(user.key, uid)
+        return uid
+
+    async def persona_choice(self, user: UserRef, chat_key: str) -> str | None:
+        """The persona name the user chose for this chat, else globally, else None."""
+        key = (user.key, chat_key)
+        if key in self._personas:
+            return self._personas.get_fresh(key)
+        uid = await self.user_id(user)
+        async with self.db.session() as s:
+            name = await repo.get_setting(s, uid, "persona", chat_key)
+            if name is None and chat_key:
+                name = await repo.get_setting(s, uid, "persona", "")
+        self._personas.put(key, name)
+        return name
+
+    async def set_persona_choice(self, user: UserRef, name: str, chat_key: str) -> None:
+        uid = await self.user_id(user)
+        async with self.db.session() as s, s.begin():
+            await repo.set_setting(s, uid, "persona", name, chat_key)
+        for key in [k for k in self._personas if k[0] == user.key]:
+            del self._personas[key]
+
+    async def open(self, user: UserRef, persona: str, chat_key: str) -> ConversationState:
+        """The open conversation's state, loaded from SQLite on a cache miss."""
+        key = (user.key, persona, chat_key)
+        state = self._conversations.get_fresh(key)
+        if state is not None:
+            return state
+        async with self._lock:  # two first messages at once must not open two conversations
+            state = self._conversations.get_fresh(key)
+            if state is not None:
+                return state
+            uid = await self.user_id(user)
+            async with self.db.session() as s, s.begin():
+                record = await repo.get_or_create_persona(s, persona)
+                conv = await repo.open_conversation(s, uid, record.id, chat_key)
+                rows = await repo.recent_messages(s, conv.id, HISTORY_ROWS)
+            state = ConversationState(uid, conv.id, [
+                ChatMessage(r.role, r.content)  # type: ignore[arg-type]
+                for r in rows if r.role in ("user", "assistant") and r.content
+            ])
+            self._conversations.put(key, state)
+            return state
+
+    async def add(self, state: ConversationState, role: str, content: str, *,
+                  status: str = "complete", tokens: int | None = None) -> int:
+        """Store a message and add it to the cached history. Returns its id."""
+        async with self.db.session() as s, s.begin():
+            msg = await repo.add_message(s, state.conversation_id, role, content, status=status,
+                                         tokens=tokens)
+            if role == "user":
+                await s.execute(update(User).where(User.id == state.user_id)
+                                .values(last_seen_at=utcnow()))
+        if content:
+            state.remember(ChatMessage(role, content))  # type: ignore[arg-type]
+        return msg.id
+
+    async def recent(self, user: UserRef, persona: str, chat_key: str,
+                     limit: int) -> list[StoredMessage]:
+        state = await self.open(user, persona, chat_key)
+        async with self.db.session() as s:
+            rows = await repo.recent_messages(s, state.conversation_id, limit)
+        return [StoredMessage(r.id, r.role, r.content, r.status, r.created_at) for r in rows]
+
+    async def close(self, user: UserRef, persona: str, chat_key: str) -> int:
+        uid = await self.user_id(user)
+        self._conversations.pop((user.key, persona, chat_key), None)
+        async with self.db.session() as s, s.begin():
+            record = await repo.get_or_create_persona(s, persona)
+            return await repo.close_conversations(s, uid, record.id, chat_key)

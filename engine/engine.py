@@ -1,0 +1,248 @@
+"""The Engine: one object that adapters receive and call; it owns models, queue and storage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from engine.config import Config
+from engine.conversations import ConversationState, ConversationStore
+from engine.errors import (
+    DoppelError,
+    InputError,
+    JobCancelled,
+    JobTimeout,
+    ModelError,
+    SchedulerStopped,
+)
+from engine.history import fit_history
+from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
+from engine.personas import Persona, PersonaRegistry
+from engine.records import ChatResult, StoredMessage, UserRef
+from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
+from engine.storage.db import Database
+
+__all__ = ["ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
+
+log = logging.getLogger(__name__)
+
+LLM = "llm"
+
+
+class ChatReply:
+    """A reply being generated: iterate it for text chunks, then ``await result()``.
+
+    Iteration ends quietly if the job is cancelled, times out or fails; ``result()``
+    says which, and the reply (with any partial text) is stored either way.
+    """
+
+    def __init__(self, persona: Persona, job: Job[Completion],
+                 done: asyncio.Task[ChatResult]) -> None:
+        self.persona = persona
+        self.job = job
+        self._done = done
+
+    @property
+    def position(self) -> int | None:
+        return self.job.position
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self.job.stream():
+                yield chunk
+        except Exception:
+            return  # the outcome, with the error, is reported by result()
+
+    async def result(self) -> ChatResult:
+        return await asyncio.shield(self._done)
+
+
+class Engine:
+    """Build it, ``await start()``, hand it to adapters, ``await stop()`` at the end."""
+
+    def __init__(self, config: Config, *, llm: LLMBackend | None = None) -> None:
+        self.config = config
+        self.personas = PersonaRegistry.load(config.personas.dir, config.personas.default)
+        if llm is None:
+            from engine.llm.llama_cpp import LlamaCppBackend
+
+            llm = LlamaCppBackend(config.llm)
+        self.llm = llm
+        self.sampling = SamplingParams.from_config(config.llm)
+        self.db = Database(config.storage.effective_database_url)
+        self.conversations = ConversationStore(self.db)
+        self.scheduler = Scheduler(config.engine)
+        self.scheduler.add_resource(LLM, workers=1)
+        self._tasks: set[asyncio.Task[ChatResult]] = set()
+        self.started = False
+
+    async def start(self) -> None:
+        t0 = time.perf_counter()
+        self.config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.db.start()
+        await self.scheduler.start()
+        await self.scheduler.run_on(LLM, self.llm.load)
+        self.started = True
+        log.info("engine ready in %.2fs: %s, personas %s (default %s)",
+                 time.perf_counter() - t0, self.llm.description,
+                 ", ".join(self.personas.names()), self.personas.default_name)
+
+    async def stop(self) -> None:
+        """Finish or cancel running jobs, store their replies, release the model and database."""
+        await self.scheduler.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.llm.close()
+        await self.db.close()
+        self.started = False
+        log.info("engine stopped")
+
+    # -- personas ---------------------------------------------------------------------------
+
+    async def current_persona(self, user: UserRef, chat_key: str = "") -> Persona:
+        """The persona the user chose for this chat, else their global choice, else the default."""
+        name = await self.conversations.persona_choice(user, chat_key)
+        if name in self.personas.names():
+            return self.personas.get(name)
+        return self.personas.default
+
+    async def set_persona(self, user: UserRef, name: str, chat_key: str = "") -> Persona:
+        persona = self.personas.get(name)
+        await self.conversations.set_persona_choice(user, persona.name, chat_key)
+        return persona
+
+    # -- chat -------------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        user: UserRef,
+        text: str,
+        *,
+        chat_key: str = "",
+        persona: str | None = None,
+        on_position: PositionCallback | None = None,
+        params: SamplingParams | None = None,
+    ) -> ChatReply:
+        """Queue the persona's reply to ``text``; the exchange is stored as it completes.
+
+        Raises InputError for empty or over-long text, and QueueFull / UserQueueFull when
+        the request cannot be queued (nothing is stored then).
+        """
+        text = text.strip()
+        if not text:
+            raise InputError("empty message", user_message="Say something and I'll answer.")
+        limit = self.config.engine.max_message_chars
+        if len(text) > limit:
+            raise InputError(
+                f"message of {len(text)} chars",
+                user_message=f"That message is too long ({len(text)} characters; "
+                f"the limit is {limit}). Please shorten it.",
+            )
+        p = await self._persona(user, chat_key, persona)
+        state = await self.conversations.open(user, p.name, chat_key)
+        partial: list[str] = []
+        job = self.scheduler.submit(
+            LLM,
+            _ChatJob(self.llm, p, list(state.history), text, params or self.sampling, partial),
+            user=user.key,
+            kind="chat",
+            priority=Priority.INTERACTIVE,
+            timeout_s=self.config.engine.chat_timeout_s,
+            on_position=on_position,
+        )
+        # Stored while the model already works: the database is not on the critical path.
+        await self.conversations.add(state, "user", text)
+        task = asyncio.create_task(self._store_reply(job, partial, state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return ChatReply(p, job, task)
+
+    async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
+        return self.personas.get(name) if name else await self.current_persona(user, chat_key)
+
+    async def _store_reply(self, job: Job[Completion], partial: list[str],
+                           state: ConversationState) -> ChatResult:
+        completion: Completion | None = None
+        error: DoppelError | None = None
+        try:
+            completion = await job.result()
+        except DoppelError as exc:
+            error = exc
+        except Exception as exc:
+            error = ModelError(str(exc))
+        status = _status_of(error)
+        text = completion.text if completion else "".join(partial)
+        message_id = None
+        if text or status == "complete":
+            message_id = await self.conversations.add(state, "assistant", text, status=status,
+                                                      tokens=len(partial))
+        return ChatResult(
+            status=status, text=text, message_id=message_id, tokens=len(partial), error=error,
+            wait_s=job.wait_s, run_s=job.run_s,
+            first_token_s=completion.first_token_s if completion else None,
+        )
+
+    def cancel(self, user: UserRef) -> int:
+        """Cancel the user's queued and running requests (``/cancel``)."""
+        return self.scheduler.cancel_user(user.key)
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def history(
+        self, user: UserRef, *, chat_key: str = "", persona: str | None = None, limit: int = 20
+    ) -> list[StoredMessage]:
+        """The newest ``limit`` messages of the user's open conversation, oldest first."""
+        p = await self._persona(user, chat_key, persona)
+        return await self.conversations.recent(user, p.name, chat_key, limit)
+
+    async def reset(self, user: UserRef, *, chat_key: str = "", persona: str | None = None) -> int:
+        """Start a fresh conversation; the old one stays stored but is no longer in the prompt."""
+        p = await self._persona(user, chat_key, persona)
+        return await self.conversations.close(user, p.name, chat_key)
+
+
+def _status_of(error: DoppelError | None) -> str:
+    """The stored status of a reply that ended with ``error``."""
+    if error is None:
+        return "complete"
+    if isinstance(error, JobTimeout):
+        return "timeout"
+    if isinstance(error, JobCancelled | SchedulerStopped):
+        return "cancelled"
+    return "error"
+
+
+class _ChatJob:
+    """The blocking part of a chat turn, run on the LLM thread."""
+
+    def __init__(self, llm: LLMBackend, persona: Persona, history: list[ChatMessage], text: str,
+                 params: SamplingParams, partial: list[str]) -> None:
+        self.llm = llm
+        self.persona = persona
+        self.history = history
+        self.text = text
+        self.params = params
+        self.partial = partial
+
+    def _count(self, msg: ChatMessage) -> int:
+        return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
+
+    def __call__(self, ctx: JobContext) -> Completion:
+        messages = fit_history(
+            ChatMessage("system", self.persona.system_message()),
+            self.history,
+            ChatMessage("user", self.text),
+            budget=self.llm.n_ctx - self.params.max_tokens,
+            count=self._count,
+        )
+        t0 = time.perf_counter()
+        first: float | None = None
+        for piece in self.llm.stream_chat(messages, self.params, lambda: ctx.cancelled):
+            if first is None:
+                first = time.perf_counter() - t0
+            self.partial.append(piece)
+            ctx.emit(piece)
+        return Completion("".join(self.partial), len(self.partial), first,
+                          time.perf_counter() - t0)

@@ -1,0 +1,65 @@
+"""The engine's exception types. Adapters catch these by meaning and show ``user_message``."""
+
+from __future__ import annotations
+
+
+class DoppelError(Exception):
+    """Base class. ``user_message`` is a short line safe to show to an end user."""
+
+    user_message = "Something went wrong on my side. Please try again."
+
+    def __init__(self, message: str = "", *, user_message: str | None = None) -> None:
+        super().__init__(message or self.user_message)
+        if user_message is not None:
+            self.user_message = user_message
+
+
+class ConfigError(DoppelError):
+    """A configuration file is invalid; the message names the file and the key."""
+
+    user_message = "Doppel is misconfigured; the operator has to fix the configuration."
+
+
+class PersonaNotFound(DoppelError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        names = ", ".join(available) or "none"
+        super().__init__(
+            f"unknown persona {name!r}",
+            user_message=f"There is no persona called '{name}'. Available: {names}.",
+        )
+        self.name = name
+        self.available = available
+
+
+class SchedulerError(DoppelError):
+    """Base for refusals and failures of queued model work."""
+
+
+class QueueFull(SchedulerError):
+    user_message = "I'm busy right now. Please try again in a minute."
+
+
+class UserQueueFull(SchedulerError):
+    user_message = "You already have requests waiting. Let them finish, or /cancel them."
+
+
+class JobCancelled(SchedulerError):
+    user_message = "Cancelled."
+
+
+class JobTimeout(SchedulerError):
+    user_message = "That took too long and was stopped. Please try again, perhaps shorter."
+
+
+class SchedulerStopped(SchedulerError):
+    user_message = "Doppel is shutting down. Please try again shortly."
+
+
+class ModelError(DoppelError):
+    """The model backend failed to load or to generate."""
+
+    user_message = "The language model failed on this request. Please try again."
+
+
+class InputError(DoppelError):
+    """The user's input was rejected; ``user_message`` says why."""

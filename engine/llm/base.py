@@ -1,0 +1,97 @@
+"""The LLM backend interface. Implementations are blocking and run on a scheduler thread."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from engine.config import LLMConfig
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+    """None draws a random seed."""
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> SamplingParams:
+        return cls(
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            min_p=cfg.min_p,
+            repeat_penalty=cfg.repeat_penalty,
+            seed=None if cfg.seed < 0 else cfg.seed,
+        )
+
+    def with_(self, **changes: object) -> SamplingParams:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished generation."""
+
+    text: str
+    tokens: int
+    """Generated tokens (stream pieces)."""
+    first_token_s: float | None
+    """Seconds from the start of the call to the first piece."""
+    total_s: float
+
+
+class LLMBackend(abc.ABC):
+    """One loaded model. Not thread-safe: the scheduler calls it from one thread."""
+
+    #: Tokens the chat template adds around each message (role markers, separators).
+    message_overhead_tokens: int = 8
+
+    @property
+    @abc.abstractmethod
+    def n_ctx(self) -> int:
+        """Context window in tokens."""
+
+    @property
+    def description(self) -> str:
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Load the model (blocking; called once on the backend's thread)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release the model."""
+
+    @abc.abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's vocabulary."""
+
+    @abc.abstractmethod
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        should_stop: Callable[[], bool],
+    ) -> Iterator[str]:
+        """Generate the assistant's reply, yielding text pieces as they are sampled.
+
+        Must check ``should_stop()`` between pieces and end early when it returns True.
+        """

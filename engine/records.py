@@ -1,0 +1,44 @@
+"""Plain values that cross the engine's boundary to adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.errors import DoppelError
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who is talking, as the adapter knows them."""
+
+    platform: str
+    user_id: str
+    display_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """How a reply ended. ``error`` is set unless ``status`` is ``complete``."""
+
+    status: str
+    text: str
+    message_id: int | None
+    tokens: int
+    error: DoppelError | None = None
+    wait_s: float | None = None
+    first_token_s: float | None = None
+    run_s: float | None = None

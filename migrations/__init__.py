@@ -1,0 +1,1 @@
+"""Alembic migrations. Create a revision with ``doppel db revision -m "what changed"``."""

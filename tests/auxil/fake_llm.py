@@ -1,0 +1,78 @@
+"""FakeLLM: a deterministic stand-in at the LLM backend boundary (for scheduler/engine tests).
+
+It "tokenizes" by whitespace, streams scripted replies word by word and records every
+prompt it receives. A ``gate`` (threading.Event) holds generation until a test opens it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+
+from engine.llm.base import ChatMessage, LLMBackend, SamplingParams
+
+
+class FakeLLM(LLMBackend):
+    message_overhead_tokens = 2
+    HANG = "<hang until cancelled>"
+    """A scripted reply that produces nothing until the job is cancelled or times out."""
+
+    def __init__(
+        self,
+        replies: Sequence[str] = (),
+        *,
+        default: str = "Hello from the fake model.",
+        n_ctx: int = 2048,
+        token_delay_s: float = 0.0,
+    ) -> None:
+        self.replies: deque[str] = deque(replies)
+        self.default = default
+        self._n_ctx = n_ctx
+        self.token_delay_s = token_delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        """Set when a generation begins (before the gate)."""
+        self.prompts: list[list[ChatMessage]] = []
+        self.threads: set[int] = set()
+        self.loaded = False
+        self.closed = False
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        should_stop: Callable[[], bool],
+    ) -> Iterator[str]:
+        self.threads.add(threading.get_ident())
+        self.prompts.append(list(messages))
+        self.started.set()
+        while not self.gate.wait(0.01):
+            if should_stop():
+                return
+        text = self.replies.popleft() if self.replies else self.default
+        if text == self.HANG:
+            while not should_stop():
+                time.sleep(0.005)
+            return
+        for i, word in enumerate(text.split(" ")[: params.max_tokens]):
+            if should_stop():
+                return
+            if self.token_delay_s:
+                time.sleep(self.token_delay_s)
+            yield word if i == 0 else " " + word

@@ -1,0 +1,178 @@
+"""Console adapter: the REPL commands in-process (FakeLLM) and the real CLI end to end."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.app import run_app
+from bot.console import ConsoleAdapter
+from engine.config import Config
+from engine.engine import Engine, UserRef
+from tests.auxil.fake_llm import FakeLLM
+from tests.conftest import ROOT
+
+ME = UserRef("console", "tester", "tester")
+
+
+async def run_repl(config: Config, llm: FakeLLM, script: str, **kw: str) -> str:
+    out = io.StringIO()
+    engine = Engine(config, llm=llm)
+    code = await run_app(
+        config, engine=engine,
+        console=lambda e: ConsoleAdapter(e, user=ME, stdin=io.StringIO(script), stdout=out, **kw),
+    )
+    assert code == 0
+    return out.getvalue()
+
+
+async def test_repl_chat_history_persona_reset(config: Config) -> None:
+    llm = FakeLLM(["Jeff, the quote is late. Phillip", "Once upon a time."])
+    out = await run_repl(config, llm, "\n".join([
+        "/help", "where is the quote?", "/history", "/persona", "/persona storyteller",
+        "a story please", "/reset", "/history", "/persona nobody", "/frobnicate", "/quit",
+        "never read",
+    ]) + "\n")
+    assert "you are talking to Phillip Allen" in out
+    assert "What do you need?" in out  # the persona's greeting
+    assert "/history [N]" in out
+    assert "Phillip Allen: Jeff, the quote is late. Phillip\n" in out
+    assert "you: where is the quote?" in out
+    assert " * allen " in out and "   storyteller " in out
+    assert "You are now talking to Grandma Tilly." in out
+    assert "Grandma Tilly: Once upon a time.\n" in out
+    assert "Started a new conversation with Grandma Tilly." in out
+    assert "No messages in this conversation yet." in out
+    assert "There is no persona called 'nobody'. Available: allen, storyteller." in out
+    assert "Unknown command /frobnicate. Type /help." in out
+    assert llm.prompts[1][-1].content == "a story please"
+    assert len(llm.prompts) == 2
+
+
+async def test_repl_cancel_stops_the_reply_and_keeps_going(config: Config) -> None:
+    llm = FakeLLM([FakeLLM.HANG, "second reply"])
+    out = await run_repl(config, llm, "hello\n/cancel\nand now?\n")
+    assert "Phillip Allen: [stopped]\n" in out
+    assert "Phillip Allen: second reply\n" in out  # the line typed during the reply ran after
+
+
+async def test_repl_reports_refusals_without_dying(config: Config) -> None:
+    llm = FakeLLM(["fine"])
+    out = await run_repl(config, llm, "x" * 5000 + "\nok\n")
+    assert "That message is too long (5000 characters; the limit is 4000)" in out
+    assert "Phillip Allen: fine\n" in out
+
+
+async def test_run_once_prints_only_the_answer(config: Config,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    engine = Engine(config, llm=FakeLLM(["Short answer."]))
+    await engine.start()
+    try:
+        out = io.StringIO()
+        code = await ConsoleAdapter(engine, user=ME, persona="storyteller",
+                                    stdout=out).run_once("hi")
+        assert code == 0
+        assert out.getvalue() == "Short answer.\n"
+        assert await ConsoleAdapter(engine, user=ME, stdout=out).run_once("   ") == 1
+        assert "Say something" in capsys.readouterr().err
+    finally:
+        await engine.stop()
+
+
+# -- the real command line, real model, separate process ------------------------------------
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
+        '[llm]\nmax_tokens = 32\nn_threads = 2\n'
+        '[engine]\nshutdown_grace_s = 2\n'
+    )
+    return path
+
+
+def doppel_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "TELEGRAM_TOKEN")}
+    env.update(extra)
+    return env
+
+
+def doppel(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bot.cli", *args]
+
+
+@pytest.mark.model
+def test_cli_message_answers_as_demo_persona_and_stores_it(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "chat", "--message", "hello", "--persona", "allen"),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    with sqlite3.connect(tmp_path / "data" / "doppel.db") as db:
+        rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", "hello", "complete")
+    assert rows[1][0] == "assistant" and rows[1][2] == "complete"
+    assert rows[1][1].strip() == proc.stdout.strip()
+
+
+@pytest.mark.model
+def test_run_without_tokens_opens_console_with_default_persona(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "run"), input="hi there\n/quit\n",
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "you are talking to Phillip Allen" in proc.stdout
+    assert "Phillip Allen: " in proc.stdout.split("> ", 1)[1]
+    assert "Discord adapter off: DISCORD_TOKEN is not set" in proc.stderr
+    assert "engine stopped" in proc.stderr
+
+
+@pytest.mark.model
+def test_run_with_token_logs_clear_line_and_never_the_token(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    secret = "MTA0.fake-discord-token-value"
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "run"), input="/quit\n",
+        capture_output=True, text=True, timeout=120, env=doppel_env(DISCORD_TOKEN=secret),
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "DISCORD_TOKEN is set, but this build has no Discord adapter yet" in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
+
+
+@pytest.mark.model
+def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen(
+        doppel("--config", str(cfg), "run"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=doppel_env(), cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "> " not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.read(1)
+        assert "> " in seen, "the console prompt never appeared"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM: shutting down" in err
+    assert "engine stopped" in err

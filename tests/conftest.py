@@ -1,0 +1,70 @@
+"""Shared fixtures: a temporary data dir and config per test, engines with fake or real models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import Config, config_from_dict
+from engine.engine import Engine
+from engine.llm.llama_cpp import LlamaCppBackend
+from tests.auxil.fake_llm import FakeLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MakeConfig = Callable[..., Config]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> MakeConfig:
+    """Build a Config from the shipped config.toml's sections plus overrides, data in tmp."""
+
+    def make(**sections: dict[str, Any]) -> Config:
+        raw: dict[str, dict[str, Any]] = {
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "personas": {"dir": str(ROOT / "persona_data"), "default": "allen"},
+            "llm": {"n_threads": 2, "max_tokens": 48},
+        }
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        return config_from_dict(raw, base_dir=tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: MakeConfig) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def fake_llm() -> FakeLLM:
+    return FakeLLM()
+
+
+@pytest.fixture
+async def engine(config: Config, fake_llm: FakeLLM) -> AsyncIterator[Engine]:
+    eng = Engine(config, llm=fake_llm)
+    await eng.start()
+    yield eng
+    fake_llm.gate.set()
+    await eng.stop()
+
+
+@pytest.fixture(scope="session")
+def real_llm() -> LlamaCppBackend:
+    """The bundled SmolLM2 GGUF through llama.cpp, loaded once per test session."""
+    cfg = config_from_dict(
+        {"llm": {"n_threads": 2, "n_ctx": 1024}, "personas": {"dir": str(ROOT / "persona_data")}},
+        base_dir=ROOT,
+    )
+    backend = LlamaCppBackend(cfg.llm)
+    backend.load()
+    return backend

@@ -1,0 +1,81 @@
+"""The real bundled model (SmolLM2-135M GGUF) through llama.cpp: short, seeded generations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.engine import Engine, UserRef
+from engine.llm.base import ChatMessage, SamplingParams
+from engine.llm.llama_cpp import LlamaCppBackend, bundled_model_path
+from tests.conftest import MakeConfig
+
+pytestmark = pytest.mark.model
+
+GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=7)
+MESSAGES = [
+    ChatMessage("system", "You are a helpful assistant. Answer briefly."),
+    ChatMessage("user", "What colour is the sky on a clear day?"),
+]
+
+
+def test_bundled_model_is_found_without_importing_its_package() -> None:
+    path = bundled_model_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.stat().st_size > 90_000_000
+
+
+def test_chat_template_comes_from_the_gguf(real_llm: LlamaCppBackend) -> None:
+    assert "im_start" in real_llm.llama.metadata["tokenizer.chat_template"]
+
+
+def test_greedy_generation_streams_and_is_repeatable(real_llm: LlamaCppBackend) -> None:
+    first = list(real_llm.stream_chat(MESSAGES, GREEDY, lambda: False))
+    second = list(real_llm.stream_chat(MESSAGES, GREEDY, lambda: False))
+    assert len(first) > 1, "the reply should arrive in several pieces"
+    assert 1 < len(first) <= 24
+    assert first == second
+    assert "".join(first).strip()
+
+
+def test_should_stop_ends_generation_early(real_llm: LlamaCppBackend) -> None:
+    pieces: list[str] = []
+    for piece in real_llm.stream_chat(MESSAGES, GREEDY.with_(max_tokens=64),
+                                      lambda: len(pieces) >= 3):
+        pieces.append(piece)
+    assert len(pieces) == 3
+
+
+def test_count_tokens(real_llm: LlamaCppBackend) -> None:
+    assert real_llm.count_tokens("") == 0
+    assert 2 <= real_llm.count_tokens("Hello world, how are you?") <= 10
+
+
+def test_missing_model_file_is_a_clear_model_error(tmp_path: Path,
+                                                   make_config: MakeConfig) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf")
+    backend = LlamaCppBackend(make_config(llm={"model_path": str(bad)}).llm)
+    from engine.errors import ModelError
+
+    with pytest.raises(ModelError, match="could not load"):
+        backend.load()
+
+
+async def test_engine_answers_as_persona_with_real_model(make_config: MakeConfig) -> None:
+    engine = Engine(make_config(llm={"max_tokens": 24, "temperature": 0.0, "seed": 3}))
+    await engine.start()
+    try:
+        user = UserRef("console", "tester")
+        reply = await engine.chat(user, "Hello, who are you?")
+        chunks = [c async for c in reply]
+        result = await reply.result()
+        assert result.status == "complete"
+        assert result.text == "".join(chunks) and result.text.strip()
+        assert result.first_token_s is not None
+        stored = await engine.history(user)
+        assert [m.role for m in stored] == ["user", "assistant"]
+        assert stored[1].content == result.text
+    finally:
+        await engine.stop()
