@@ -46,6 +46,8 @@ def _setup_logging(config: Config | None, verbose: bool, quiet: bool) -> None:
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S",
     )
+    if not verbose:  # alembic narrates every start-up; keep its warnings only
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 async def _chat(config: Config, persona: str | None, message: str | None) -> int:
