@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Config, load_config
 from engine.errors import DoppelError
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from engine.memory.retrieve import Hit
 
 log = logging.getLogger("doppel")
 
@@ -32,9 +39,40 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--persona", help="persona to talk to (default: your last choice)")
     chat.add_argument("--message", "-m", help="answer this one message and exit")
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
-    sub.add_parser("personas", help="list the personas")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
+
+    persona = sub.add_parser("persona", help="list personas or show one")
+    psub = persona.add_subparsers(dest="persona_command", required=True)
+    psub.add_parser("list", help="list the personas")
+    show = psub.add_parser("show", help="profile, style and memory of a persona")
+    show.add_argument("name")
+
+    ingest = sub.add_parser("ingest", help="add mail and documents to a persona's memory")
+    ingest.add_argument("persona")
+    ingest.add_argument("paths", nargs="+", type=Path,
+                        help=".mbox .eml .msg .pdf .docx .txt .md files or folders")
+    ingest.add_argument("--prune", action="store_true",
+                        help="drop memory of files under PATHS that no longer exist")
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    for name, text in (("recall", "what memory finds for each question on stdin"),
+                       ("ask", "the persona's grounded answer to each question on stdin")):
+        cmd = sub.add_parser(name, help=text, description=text + " (one question per line)")
+        cmd.add_argument("persona")
+        cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+        if name == "recall":
+            cmd.add_argument("--k", type=int, default=None, help="hits per question")
+            cmd.add_argument("--after", type=_date, help="only mail from this date (YYYY-MM-DD)")
+            cmd.add_argument("--before", type=_date, help="only mail before this date")
+            cmd.add_argument("--thread", help="only this thread (subject, Re:/Fwd: ignored)")
     return parser
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _setup_logging(config: Config | None, verbose: bool, quiet: bool) -> None:
@@ -46,16 +84,22 @@ def _setup_logging(config: Config | None, verbose: bool, quiet: bool) -> None:
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S",
     )
-    if not verbose:  # alembic narrates every start-up; keep its warnings only
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not verbose:  # these narrate every start-up; keep their warnings only
+        for noisy in ("alembic", "sentence_transformers", "httpx", "chromadb"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _engine(config: Config) -> Engine:
+    from engine.engine import Engine
+
+    return Engine(config)
 
 
 async def _chat(config: Config, persona: str | None, message: str | None) -> int:
     from bot.app import run_app
     from bot.console import ConsoleAdapter
-    from engine.engine import Engine
 
-    engine = Engine(config)
+    engine = _engine(config)
     if message is None:
         return await run_app(config, engine=engine,
                              console=lambda e: ConsoleAdapter(e, persona=persona))
@@ -86,13 +130,133 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
-def _personas(config: Config) -> int:
+def _persona_list(config: Config) -> int:
     from engine.personas import PersonaRegistry
 
     registry = PersonaRegistry.load(config.personas.dir, config.personas.default)
     for p in registry.all():
         mark = "*" if p.name == registry.default_name else " "
         print(f"{mark} {p.name:<14} {p.display_name}: {p.profile.description}")
+    return 0
+
+
+async def _persona_show(config: Config, name: str) -> int:
+    engine = _engine(config)
+    await engine.start(load_llm=False)
+    try:
+        p = engine.personas.get(name)
+        stats = await engine.memory.stats(p.name)
+        style = await engine.memory.style(p.name)
+        default = "  [default]" if p.name == engine.personas.default_name else ""
+        print(f"{p.display_name} ({p.name}){default}")
+        print(f"  {p.profile.description}")
+        print(f"  directory: {p.directory}")
+        print(f"  sources: {', '.join(p.sources.globs) or 'none'}; "
+              f"own addresses: {', '.join(p.sources.addresses) or 'none'}")
+        print(f"  memory: {stats['files']} files, {stats['chunks']} chunks "
+              f"({', '.join(f'{n} {k}' for k, n in stats['by_kind'].items()) or 'empty'})")
+        print("  style:", style.describe() if style and style.mails else
+              "not measured yet (run `doppel ingest`)")
+        print("\nSystem prompt:\n" + p.system_message())
+    finally:
+        await engine.stop()
+    return 0
+
+
+class _Bar:
+    """tqdm progress over documents (on stderr; silent when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="doc", desc="ingest", disable=not sys.stderr.isatty())
+
+    def add_total(self, n: int) -> None:
+        self.bar.total = (self.bar.total or 0) + n
+        self.bar.refresh()
+
+    def advance(self, n: int) -> None:
+        self.bar.update(n)
+
+
+async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
+                  as_json: bool) -> int:
+    from engine.memory.ingest import Ingestor
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"doppel: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    engine = _engine(config)
+    await engine.start(load_llm=False)
+    try:
+        bar = _Bar()
+        report = await Ingestor(engine.memory, engine.personas.get(persona),
+                                progress=bar).run(paths, prune=prune)
+        bar.bar.close()
+    finally:
+        await engine.stop()
+    print(json.dumps(report.as_dict()) if as_json else report.summary())
+    return 0
+
+
+def _hit_json(hit: Hit, n: int) -> dict[str, Any]:
+    return {"n": n, "citation": hit.citation(n), **hit.as_json()}
+
+
+async def _recall(config: Config, persona: str, k: int | None, as_json: bool,
+                  after: datetime | None, before: datetime | None, thread: str | None) -> int:
+    from engine.memory.retrieve import Filters
+
+    engine = _engine(config)
+    await engine.start(load_llm=False)
+    try:
+        p = engine.personas.get(persona)
+        filters = Filters(after=after, before=before, thread=thread)
+        for line in sys.stdin:
+            question = line.strip()
+            if not question:
+                continue
+            hits = await engine.memory.recall(p.name, question, k=k, filters=filters,
+                                              user="operator:recall")
+            if as_json:
+                print(json.dumps({"question": question,
+                                  "hits": [_hit_json(h, n) for n, h in enumerate(hits, 1)]}),
+                      flush=True)
+            else:
+                print(f"? {question}")
+                for n, h in enumerate(hits, 1):
+                    print(f"  {h.citation(n)}  score {h.score:.2f}")
+                if not hits:
+                    print("  (nothing in memory clears the relevance gate)")
+    finally:
+        await engine.stop()
+    return 0
+
+
+async def _ask(config: Config, persona: str, as_json: bool) -> int:
+    engine = _engine(config)
+    await engine.start()
+    try:
+        p = engine.personas.get(persona)
+        for line in sys.stdin:
+            question = line.strip()
+            if not question:
+                continue
+            result = await engine.ask(p.name, question)
+            if as_json:
+                print(json.dumps({
+                    "question": result.question, "answer": result.answer,
+                    "grounded": result.grounded,
+                    "sources": [_hit_json(h, n) for n, h in enumerate(result.sources, 1)],
+                }), flush=True)
+            else:
+                print(f"? {question}\n{result.answer}")
+                for n, h in enumerate(result.sources, 1):
+                    print(f"  {h.citation(n)}")
+                print()
+    finally:
+        await engine.stop()
     return 0
 
 
@@ -103,22 +267,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DoppelError as exc:
         print(f"doppel: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config, args.verbose, quiet=args.command == "chat")
+    _setup_logging(config, args.verbose,
+                   quiet=args.command in ("chat", "recall", "ask", "persona", "ingest"))
     try:
-        if args.command == "run":
-            return asyncio.run(_run(config))
-        if args.command == "chat":
-            return asyncio.run(_chat(config, args.persona, args.message))
-        if args.command == "migrate":
-            return asyncio.run(_migrate(config))
-        if args.command == "personas":
-            return _personas(config)
-        if args.command == "check":
-            _personas(config)
-            print(f"{args.config}: OK")
-            return 0
+        match args.command:
+            case "run":
+                return asyncio.run(_run(config))
+            case "chat":
+                return asyncio.run(_chat(config, args.persona, args.message))
+            case "migrate":
+                return asyncio.run(_migrate(config))
+            case "check":
+                _persona_list(config)
+                print(f"{args.config}: OK")
+                return 0
+            case "persona" if args.persona_command == "list":
+                return _persona_list(config)
+            case "persona":
+                return asyncio.run(_persona_show(config, args.name))
+            case "ingest":
+                return asyncio.run(_ingest(config, args.persona, args.paths, args.prune,
+                                           args.json))
+            case "recall":
+                return asyncio.run(_recall(config, args.persona, args.k, args.json,
+                                           args.after, args.before, args.thread))
+            case "ask":
+                return asyncio.run(_ask(config, args.persona, args.json))
     except DoppelError as exc:
-        # Config and persona problems are the operator's: print the precise line.
+        # Config, persona and lock problems are the operator's: print the precise line.
         print(f"doppel: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

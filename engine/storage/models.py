@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -28,6 +29,16 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+FTS_TABLE = "memory_fts"
+"""SQLite FTS5 table over memory chunks, made by a migration (not a model)."""
+
+
+def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected: bool,
+                            compare_to: object) -> bool:
+    """Alembic filter: the FTS5 table and its shadow tables are managed by hand."""
+    return not (type_ == "table" and name is not None and name.startswith(FTS_TABLE))
 
 
 class Base(DeclarativeBase):
@@ -185,6 +196,65 @@ class UserSetting(Base):
     scope: Mapped[str] = mapped_column(String(100), primary_key=True, default="")
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class MemoryFile(Base):
+    """A source file ingested into a persona's memory (for incremental re-runs and --prune)."""
+
+    __tablename__ = "memory_files"
+    __table_args__ = (UniqueConstraint("persona", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    persona: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    documents: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    ingested_at: Mapped[datetime] = _created()
+
+
+class MemoryChunk(Base):
+    """A chunk of a persona's memory; its vector lives in Chroma under the same id."""
+
+    __tablename__ = "memory_chunks"
+    __table_args__ = (
+        Index("ix_memory_chunks_persona_hash", "persona", "content_hash"),
+        CheckConstraint("kind IN ('own', 'context', 'document')", name="kind"),
+    )
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    """Also the vector's id in Chroma: ``<file sha256 prefix>-<document>-<chunk>``."""
+    persona: Mapped[str] = mapped_column(String(100))
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("memory_files.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    """``own`` (written by the persona), ``context`` (mail to them) or ``document``."""
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(40))
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(Text)
+    """File path, with ``#N`` for the N-th mail of an mbox."""
+    message_id: Mapped[str] = mapped_column(String(300), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str] = mapped_column(String(300), default="")
+    recipients: Mapped[str] = mapped_column(Text, default="")
+    thread: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class PersonaStyle(Base):
+    """The writing-style profile computed at ingest from the persona's own mails (JSON)."""
+
+    __tablename__ = "persona_styles"
+
+    persona: Mapped[str] = mapped_column(String(100), primary_key=True)
+    profile: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

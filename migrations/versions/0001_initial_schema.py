@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-23 01:57:51.982929
+Create Date: 2026-11-23 01:57:51
 """
 
 from collections.abc import Sequence

@@ -11,7 +11,7 @@ from sqlalchemy import func, inspect, select, text
 
 from engine.storage import repo
 from engine.storage.db import Database, alembic_config
-from engine.storage.models import Base, Conversation, Message, User
+from engine.storage.models import Base, Conversation, Message, User, include_in_autogenerate
 
 
 async def test_blank_database_upgrades_to_head_and_matches_models(tmp_path: Path) -> None:
@@ -22,7 +22,10 @@ async def test_blank_database_upgrades_to_head_and_matches_models(tmp_path: Path
     async with db.engine.connect() as conn:
         diff = await conn.run_sync(
             lambda sync: compare_metadata(
-                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                MigrationContext.configure(sync, opts={
+                    "compare_type": True, "include_object": include_in_autogenerate,
+                }),
+                Base.metadata,
             )
         )
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))

@@ -1,0 +1,50 @@
+"""Shared set-up for the benchmarks: an engine on a temporary data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from engine.config import Config, load_config  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+
+
+def temp_config(data_dir: Path, personas_dir: Path | None = None, **memory: Any) -> Config:
+    cfg = load_config(ROOT / "config.toml")
+    return replace(
+        cfg,
+        storage=replace(cfg.storage, data_dir=data_dir, database_url=""),
+        personas=replace(cfg.personas, dir=personas_dir or cfg.personas.dir),
+        memory=replace(cfg.memory, chroma_path=None, **memory),
+    )
+
+
+async def memory_engine(cfg: Config) -> Engine:
+    engine = Engine(cfg)
+    await engine.start(load_llm=False)
+    return engine
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def write(name: str, report: dict[str, Any], out: Path | None = None) -> Path:
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    return path

@@ -1,0 +1,1 @@
+"""Persona memory: ingest mail and documents, embed, retrieve with citations."""

@@ -1,0 +1,127 @@
+"""Split text into ~N-token chunks on paragraph and sentence bounds, with overlap; find repeats."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+NUM_PERM = 64
+SCHEME = "affine32"
+"""Stored signatures are only comparable under the same hashing scheme: fixed here."""
+
+
+def split_units(text: str) -> list[str]:
+    """Paragraphs, with long paragraphs split further into sentences."""
+    units: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        para = para.strip()
+        if para:
+            units.extend(s.strip() for s in _SENTENCE.split(para) if s.strip())
+            units[-1] += "\n"  # remember the paragraph end for re-joining
+    return units
+
+
+def chunk_text(text: str, size: int, overlap: int, count: Callable[[str], int]) -> list[str]:
+    """Chunks of about ``size`` tokens; each repeats up to ``overlap`` tokens of the last one.
+
+    A single sentence longer than ``size`` is cut by words.
+    """
+    units: list[tuple[str, int]] = []
+    for unit in split_units(text):
+        n = count(unit)
+        if n <= size:
+            units.append((unit, n))
+            continue
+        words = unit.split()
+        step = max(1, int(len(words) * size / n))
+        for i in range(0, len(words), step):
+            piece = " ".join(words[i:i + step])
+            units.append((piece, count(piece)))
+    chunks: list[str] = []
+    current: list[tuple[str, int]] = []
+    total = 0
+    for unit, n in units:
+        if current and total + n > size:
+            chunks.append(_join(current))
+            keep: list[tuple[str, int]] = []
+            kept = 0
+            for u in reversed(current):
+                if kept + u[1] > overlap:
+                    break
+                keep.insert(0, u)
+                kept += u[1]
+            current, total = keep, kept
+        current.append((unit, n))
+        total += n
+    if current:
+        chunks.append(_join(current))
+    return chunks
+
+
+def _join(units: list[tuple[str, int]]) -> str:
+    return "".join(
+        u.rstrip("\n") + ("\n\n" if u.endswith("\n") else " ") for u, _ in units
+    ).strip()
+
+
+def content_hash(text: str) -> str:
+    """Hash of the text with case and whitespace normalised: exact repeats collide."""
+    return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()
+
+
+def _shingles(text: str) -> list[bytes]:
+    words = re.findall(r"\w+", text.lower())
+    if len(words) < 5:
+        return [" ".join(words).encode()]
+    return [" ".join(words[i:i + 5]).encode() for i in range(len(words) - 4)]
+
+
+def minhash(text: str) -> MinHash:
+    m = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    m.update_batch(_shingles(text))
+    return m
+
+
+class DuplicateFilter:
+    """Exact (normalised hash) and near (MinHash LSH over 5-word shingles) duplicate detection."""
+
+    def __init__(self, threshold: float) -> None:
+        self.hashes: set[str] = set()
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._n = 0
+
+    def load(self, items: Iterable[tuple[str, bytes | None]]) -> None:
+        """Seed with stored chunks: (content hash, MinHash signature bytes)."""
+        for h, sig in items:
+            self.hashes.add(h)
+            if sig:
+                m = MinHash(num_perm=NUM_PERM, scheme=SCHEME,
+                            hashvalues=np.frombuffer(sig, dtype=np.uint64))
+                self._insert(m)
+
+    def check(self, text: str) -> tuple[str | None, str, MinHash]:
+        """(reason it is a duplicate or None, its content hash, its MinHash)."""
+        h = content_hash(text)
+        m = minhash(text)
+        if h in self.hashes:
+            return "exact duplicate", h, m
+        if self.lsh.query(m):
+            return "near duplicate", h, m
+        return None, h, m
+
+    def add(self, h: str, m: MinHash) -> None:
+        self.hashes.add(h)
+        self._insert(m)
+
+    def _insert(self, m: MinHash) -> None:
+        self._n += 1
+        self.lsh.insert(str(self._n), m)
+
+
+def signature_bytes(m: MinHash) -> bytes:
+    return np.asarray(m.hashvalues, dtype=np.uint64).tobytes()

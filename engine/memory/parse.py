@@ -1,0 +1,236 @@
+"""Read files into documents: mail (.eml, .mbox, .msg), documents (.pdf, .docx, .txt, .md).
+
+Formats are parsed by well-kept libraries (the stdlib ``email``/``mailbox``, extract-msg,
+pypdf, python-docx, BeautifulSoup for HTML bodies); this module only maps their output
+to :class:`SourceDoc`. A file that cannot be read raises :class:`ParseError` with a reason.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import mailbox
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+MAIL_SUFFIXES = {".eml", ".mbox", ".msg"}
+DOC_SUFFIXES = {".pdf", ".docx", ".txt", ".md"}
+SUFFIXES = MAIL_SUFFIXES | DOC_SUFFIXES
+
+
+class ParseError(Exception):
+    """A file could not be read; the message says why, for the ingest report."""
+
+
+@dataclass
+class SourceDoc:
+    """One mail or one document, its text as extracted (cleaning comes later)."""
+
+    text: str
+    is_mail: bool
+    source: str
+    html: bool = False
+    message_id: str = ""
+    subject: str = ""
+    sender: str = ""
+    recipients: str = ""
+    date: datetime | None = None
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+
+    @property
+    def sender_address(self) -> str:
+        return email.utils.parseaddr(self.sender)[1].lower()
+
+
+def iter_files(paths: list[Path]) -> Iterator[Path]:
+    """Files with a known suffix under ``paths`` (recursive), sorted, each once."""
+    seen: set[Path] = set()
+    for root in paths:
+        candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for p in candidates:
+            if p.is_file() and p.suffix.lower() in SUFFIXES and p.resolve() not in seen:
+                seen.add(p.resolve())
+                yield p
+
+
+def parse_file(path: Path) -> list[SourceDoc]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".eml":
+            return [_from_email(_read_email(path.read_bytes()), str(path))]
+        if suffix == ".mbox":
+            return _parse_mbox(path)
+        if suffix == ".msg":
+            return [_parse_msg(path)]
+        if suffix == ".pdf":
+            return [_parse_pdf(path)]
+        if suffix == ".docx":
+            return [_parse_docx(path)]
+        if suffix in (".txt", ".md"):
+            return [SourceDoc(decode_bytes(path.read_bytes()), False, str(path),
+                              subject=path.stem)]
+    except ParseError:
+        raise
+    except Exception as exc:  # a library's own error on a broken file: report and skip
+        raise ParseError(f"{type(exc).__name__}: {exc}") from exc
+    raise ParseError(f"unsupported file type {suffix!r}")
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Decode with the declared charset, else UTF-8, else Windows-1252 (never fails)."""
+    for cs in (charset, "utf-8"):
+        if not cs:
+            continue
+        try:
+            return data.decode(cs)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("cp1252", errors="replace")
+
+
+def html_to_text(html: str) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "head"]):
+        tag.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    text = soup.get_text("\n")
+    return re.sub(r"\n\s*\n\s*\n+", "\n\n", text)
+
+
+# -- mail ---------------------------------------------------------------------------------
+
+def _read_email(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _parse_mbox(path: Path) -> list[SourceDoc]:
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        return [_from_email(_read_email(m.as_bytes()), f"{path}#{i}")
+                for i, m in enumerate(box)]
+    finally:
+        box.close()
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except (ValueError, IndexError, TypeError):  # malformed header the parser cannot model
+        raw = msg.get_all(name, failobj=[])
+        value = raw[0] if raw else None
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _body(msg: EmailMessage) -> tuple[str, bool]:
+    """The text of the mail's body part (plain preferred, else HTML) and whether it was HTML."""
+    part = msg.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return "", False
+    is_html = part.get_content_type() == "text/html"
+    try:
+        text = part.get_content()
+    except (LookupError, UnicodeError, AssertionError):  # unknown or lying charset
+        payload = part.get_payload(decode=True)
+        text = decode_bytes(payload if isinstance(payload, bytes) else b"",
+                            part.get_content_charset())
+    if not isinstance(text, str):
+        text = decode_bytes(bytes(text), part.get_content_charset())
+    return (html_to_text(text) if is_html else text), is_html
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        d = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def _from_email(msg: EmailMessage, source: str) -> SourceDoc:
+    text, is_html = _body(msg)
+    return SourceDoc(
+        text=text,
+        is_mail=True,
+        source=source,
+        html=is_html,
+        message_id=_header(msg, "Message-ID"),
+        subject=_header(msg, "Subject"),
+        sender=_header(msg, "From"),
+        recipients=", ".join(filter(None, (_header(msg, "To"), _header(msg, "Cc")))),
+        date=_date(_header(msg, "Date")),
+        in_reply_to=_header(msg, "In-Reply-To"),
+        references=_header(msg, "References").split(),
+    )
+
+
+def _parse_msg(path: Path) -> SourceDoc:
+    import extract_msg
+
+    msg: Any = extract_msg.openMsg(str(path))
+    try:
+        text, is_html = msg.body or "", False
+        if not text.strip() and msg.htmlBody:
+            raw = msg.htmlBody
+            text = html_to_text(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+            is_html = True
+        date = msg.date if isinstance(msg.date, datetime) else _date(str(msg.date or ""))
+        if date is not None and date.tzinfo is None:
+            date = date.replace(tzinfo=UTC)
+        return SourceDoc(
+            text=text.replace("\r\n", "\n"),
+            is_mail=True,
+            source=str(path),
+            html=is_html,
+            message_id=(msg.messageId or "").strip(),
+            subject=msg.subject or "",
+            sender=msg.sender or "",
+            recipients=", ".join(filter(None, (msg.to, msg.cc))),
+            date=date,
+        )
+    finally:
+        msg.close()
+
+
+# -- documents ----------------------------------------------------------------------------
+
+def _parse_pdf(path: Path) -> SourceDoc:
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(path))
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise ParseError("encrypted PDF (a password is needed)")
+    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    text = "\n\n".join(p for p in pages if p)
+    if not text.strip():
+        raise ParseError("no text layer (scanned or image-only PDF)")
+    title = ""
+    if reader.metadata is not None and reader.metadata.title:
+        title = str(reader.metadata.title)
+    return SourceDoc(text, False, str(path), subject=title or path.stem)
+
+
+def _parse_docx(path: Path) -> SourceDoc:
+    import docx
+
+    document = docx.Document(str(path))
+    parts = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            cells = list(dict.fromkeys(c.text.strip() for c in row.cells))
+            parts.append(" | ".join(c for c in cells if c))
+    title = document.core_properties.title or path.stem
+    return SourceDoc("\n".join(parts), False, str(path), subject=title)

@@ -1,0 +1,174 @@
+"""The engine's memory: embedder and vector store, used only from the ``embed`` resource thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from engine.config import MemoryConfig
+from engine.memory.embed import Embedder, Vectors
+from engine.memory.retrieve import Candidate, Filters, Hit, fts_query, select_hits
+from engine.memory.store import VectorStore
+from engine.memory.style import StyleProfile
+from engine.scheduler import JobContext, Priority, Scheduler
+from engine.storage.db import Database
+from engine.storage.models import MemoryChunk, MemoryFile, PersonaStyle
+
+log = logging.getLogger(__name__)
+
+EMBED = "embed"
+
+
+class Memory:
+    def __init__(self, cfg: MemoryConfig, data_dir: Path, db: Database,
+                 scheduler: Scheduler) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.scheduler = scheduler
+        self.chroma_path = cfg.chroma_path or data_dir / "chroma"
+        self.embedder = Embedder(cfg.embedding_model, batch_size=cfg.embed_batch)
+        self._store: VectorStore | None = None
+        self._sizes: dict[str, int] = {}
+        url = make_url(db.url)
+        self.fts_path = (Path(url.database) if url.get_backend_name() == "sqlite"
+                         and url.database not in (None, "", ":memory:") else None)
+        self._fts: sqlite3.Connection | None = None
+        self._styles: dict[str, StyleProfile | None] = {}
+
+    # Everything below that touches the model or Chroma runs on the embed thread.
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            self._store = VectorStore(self.chroma_path, self.cfg.chroma_url)
+        return self._store
+
+    def load(self) -> None:
+        """Load the embedding model and open the store (blocking, on the embed thread)."""
+        _ = self.embedder.model
+        _ = self.store
+
+    async def preload(self) -> None:
+        await self.scheduler.run_on(EMBED, self.load)
+
+    async def size(self, persona: str) -> int:
+        """Chunks in the persona's memory (cached; refreshed after ingest)."""
+        if persona not in self._sizes:
+            async with self.db.session() as s:
+                n = await s.scalar(select(func.count()).select_from(MemoryChunk)
+                                   .where(MemoryChunk.persona == persona))
+            self._sizes[persona] = int(n or 0)
+        return self._sizes[persona]
+
+    async def stats(self, persona: str) -> dict[str, Any]:
+        async with self.db.session() as s:
+            files = await s.scalar(select(func.count()).select_from(MemoryFile)
+                                   .where(MemoryFile.persona == persona))
+            kinds = (await s.execute(
+                select(MemoryChunk.kind, func.count()).where(MemoryChunk.persona == persona)
+                .group_by(MemoryChunk.kind))).all()
+        by_kind = {k: int(n) for k, n in kinds}
+        return {"files": int(files or 0), "chunks": sum(by_kind.values()), "by_kind": by_kind}
+
+    def forget_cached(self, persona: str) -> None:
+        self._sizes.pop(persona, None)
+        self._styles.pop(persona, None)
+
+    async def recall(
+        self,
+        persona: str,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        user: str = "system",
+        priority: Priority = Priority.INTERACTIVE,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """Chunks of the persona's memory that answer ``question``; [] when nothing clears
+        the relevance gate."""
+        if not question.strip() or await self.size(persona) == 0:
+            return []
+        top_k = k or self.cfg.top_k
+        gate = self.cfg.min_score if min_score is None else min_score
+        where = filters.where() if filters else None
+
+        def run(ctx: JobContext) -> list[Hit]:
+            vec = self.embedder.embed([question])[0]
+            n = max(self.cfg.candidates, top_k)
+            candidates = self._candidates(persona, question, vec, n, where)
+            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, gate)
+
+        job = self.scheduler.submit(EMBED, run, user=user, kind="recall", priority=priority,
+                                    timeout_s=30)
+        return await job.result()
+
+    def _candidates(self, persona: str, question: str, vec: Vectors, n: int,
+                    where: dict[str, Any] | None) -> list[Candidate]:
+        """Nearest chunks by vector, plus the best full-text matches (embed thread)."""
+        result = self.store.query(persona, vec.tolist(), n, where)
+        found: dict[str, Candidate] = {}
+        for rank, cid in enumerate(result["ids"][0], start=1):
+            i = rank - 1
+            found[cid] = Candidate(cid, np.asarray(result["embeddings"][0][i], dtype=np.float32),
+                                   result["documents"][0][i], result["metadatas"][0][i] or {},
+                                   vector_rank=rank)
+        lexical = self._lexical(persona, question, n)
+        missing = [cid for cid in lexical if cid not in found]
+        if missing:
+            got = self.store.collection(persona).get(
+                ids=missing, where=where or None,
+                include=["embeddings", "documents", "metadatas"])
+            for j, cid in enumerate(got["ids"]):
+                found[cid] = Candidate(cid, np.asarray(got["embeddings"][j], dtype=np.float32),
+                                       got["documents"][j], got["metadatas"][j] or {})
+        for rank, cid in enumerate(lexical, start=1):
+            if cid in found:
+                found[cid].lexical_rank = rank
+        return list(found.values())
+
+    def _lexical(self, persona: str, question: str, n: int) -> list[str]:
+        """Chunk ids by FTS5 BM25 rank (SQLite only; other databases: vector search alone)."""
+        if self.fts_path is None:
+            return []
+        match = fts_query(question)
+        if not match:
+            return []
+        if self._fts is None:
+            self._fts = sqlite3.connect(f"file:{self.fts_path}?mode=ro", uri=True)
+        try:
+            rows = self._fts.execute(
+                "SELECT chunk_id FROM memory_fts WHERE memory_fts MATCH ? AND persona = ? "
+                "ORDER BY rank LIMIT ?", (match, persona, n)).fetchall()
+        except sqlite3.Error as exc:  # a malformed query must not break retrieval
+            log.warning("full-text search failed for %r: %s", match, exc)
+            return []
+        return [r[0] for r in rows]
+
+    async def style(self, persona: str) -> StyleProfile | None:
+        if persona not in self._styles:
+            async with self.db.session() as s:
+                row = await s.get(PersonaStyle, persona)
+            self._styles[persona] = (StyleProfile.from_dict(json.loads(row.profile))
+                                     if row else None)
+        return self._styles[persona]
+
+    def embed_and_store(self, persona: str, ids: list[str], texts: list[str],
+                        metas: list[dict[str, Any]], embed_texts: list[str]) -> None:
+        """Embed chunks and upsert them into the persona's collection (embed thread).
+        ``texts`` are stored and quoted; ``embed_texts`` are what the vectors are made of."""
+        if not ids:
+            return
+        vectors = self.embedder.embed(embed_texts)
+        col = self.store.collection(persona)
+        step = int(self.store.client.get_max_batch_size())
+        for i in range(0, len(ids), step):
+            col.upsert(ids=ids[i:i + step], embeddings=np.asarray(vectors[i:i + step]),
+                       documents=texts[i:i + step], metadatas=metas[i:i + step])

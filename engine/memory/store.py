@@ -1,0 +1,77 @@
+"""Chroma vector store: one collection per persona; we always pass our own embeddings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from engine.errors import ConfigError
+
+
+def _collection_name(persona: str) -> str:
+    name = re.sub(r"[^a-zA-Z0-9_-]", "-", persona)
+    return f"persona-{name}"[:63]
+
+
+class VectorStore:
+    """Thin wrapper over a chromadb client (PersistentClient, or HttpClient for a server)."""
+
+    def __init__(self, path: Path, url: str = "") -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if url:
+            parsed = urlparse(url)
+            if not parsed.hostname:
+                raise ConfigError(
+                    f"[memory] chroma_url must look like http://host:8000, got {url!r}"
+                )
+            self.client: Any = chromadb.HttpClient(
+                host=parsed.hostname, port=parsed.port or 8000,
+                ssl=parsed.scheme == "https", settings=settings,
+            )
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self.client = chromadb.PersistentClient(path=str(path), settings=settings)
+        self._collections: dict[str, Any] = {}
+
+    def collection(self, persona: str) -> Any:
+        if persona not in self._collections:
+            self._collections[persona] = self.client.get_or_create_collection(
+                _collection_name(persona), metadata={"hnsw:space": "cosine"},
+                embedding_function=None,
+            )
+        return self._collections[persona]
+
+    def add(self, persona: str, ids: list[str], vectors: Any, texts: list[str],
+            metadatas: list[dict[str, Any]]) -> None:
+        col = self.collection(persona)
+        step = int(self.client.get_max_batch_size())
+        for i in range(0, len(ids), step):
+            col.add(ids=ids[i:i + step], embeddings=vectors[i:i + step],
+                    documents=texts[i:i + step], metadatas=metadatas[i:i + step])
+
+    def delete(self, persona: str, ids: list[str]) -> None:
+        if ids:
+            col = self.collection(persona)
+            step = int(self.client.get_max_batch_size())
+            for i in range(0, len(ids), step):
+                col.delete(ids=ids[i:i + step])
+
+    def count(self, persona: str) -> int:
+        return int(self.collection(persona).count())
+
+    def query(self, persona: str, vector: Any, n: int,
+              where: dict[str, Any] | None = None) -> dict[str, Any]:
+        col = self.collection(persona)
+        total = col.count()
+        if total == 0:
+            return {"ids": [[]], "embeddings": [[]], "documents": [[]], "metadatas": [[]]}
+        result: dict[str, Any] = col.query(
+            query_embeddings=[vector], n_results=min(n, total), where=where or None,
+            include=["distances", "embeddings", "metadatas", "documents"],
+        )
+        return result
