@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="add mail and documents to a persona's memory")
     ingest.add_argument("persona")
-    ingest.add_argument("paths", nargs="+", type=Path,
-                        help=".mbox .eml .msg .pdf .docx .txt .md files or folders")
+    ingest.add_argument("paths", nargs="*", type=Path,
+                        help=".mbox .eml .msg .pdf .docx .txt .md files or folders "
+                             "(default: the sources listed in the persona's persona.toml)")
     ingest.add_argument("--prune", action="store_true",
                         help="drop memory of files under PATHS that no longer exist")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -190,9 +191,17 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
     engine = _engine(config)
     await engine.start(load_llm=False)
     try:
+        p = engine.personas.get(persona)
+        roots = paths
+        if not paths:
+            paths, roots = p.source_files(), [p.directory]
+            if not paths:
+                print(f"doppel: {p.name} lists no sources in persona.toml; give PATHs",
+                      file=sys.stderr)
+                return 2
         bar = _Bar()
-        report = await Ingestor(engine.memory, engine.personas.get(persona),
-                                progress=bar).run(paths, prune=prune)
+        report = await Ingestor(engine.memory, p, progress=bar).run(paths, prune=prune,
+                                                                    roots=roots)
         bar.bar.close()
     finally:
         await engine.stop()

@@ -117,14 +117,18 @@ class MemoryConfig:
     """Nearest chunks fetched before MMR picks ``top_k`` diverse ones."""
     mmr_lambda: float = _num(0.7, min=0, max=1)
     """1.0 ranks by relevance only; lower values favour diversity."""
-    min_score: float = _num(0.40, min=-1, max=1)
-    """Relevance gate (cosine similarity): below it, memory has nothing on the question."""
+    min_score: float = _num(0.45, min=-1, max=1)
+    """Relevance gate (cosine similarity): below it, memory has nothing on the question..."""
+    min_score_keywords: float = _num(0.30, min=-1, max=1)
+    """...unless one of the best full-text matches reaches this (meaning and keywords agree)."""
     chunk_tokens: int = _num(500, min=50)
     chunk_overlap: int = _num(50, min=0)
     context_tokens: int = _num(600, min=50)
     """Tokens of retrieved text that go into the prompt at most."""
     near_duplicate: float = _num(0.9, min=0.5, max=1)
     """Jaccard similarity (MinHash) above which a chunk counts as a near-duplicate."""
+    auto_ingest: bool = True
+    """At start, build the memory of personas whose sources are listed but not yet ingested."""
     embed_batch: int = _num(16, min=1)
     """Texts per forward pass; small batches waste less on padding mixed-length mail."""
 

@@ -20,7 +20,14 @@ from engine.errors import (
 from engine.history import fit_history
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
 from engine.locking import DataDirLock
-from engine.memory.prompt import GROUNDED_RULES, UNGROUNDED_RULES, fence_sources, with_sources
+from engine.memory.embed import Embedder
+from engine.memory.prompt import (
+    GROUNDED_RULES,
+    UNGROUNDED_RULES,
+    asks_for_facts,
+    fence_sources,
+    with_sources,
+)
 from engine.memory.retrieve import Hit
 from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
@@ -68,7 +75,8 @@ class ChatReply:
 class Engine:
     """Build it, ``await start()``, hand it to adapters, ``await stop()`` at the end."""
 
-    def __init__(self, config: Config, *, llm: LLMBackend | None = None) -> None:
+    def __init__(self, config: Config, *, llm: LLMBackend | None = None,
+                 embedder: Embedder | None = None) -> None:
         self.config = config
         self.personas = PersonaRegistry.load(config.personas.dir, config.personas.default)
         if llm is None:
@@ -82,7 +90,8 @@ class Engine:
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=1)
         self.scheduler.add_resource(EMBED, workers=1)
-        self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler)
+        self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
+                             embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
         self._preload: asyncio.Task[None] | None = None
@@ -97,6 +106,8 @@ class Engine:
         await self.scheduler.start()
         if load_llm:
             await self.scheduler.run_on(LLM, self.llm.load)
+            if self.config.memory.auto_ingest:
+                await self._ingest_new_personas()
         for name in self.personas.names():
             if await self.memory.size(name):  # warm the embedder while adapters start
                 self._preload = asyncio.create_task(self.memory.preload())
@@ -105,6 +116,18 @@ class Engine:
         log.info("engine ready in %.2fs: %s, personas %s (default %s)",
                  time.perf_counter() - t0, self.llm.description,
                  ", ".join(self.personas.names()), self.personas.default_name)
+
+    async def _ingest_new_personas(self) -> None:
+        """Build the memory of personas that list sources but have none yet (first start)."""
+        from engine.memory.ingest import Ingestor
+
+        for persona in self.personas.all():
+            if await self.memory.size(persona.name) or not persona.source_files():
+                continue
+            log.info("building %s's memory from %d source files (first start)",
+                     persona.name, len(persona.source_files()))
+            report = await Ingestor(self.memory, persona).run(persona.source_files())
+            log.info("%s", report.summary().replace("\n", ";"))
 
     async def stop(self) -> None:
         """Finish or cancel running jobs, store their replies, release the model and database."""
@@ -208,6 +231,10 @@ class Engine:
         if not await self.memory.size(persona.name):
             return system, [], _Message(text, [])
         hits = await self.memory.recall(persona.name, text, user=user_key)
+        if not hits and asks_for_facts(text, persona.display_name):
+            # The engine, not a model that may invent, answers a factual question that
+            # memory has nothing on.
+            return system, [], _Message(text, [], canned=persona.profile.unknown_reply)
         rules = GROUNDED_RULES if hits else UNGROUNDED_RULES
         return f"{system}\n\n{rules}", hits, _Message(
             text, hits, self.config.memory.context_tokens)
@@ -272,10 +299,13 @@ class _Message:
     """The user's text and the memory to quote with it (fenced on the LLM thread, where
     the model's tokenizer may be used)."""
 
-    def __init__(self, text: str, hits: list[Hit], budget: int = 0) -> None:
+    def __init__(self, text: str, hits: list[Hit], budget: int = 0, *,
+                 canned: str | None = None) -> None:
         self.text = text
         self.hits = hits
         self.budget = budget
+        self.canned = canned
+        """A reply decided without the model (memory has nothing on a factual question)."""
 
     def render(self, count: Callable[[str], int]) -> str:
         if not self.hits:
@@ -299,6 +329,10 @@ class _ChatJob:
         return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
 
     def __call__(self, ctx: JobContext) -> Completion:
+        if self.message.canned is not None:
+            self.partial.append(self.message.canned)
+            ctx.emit(self.message.canned)
+            return Completion(self.message.canned, 1, 0.0, 0.0)
         messages = fit_history(
             ChatMessage("system", self.system),
             self.history,

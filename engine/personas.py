@@ -21,6 +21,8 @@ class PersonaProfile:
     style_notes: str = ""
     """How the person writes: tone, length, habits, sign-off."""
     greeting: str = ""
+    unknown_reply: str = "I don't remember anything about that, and I'd rather not guess."
+    """Said when memory has nothing on a factual question (instead of inventing)."""
     language: str = "en"
 
 

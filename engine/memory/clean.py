@@ -12,7 +12,7 @@ _CUT_LINE = re.compile(
       | -{2,}\s*urspr.ngliche\s+nachricht\s*-{2,}             # German Outlook
       | -{5,}\s*forwarded\s+by\b.*                            # Lotus Notes forward
       | begin\s+forwarded\s+message:?
-      | on\s.{0,200}\bwrote:\s*                                # Gmail / Apple Mail
+      | -*\s*on\s.{0,200}\bwrote:\s*                          # Gmail, Apple, Yahoo
       | le\s.{0,200}\ba\s+écrit\s*:\s*
       | _{10,}\s*                                              # Outlook reply rule
     )$""",

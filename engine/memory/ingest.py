@@ -159,7 +159,10 @@ class Ingestor:
         self.addresses = {a.lower() for a in persona.sources.addresses}
         self.dups = DuplicateFilter(memory.cfg.near_duplicate)
 
-    async def run(self, paths: list[Path], *, prune: bool = False) -> IngestReport:
+    async def run(self, paths: list[Path], *, prune: bool = False,
+                  roots: list[Path] | None = None) -> IngestReport:
+        """Ingest ``paths``. With ``prune``, known files under ``roots`` (default: ``paths``)
+        that were not seen now are dropped from memory."""
         t0 = time.perf_counter()
         name = self.persona.name
         report = IngestReport(persona=name)
@@ -179,10 +182,10 @@ class Ingestor:
             todo.append((path, digest))
         stale = [known[str(p.resolve())] for p, _ in todo if str(p.resolve()) in known]
         if prune:
-            roots = [p.resolve() for p in paths]
+            prune_roots = [p.resolve() for p in (roots or paths)]
             present = {str(p.resolve()) for p in files}
-            gone = [r for path, r in known.items()
-                    if path not in present and any(Path(path).is_relative_to(x) for x in roots)]
+            gone = [r for path, r in known.items() if path not in present
+                    and any(Path(path).is_relative_to(x) for x in prune_roots)]
             stale += gone
             report.files_pruned = len(gone)
         await self._drop_files(stale)

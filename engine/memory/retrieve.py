@@ -29,8 +29,12 @@ class Hit:
 
     def citation(self, n: int) -> str:
         """``[1] 2001-03-12 'Re: Sept 1 Payment'`` for a mail, ``[2] report.pdf`` for a file."""
-        name = Path(self.source.split("#", 1)[0]).name
-        title = self.subject.strip() or name
+        title = self.subject.strip()
+        if not title and self.kind == "document":
+            title = Path(self.source.split("#", 1)[0]).name
+        elif not title:  # a mail without subject: its first words
+            words = self.text.split()
+            title = " ".join(words[:6]) + (" ..." if len(words) > 6 else "")
         parts = [f"[{n}]"]
         if self.date:
             parts.append(self.date)
@@ -85,7 +89,8 @@ _STOP = frozenset(
     "a an the and or but if of to in on at for with from by as is are was were be been it its "
     "this that these those i you he she we they me him her us them my your our their what "
     "which who whom when where why how do does did have has had can could should would will "
-    "about any some there here not no so just also me tell said say did".split()
+    "about any some there here not no so just also tell said say please know think like "
+    "really very much many thing things get got going".split()
 )
 
 
@@ -108,20 +113,29 @@ class Candidate:
 RRF_K = 60
 
 
+LEXICAL_TOP = 3
+"""Full-text ranks that count as keyword support for the relevance gate."""
+
+
 def select_hits(query: NDArray[np.float32], candidates: list[Candidate], k: int, lam: float,
-                min_score: float) -> list[Hit]:
+                min_score: float, min_score_keywords: float | None = None) -> list[Hit]:
     """Hybrid choice of ``k`` hits from vector and full-text candidates.
 
     The gate: memory "has nothing" unless some candidate's cosine similarity reaches
-    ``min_score``. Then candidates are ranked by reciprocal-rank fusion of their vector and
-    full-text ranks (names, numbers and rare words that embeddings blur still count), and
-    MMR picks ``k`` that do not repeat each other.
+    ``min_score``, or a candidate among the best full-text matches reaches the lower
+    ``min_score_keywords`` (meaning and keywords agree). Then candidates are ranked by
+    reciprocal-rank fusion of their vector and full-text ranks (names, numbers and rare
+    words that embeddings blur still count), and MMR picks ``k`` that do not repeat each
+    other.
     """
     if not candidates:
         return []
     vectors = np.stack([c.vector for c in candidates]).astype(np.float32)
     cosine = vectors @ query
-    if float(cosine.max()) < min_score:
+    keyword_floor = min_score if min_score_keywords is None else min_score_keywords
+    supported = [float(cosine[i]) for i, c in enumerate(candidates)
+                 if c.lexical_rank is not None and c.lexical_rank <= LEXICAL_TOP]
+    if float(cosine.max()) < min_score and max(supported, default=-2.0) < keyword_floor:
         return []
     fused = np.array([
         sum(1.0 / (RRF_K + r) for r in (c.vector_rank, c.lexical_rank) if r is not None)

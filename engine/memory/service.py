@@ -28,12 +28,12 @@ EMBED = "embed"
 
 class Memory:
     def __init__(self, cfg: MemoryConfig, data_dir: Path, db: Database,
-                 scheduler: Scheduler) -> None:
+                 scheduler: Scheduler, *, embedder: Embedder | None = None) -> None:
         self.cfg = cfg
         self.db = db
         self.scheduler = scheduler
         self.chroma_path = cfg.chroma_path or data_dir / "chroma"
-        self.embedder = Embedder(cfg.embedding_model, batch_size=cfg.embed_batch)
+        self.embedder = embedder or Embedder(cfg.embedding_model, batch_size=cfg.embed_batch)
         self._store: VectorStore | None = None
         self._sizes: dict[str, int] = {}
         url = make_url(db.url)
@@ -98,13 +98,14 @@ class Memory:
             return []
         top_k = k or self.cfg.top_k
         gate = self.cfg.min_score if min_score is None else min_score
+        keyword_gate = self.cfg.min_score_keywords if min_score is None else min_score
         where = filters.where() if filters else None
 
         def run(ctx: JobContext) -> list[Hit]:
             vec = self.embedder.embed([question])[0]
             n = max(self.cfg.candidates, top_k)
             candidates = self._candidates(persona, question, vec, n, where)
-            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, gate)
+            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, gate, keyword_gate)
 
         job = self.scheduler.submit(EMBED, run, user=user, kind="recall", priority=priority,
                                     timeout_s=30)

@@ -1,0 +1,64 @@
+"""Chunking on paragraph and sentence bounds with overlap; exact and near-duplicate detection."""
+
+from __future__ import annotations
+
+import itertools
+
+from engine.memory.chunk import DuplicateFilter, chunk_text, content_hash, signature_bytes
+from engine.memory.clean import thread_key
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_short_text_is_one_chunk() -> None:
+    assert chunk_text("Hello there.\n\nSecond para.", 50, 10, words) == [
+        "Hello there.\n\nSecond para."
+    ]
+
+
+def test_chunks_respect_size_and_overlap() -> None:
+    text = " ".join(f"Sentence number {i} ends here." for i in range(60))
+    chunks = chunk_text(text, 40, 10, words)
+    assert len(chunks) > 5
+    assert all(words(c) <= 40 for c in chunks)
+    for a, b in itertools.pairwise(chunks):
+        last = a.split(". ")[-1].rstrip(".")
+        assert last in b  # the next chunk repeats the end of this one
+    assert "Sentence number 59 ends here." in chunks[-1]
+
+
+def test_a_sentence_longer_than_a_chunk_is_cut_by_words() -> None:
+    chunks = chunk_text("word " * 250, 100, 0, words)
+    assert all(words(c) <= 100 for c in chunks)
+    assert sum(words(c) for c in chunks) == 250
+
+
+def test_duplicates_exact_near_and_distinct() -> None:
+    mail = ("Lucy, please send me the rent roll for the apartments by Friday. I also need the "
+            "bank statement for August and the list of repairs done this month. Phillip")
+    f = DuplicateFilter(0.9)
+    reason, h, m = f.check(mail)
+    assert reason is None
+    f.add(h, m)
+    assert f.check("  " + mail.upper() + " ")[0] == "exact duplicate"
+    assert content_hash(mail) == content_hash(mail.lower())
+    near = mail.replace("Friday", "friday.")  + " Thanks"
+    assert f.check(near)[0] == "near duplicate"
+    assert f.check("Jeff, the stagecoach sale closes next week; call the insurer.")[0] is None
+
+
+def test_stored_signatures_reload() -> None:
+    text = "The agreement looks fine. My only comment is about the bank language in section two."
+    _, h, m = DuplicateFilter(0.9).check(text)
+    f = DuplicateFilter(0.9)
+    f.load([(h, signature_bytes(m))])
+    assert f.check(text + " ")[0] == "exact duplicate"
+    g = DuplicateFilter(0.9)
+    g.load([("other", signature_bytes(m))])
+    assert g.check(text + " Thanks")[0] == "near duplicate"
+
+
+def test_thread_key_ignores_reply_prefixes() -> None:
+    assert thread_key("RE: Fw: re:  Sept 1  Payment") == thread_key("Sept 1 Payment")
