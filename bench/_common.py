@@ -19,13 +19,16 @@ from engine.config import Config, load_config  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 
 
-def temp_config(data_dir: Path, personas_dir: Path | None = None, **memory: Any) -> Config:
+def temp_config(data_dir: Path, personas_dir: Path | None = None, default: str | None = None,
+                **memory: Any) -> Config:
+    """The shipped config.toml with state in ``data_dir`` and no first-start ingest."""
     cfg = load_config(ROOT / "config.toml")
     return replace(
         cfg,
         storage=replace(cfg.storage, data_dir=data_dir, database_url=""),
-        personas=replace(cfg.personas, dir=personas_dir or cfg.personas.dir),
-        memory=replace(cfg.memory, chroma_path=None, **memory),
+        personas=replace(cfg.personas, dir=personas_dir or cfg.personas.dir,
+                         default=default or cfg.personas.default),
+        memory=replace(cfg.memory, chroma_path=None, auto_ingest=False, **memory),
     )
 
 

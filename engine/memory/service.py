@@ -94,7 +94,10 @@ class Memory:
     ) -> list[Hit]:
         """Chunks of the persona's memory that answer ``question``; [] when nothing clears
         the relevance gate."""
-        if not question.strip() or await self.size(persona) == 0:
+        if not question.strip():
+            return []
+        size = await self.size(persona)
+        if size == 0:
             return []
         top_k = k or self.cfg.top_k
         gate = self.cfg.min_score if min_score is None else min_score
@@ -103,7 +106,7 @@ class Memory:
 
         def run(ctx: JobContext) -> list[Hit]:
             vec = self.embedder.embed([question])[0]
-            n = max(self.cfg.candidates, top_k)
+            n = min(max(self.cfg.candidates, top_k), size)
             candidates = self._candidates(persona, question, vec, n, where)
             return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, gate, keyword_gate)
 

@@ -66,12 +66,11 @@ class VectorStore:
 
     def query(self, persona: str, vector: Any, n: int,
               where: dict[str, Any] | None = None) -> dict[str, Any]:
-        col = self.collection(persona)
-        total = col.count()
-        if total == 0:
+        """The ``n`` nearest vectors; ``n`` must not exceed the collection's size."""
+        if n <= 0:
             return {"ids": [[]], "embeddings": [[]], "documents": [[]], "metadatas": [[]]}
-        result: dict[str, Any] = col.query(
-            query_embeddings=[vector], n_results=min(n, total), where=where or None,
+        result: dict[str, Any] = self.collection(persona).query(
+            query_embeddings=[vector], n_results=n, where=where or None,
             include=["distances", "embeddings", "metadatas", "documents"],
         )
         return result

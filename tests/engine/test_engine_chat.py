@@ -197,3 +197,19 @@ async def test_stop_stores_the_reply_of_a_running_job(config: Config) -> None:
     await engine2.stop()
     assert [(r.role, r.status) for r in rows] == [("user", "complete"),
                                                   ("assistant", "cancelled")]
+
+
+async def test_second_process_on_the_same_data_dir_is_refused(config: Config) -> None:
+    from engine.locking import DataDirLocked
+
+    first = Engine(config, llm=FakeLLM())
+    await first.start()
+    try:
+        second = Engine(config, llm=FakeLLM())
+        with pytest.raises(DataDirLocked, match="another Doppel process"):
+            await second.start()
+    finally:
+        await first.stop()
+    third = Engine(config, llm=FakeLLM())  # the lock is released at stop
+    await third.start()
+    await third.stop()

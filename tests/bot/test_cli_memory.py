@@ -1,0 +1,97 @@
+"""The public memory commands end to end, each in its own process: ingest, recall, ask,
+persona show, and the demo persona answering with citations on first start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bot.test_console import doppel_env
+from tests.conftest import CORPUS, ROOT
+
+pytestmark = pytest.mark.model
+
+CONTRACTOR = "<20582259.1075855379239.JavaMail.evans@thyme>"
+
+
+def config(tmp_path: Path, auto_ingest: bool = False) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
+        '[llm]\nmax_tokens = 24\nn_threads = 2\ntemperature = 0.0\nseed = 1\n'
+        f'[memory]\nauto_ingest = {str(auto_ingest).lower()}\n'
+    )
+    return path
+
+
+def doppel(cfg: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--config", str(cfg), *args], input=stdin,
+        capture_output=True, text=True, timeout=300, env=doppel_env(), cwd=ROOT,
+    )
+
+
+def test_ingest_recall_ask_and_show(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"not a pdf")
+    proc = doppel(cfg, "ingest", "allen", str(CORPUS / "enron-allen-p" / "eml"), str(bad),
+                  "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["files_indexed"] == 60 and report["chunks_added"] > 30
+    assert list(report["files_failed"]) == [str(bad)]
+
+    proc = doppel(cfg, "ingest", "allen", str(CORPUS / "enron-allen-p" / "eml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "60 unchanged" in proc.stdout and "chunks added: 0" in proc.stdout
+
+    questions = "Who did you want as general contractor for the house?\n" \
+                "What is the capital of Mongolia?\n"
+    proc = doppel(cfg, "recall", "allen", "--k", "3", "--json", stdin=questions)
+    assert proc.returncode == 0, proc.stderr
+    first, second = (json.loads(line) for line in proc.stdout.splitlines())
+    assert first["question"].startswith("Who did you want")
+    assert first["hits"][0]["message_id"] == CONTRACTOR
+    assert set(first["hits"][0]) >= {"score", "text", "source", "message_id", "subject", "date"}
+    assert len(first["hits"]) <= 3
+    assert second["hits"] == []
+
+    proc = doppel(cfg, "ask", "allen", "--json", stdin=questions)
+    assert proc.returncode == 0, proc.stderr
+    grounded, unknown = (json.loads(line) for line in proc.stdout.splitlines())
+    assert grounded["grounded"] is True and grounded["answer"]
+    assert grounded["sources"][0]["citation"].startswith("[1] 2001-04-23")
+    assert unknown == {"question": "What is the capital of Mongolia?", "grounded": False,
+                       "sources": [], "answer": unknown["answer"]}
+    assert "don't remember" in unknown["answer"]
+
+    proc = doppel(cfg, "persona", "show", "allen")
+    assert proc.returncode == 0, proc.stderr
+    assert "memory: 60 files" in proc.stdout
+    assert 'sign off with "Phillip"' in proc.stdout
+
+
+def test_unknown_persona_and_missing_path_are_one_line_errors(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    proc = doppel(cfg, "recall", "bob", stdin="hi\n")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("doppel: There is no persona called 'bob'. "
+                                   "Available: allen, storyteller.")
+    proc = doppel(cfg, "ingest", "allen", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+
+
+def test_demo_persona_answers_with_citations_on_first_start(tmp_path: Path) -> None:
+    cfg = config(tmp_path, auto_ingest=True)
+    proc = doppel(cfg, "chat", "--persona", "allen", "--message",
+                  "Who did you want as general contractor for the house?")
+    assert proc.returncode == 0, proc.stderr
+    answer, sources = proc.stdout.rstrip("\n").rsplit("\n", 1)
+    assert answer.strip()
+    assert sources.startswith("Sources: [1] 2001-04-23 'Johnnie, Thank you for meeting")
