@@ -132,6 +132,11 @@ class Engine:
     async def stop(self) -> None:
         """Finish or cancel running jobs, store their replies, release the model and database."""
         await self.scheduler.stop()
+        if self._preload is not None:
+            try:
+                await self._preload
+            except Exception:  # the next recall would load (and report) it again
+                log.exception("warming up the embedding model failed")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self.llm.close()

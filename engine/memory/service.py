@@ -168,11 +168,5 @@ class Memory:
                         metas: list[dict[str, Any]], embed_texts: list[str]) -> None:
         """Embed chunks and upsert them into the persona's collection (embed thread).
         ``texts`` are stored and quoted; ``embed_texts`` are what the vectors are made of."""
-        if not ids:
-            return
-        vectors = self.embedder.embed(embed_texts)
-        col = self.store.collection(persona)
-        step = int(self.store.client.get_max_batch_size())
-        for i in range(0, len(ids), step):
-            col.upsert(ids=ids[i:i + step], embeddings=np.asarray(vectors[i:i + step]),
-                       documents=texts[i:i + step], metadatas=metas[i:i + step])
+        if ids:
+            self.store.upsert(persona, ids, self.embedder.embed(embed_texts), texts, metas)

@@ -46,13 +46,14 @@ class VectorStore:
             )
         return self._collections[persona]
 
-    def add(self, persona: str, ids: list[str], vectors: Any, texts: list[str],
-            metadatas: list[dict[str, Any]]) -> None:
+    def upsert(self, persona: str, ids: list[str], vectors: Any, texts: list[str],
+               metadatas: list[dict[str, Any]]) -> None:
+        """Add or replace vectors (idempotent: a re-run after a crash does no harm)."""
         col = self.collection(persona)
         step = int(self.client.get_max_batch_size())
         for i in range(0, len(ids), step):
-            col.add(ids=ids[i:i + step], embeddings=vectors[i:i + step],
-                    documents=texts[i:i + step], metadatas=metadatas[i:i + step])
+            col.upsert(ids=ids[i:i + step], embeddings=vectors[i:i + step],
+                       documents=texts[i:i + step], metadatas=metadatas[i:i + step])
 
     def delete(self, persona: str, ids: list[str]) -> None:
         if ids:
