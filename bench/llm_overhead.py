@@ -36,9 +36,9 @@ from engine.llm.base import SamplingParams  # noqa: E402
 from engine.llm.llama_cpp import LlamaCppBackend  # noqa: E402
 
 PROMPTS = [
-    "Can you send me the rent roll for the Burnet deal?",
-    "What do you think about the California gas market this winter?",
-    "Please explain how you decide when to hedge a position.",
+    "Can you tell me a story about a brave little turtle?",
+    "Why is the sky blue, Grandma?",
+    "What should I name my new puppy?",
 ]
 
 
@@ -131,8 +131,12 @@ async def main() -> int:
         from dataclasses import replace
 
         llm_cfg = replace(cfg.llm, n_threads=args.threads or cfg.llm.n_threads)
+        # A persona without memory, so both paths send the very same prompt: retrieval is a
+        # feature with its own cost, measured by bench/retrieval.py.
         cfg = replace(cfg, llm=llm_cfg,
-                      storage=replace(cfg.storage, data_dir=Path(tmp), database_url=""))
+                      storage=replace(cfg.storage, data_dir=Path(tmp), database_url=""),
+                      personas=replace(cfg.personas, default="storyteller"),
+                      memory=replace(cfg.memory, auto_ingest=False))
         backend = LlamaCppBackend(cfg.llm)
         engine = Engine(cfg, llm=backend)
         await engine.start()
