@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -56,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="drop memory of files under PATHS that no longer exist")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    story = sub.add_parser(
+        "story", help="children's stories: create, suggest, history, favourites, ...",
+        description="Runs one story command as the console user, e.g. `doppel story create "
+                    "genre=animals age=3-5 a turtle who learns to swim`, `doppel story "
+                    "history dragon`, `doppel story fav 3`. Commands: "
+                    + ", ".join(sorted(STORY_COMMANDS)) + ".")
+    story.add_argument("action", choices=sorted(STORY_COMMANDS))
+    story.add_argument("args", nargs=argparse.REMAINDER)
+
     for name, text in (("recall", "what memory finds for each question on stdin"),
                        ("ask", "the persona's grounded answer to each question on stdin")):
         cmd = sub.add_parser(name, help=text, description=text + " (one question per line)")
@@ -67,6 +77,28 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--before", type=_date, help="only mail before this date")
             cmd.add_argument("--thread", help="only this thread (subject, Re:/Fwd: ignored)")
     return parser
+
+
+STORY_COMMANDS = {
+    "create": "/story", "suggest": "/suggest", "history": "/stories", "open": "/open",
+    "fav": "/fav", "unfav": "/unfav", "favourites": "/favourites", "delete": "/delete-story",
+    "clear": "/clear-stories", "genres": "/genres", "genre": "/genre", "prompts": "/prompts",
+    "prompt": "/prompt", "timezone": "/timezone", "narrate": "/narrate",
+}
+
+
+async def _story(config: Config, action: str, args: list[str]) -> int:
+    from bot.console import ConsoleAdapter
+
+    engine = _engine(config)
+    await engine.start()
+    try:
+        adapter = ConsoleAdapter(engine)
+        if action == "clear" and args == ["yes"]:  # confirmation given on the command line
+            adapter.story_commands.awaiting_clear_confirmation = True
+        return await adapter.run_command(f"{STORY_COMMANDS[action]} {shlex.join(args)}")
+    finally:
+        await engine.stop()
 
 
 def _date(text: str) -> datetime:
@@ -277,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"doppel: {exc}", file=sys.stderr)
         return 2
     _setup_logging(config, args.verbose,
-                   quiet=args.command in ("chat", "recall", "ask", "persona", "ingest"))
+                   quiet=args.command in ("chat", "recall", "ask", "persona", "ingest",
+                                          "story"))
     try:
         match args.command:
             case "run":
@@ -302,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            args.after, args.before, args.thread))
             case "ask":
                 return asyncio.run(_ask(config, args.persona, args.json))
+            case "story":
+                return asyncio.run(_story(config, args.action, args.args))
     except DoppelError as exc:
         # Config, persona and lock problems are the operator's: print the precise line.
         print(f"doppel: {exc}", file=sys.stderr)

@@ -134,6 +134,15 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
+class StoriesConfig:
+    model_path: Path | None = None
+    """A GGUF for stories (e.g. a fine-tuned story model); unset: the chat model."""
+    lora_path: Path | None = None
+    """A LoRA adapter (GGUF) applied to the story model."""
+    n_gpu_layers: int = _num(0, min=-1)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -148,6 +157,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    stories: StoriesConfig = field(default_factory=StoriesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None
     """The file this was loaded from (not a TOML key)."""
@@ -183,6 +193,8 @@ def _check_paths(cfg: Config, name: str) -> None:
     for where, value in (
         ("[llm] model_path", cfg.llm.model_path),
         ("[llm] lora_path", cfg.llm.lora_path),
+        ("[stories] model_path", cfg.stories.model_path),
+        ("[stories] lora_path", cfg.stories.lora_path),
     ):
         if value is not None and not value.is_file():
             raise ConfigError(f"{name}: {where} points to {value}, which is not a file")

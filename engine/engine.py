@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 from engine.config import Config
 from engine.conversations import ConversationState, ConversationStore
@@ -34,12 +35,14 @@ from engine.personas import Persona, PersonaRegistry
 from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
+from engine.stories.service import Stories
 
 __all__ = ["AskResult", "ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
 
 log = logging.getLogger(__name__)
 
 LLM = "llm"
+STORY_LLM = "story_llm"
 
 
 class ChatReply:
@@ -89,13 +92,30 @@ class Engine:
         self.conversations = ConversationStore(self.db)
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=1)
+        self._story_llm: LLMBackend | None = None
         self.scheduler.add_resource(EMBED, workers=1)
+        self.stories = Stories(
+            self.db, self.scheduler, self.conversations, *self._story_model(config),
+            timeout_s=config.engine.story_timeout_s)
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
         self._preload: asyncio.Task[None] | None = None
         self.started = False
+
+    def _story_model(self, config: Config) -> tuple[LLMBackend, str]:
+        """The chat model, or a separate story model on its own worker when configured."""
+        if config.stories.model_path is None and config.stories.lora_path is None:
+            return self.llm, LLM
+        from engine.llm.llama_cpp import LlamaCppBackend
+
+        story_cfg = replace(config.llm, model_path=config.stories.model_path
+                            or config.llm.model_path, lora_path=config.stories.lora_path,
+                            n_gpu_layers=config.stories.n_gpu_layers)
+        self._story_llm = LlamaCppBackend(story_cfg)
+        self.scheduler.add_resource(STORY_LLM, workers=1)
+        return self._story_llm, STORY_LLM
 
     async def start(self, *, load_llm: bool = True) -> None:
         """Open storage, start the workers, load the model (``load_llm=False`` for tools that
@@ -106,6 +126,8 @@ class Engine:
         await self.scheduler.start()
         if load_llm:
             await self.scheduler.run_on(LLM, self.llm.load)
+            if self._story_llm is not None:
+                await self.scheduler.run_on(STORY_LLM, self._story_llm.load)
             if self.config.memory.auto_ingest:
                 await self._ingest_new_personas()
         for name in self.personas.names():
@@ -139,7 +161,10 @@ class Engine:
                 log.exception("warming up the embedding model failed")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stories.drain()
         self.llm.close()
+        if self._story_llm is not None:
+            self._story_llm.close()
         await self.db.close()
         self._lock.release()
         self.started = False

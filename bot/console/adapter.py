@@ -10,6 +10,7 @@ import threading
 from collections import deque
 from typing import TextIO
 
+from bot.console.stories import STORY_HELP, StoryCommands
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
 from engine.memory.retrieve import Hit
@@ -70,7 +71,9 @@ class ConsoleAdapter:
         self._typed_ahead: deque[str | None] = deque()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.story_commands = StoryCommands(engine, self.user, self._write)
         self._replying = False
+        self.story_commands = StoryCommands(engine, self.user, self._write)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -97,6 +100,15 @@ class ConsoleAdapter:
         return bool(self._replying and self.engine.cancel(self.user))
 
     # -- one-shot mode ----------------------------------------------------------------------
+
+    async def run_command(self, line: str) -> int:
+        """Run one /command (``doppel story ...``); 0 on success, 1 with the reason on error."""
+        try:
+            await self._command(line)
+        except DoppelError as exc:
+            print(exc.user_message, file=sys.stderr)
+            return 1
+        return 0
 
     async def run_once(self, message: str) -> int:
         """Answer one message, print the reply, return an exit status (0 if it completed)."""
@@ -204,8 +216,10 @@ class ConsoleAdapter:
         name, arg = name.lower(), arg.strip()
         if name in ("/quit", "/exit"):
             return False
+        if await self.story_commands.run(name, arg):
+            return True
         if name == "/help":
-            self._write(HELP + "\n")
+            self._write(HELP + "\n" + STORY_HELP + "\n")
         elif name == "/persona":
             await self._persona_command(arg)
         elif name == "/history":

@@ -46,6 +46,22 @@ class SamplingParams:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+class LogprobMeter:
+    """Sums the model's log-probability of the tokens it sampled (for best-of-N)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.tokens = 0
+
+    def add(self, logprob: float) -> None:
+        self.total += logprob
+        self.tokens += 1
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.tokens if self.tokens else float("-inf")
+
+
 @dataclass(frozen=True)
 class Completion:
     """A finished generation."""
@@ -90,8 +106,10 @@ class LLMBackend(abc.ABC):
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         should_stop: Callable[[], bool],
+        meter: LogprobMeter | None = None,
     ) -> Iterator[str]:
         """Generate the assistant's reply, yielding text pieces as they are sampled.
 
         Must check ``should_stop()`` between pieces and end early when it returns True.
+        With ``meter``, adds the log-probability of each sampled token to it.
         """

@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.config import LLMConfig
 from engine.errors import ConfigError, ModelError
-from engine.llm.base import ChatMessage, LLMBackend, SamplingParams
+from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,11 @@ class LlamaCppBackend(LLMBackend):
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         should_stop: Callable[[], bool],
+        meter: LogprobMeter | None = None,
     ) -> Iterator[str]:
+        extra: dict[str, Any] = {}
+        if meter is not None:
+            extra["logits_processor"] = _meter_processor(meter)
         chunks = self.llama.create_chat_completion(
             messages=[{"role": m.role, "content": m.content} for m in messages],
             stream=True,
@@ -103,6 +107,7 @@ class LlamaCppBackend(LLMBackend):
             repeat_penalty=params.repeat_penalty,
             seed=params.seed,
             stop=list(params.stop) or None,
+            **extra,
         )
         try:
             for chunk in chunks:
@@ -113,3 +118,25 @@ class LlamaCppBackend(LLMBackend):
                     yield piece
         finally:
             chunks.close()
+
+
+def _meter_processor(meter: LogprobMeter) -> Any:
+    """A llama.cpp logits processor that scores sampled tokens without ``logits_all``.
+
+    It sees the raw logits before each token is sampled; on the next call the token just
+    sampled is the last input id, so its log-probability is read from the previous step.
+    (The final token's is not seen: the mean is over all but the last.)
+    """
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    previous: list[Any] = []
+
+    def process(input_ids: Any, scores: Any) -> Any:
+        if previous:
+            meter.add(float(previous[0][int(input_ids[-1])]))
+        shifted = scores - scores.max()
+        previous[:] = [shifted - np.log(np.exp(shifted).sum())]
+        return scores
+
+    return LogitsProcessorList([process])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -134,6 +136,29 @@ class Story(Base):
     length: Mapped[str] = mapped_column(String(10))
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="complete")
+    sampling: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    tokens: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Float)
+    """Mean log-probability per token under the model (best-of-N keeps the highest)."""
+    in_history: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    """False after "clear history"; a favourited story is kept for the favourites list."""
+    created_at: Mapped[datetime] = _created()
+
+
+class StorySuggestion(Base):
+    """Cached prompt suggestions for one (genre, language, age group) and day."""
+
+    __tablename__ = "story_suggestions"
+    __table_args__ = (UniqueConstraint("genre", "language", "age_group", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    genre: Mapped[str] = mapped_column(String(50))
+    language: Mapped[str] = mapped_column(String(10))
+    age_group: Mapped[str] = mapped_column(String(10))
+    day: Mapped[str] = mapped_column(String(10))
+    """ISO date (UTC) the suggestions are for: a new day gets new ones."""
+    items: Mapped[str] = mapped_column(Text)
+    """JSON list of suggestion strings."""
     created_at: Mapped[datetime] = _created()
 
 

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
-from engine.llm.base import ChatMessage, LLMBackend, SamplingParams
+from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
 
 
 class FakeLLM(LLMBackend):
@@ -58,6 +58,7 @@ class FakeLLM(LLMBackend):
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         should_stop: Callable[[], bool],
+        meter: LogprobMeter | None = None,
     ) -> Iterator[str]:
         self.threads.add(threading.get_ident())
         self.prompts.append(list(messages))
@@ -75,4 +76,6 @@ class FakeLLM(LLMBackend):
                 return
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
+            if meter is not None:  # a fake score: longer words are less likely
+                meter.add(-len(word) / 10)
             yield word if i == 0 else " " + word

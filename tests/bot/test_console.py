@@ -176,3 +176,36 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "SIGTERM: shutting down" in err
     assert "engine stopped" in err
+
+
+async def test_console_story_flow_suggest_write_favourite_find_clear(config: Config) -> None:
+    llm = FakeLLM([
+        "1. A turtle who learns to swim\n2. A bird who builds a boat\n3. A cat in the rain",
+        "Tiny Turtle\nTilly the turtle was afraid of water. One day she swam! She was proud.",
+    ])
+    out = await run_repl(config, llm, "\n".join([
+        "/suggest genre=animals age=3-5", "/story #1 age=3-5 length=short", "/fav 1",
+        "/stories", "/stories turtle", "/stories zebra", "/open 1",
+        "/genre add space_pirates kind pirates", "/genres",
+        '/prompt save bunny genre=bedtime chars="Bun, a bunny" counting stars', "/prompts",
+        "/clear-stories", "/clear-stories yes", "/stories", "/favourites",
+        "/story genre=horror", "/story a pirate with a gun", "/fav 99", "/narrate 1", "/quit",
+    ]) + "\n")
+    assert "Ideas for animals (3-5):\n  1. A turtle who learns to swim\n" in out
+    assert "Tilly the turtle was afraid of water." in out
+    assert '-- saved as #1 "Tiny Turtle". /fav 1 to keep it' in out
+    assert "[PROMPT] A turtle who learns to swim" in llm.prompts[1][-1].content
+    assert 'Added "Tiny Turtle" to your favourites.' in out
+    assert "Today:\n  #1 Tiny Turtle (animals) *\n" in out
+    assert "ages 3-5" in out
+    assert "No stories found." in out
+    assert "Added the genre 'space pirates'." in out and "Yours: space pirates" in out
+    assert "@bunny: bedtime, ages 6-8, en, short: counting stars" in out
+    assert "This clears 1 stories from your history (favourites are kept)." in out
+    assert "Cleared 1 stories from your history; favourites are kept." in out
+    assert "No stories yet. Try /story." in out
+    assert "Favourites:\n  #1 Tiny Turtle (animals) *" in out
+    assert "I don't know the genre 'horror'." in out
+    assert "That isn't something I can put in a children's story." in out
+    assert "You have no story #99." in out
+    assert "arrives with voice replies" in out

@@ -79,3 +79,22 @@ async def test_engine_answers_as_persona_with_real_model(make_config: MakeConfig
         assert stored[1].content == result.text
     finally:
         await engine.stop()
+
+
+async def test_story_with_real_model_is_titled_and_stored(make_config: MakeConfig) -> None:
+    from engine.stories.options import StoryRequest
+
+    engine = Engine(make_config())
+    await engine.start()
+    try:
+        reply = await engine.stories.create(
+            UserRef("console", "tester"),
+            StoryRequest(genre="animals", characters="Pip, a turtle", prompt="a rainy day",
+                         preset="greedy", length="short"), seed=1)
+        shown = "".join([c async for c in reply])
+        record = await reply.result()
+        assert record.title and record.content
+        assert record.content.split()[-1] in shown
+        assert record.sampling == "greedy"
+    finally:
+        await engine.stop()

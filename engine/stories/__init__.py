@@ -1,0 +1,1 @@
+"""Children's stories: options, prompts, safety, history, suggestions (platform-free)."""

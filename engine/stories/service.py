@@ -1,0 +1,394 @@
+"""The story feature: generate, suggest, remember, find, favourite. Every query is per user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.conversations import ConversationStore
+from engine.errors import DoppelError, InputError, ModelError
+from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
+from engine.records import UserRef
+from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
+from engine.storage import repo
+from engine.storage.db import Database
+from engine.storage.models import CustomGenre, Favourite, SavedPrompt, Story, StorySuggestion
+from engine.stories import safety
+from engine.stories.dates import group_by_date, zone
+from engine.stories.options import GENRES, StoryRequest, normalise, sampling_for
+from engine.stories.prompt import (
+    FALLBACK,
+    parse_suggestions,
+    split_title,
+    story_messages,
+    suggestion_messages,
+)
+
+SENTENCE_END = re.compile(r"[.!?।\n][\"')\]]?\s")
+
+
+class FeatureUnavailable(DoppelError):
+    user_message = "That isn't available yet."
+
+
+@dataclass(frozen=True)
+class StoryRecord:
+    id: int
+    title: str
+    content: str
+    genre: str
+    characters: str
+    prompt: str
+    age_group: str
+    language: str
+    length: str
+    status: str
+    sampling: str
+    created_at: datetime
+    favourite: bool = False
+
+    @classmethod
+    def of(cls, row: Story, favourite: bool = False) -> StoryRecord:
+        return cls(row.id, row.title, row.content, row.genre, row.characters, row.prompt,
+                   row.age_group, row.language, row.length, row.status, row.sampling,
+                   row.created_at if row.created_at.tzinfo else
+                   row.created_at.replace(tzinfo=UTC), favourite)
+
+
+@dataclass(frozen=True)
+class _Output:
+    text: str
+    tokens: int
+    score: float | None
+    filtered: bool
+
+
+class StoryReply:
+    """A story being written: iterate for text (whole sentences that passed the content
+    filter), then ``await result()`` for the stored story, or the reason there is none."""
+
+    def __init__(self, request: StoryRequest, job: Job[_Output],
+                 done: asyncio.Task[StoryRecord]) -> None:
+        self.request = request
+        self.job = job
+        self._done = done
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self.job.stream():
+                yield chunk
+        except Exception:
+            return  # result() says how it ended
+
+    async def result(self) -> StoryRecord:
+        """The stored story; raises the job's error (cancelled, timeout, ...) if it failed."""
+        return await asyncio.shield(self._done)
+
+
+class Narrator:
+    """Hook for the voice pipeline: turns a story into an audio file."""
+
+    async def narrate(self, story: StoryRecord) -> bytes:  # pragma: no cover - interface
+        raise FeatureUnavailable(user_message="Reading stories aloud arrives with voice "
+                                              "replies; for now the story is text only.")
+
+
+class Stories:
+    def __init__(self, db: Database, scheduler: Scheduler, users: ConversationStore,
+                 llm: LLMBackend, resource: str, timeout_s: float, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db = db
+        self.scheduler = scheduler
+        self.users = users
+        self.llm = llm
+        self.resource = resource
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.narrator = Narrator()
+        self._tasks: set[asyncio.Task[StoryRecord]] = set()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def create(self, user: UserRef, request: StoryRequest, *, chat_key: str = "",
+                     on_position: PositionCallback | None = None,
+                     seed: int | None = None) -> StoryReply:
+        """Queue a story (below chat in priority). Raises InputError for a bad or unsuitable
+        request, QueueFull / UserQueueFull when it cannot be queued."""
+        req = normalise(request, await self.genre_names(user))
+        safety.check_request(req.characters, req.prompt, req.genre)
+        uid = await self.users.user_id(user)
+        job = self.scheduler.submit(
+            self.resource, self._write_job(req, sampling_for(req, seed)), user=user.key,
+            kind="story", priority=Priority.STORY, timeout_s=self.timeout_s,
+            on_position=on_position)
+        task = asyncio.create_task(self._store(uid, chat_key, req, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return StoryReply(req, job, task)
+
+    def _forget(self, task: asyncio.Task[StoryRecord]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # read by StoryReply.result(); never an unhandled warning
+
+    def _write_job(self, req: StoryRequest,
+                   params: SamplingParams) -> Callable[[JobContext], _Output]:
+        messages = story_messages(req)
+
+        def candidate(ctx: JobContext, stream: bool, seed_offset: int) -> _Output:
+            meter = LogprobMeter()
+            p = params if params.seed is None else params.with_(seed=params.seed + seed_offset)
+            text, pending, tokens = "", "", 0
+            for piece in self.llm.stream_chat(messages, p, lambda: ctx.cancelled, meter):
+                tokens += 1
+                pending += piece
+                # Only whole sentences leave, and only after passing the filter.
+                while (m := SENTENCE_END.search(pending)) is not None:
+                    sentence, pending = pending[:m.end()], pending[m.end():]
+                    if safety.flagged(sentence):
+                        return _Output(text + sentence, tokens, meter.mean, True)
+                    text += sentence
+                    if stream:
+                        ctx.emit(sentence)
+            if safety.flagged(pending):
+                return _Output(text + pending, tokens, meter.mean, True)
+            if stream and pending:
+                ctx.emit(pending)
+            return _Output(text + pending, tokens, meter.mean, False)
+
+        def run(ctx: JobContext) -> _Output:
+            if req.preset != "best_of_n":
+                return candidate(ctx, True, 0)
+            outs = [candidate(ctx, False, i) for i in range(req.best_of) if not ctx.cancelled]
+            clean = [o for o in outs if not o.filtered and o.text.strip()] or outs
+            best = max(clean, key=lambda o: o.score if o.score is not None else float("-inf"))
+            if not best.filtered:
+                ctx.emit(best.text)
+            return best
+
+        return run
+
+    async def _store(self, uid: int, chat_key: str, req: StoryRequest,
+                     job: Job[_Output]) -> StoryRecord:
+        out = await job.result()  # errors (cancel, timeout, model) propagate to result()
+        if out.filtered:
+            raise InputError("story failed the content filter",
+                             user_message=safety.OUTPUT_REFUSAL)
+        if not out.text.strip():
+            raise ModelError("empty story", user_message="I couldn't think of a story just "
+                                                         "now. Please try again.")
+        title, body = split_title(out.text, req)
+        row = Story(user_id=uid, chat_key=chat_key, title=title[:300], genre=req.genre,
+                    characters=req.characters, prompt=req.prompt, age_group=req.age_group,
+                    language=req.language, length=req.length, content=body,
+                    sampling=req.preset, tokens=out.tokens, score=out.score)
+        async with self.db.session() as s, s.begin():
+            s.add(row)
+        return StoryRecord.of(row)
+
+    async def narrate(self, user: UserRef, story_id: int) -> bytes:
+        return await self.narrator.narrate(await self.open(user, story_id))
+
+    # -- suggestions ------------------------------------------------------------------------
+
+    async def suggestions(self, user: UserRef, genre: str = "adventure", language: str = "en",
+                          age_group: str = "6-8", *, refresh: bool = False) -> list[str]:
+        """Five prompt ideas for (genre, language, age group), made by the model once a day
+        and cached; ``refresh`` makes new ones ("more suggestions")."""
+        req = normalise(StoryRequest(genre=genre, language=language, age_group=age_group),
+                        await self.genre_names(user))
+        day = self.clock().date().isoformat()
+        key = (StorySuggestion.genre == req.genre, StorySuggestion.language == req.language,
+               StorySuggestion.age_group == req.age_group, StorySuggestion.day == day)
+        async with self.db.session() as s:
+            row = await s.scalar(select(StorySuggestion).where(*key))
+        if row is not None and not refresh:
+            return list(json.loads(row.items))
+        messages = suggestion_messages(req.genre, req.language, req.age_group)
+        params = SamplingParams(max_tokens=160, temperature=0.9, top_p=0.95)
+
+        def run(ctx: JobContext) -> str:
+            return "".join(self.llm.stream_chat(messages, params, lambda: ctx.cancelled))
+
+        job = self.scheduler.submit(self.resource, run, user=user.key, kind="suggestions",
+                                    priority=Priority.STORY, timeout_s=self.timeout_s)
+        ideas = [i for i in parse_suggestions(await job.result()) if not safety.flagged(i)]
+        pool = [f.format(g=req.genre) for f in FALLBACK[req.language]]
+        random.Random(f"{day}{req.genre}{req.age_group}{time.monotonic() if refresh else ''}"
+                      ).shuffle(pool)
+        ideas = (ideas + [p for p in pool if p not in ideas])[:5]
+        async with self.db.session() as s, s.begin():
+            await s.execute(delete(StorySuggestion).where(*key))
+            s.add(StorySuggestion(genre=req.genre, language=req.language,
+                                  age_group=req.age_group, day=day, items=json.dumps(ideas)))
+        return ideas
+
+    # -- custom genres ----------------------------------------------------------------------
+
+    async def genre_names(self, user: UserRef) -> list[str]:
+        return [g.name for g in await self.genres(user)]
+
+    async def genres(self, user: UserRef) -> list[CustomGenre]:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s:
+            return list((await s.scalars(select(CustomGenre).where(CustomGenre.user_id == uid)
+                                         .order_by(CustomGenre.name))).all())
+
+    async def add_genre(self, user: UserRef, name: str, description: str = "") -> None:
+        name = " ".join(name.lower().split())
+        if not 2 <= len(name) <= 40:
+            raise InputError("bad genre name", user_message="A genre name needs 2 to 40 "
+                                                            "characters.")
+        safety.check_request(name, description)
+        if name in GENRES or name in await self.genre_names(user):
+            raise InputError("genre exists", user_message=f"You already have '{name}'.")
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            s.add(CustomGenre(user_id=uid, name=name, description=description.strip()[:500]))
+
+    async def remove_genre(self, user: UserRef, name: str) -> bool:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(delete(CustomGenre).where(
+                CustomGenre.user_id == uid, CustomGenre.name == " ".join(name.lower().split())))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- saved prompts ----------------------------------------------------------------------
+
+    async def save_prompt(self, user: UserRef, name: str, request: StoryRequest) -> None:
+        name = name.strip()
+        if not 1 <= len(name) <= 60:
+            raise InputError("bad prompt name", user_message="A saved prompt needs a name "
+                                                             "of 1 to 60 characters.")
+        req = normalise(request, await self.genre_names(user))
+        safety.check_request(req.characters, req.prompt)
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(SavedPrompt).where(SavedPrompt.user_id == uid,
+                                                          SavedPrompt.name == name))
+            if row is None:
+                row = SavedPrompt(user_id=uid, name=name)
+                s.add(row)
+            for attr in ("genre", "characters", "prompt", "age_group", "language", "length"):
+                setattr(row, attr, getattr(req, attr))
+
+    async def saved_prompts(self, user: UserRef) -> list[tuple[str, StoryRequest]]:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(SavedPrompt).where(SavedPrompt.user_id == uid)
+                                    .order_by(SavedPrompt.name))).all()
+        return [(r.name, StoryRequest(genre=r.genre, characters=r.characters, prompt=r.prompt,
+                                      age_group=r.age_group, language=r.language,
+                                      length=r.length)) for r in rows]
+
+    async def saved_prompt(self, user: UserRef, name: str) -> StoryRequest:
+        for saved, req in await self.saved_prompts(user):
+            if saved.lower() == name.strip().lower():
+                return req
+        raise InputError("no such prompt", user_message=f"You have no saved prompt '{name}'.")
+
+    async def delete_prompt(self, user: UserRef, name: str) -> bool:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(delete(SavedPrompt).where(SavedPrompt.user_id == uid,
+                                                               SavedPrompt.name == name.strip()))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- history and favourites -------------------------------------------------------------
+
+    async def timezone(self, user: UserRef) -> str:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s:
+            return await repo.get_setting(s, uid, "timezone") or "UTC"
+
+    async def set_timezone(self, user: UserRef, name: str) -> str:
+        zone(name)  # validates
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            await repo.set_setting(s, uid, "timezone", name)
+        return name
+
+    async def history(self, user: UserRef, *, search: str = "", limit: int = 100
+                      ) -> list[tuple[str, list[StoryRecord]]]:
+        """The user's stories grouped by date (Today, Yesterday, ..., months, years) in their
+        timezone, newest first; ``search`` matches title, prompt, characters or text."""
+        uid = await self.users.user_id(user)
+        tz = zone(await self.timezone(user))
+        query = select(Story).where(Story.user_id == uid, Story.in_history.is_(True))
+        if search.strip():
+            like = f"%{search.strip()}%"
+            query = query.where(or_(Story.title.ilike(like), Story.prompt.ilike(like),
+                                    Story.characters.ilike(like), Story.content.ilike(like)))
+        async with self.db.session() as s:
+            rows = (await s.scalars(query.order_by(Story.created_at.desc(), Story.id.desc())
+                                    .limit(max(1, min(limit, 500))))).all()
+            favs = await self._favourite_ids(s, uid)
+        records = [StoryRecord.of(r, r.id in favs) for r in rows]
+        return group_by_date(records, self.clock(), tz)
+
+    async def open(self, user: UserRef, story_id: int) -> StoryRecord:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s:
+            row = await s.get(Story, story_id)
+            if row is None or row.user_id != uid:  # never another user's story
+                raise InputError("no such story", user_message=f"You have no story #{story_id}.")
+            return StoryRecord.of(row, story_id in await self._favourite_ids(s, uid))
+
+    async def delete(self, user: UserRef, story_id: int) -> None:
+        await self.open(user, story_id)
+        async with self.db.session() as s, s.begin():
+            await s.execute(delete(Story).where(Story.id == story_id))
+
+    async def clear_history(self, user: UserRef, *, confirm: bool = False) -> int:
+        """How many stories would go (``confirm=False``) or went. Favourites are kept for the
+        favourites list; everything else is deleted."""
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            favs = await self._favourite_ids(s, uid)
+            visible = Story.user_id == uid, Story.in_history.is_(True)
+            n = int(await s.scalar(select(func.count()).select_from(Story).where(*visible))
+                    or 0)
+            if confirm:
+                await s.execute(delete(Story).where(*visible, Story.id.not_in(favs)))
+                kept = (await s.scalars(select(Story).where(*visible))).all()
+                for row in kept:
+                    row.in_history = False
+        return n
+
+    async def favourite(self, user: UserRef, story_id: int, on: bool = True) -> StoryRecord:
+        record = await self.open(user, story_id)
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            existing = await s.scalar(select(Favourite).where(Favourite.user_id == uid,
+                                                              Favourite.story_id == story_id))
+            if on and existing is None:
+                s.add(Favourite(user_id=uid, story_id=story_id))
+            elif not on and existing is not None:
+                await s.delete(existing)
+        return StoryRecord(**{**record.__dict__, "favourite": on})
+
+    async def favourites(self, user: UserRef) -> list[StoryRecord]:
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(Story).join(Favourite, Favourite.story_id == Story.id)
+                                    .where(Favourite.user_id == uid)
+                                    .order_by(Favourite.created_at.desc()))).all()
+        return [StoryRecord.of(r, True) for r in rows]
+
+    async def _favourite_ids(self, s: AsyncSession, uid: int) -> set[int]:
+        ids = await s.scalars(select(Favourite.story_id).where(
+            Favourite.user_id == uid, Favourite.story_id.is_not(None)))
+        return {i for i in ids if i is not None}
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,231 @@
+"""Stories with the FakeLLM: prompt format, Hindi, safety, best-of-N, suggestions cache,
+genres, saved prompts, history by date and timezone, favourites and clearing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.engine import Engine, UserRef
+from engine.errors import InputError
+from engine.scheduler import Priority
+from engine.stories import safety
+from engine.stories.dates import group_by_date, group_label
+from engine.stories.options import StoryRequest
+from engine.stories.service import FeatureUnavailable, StoryRecord
+from tests.auxil.fake_llm import FakeLLM
+
+KID = UserRef("discord", "77", "Kid")
+OTHER = UserRef("telegram", "88", "Other")
+
+
+async def write(engine: Engine, req: StoryRequest, user: UserRef = KID) -> StoryRecord:
+    reply = await engine.stories.create(user, req)
+    text = "".join([c async for c in reply])
+    record = await reply.result()
+    assert text.strip().endswith(record.content.split()[-1])
+    return record
+
+
+async def test_bare_story_uses_defaults_and_structured_prompt(engine: Engine,
+                                                            fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("The Brave Turtle\nPip swam. Pip smiled.")
+    reply = await engine.stories.create(KID, StoryRequest())
+    assert reply.job.priority is Priority.STORY and reply.job.kind == "story"
+    record = await reply.result()
+    assert (record.title, record.content) == ("The Brave Turtle", "Pip swam. Pip smiled.")
+    assert (record.genre, record.age_group, record.language, record.length) == (
+        "adventure", "6-8", "en", "short")
+    prompt = fake_llm.prompts[-1][-1].content
+    assert prompt.startswith("[GENRE] adventure\n[AGE] 6-8")
+    assert "[CHARACTERS] any\n[PROMPT] a surprise\n[STORY]" in prompt
+
+
+async def test_hindi_in_and_out_is_kept_intact(engine: Engine, fake_llm: FakeLLM) -> None:
+    story = "चतुर खरगोश\nएक जंगल में एक चतुर खरगोश रहता था। वह सबकी मदद करता था।"
+    fake_llm.replies.append(story)
+    record = await write(engine, StoryRequest(genre="animals", language="hindi",
+                                              characters="मीना, एक छोटी लड़की",
+                                              prompt="जंगल में दोस्ती"))
+    assert record.language == "hi" and record.title == "चतुर खरगोश"
+    assert record.content == "एक जंगल में एक चतुर खरगोश रहता था। वह सबकी मदद करता था।"
+    assert "[LANGUAGE] Hindi (in Devanagari script)" in fake_llm.prompts[-1][-1].content
+    again = await engine.stories.open(KID, record.id)
+    assert (again.characters, again.prompt) == ("मीना, एक छोटी लड़की", "जंगल में दोस्ती")
+    found = await engine.stories.history(KID, search="खरगोश")
+    assert [r.id for _, rs in found for r in rs] == [record.id]
+
+
+@pytest.mark.parametrize("prompt", ["a pirate who wants to kill everyone", "शराब पीता राजा"])
+async def test_unsuitable_requests_are_refused_kindly(engine: Engine, fake_llm: FakeLLM,
+                                                      prompt: str) -> None:
+    with pytest.raises(InputError) as err:
+        await engine.stories.create(KID, StoryRequest(prompt=prompt))
+    assert err.value.user_message == safety.REFUSAL
+    assert fake_llm.prompts == []
+
+
+async def test_unsuitable_output_is_stopped_and_not_stored(engine: Engine,
+                                                           fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("A Day Out\nTim went to the park. There was blood everywhere. "
+                            "The end.")
+    reply = await engine.stories.create(KID, StoryRequest())
+    shown = "".join([c async for c in reply])
+    assert "blood" not in shown and "Tim went to the park." in shown
+    with pytest.raises(InputError) as err:
+        await reply.result()
+    assert err.value.user_message == safety.OUTPUT_REFUSAL
+    assert await engine.stories.history(KID) == []
+
+
+async def test_bad_options_say_what_is_allowed(engine: Engine) -> None:
+    with pytest.raises(InputError) as genre_err:
+        await engine.stories.create(KID, StoryRequest(genre="horror"))
+    assert "I don't know the genre 'horror'. Try one of: adventure" in \
+        genre_err.value.user_message
+    for field, value, words in (("age_group", "13-15", "3-5, 6-8 or 9-12"),
+                                ("language", "fr", "English (en) or Hindi (hi)"),
+                                ("length", "epic", "short, medium or long"),
+                                ("preset", "beam", "greedy")):
+        with pytest.raises(InputError) as err:
+            await engine.stories.create(KID, replace(StoryRequest(), **{field: value}))
+        assert words in err.value.user_message
+
+
+async def test_best_of_n_keeps_the_most_likely_story(engine: Engine, fake_llm: FakeLLM) -> None:
+    # The fake scores long words as less likely: the second candidate must win.
+    fake_llm.replies.extend(["Extraordinarily\nIncomprehensibly magnificent dinosaurs.",
+                             "Sun Day\nA cat sat in the sun.",
+                             "Notably\nUnquestionably peculiar circumstances."])
+    reply = await engine.stories.create(KID, StoryRequest(preset="best_of_n", best_of=3))
+    chunks = [c async for c in reply]
+    record = await reply.result()
+    assert chunks == ["Sun Day\nA cat sat in the sun."]  # only the winner is shown
+    assert (record.title, record.sampling) == ("Sun Day", "best_of_n")
+    assert len(fake_llm.prompts) == 3
+
+
+async def test_suggestions_are_cached_per_day_and_per_choice(engine: Engine,
+                                                            fake_llm: FakeLLM) -> None:
+    day = datetime(2026, 5, 4, 9, tzinfo=UTC)
+    engine.stories.clock = lambda: day
+    fake_llm.replies.append("1. A fox who learns to share\n2. A bear who cannot sleep\n"
+                            "3. A kite that flies to the moon")
+    first = await engine.stories.suggestions(KID, "animals", "en", "3-5")
+    assert len(first) == 5 and first[:3] == ["A fox who learns to share",
+                                             "A bear who cannot sleep",
+                                             "A kite that flies to the moon"]
+    assert await engine.stories.suggestions(OTHER, "animals", "en", "3-5") == first
+    assert len(fake_llm.prompts) == 1  # cached: the model was asked once
+    await engine.stories.suggestions(KID, "animals", "en", "6-8")  # changed age: new ones
+    await engine.stories.suggestions(KID, "animals", "hi", "3-5")  # changed language
+    assert len(fake_llm.prompts) == 3
+    assert "Hindi" in fake_llm.prompts[-1][-1].content
+    day = day + timedelta(days=1)
+    await engine.stories.suggestions(KID, "animals", "en", "3-5")  # a new day: fresh ones
+    assert len(fake_llm.prompts) == 4
+    await engine.stories.suggestions(KID, "animals", "en", "3-5", refresh=True)
+    assert len(fake_llm.prompts) == 5
+
+
+async def test_custom_genres_and_saved_prompts(engine: Engine, fake_llm: FakeLLM) -> None:
+    await engine.stories.add_genre(KID, "Space  Pirates", "kind pirates among the stars")
+    assert await engine.stories.genre_names(KID) == ["space pirates"]
+    assert await engine.stories.genre_names(OTHER) == []
+    with pytest.raises(InputError) as err:
+        await engine.stories.add_genre(KID, "space pirates")
+    assert err.value.user_message == "You already have 'space pirates'."
+    record = await write(engine, StoryRequest(genre="Space Pirates"))
+    assert record.genre == "space pirates"
+    with pytest.raises(InputError):
+        await engine.stories.create(OTHER, StoryRequest(genre="space pirates"))
+    assert await engine.stories.remove_genre(KID, "space pirates")
+
+    await engine.stories.save_prompt(KID, "bedtime-bunny", StoryRequest(
+        genre="bedtime", characters="Bun, a bunny", age_group="3-5", prompt="counting stars"))
+    saved = await engine.stories.saved_prompt(KID, "Bedtime-Bunny")
+    assert (saved.genre, saved.characters, saved.age_group) == ("bedtime", "Bun, a bunny",
+                                                                "3-5")
+    assert [n for n, _ in await engine.stories.saved_prompts(OTHER)] == []
+    assert await engine.stories.delete_prompt(KID, "bedtime-bunny")
+    with pytest.raises(InputError):
+        await engine.stories.saved_prompt(KID, "bedtime-bunny")
+
+
+def test_history_groups_at_day_month_and_year_bounds() -> None:
+    utc = ZoneInfo("UTC")
+    now = datetime(2026, 3, 15, 10, 0, tzinfo=UTC)
+    cases = [
+        (datetime(2026, 3, 15, 0, 0, tzinfo=UTC), "Today"),
+        (datetime(2026, 3, 14, 23, 59, tzinfo=UTC), "Yesterday"),
+        (datetime(2026, 3, 9, 12, tzinfo=UTC), "Last 7 days"),
+        (datetime(2026, 3, 8, 12, tzinfo=UTC), "Last 30 days"),
+        (datetime(2026, 2, 14, 12, tzinfo=UTC), "Last 30 days"),
+        (datetime(2026, 2, 13, 12, tzinfo=UTC), "February"),
+        (datetime(2026, 1, 1, 0, 0, tzinfo=UTC), "January"),
+        (datetime(2025, 12, 31, 23, 59, tzinfo=UTC), "2025"),
+    ]
+    for when, label in cases:
+        assert group_label(when, now, utc) == label, when
+
+
+def test_history_groups_follow_the_users_timezone() -> None:
+    now = datetime(2026, 3, 15, 20, 0, tzinfo=UTC)  # already the 16th in Kolkata (+5:30)
+    story = datetime(2026, 3, 15, 17, 0, tzinfo=UTC)  # 22:30 on the 15th in Kolkata
+    assert group_label(story, now, ZoneInfo("UTC")) == "Today"
+    assert group_label(story, now, ZoneInfo("Asia/Kolkata")) == "Yesterday"
+    assert group_label(story, now, ZoneInfo("America/Los_Angeles")) == "Today"
+
+    class Item:
+        def __init__(self, when: datetime) -> None:
+            self.created_at = when
+
+    items = [Item(now - timedelta(days=d)) for d in (0, 1, 40, 3, 400)]
+    groups = group_by_date(items, now, ZoneInfo("UTC"))
+    assert [label for label, _ in groups] == ["Today", "Yesterday", "Last 7 days", "February",
+                                              "2025"]
+
+
+async def test_history_search_favourites_and_clear(engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.extend(["Turtle Trip\nA turtle went far.", "Dragon Nap\nA dragon slept.",
+                             "Moon Cake\nThe moon baked.", "Other's\nNot yours."])
+    turtle = await write(engine, StoryRequest(genre="animals"))
+    dragon = await write(engine, StoryRequest(genre="fantasy", prompt="a sleepy dragon"))
+    await write(engine, StoryRequest(genre="funny"))
+    theirs = await write(engine, StoryRequest(), user=OTHER)
+
+    groups = await engine.stories.history(KID)
+    assert [label for label, _ in groups] == ["Today"]
+    assert [r.title for r in groups[0][1]] == ["Moon Cake", "Dragon Nap", "Turtle Trip"]
+    hits = await engine.stories.history(KID, search="dragon")
+    assert [r.id for _, rs in hits for r in rs] == [dragon.id]
+    with pytest.raises(InputError):
+        await engine.stories.open(KID, theirs.id)  # never another user's story
+
+    await engine.stories.favourite(KID, turtle.id)
+    assert [r.id for r in await engine.stories.favourites(KID)] == [turtle.id]
+    assert await engine.stories.clear_history(KID) == 3  # asks first: nothing deleted yet
+    assert len((await engine.stories.history(KID))[0][1]) == 3
+    assert await engine.stories.clear_history(KID, confirm=True) == 3
+    assert await engine.stories.history(KID) == []
+    favourites = await engine.stories.favourites(KID)
+    assert [(r.id, r.content) for r in favourites] == [(turtle.id, "A turtle went far.")]
+    with pytest.raises(InputError):
+        await engine.stories.open(KID, dragon.id)
+    assert [r.id for _, rs in await engine.stories.history(OTHER) for r in rs] == [theirs.id]
+
+
+async def test_timezone_setting_and_narration_hook(engine: Engine, fake_llm: FakeLLM) -> None:
+    assert await engine.stories.timezone(KID) == "UTC"
+    await engine.stories.set_timezone(KID, "Asia/Kolkata")
+    assert await engine.stories.timezone(KID) == "Asia/Kolkata"
+    with pytest.raises(InputError) as err_tz:
+        await engine.stories.set_timezone(KID, "Mars/Olympus")
+    assert "Asia/Kolkata" in err_tz.value.user_message
+    record = await write(engine, StoryRequest())
+    with pytest.raises(FeatureUnavailable) as err:
+        await engine.stories.narrate(KID, record.id)
+    assert "voice" in err.value.user_message
