@@ -3,7 +3,6 @@ genres, saved prompts, history by date and timezone, favourites and clearing."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -86,12 +85,16 @@ async def test_bad_options_say_what_is_allowed(engine: Engine) -> None:
         await engine.stories.create(KID, StoryRequest(genre="horror"))
     assert "I don't know the genre 'horror'. Try one of: adventure" in \
         genre_err.value.user_message
-    for field, value, words in (("age_group", "13-15", "3-5, 6-8 or 9-12"),
-                                ("language", "fr", "English (en) or Hindi (hi)"),
-                                ("length", "epic", "short, medium or long"),
-                                ("preset", "beam", "greedy")):
+    bad: list[tuple[StoryRequest, str]] = [
+        (StoryRequest(age_group="13-15"), "3-5, 6-8 or 9-12"),
+        (StoryRequest(language="fr"), "English (en) or Hindi (hi)"),
+        (StoryRequest(length="epic"), "short, medium or long"),
+        (StoryRequest(preset="beam"), "greedy"),
+        (StoryRequest(preset="best_of_n", best_of=20), "1 to 8"),
+    ]
+    for request, words in bad:
         with pytest.raises(InputError) as err:
-            await engine.stories.create(KID, replace(StoryRequest(), **{field: value}))
+            await engine.stories.create(KID, request)
         assert words in err.value.user_message
 
 
