@@ -97,6 +97,7 @@ def write_config(tmp_path: Path) -> Path:
         f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
         '[llm]\nmax_tokens = 32\nn_threads = 2\n'
         '[engine]\nshutdown_grace_s = 2\n'
+        '[memory]\nauto_ingest = false\n'
     )
     return path
 
@@ -209,3 +210,26 @@ async def test_console_story_flow_suggest_write_favourite_find_clear(config: Con
     assert "That isn't something I can put in a children's story." in out
     assert "You have no story #99." in out
     assert "arrives with voice replies" in out
+
+
+@pytest.mark.model
+def test_cli_story_create_then_history(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "story", "create", "genre=animals", "age=3-5",
+               "sampling=greedy", "a turtle who learns to swim"),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '-- saved as #1 "' in proc.stdout
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "story", "history", "turtle"),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Today:\n  #1 ") and "(animals)" in proc.stdout
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "story", "create", "genre=horror"),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 1 and "I don't know the genre 'horror'" in proc.stderr

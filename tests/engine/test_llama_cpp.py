@@ -98,3 +98,19 @@ async def test_story_with_real_model_is_titled_and_stored(make_config: MakeConfi
         assert record.sampling == "greedy"
     finally:
         await engine.stop()
+
+
+async def test_separate_story_model_runs_on_its_own_worker(make_config: MakeConfig) -> None:
+    from engine.engine import STORY_LLM
+    from engine.stories.options import StoryRequest
+
+    engine = Engine(make_config(stories={"model_path": str(bundled_model_path())}))
+    await engine.start()
+    try:
+        assert engine.stories.resource == STORY_LLM and engine.stories.llm is not engine.llm
+        reply = await engine.stories.create(UserRef("console", "t"),
+                                            StoryRequest(preset="greedy"), seed=2)
+        assert reply.job.resource == STORY_LLM
+        assert (await reply.result()).content
+    finally:
+        await engine.stop()
