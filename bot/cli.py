@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="chat with a persona in the terminal")
     chat.add_argument("--persona", help="persona to talk to (default: your last choice)")
     chat.add_argument("--message", "-m", help="answer this one message and exit")
+    chat.add_argument("--voice", action="store_true",
+                      help="also write each reply as an OGG Opus voice note")
+    chat.add_argument("--voice-in", type=Path, metavar="FILE",
+                      help="transcribe this audio file, answer it and exit")
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
 
@@ -128,17 +132,20 @@ def _engine(config: Config) -> Engine:
     return Engine(config)
 
 
-async def _chat(config: Config, persona: str | None, message: str | None) -> int:
+async def _chat(config: Config, persona: str | None, message: str | None,
+                voice: bool, voice_in: Path | None) -> int:
     from bot.app import run_app
     from bot.console import ConsoleAdapter
 
     engine = _engine(config)
-    if message is None:
-        return await run_app(config, engine=engine,
-                             console=lambda e: ConsoleAdapter(e, persona=persona))
+    speak = True if voice else None
+    if message is None and voice_in is None:
+        return await run_app(config, engine=engine, console=lambda e: ConsoleAdapter(
+            e, persona=persona, voice=speak))
     await engine.start()
     try:
-        return await ConsoleAdapter(engine, persona=persona).run_once(message)
+        return await ConsoleAdapter(engine, persona=persona, voice=speak).run_once(
+            message, voice_in=voice_in)
     finally:
         await engine.stop()
 
@@ -316,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "run":
                 return asyncio.run(_run(config))
             case "chat":
-                return asyncio.run(_chat(config, args.persona, args.message))
+                return asyncio.run(_chat(config, args.persona, args.message, args.voice,
+                                         args.voice_in))
             case "migrate":
                 return asyncio.run(_migrate(config))
             case "check":

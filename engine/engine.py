@@ -36,6 +36,8 @@ from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
+from engine.voice.narrate import VoiceNarrator
+from engine.voice.service import Voice
 
 __all__ = ["AskResult", "ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
 
@@ -97,6 +99,8 @@ class Engine:
         self.stories = Stories(
             self.db, self.scheduler, self.conversations, *self._story_model(config),
             timeout_s=config.engine.story_timeout_s)
+        self.voice = Voice(config.voice, self.scheduler)
+        self.stories.narrator = VoiceNarrator(self.voice)
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
@@ -183,6 +187,19 @@ class Engine:
         persona = self.personas.get(name)
         await self.conversations.set_persona_choice(user, persona.name, chat_key)
         return persona
+
+    async def reply_mode(self, user: UserRef) -> str:
+        """``text``, ``voice`` or ``both``: the user's choice, else the configured default."""
+        return await self.conversations.setting(user, "reply_mode") or \
+            self.config.voice.reply_mode
+
+    async def set_reply_mode(self, user: UserRef, mode: str) -> str:
+        mode = mode.strip().lower()
+        if mode not in ("text", "voice", "both"):
+            raise InputError(f"bad reply mode {mode!r}",
+                             user_message="Reply mode is text, voice or both.")
+        await self.conversations.set_setting(user, "reply_mode", mode)
+        return mode
 
     # -- chat -------------------------------------------------------------------------------
 

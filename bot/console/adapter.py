@@ -7,7 +7,10 @@ import getpass
 import logging
 import sys
 import threading
+import time
 from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TextIO
 
 from bot.console.stories import STORY_HELP, StoryCommands
@@ -15,6 +18,7 @@ from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
 from engine.memory.retrieve import Hit
 from engine.personas import Persona
+from engine.voice.service import SpokenReply
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,7 @@ Commands:
   /persona          list personas          /persona NAME   talk to NAME
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
+  /voice [text|voice|both]                 reply with voice notes too
   /quit             leave (or Ctrl-D)
 While a reply is being written, /cancel or Ctrl-C stops it."""
 
@@ -60,7 +65,10 @@ class ConsoleAdapter:
         user: UserRef | None = None,
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
+        voice: bool | None = None,
     ) -> None:
+        """``voice``: write each reply's voice note to a file too (None: the user's
+        reply mode decides)."""
         self.engine = engine
         self.user = user or console_user()
         self._persona_name = persona
@@ -72,8 +80,11 @@ class ConsoleAdapter:
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.story_commands = StoryCommands(engine, self.user, self._write)
+        self.voice = voice
+        self.voice_dir = engine.config.storage.data_dir / "voice"
+        self._spoken: SpokenReply | None = None
+        self._voice_count = 0
         self._replying = False
-        self.story_commands = StoryCommands(engine, self.user, self._write)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -110,18 +121,28 @@ class ConsoleAdapter:
             return 1
         return 0
 
-    async def run_once(self, message: str) -> int:
-        """Answer one message, print the reply, return an exit status (0 if it completed)."""
+    async def run_once(self, message: str | None, voice_in: Path | None = None) -> int:
+        """Answer one message (or the words of an audio file), print the reply, return an
+        exit status (0 if it completed)."""
         self.persona = await self._resolve_persona()
         try:
-            reply = await self.engine.chat(self.user, message, persona=self.persona.name)
+            if voice_in is not None:
+                audio = await asyncio.to_thread(voice_in.read_bytes)
+                message = await self.engine.voice.transcribe(audio, user=self.user.key)
+                self._write(f"(you said: {message})\n")
+                if self.voice is None:
+                    self.voice = True  # spoken to, answer with voice too
+            reply = await self.engine.chat(self.user, message or "", persona=self.persona.name)
         except DoppelError as exc:
             print(exc.user_message, file=sys.stderr)
             return 1
-        async for chunk in reply:
-            self._write(chunk)
+        except OSError as exc:
+            print(f"Could not read {voice_in}: {exc.strerror}", file=sys.stderr)
+            return 1
+        await self._stream(reply)
         result = await reply.result()
         self._write("\n" + sources_line(result.sources))
+        await self._save_voice()
         if result.error is not None:
             print(result.error.user_message, file=sys.stderr)
             return 1
@@ -195,10 +216,41 @@ class ConsoleAdapter:
         finally:
             self._replying = False
 
+    async def _stream(self, reply: ChatReply) -> None:
+        """Print the reply as it comes; with voice on, speak it sentence by sentence too."""
+        self._spoken = None
+        speak = self.voice if self.voice is not None else (
+            await self.engine.reply_mode(self.user) != "text")
+
+        async def printed() -> AsyncIterator[str]:
+            async for chunk in reply:
+                self._write(chunk)
+                yield chunk
+
+        if not speak:
+            async for _ in printed():
+                pass
+            return
+        try:
+            self._spoken = await self.engine.voice.speak_stream(printed(), user=self.user.key)
+        except DoppelError as exc:
+            log.info("no voice note: %s", exc)
+
+    async def _save_voice(self) -> None:
+        if self._spoken is None:
+            return
+        self.voice_dir.mkdir(parents=True, exist_ok=True)
+        self._voice_count += 1
+        path = self.voice_dir / f"reply-{int(time.time())}-{self._voice_count}.ogg"
+        path.write_bytes(self._spoken.note.ogg)
+        caption = self.engine.config.voice.disclosure
+        self._write(f"(voice note: {path}, {self._spoken.note.duration_s:.1f} s"
+                    + (f"; {caption}" if caption else "") + ")\n")
+        self._spoken = None
+
     async def _print_reply(self, reply: ChatReply) -> None:
         self._write(f"{reply.persona.display_name}: ")
-        async for chunk in reply:
-            self._write(chunk)
+        await self._stream(reply)
         result = await reply.result()
         if result.status != "complete":
             ending = ENDINGS.get(result.status)
@@ -206,6 +258,7 @@ class ConsoleAdapter:
                 ending = result.error.user_message
             self._write(("" if not result.text else " ") + (ending or ""))
         self._write("\n" + sources_line(result.sources))
+        await self._save_voice()
 
     def _show_position(self, position: int) -> None:
         self._write(f"(you are #{position} in line)\n")
@@ -228,6 +281,13 @@ class ConsoleAdapter:
             assert self.persona is not None
             await self.engine.reset(self.user, persona=self.persona.name)
             self._write(f"Started a new conversation with {self.persona.display_name}.\n")
+        elif name == "/voice":
+            if arg:
+                self.voice = None  # the stored choice decides from now on
+                await self.engine.set_reply_mode(self.user, arg)
+            mode = await self.engine.reply_mode(self.user)
+            self._write(f"Reply mode: {mode}. (/voice text|voice|both; voice notes are "
+                        f"saved in {self.voice_dir})\n")
         elif name == "/cancel":
             n = self.engine.cancel(self.user)
             self._write(f"Cancelled {n} request(s).\n" if n else "Nothing to cancel.\n")

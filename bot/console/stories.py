@@ -221,7 +221,12 @@ class StoryCommands:
         self.write(f"Your timezone: {await self.stories.timezone(self.user)}\n")
 
     async def narrate(self, arg: str) -> None:
-        await self.stories.narrate(self.user, _story_id(arg))
+        story_id = _story_id(arg)
+        ogg = await self.stories.narrate(self.user, story_id)
+        path = self.engine.config.storage.data_dir / "voice" / f"story-{story_id}.ogg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(ogg)
+        self.write(f"Story #{story_id} read aloud: {path}\n")
 
 
 def _overlay(base: StoryRequest, given: StoryRequest) -> StoryRequest:

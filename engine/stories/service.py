@@ -19,7 +19,6 @@ from engine.errors import DoppelError, InputError, ModelError
 from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
 from engine.records import UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
-from engine.storage import repo
 from engine.storage.db import Database
 from engine.storage.models import CustomGenre, Favourite, SavedPrompt, Story, StorySuggestion
 from engine.stories import safety
@@ -97,7 +96,7 @@ class StoryReply:
 class Narrator:
     """Hook for the voice pipeline: turns a story into an audio file."""
 
-    async def narrate(self, story: StoryRecord) -> bytes:  # pragma: no cover - interface
+    async def narrate(self, story: StoryRecord, user: str = "system") -> bytes:
         raise FeatureUnavailable(user_message="Reading stories aloud arrives with voice "
                                               "replies; for now the story is text only.")
 
@@ -196,7 +195,7 @@ class Stories:
         return StoryRecord.of(row)
 
     async def narrate(self, user: UserRef, story_id: int) -> bytes:
-        return await self.narrator.narrate(await self.open(user, story_id))
+        return await self.narrator.narrate(await self.open(user, story_id), user.key)
 
     # -- suggestions ------------------------------------------------------------------------
 
@@ -306,15 +305,11 @@ class Stories:
     # -- history and favourites -------------------------------------------------------------
 
     async def timezone(self, user: UserRef) -> str:
-        uid = await self.users.user_id(user)
-        async with self.db.session() as s:
-            return await repo.get_setting(s, uid, "timezone") or "UTC"
+        return await self.users.setting(user, "timezone") or "UTC"
 
     async def set_timezone(self, user: UserRef, name: str) -> str:
         zone(name)  # validates
-        uid = await self.users.user_id(user)
-        async with self.db.session() as s, s.begin():
-            await repo.set_setting(s, uid, "timezone", name)
+        await self.users.set_setting(user, "timezone", name)
         return name
 
     async def history(self, user: UserRef, *, search: str = "", limit: int = 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -23,12 +24,14 @@ from tests.conftest import ROOT
 ME = UserRef("console", "tester", "tester")
 
 
-async def run_repl(config: Config, llm: FakeLLM, script: str, **kw: str) -> str:
+async def run_repl(config: Config, llm: FakeLLM, script: str, persona: str | None = None,
+                   voice: bool | None = None) -> str:
     out = io.StringIO()
     engine = Engine(config, llm=llm)
     code = await run_app(
         config, engine=engine,
-        console=lambda e: ConsoleAdapter(e, user=ME, stdin=io.StringIO(script), stdout=out, **kw),
+        console=lambda e: ConsoleAdapter(e, user=ME, stdin=io.StringIO(script), stdout=out,
+                                         persona=persona, voice=voice),
     )
     assert code == 0
     return out.getvalue()
@@ -209,7 +212,8 @@ async def test_console_story_flow_suggest_write_favourite_find_clear(config: Con
     assert "I don't know the genre 'horror'." in out
     assert "That isn't something I can put in a children's story." in out
     assert "You have no story #99." in out
-    assert "arrives with voice replies" in out
+    narrated = config.storage.data_dir / "voice" / "story-1.ogg"
+    assert f"Story #1 read aloud: {narrated}" in out
 
 
 @pytest.mark.model
@@ -233,3 +237,42 @@ def test_cli_story_create_then_history(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 1 and "I don't know the genre 'horror'" in proc.stderr
+
+
+async def test_console_voice_mode_writes_voice_notes(config: Config) -> None:
+    llm = FakeLLM(["Jeff, the rent roll came in today. I will drive by on Friday."])
+    out = await run_repl(config, llm, "/voice both\nwhere is the rent roll?\n/voice\n")
+    assert "Reply mode: both." in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("(voice note: "))
+    path = Path(line.removeprefix("(voice note: ").split(",")[0])
+    assert path.parent == config.storage.data_dir / "voice"
+    assert (await asyncio.to_thread(path.read_bytes))[:4] == b"OggS"
+    assert "AI-generated voice" in line
+
+
+@pytest.mark.model
+def test_cli_voice_in_is_transcribed_and_answered(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "chat", "--voice", "--persona", "storyteller", "-m",
+               "Please tell me about the little red hen."),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    note = Path(proc.stdout.split("(voice note: ")[1].split(",")[0])
+    # The persona's own voice note, fed back in as if the user had spoken it.
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "chat", "--persona", "storyteller", "--voice-in",
+               str(note)),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("(you said: ")
+    assert "(voice note: " in proc.stdout  # spoken to, it answers with voice too
+    bad = tmp_path / "bad.ogg"
+    bad.write_bytes(b"not audio at all")
+    proc = subprocess.run(
+        doppel("--config", str(cfg), "chat", "--voice-in", str(bad)),
+        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 1 and "couldn't read that audio" in proc.stderr

@@ -14,7 +14,7 @@ from engine.scheduler import Priority
 from engine.stories import safety
 from engine.stories.dates import group_by_date, group_label
 from engine.stories.options import StoryRequest
-from engine.stories.service import FeatureUnavailable, StoryRecord
+from engine.stories.service import StoryRecord
 from tests.auxil.fake_llm import FakeLLM
 
 KID = UserRef("discord", "77", "Kid")
@@ -221,14 +221,10 @@ async def test_history_search_favourites_and_clear(engine: Engine, fake_llm: Fak
     assert [r.id for _, rs in await engine.stories.history(OTHER) for r in rs] == [theirs.id]
 
 
-async def test_timezone_setting_and_narration_hook(engine: Engine, fake_llm: FakeLLM) -> None:
+async def test_timezone_setting(engine: Engine) -> None:
     assert await engine.stories.timezone(KID) == "UTC"
     await engine.stories.set_timezone(KID, "Asia/Kolkata")
     assert await engine.stories.timezone(KID) == "Asia/Kolkata"
     with pytest.raises(InputError) as err_tz:
         await engine.stories.set_timezone(KID, "Mars/Olympus")
     assert "Asia/Kolkata" in err_tz.value.user_message
-    record = await write(engine, StoryRequest())
-    with pytest.raises(FeatureUnavailable) as err:
-        await engine.stories.narrate(KID, record.id)
-    assert "voice" in err.value.user_message

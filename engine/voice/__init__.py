@@ -1,0 +1,1 @@
+"""Voice: speech out (Piper; XTTS later), speech in (faster-whisper), OGG Opus notes."""

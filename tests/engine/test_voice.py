@@ -1,0 +1,134 @@
+"""Voice with the real Piper voice, real faster-whisper tiny.en and the bundled ffmpeg."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from collections.abc import AsyncIterator
+
+import av
+import numpy as np
+import pytest
+
+from engine.config import EngineConfig, VoiceConfig
+from engine.engine import Engine, UserRef
+from engine.errors import InputError
+from engine.scheduler import Scheduler
+from engine.stories.options import StoryRequest
+from engine.voice.audio import WAVEFORM_SAMPLES, waveform
+from engine.voice.service import Voice
+from engine.voice.text import clean_for_speech, speech_chunks
+from tests.auxil.fake_llm import FakeLLM
+
+
+def test_cleanup_drops_what_should_not_be_spoken() -> None:
+    text = ("*smiles warmly* Hi Jeff! See [the plan](https://x.org/p) and www.enron.com. "
+            "```code()``` The **deal** closed on 2001-03-12 [1] for $1,140 e.g. cash 🙂 "
+            "(pauses) Dr. Lee agrees.")
+    assert clean_for_speech(text) == (
+        "Hi Jeff! See the plan and The deal closed on March 12, 2001 for $1140 for example "
+        "cash Doctor Lee agrees.")
+
+
+def test_chunks_never_empty_and_short_ones_merged() -> None:
+    assert speech_chunks("...  !!  ??") == []
+    assert speech_chunks("🙂") == []
+    assert speech_chunks("The rent roll arrived on Friday morning. It was late again this "
+                         "month. OK.") == ["The rent roll arrived on Friday morning.",
+                                           "It was late again this month. OK."]
+    assert speech_chunks("Hi. Yes. The rent roll arrived on Friday morning.") == [
+        "Hi. Yes. The rent roll arrived on Friday morning."]
+    assert speech_chunks("Okay.") == ["Okay."]  # all there is
+
+
+def test_waveform_is_256_scaled_bytes() -> None:
+    pcm = (np.sin(np.linspace(0, 50, 48000)) * np.linspace(0, 20000, 48000)).astype(np.int16)
+    wf = waveform(pcm)
+    assert len(wf) == WAVEFORM_SAMPLES and max(wf) == 255 and wf[0] < wf[-1]
+
+
+@pytest.fixture
+async def voice() -> AsyncIterator[Voice]:
+    sched = Scheduler(EngineConfig())
+    v = Voice(VoiceConfig(max_input_seconds=30, max_input_mb=1), sched)
+    await sched.start()
+    yield v
+    await sched.stop()
+
+
+def opus_info(ogg: bytes) -> tuple[str, int, int, float]:
+    with av.open(io.BytesIO(ogg), mode="r") as c:
+        s = c.streams.audio[0]
+        assert c.duration is not None
+        return s.codec_context.name, s.rate, s.codec_context.channels, c.duration / 1e6
+
+
+async def test_speak_makes_an_opus_voice_note_that_whisper_understands(voice: Voice) -> None:
+    note = await voice.speak("Jeff, I received the rent roll. Call me about the stagecoach "
+                             "on Friday [2].")
+    codec, rate, channels, duration = opus_info(note.ogg)
+    assert (codec, rate, channels) == ("opus", 48000, 1)
+    assert abs(duration - note.duration_s) < 0.1 and 2 < note.duration_s < 10
+    assert len(note.waveform) == 256
+    assert len(note.ogg) < note.duration_s * 6000  # ~32 kbit/s
+    heard = (await voice.transcribe(note.ogg)).lower()
+    assert "rent roll" in heard and "friday" in heard
+    with pytest.raises(InputError):
+        await voice.speak("... !!!")
+
+
+async def test_streamed_reply_is_spoken_while_written(voice: Voice) -> None:
+    sentences = ["The insurance policy is with Central Insurance. ",
+                 "Please schedule the appraiser after one in the afternoon. ",
+                 "My father will walk him around the property."]
+    t0 = asyncio.get_running_loop().time()
+
+    async def pieces() -> AsyncIterator[str]:
+        for s in sentences:
+            for word in s.split(" "):
+                yield word + " "
+            await asyncio.sleep(0.4)  # a slow model
+
+    spoken = await voice.speak_stream(pieces())
+    total = asyncio.get_running_loop().time() - t0
+    assert spoken.first_audio_s < 1.0 < total  # the first sentence was ready early
+    heard = (await voice.transcribe(spoken.note.ogg)).lower()
+    assert heard.index("insurance") < heard.index("appraiser") < heard.index("father")
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype(np.int16).tobytes())
+    return out.getvalue()
+
+
+async def test_bad_input_audio_gets_clear_messages(voice: Voice) -> None:
+    cases = [
+        (b"definitely not audio" * 10, "couldn't read that audio"),
+        (wav_bytes(np.zeros(16000 * 2)), "couldn't hear anything"),
+        (wav_bytes(np.random.default_rng(1).integers(-9000, 9000, 16000 * 31)), "at most 30 s"),
+        (b"\0" * (2 * 1024 * 1024), "too large"),
+    ]
+    for data, message in cases:
+        with pytest.raises(InputError) as err:
+            await voice.transcribe(data)
+        assert message in err.value.user_message
+
+
+async def test_reply_mode_and_story_narration(engine: Engine, fake_llm: FakeLLM) -> None:
+    user = UserRef("telegram", "5")
+    assert await engine.reply_mode(user) == "text"
+    assert await engine.set_reply_mode(user, "Both") == "both"
+    assert await engine.reply_mode(user) == "both"
+    with pytest.raises(InputError):
+        await engine.set_reply_mode(user, "loud")
+    fake_llm.replies.append("Sleepy Owl\nLuna the owl yawned and closed her eyes.")
+    story = await (await engine.stories.create(user, StoryRequest())).result()
+    ogg = await engine.stories.narrate(user, story.id)
+    codec, rate, _, duration = opus_info(ogg)
+    assert (codec, rate) == ("opus", 48000) and duration > 1.5
