@@ -22,17 +22,18 @@ AdapterFactory = Callable[[Engine], Adapter]
 def platform_adapters(config: Config, engine: Engine) -> list[Adapter]:
     """Adapters whose token environment variable is set."""
     adapters: list[Adapter] = []
-    for platform, token_env in (
-        ("Discord", config.discord.token_env),
-        ("Telegram", config.telegram.token_env),
-    ):
-        if os.environ.get(token_env):
-            log.warning(
-                "%s is set, but this build has no %s adapter yet; not connecting to %s",
-                token_env, platform, platform,
-            )
-        else:
-            log.info("%s adapter off: %s is not set", platform, token_env)
+    if os.environ.get(config.discord.token_env):
+        log.warning("%s is set, but this build has no Discord adapter yet; not connecting "
+                    "to Discord", config.discord.token_env)
+    else:
+        log.info("Discord adapter off: %s is not set", config.discord.token_env)
+    token = os.environ.get(config.telegram.token_env)
+    if token:
+        from bot.telegram.adapter import TelegramAdapter
+
+        adapters.append(TelegramAdapter(engine, config.telegram, token))
+    else:
+        log.info("Telegram adapter off: %s is not set", config.telegram.token_env)
     return adapters
 
 

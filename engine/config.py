@@ -96,6 +96,13 @@ class TelegramConfig:
     token_env: str = "TELEGRAM_TOKEN"
     allowed_chats: tuple[int, ...] = ()
     allowed_users: tuple[int, ...] = ()
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""
+    """Public HTTPS URL Telegram posts to, in webhook mode."""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = _num(8443, min=1, max=65535)
+    edit_interval_s: float = _num(1.2, min=0.3)
+    """Streaming replies are edited at most this often (Telegram rate limits)."""
 
 
 @dataclass(frozen=True)

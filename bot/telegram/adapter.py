@@ -1,0 +1,485 @@
+"""Telegram adapter (python-telegram-bot 22): translates updates into engine calls.
+
+Lifecycle is explicit (``initialize``/``start``/``updater.start_polling`` and back), so it
+shares the process's one event loop with the other adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ChatAction, ChatType
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+from telegram.request import BaseRequest
+
+from bot.console.stories import parse_request
+from bot.telegram.stream import StreamedReply, chat_action
+from engine.config import TelegramConfig
+from engine.engine import Engine, UserRef
+from engine.errors import DoppelError, InputError
+from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
+
+log = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+MAX_DOWNLOAD = 20 * 1024 * 1024  # Bot API getFile limit
+COMMANDS = [
+    ("start", "Who I am, and how this works"),
+    ("story", "Write a children's story: /story [genre=... age=...] [idea]"),
+    ("suggest", "Five story ideas for today"),
+    ("persona", "List personas or choose one: /persona NAME"),
+    ("voice", "Reply with text, voice or both: /voice voice"),
+    ("history", "Your stories by date; /history WORD searches"),
+    ("favourites", "Your favourite stories"),
+    ("prompts", "Your saved story prompts"),
+    ("genres", "Story genres, yours included"),
+    ("ask", "Ask the persona in a group: /ask question"),
+    ("cancel", "Stop what I'm writing for you"),
+    ("help", "What I can do"),
+]
+HISTORY_PAGE = 8
+
+
+def user_ref(update: Update) -> UserRef:
+    u = update.effective_user
+    assert u is not None
+    return UserRef("telegram", str(u.id), u.full_name)
+
+
+def chat_key(update: Update) -> str:
+    chat = update.effective_chat
+    return "" if chat is None or chat.type == ChatType.PRIVATE else f"tg:{chat.id}"
+
+
+class TelegramAdapter:
+    name = "telegram"
+
+    def __init__(self, engine: Engine, config: TelegramConfig, token: str, *,
+                 request: BaseRequest | None = None,
+                 updates_request: BaseRequest | None = None,
+                 rate_limit: bool = True) -> None:
+        self.engine = engine
+        self.config = config
+        builder = Application.builder().token(token)
+        if request is not None:
+            builder = builder.request(request)
+        if updates_request is not None:
+            builder = builder.get_updates_request(updates_request)
+        if rate_limit:  # paces calls and retries flood-wait (RetryAfter) errors
+            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self._closed = asyncio.Event()
+        self._register()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        # New messages only: an edited message is not a new request.
+        allowed: filters.BaseFilter = filters.UpdateType.MESSAGE
+        if self.config.allowed_users:
+            allowed = allowed & filters.User(user_id=list(self.config.allowed_users))
+        if self.config.allowed_chats:
+            allowed = allowed & filters.Chat(chat_id=list(self.config.allowed_chats))
+        for name, handler in (
+            ("start", self.start_cmd), ("help", self.start_cmd), ("story", self.story),
+            ("suggest", self.suggest), ("persona", self.persona), ("voice", self.voice_cmd),
+            ("history", self.history), ("favourites", self.favourites),
+            ("favorites", self.favourites), ("prompts", self.prompts),
+            ("genres", self.genres), ("ask", self.ask), ("cancel", self.cancel),
+        ):
+            app.add_handler(CommandHandler(name, handler, filters=allowed))
+        text = filters.TEXT & ~filters.COMMAND
+        app.add_handler(MessageHandler(allowed & filters.ChatType.PRIVATE & text, self.text))
+        # In groups only mentions of the bot and replies to it (privacy mode sends those).
+        app.add_handler(MessageHandler(allowed & filters.ChatType.GROUPS & text,
+                                       self.group_text))
+        app.add_handler(MessageHandler(allowed & (filters.VOICE | filters.AUDIO), self.audio))
+        app.add_handler(CallbackQueryHandler(self.button))
+        app.add_error_handler(self.on_error)
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self.app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+        await self.app.start()
+        assert self.app.updater is not None
+        if self.config.mode == "webhook":
+            await self.app.updater.start_webhook(
+                listen=self.config.webhook_listen, port=self.config.webhook_port,
+                webhook_url=self.config.webhook_url)
+        else:
+            await self.app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        log.info("telegram: @%s is %s", self.app.bot.username, self.config.mode)
+
+    async def stop(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def interrupt(self) -> bool:
+        return False
+
+    # -- the one error handler --------------------------------------------------------------
+
+    async def on_error(self, update: object, context: Context) -> None:
+        err = context.error
+        if isinstance(err, DoppelError):
+            text = err.user_message
+        else:
+            log.error("telegram update failed: %r", update, exc_info=err)
+            text = "Sorry, something went wrong on my side. Please try again."
+        if isinstance(update, Update) and update.effective_chat is not None:
+            try:
+                await context.bot.send_message(update.effective_chat.id, text)
+            except Exception:  # the chat may be gone; the log has the details
+                log.warning("could not tell chat %s about the error",
+                            update.effective_chat.id)
+
+    # -- chat -------------------------------------------------------------------------------
+
+    async def start_cmd(self, update: Update, context: Context) -> None:
+        user = user_ref(update)
+        persona = await self.engine.current_persona(user, chat_key(update))
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            f"Hi {user.display_name}! I'm an AI persona of {persona.display_name}, not the "
+            f"real person: a computer writes my replies. What you send is stored to keep our "
+            f"conversation going.\n\n{persona.profile.greeting}\n\n"
+            "Just write to me, or send a voice note. Commands:\n"
+            + "\n".join(f"/{c} - {d}" for c, d in COMMANDS))
+
+    async def text(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None and msg.text is not None
+        await self._answer(update, context, msg.text)
+
+    async def group_text(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None and msg.text is not None
+        bot = context.bot
+        replied_to_bot = (msg.reply_to_message is not None
+                          and msg.reply_to_message.from_user is not None
+                          and msg.reply_to_message.from_user.id == bot.id)
+        mention = f"@{bot.username}"
+        if not replied_to_bot and mention.lower() not in msg.text.lower():
+            return
+        await self._answer(update, context, msg.text.replace(mention, "").strip())
+
+    async def ask(self, update: Update, context: Context) -> None:
+        question = " ".join(context.args or [])
+        if not question:
+            raise InputError("no question", user_message="Ask me something: /ask question")
+        await self._answer(update, context, question)
+
+    async def _answer(self, update: Update, context: Context, text: str, *,
+                      spoken: bool = False) -> None:
+        msg, chat = update.effective_message, update.effective_chat
+        assert msg is not None and chat is not None
+        user = user_ref(update)
+        waiting: list[Message] = []
+
+        def position(n: int) -> None:
+            async def tell() -> None:
+                waiting.append(await context.bot.send_message(chat.id, f"You are #{n} in line."))
+            asyncio.get_running_loop().create_task(tell())
+
+        reply = await self.engine.chat(user, text, chat_key=chat_key(update),
+                                       on_position=position)
+        mode = await self.engine.reply_mode(user)
+        speak = spoken or mode != "text"
+        out = StreamedReply(context.bot, chat.id, reply_to=msg.message_id,
+                            interval_s=self.config.edit_interval_s,
+                            thread_id=msg.message_thread_id)
+        action = ChatAction.RECORD_VOICE if speak and mode == "voice" else ChatAction.TYPING
+        async with chat_action(context.bot, chat.id, action):
+            note = None
+            pieces: AsyncIterable[str] = out.pieces(reply) if mode != "voice" or not speak \
+                else reply
+            if speak:
+                try:
+                    note = await self.engine.voice.speak_stream(pieces, user=user.key)
+                except DoppelError as exc:
+                    log.info("no voice note: %s", exc)
+            else:
+                async for _ in pieces:
+                    pass
+            result = await reply.result()
+        for m in waiting:
+            await m.delete()
+        text_out = result.text or ""
+        if result.error is not None:
+            text_out = (text_out + "\n\n" if text_out else "") + result.error.user_message
+        if result.sources:
+            text_out += "\n\n" + "\n".join(h.citation(n) for n, h in
+                                           enumerate(result.sources, 1))
+        buttons = InlineKeyboardMarkup([[
+            InlineKeyboardButton("🔁 Again", callback_data="regen"),
+            InlineKeyboardButton("🔊 Read aloud", callback_data="say"),
+        ]])
+        if mode != "voice" or note is None:
+            await out.finish(text_out, buttons)
+        if note is not None:
+            await self._send_voice(context, chat.id, note.note.ogg, note.note.duration_s)
+
+    async def _send_voice(self, context: Context, chat_id: int, ogg: bytes,
+                          duration: float) -> None:
+        caption = self.engine.config.voice.disclosure or None
+        await context.bot.send_voice(chat_id, voice=ogg, duration=max(1, round(duration)),
+                                     caption=caption)
+
+    async def audio(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        media = msg.voice or msg.audio
+        assert media is not None
+        if (media.file_size or 0) > MAX_DOWNLOAD:
+            raise InputError("file too big", user_message="That file is over 20 MB, more than "
+                                                          "Telegram lets me download.")
+        if msg.chat.type != ChatType.PRIVATE and not (
+                msg.reply_to_message and msg.reply_to_message.from_user
+                and msg.reply_to_message.from_user.id == context.bot.id):
+            return  # in groups, only voice replies to the bot
+        async with chat_action(context.bot, msg.chat.id, ChatAction.TYPING):
+            data = bytes(await (await media.get_file()).download_as_bytearray())
+            heard = await self.engine.voice.transcribe(data, user=user_ref(update).key)
+        await msg.reply_text(f"🎙 you said: {heard}")
+        await self._answer(update, context, heard, spoken=True)
+
+    async def cancel(self, update: Update, context: Context) -> None:
+        n = self.engine.cancel(user_ref(update))
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            f"Stopped {n} request(s)." if n else "Nothing to stop.")
+
+    async def persona(self, update: Update, context: Context) -> None:
+        user, msg = user_ref(update), update.effective_message
+        assert msg is not None
+        if context.args:
+            p = await self.engine.set_persona(user, " ".join(context.args), chat_key(update))
+            await msg.reply_text(f"You are now talking to {p.display_name}. "
+                                 f"{p.profile.greeting}")
+            return
+        current = await self.engine.current_persona(user, chat_key(update))
+        lines = [f"{'•' if p.name == current.name else '◦'} {p.name}: {p.display_name} - "
+                 f"{p.profile.description}" for p in self.engine.personas.all()]
+        await msg.reply_text("\n".join(lines) + "\n\nChoose with /persona NAME")
+
+    async def voice_cmd(self, update: Update, context: Context) -> None:
+        user, msg = user_ref(update), update.effective_message
+        assert msg is not None
+        if context.args:
+            await self.engine.set_reply_mode(user, context.args[0])
+        mode = await self.engine.reply_mode(user)
+        await msg.reply_text(f"I reply with: {mode}. Change with /voice text, /voice voice or "
+                             "/voice both.")
+
+    # -- stories ----------------------------------------------------------------------------
+
+    async def story(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        if not context.args:
+            await msg.reply_text("What kind of story?", reply_markup=self._genre_keyboard(
+                await self.engine.stories.genre_names(user_ref(update))))
+            return
+        await self._write_story(update, context, parse_request(" ".join(context.args)))
+
+    def _genre_keyboard(self, custom: list[str]) -> InlineKeyboardMarkup:
+        names = [*GENRES, *custom][:24]
+        rows = [[InlineKeyboardButton(g, callback_data=f"sf|{g[:40]}") for g in names[i:i + 2]]
+                for i in range(0, len(names), 2)]
+        return InlineKeyboardMarkup(rows)
+
+    async def _write_story(self, update: Update, context: Context,
+                           req: StoryRequest) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        user = user_ref(update)
+        reply = await self.engine.stories.create(user, req, chat_key=chat_key(update))
+        out = StreamedReply(context.bot, chat.id, interval_s=self.config.edit_interval_s)
+        async with chat_action(context.bot, chat.id):
+            text = "".join([p async for p in out.pieces(reply)])
+            try:
+                record = await reply.result()
+            except DoppelError as exc:
+                await out.finish((text + "\n\n" if text else "") + exc.user_message)
+                return
+        await out.finish(f"{record.title}\n\n{record.content}", InlineKeyboardMarkup([[
+            InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{record.id}"),
+            InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{record.id}"),
+            InlineKeyboardButton("💡 Ideas", callback_data=f"ideas|{record.genre[:30]}"),
+        ]]))
+
+    async def suggest(self, update: Update, context: Context) -> None:
+        req = parse_request(" ".join(context.args or []))
+        await self._show_ideas(update, context, req.genre, req.language, req.age_group)
+
+    async def _show_ideas(self, update: Update, context: Context, genre: str, language: str,
+                          age: str, refresh: bool = False) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        ideas = await self.engine.stories.suggestions(user_ref(update), genre, language, age,
+                                                      refresh=refresh)
+        assert context.user_data is not None
+        context.user_data["ideas"] = (ideas, genre, language, age)
+        rows = [[InlineKeyboardButton(i[:60], callback_data=f"idea|{n}")]
+                for n, i in enumerate(ideas)]
+        rows.append([InlineKeyboardButton("💡 More ideas", callback_data="more")])
+        await context.bot.send_message(chat.id, f"Ideas for {genre} ({age}):",
+                                       reply_markup=InlineKeyboardMarkup(rows))
+
+    async def history(self, update: Update, context: Context) -> None:
+        assert context.user_data is not None
+        context.user_data["search"] = " ".join(context.args or [])
+        await self._history_page(update, context, 0)
+
+    async def _history_page(self, update: Update, context: Context, page: int) -> None:
+        assert context.user_data is not None and update.effective_chat is not None
+        search = context.user_data.get("search", "")
+        groups = await self.engine.stories.history(user_ref(update), search=search)
+        flat = [(label, r) for label, rs in groups for r in rs]
+        if not flat:
+            await context.bot.send_message(update.effective_chat.id, "No stories found."
+                                           if search else "No stories yet. Try /story.")
+            return
+        chunk = flat[page * HISTORY_PAGE:(page + 1) * HISTORY_PAGE]
+        lines, last = [], None
+        for label, r in chunk:
+            if label != last:
+                lines.append(f"\n{label}")
+                last = label
+            lines.append(f"#{r.id} {r.title}{' ⭐' if r.favourite else ''}")
+        nav = []
+        if page > 0:
+            nav.append(InlineKeyboardButton("◀", callback_data=f"hp|{page - 1}"))
+        if (page + 1) * HISTORY_PAGE < len(flat):
+            nav.append(InlineKeyboardButton("▶", callback_data=f"hp|{page + 1}"))
+        opens = [InlineKeyboardButton(f"#{r.id}", callback_data=f"open|{r.id}")
+                 for _, r in chunk]
+        rows = [opens[i:i + 4] for i in range(0, len(opens), 4)] + ([nav] if nav else [])
+        await context.bot.send_message(update.effective_chat.id,
+                                       "\n".join(lines).strip(),
+                                       reply_markup=InlineKeyboardMarkup(rows))
+
+    async def favourites(self, update: Update, context: Context) -> None:
+        records = await self.engine.stories.favourites(user_ref(update))
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            "\n".join(f"⭐ #{r.id} {r.title}" for r in records) or
+            "No favourites yet: press ⭐ under a story.")
+
+    async def prompts(self, update: Update, context: Context) -> None:
+        saved = await self.engine.stories.saved_prompts(user_ref(update))
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            "\n".join(f"@{n}: {r.genre}, ages {r.age_group}: {r.prompt}" for n, r in saved)
+            or "No saved prompts yet.")
+
+    async def genres(self, update: Update, context: Context) -> None:
+        mine = await self.engine.stories.genre_names(user_ref(update))
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            "Genres: " + ", ".join(GENRES) + ("\nYours: " + ", ".join(mine) if mine else ""))
+
+    # -- buttons ----------------------------------------------------------------------------
+
+    async def button(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        assert query is not None and query.data is not None
+        await query.answer()
+        user = user_ref(update)
+        action, _, value = query.data.partition("|")
+        if action == "sf":  # the /story flow: genre, then age, language, length
+            await self._story_flow(update, context, value)
+        elif action == "fav":
+            record = await self.engine.stories.favourite(user, int(value))
+            await context.bot.send_message(query.message.chat.id if query.message else
+                                           user.user_id, f"⭐ Saved \"{record.title}\".")
+        elif action == "narrate":
+            ogg = await self.engine.stories.narrate(user, int(value))
+            assert update.effective_chat is not None
+            await context.bot.send_voice(update.effective_chat.id, voice=ogg,
+                                         caption=self.engine.config.voice.disclosure or None)
+        elif action == "open":
+            r = await self.engine.stories.open(user, int(value))
+            assert update.effective_chat is not None
+            await StreamedReply(context.bot, update.effective_chat.id).finish(
+                f"{r.title}\n\n{r.content}", InlineKeyboardMarkup([[
+                    InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{r.id}"),
+                    InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{r.id}")]]))
+        elif action == "hp":
+            await self._history_page(update, context, int(value))
+        elif action in ("ideas", "more", "idea"):
+            await self._ideas_button(update, context, action, value)
+        elif action in ("regen", "say"):
+            await self._reply_button(update, context, action)
+
+    async def _story_flow(self, update: Update, context: Context, value: str) -> None:
+        parts = value.split("|")
+        query = update.callback_query
+        assert query is not None
+        steps: list[tuple[str, list[str]]] = [("Which age group?", list(AGE_GROUPS)),
+                                              ("Which language?", list(LANGUAGES)),
+                                              ("How long?", list(LENGTHS))]
+        if len(parts) <= len(steps):
+            question, options = steps[len(parts) - 1]
+            await query.edit_message_text(question, reply_markup=InlineKeyboardMarkup([[
+                InlineKeyboardButton(o, callback_data=f"sf|{value}|{o}") for o in options]]))
+            return
+        genre, age, lang, length = parts
+        await query.edit_message_text(f"A {length} {genre} story for ages {age} ({lang}) ...")
+        await self._write_story(update, context, StoryRequest(
+            genre=genre, age_group=age, language=lang, length=length))
+
+    async def _ideas_button(self, update: Update, context: Context, action: str,
+                            value: str) -> None:
+        assert context.user_data is not None
+        ideas, genre, lang, age = context.user_data.get(
+            "ideas", ([], value or "adventure", "en", "6-8"))
+        if action == "idea" and value.isdigit() and int(value) < len(ideas):
+            await self._write_story(update, context, StoryRequest(
+                genre=genre, language=lang, age_group=age, prompt=ideas[int(value)]))
+        else:
+            await self._show_ideas(update, context, value if action == "ideas" else genre,
+                                   lang, age, refresh=action == "more")
+
+    async def _reply_button(self, update: Update, context: Context, action: str) -> None:
+        user = user_ref(update)
+        history = await self.engine.history(user, chat_key=chat_key(update), limit=2)
+        if action == "say":
+            last = next((m for m in reversed(history) if m.role == "assistant"), None)
+            if last is None:
+                raise InputError("nothing to say", user_message="There is no reply to read.")
+            note = await self.engine.voice.speak(last.content, user=user.key)
+            assert update.effective_chat is not None
+            await self._send_voice(context, update.effective_chat.id, note.ogg,
+                                   note.duration_s)
+            return
+        question = next((m for m in reversed(history) if m.role == "user"), None)
+        if question is None:
+            raise InputError("nothing to redo", user_message="There is nothing to redo yet.")
+        await self._answer(update, context, question.content)

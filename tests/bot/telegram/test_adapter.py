@@ -1,0 +1,175 @@
+"""The Telegram adapter fed real Update payloads through Application.process_update, with
+the Bot API replaced at PTB's BaseRequest seam (tests/auxil/telegram.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from telegram import Update
+
+from bot.telegram.adapter import TelegramAdapter
+from bot.telegram.stream import LIMIT
+from engine.config import TelegramConfig
+from engine.engine import Engine, UserRef
+from engine.storage.models import Story
+from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.telegram import RecordingRequest, fixture
+from tests.conftest import MakeConfig
+
+
+@pytest.fixture
+def wire() -> RecordingRequest:
+    return RecordingRequest()
+
+
+@pytest.fixture
+async def tg(engine: Engine, wire: RecordingRequest) -> AsyncIterator[TelegramAdapter]:
+    adapter = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
+                              request=wire, updates_request=wire, rate_limit=False)
+    async with adapter.app:
+        yield adapter
+
+
+async def feed(tg: TelegramAdapter, payload: dict[str, Any]) -> None:
+    await tg.app.process_update(Update.de_json(payload, tg.app.bot))
+
+
+def sent_texts(wire: RecordingRequest) -> list[str]:
+    return [p["text"] for p in wire.named("sendMessage")]
+
+
+async def test_private_text_is_answered_and_stored(tg: TelegramAdapter, wire: RecordingRequest,
+                                                   engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("Mario, the rent roll came in. Phillip")
+    await feed(tg, fixture("private_text.json"))
+    assert wire.named("sendChatAction")[0]["action"] == "typing"
+    final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
+    assert final["text"] == "Mario, the rent roll came in. Phillip"
+    keyboard = final["reply_markup"]["inline_keyboard"][0]
+    assert [b["callback_data"] for b in keyboard] == ["regen", "say"]
+    history = await engine.history(UserRef("telegram", "12345678"))
+    assert [m.content for m in history] == ["aaaaaaaaaa",
+                                            "Mario, the rent roll came in. Phillip"]
+
+
+async def test_long_reply_is_split_at_4096(make_config: MakeConfig,
+                                           wire: RecordingRequest) -> None:
+    sentence = "This sentence is part of a very long answer about gas storage. "
+    llm = FakeLLM([sentence * 150], n_ctx=16384)  # ~9,450 characters
+    engine = Engine(make_config(llm={"max_tokens": 4000}), llm=llm)
+    await engine.start()
+    tg = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
+                         request=wire, updates_request=wire, rate_limit=False)
+    async with tg.app:
+        await feed(tg, fixture("private_text.json"))
+    await engine.stop()
+    parts = [p["text"] for name, p in wire.calls if name in ("sendMessage", "editMessageText")]
+    final = parts[-3:]
+    assert all(len(p) <= LIMIT for p in parts)
+    assert "".join(final).replace(" ", "") == (sentence * 150).replace(" ", "")
+    assert all(p.endswith(".") for p in final)  # cut on sentence bounds
+
+
+async def test_start_discloses_the_ai_persona(tg: TelegramAdapter, wire: RecordingRequest) -> None:
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/start"))
+    text = sent_texts(wire)[-1]
+    assert "I'm an AI persona of Phillip Allen, not the real person" in text
+    assert "/story - Write a children's story" in text
+
+
+async def test_group_story_command_then_favourite(tg: TelegramAdapter, wire: RecordingRequest,
+                                                  engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("Tiny Turtle\nTilly swam. She was proud of herself.")
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json",
+                           text="/story genre=animals age=3-5 a turtle who learns to swim"))
+    async with engine.db.session() as s:
+        story = (await s.scalars(select(Story))).one()
+    assert (story.genre, story.age_group, story.chat_key) == ("animals", "3-5",
+                                                              "tg:-1001293752024")
+    final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
+    assert final["text"] == "Tiny Turtle\n\nTilly swam. She was proud of herself."
+    buttons = [b["callback_data"] for b in final["reply_markup"]["inline_keyboard"][0]]
+    assert buttons == [f"fav|{story.id}", f"narrate|{story.id}", "ideas|animals"]
+
+    press = fixture("callback_query_inline_keyboard.json")
+    press["callback_query"]["data"] = f"fav|{story.id}"
+    press["callback_query"]["from"]["id"] = 5964236329  # the user who asked for it
+    await feed(tg, press)
+    assert wire.named("answerCallbackQuery")
+    favs = await engine.stories.favourites(UserRef("telegram", "5964236329"))
+    assert [r.id for r in favs] == [story.id]
+
+
+async def test_story_flow_with_keyboards(tg: TelegramAdapter, wire: RecordingRequest,
+                                         engine: Engine, fake_llm: FakeLLM) -> None:
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/story"))
+    genres = wire.named("sendMessage")[-1]["reply_markup"]["inline_keyboard"]
+    assert genres[0][0]["callback_data"] == "sf|adventure"
+    fake_llm.replies.append("Moon Nap\nThe moon yawned and slept.")
+    for data in ("sf|bedtime", "sf|bedtime|3-5", "sf|bedtime|3-5|hi",
+                 "sf|bedtime|3-5|hi|short"):
+        press = fixture("callback_query_inline_keyboard.json")
+        press["callback_query"]["data"] = data
+        await feed(tg, press)
+    steps = [p["text"] for p in wire.named("editMessageText")[:3]]
+    assert steps == ["Which age group?", "Which language?", "How long?"]
+    story = (await engine.stories.history(UserRef("telegram", "222222222")))[0][1][0]
+    assert (story.genre, story.age_group, story.language) == ("bedtime", "3-5", "hi")
+
+
+async def test_voice_note_in_is_transcribed_and_answered_with_voice(
+    engine: Engine, fake_llm: FakeLLM
+) -> None:
+    note = await engine.voice.speak("Please tell me about the rent roll for the apartments.")
+    wire = RecordingRequest(download=note.ogg)
+    adapter = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
+                              request=wire, updates_request=wire, rate_limit=False)
+    fake_llm.replies.append("The rent roll arrived on Friday. I will send it to you.")
+    async with adapter.app:
+        await feed(adapter, fixture("voice_message.json"))
+    assert wire.named("getFile")
+    assert "🎙 you said:" in sent_texts(wire)[0] and "rent roll" in sent_texts(wire)[0].lower()
+    voice = wire.named("sendVoice")[-1]
+    assert voice["duration"] >= 2 and voice["caption"] == "AI-generated voice"
+    assert voice["_files"]["voice"][:4] == b"OggS"
+
+
+async def test_oversized_audio_and_broken_updates_get_clear_replies(
+    tg: TelegramAdapter, wire: RecordingRequest
+) -> None:
+    big = fixture("audio_message.json")
+    big["message"]["audio"]["file_size"] = 25 * 1024 * 1024
+    await feed(tg, big)
+    assert "over 20 MB" in sent_texts(wire)[-1]
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/voice loud"))
+    assert sent_texts(wire)[-1] == "Reply mode is text, voice or both."
+    before = len(wire.calls)
+    await feed(tg, fixture("edited_message_with_reply.json"))
+    await feed(tg, fixture("unknown_update_kind.json"))
+    assert len(wire.calls) == before  # ignored, and the application is still alive
+
+
+async def test_unexpected_errors_are_logged_and_answered(tg: TelegramAdapter,
+                                                         wire: RecordingRequest,
+                                                         engine: Engine) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database on fire")
+
+    engine.stories.favourites = broken  # type: ignore[method-assign, assignment]
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/favourites"))
+    assert sent_texts(wire)[-1] == "Sorry, something went wrong on my side. Please try again."
+
+
+async def test_lifecycle_registers_commands_and_polls(engine: Engine,
+                                                      wire: RecordingRequest) -> None:
+    adapter = TelegramAdapter(engine, TelegramConfig(), "123:abc", request=wire,
+                              updates_request=wire, rate_limit=False)
+    await adapter.start()
+    await adapter.stop()
+    commands = [c["command"] for c in wire.named("setMyCommands")[0]["commands"]]
+    assert commands[:2] == ["start", "story"] and "cancel" in commands
+    assert wire.named("getUpdates") and wire.named("deleteWebhook")
+    await adapter.wait_closed()
