@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from engine.llm.base import ChatMessage
 from engine.records import StoredMessage, UserRef
@@ -93,6 +93,20 @@ class ConversationStore:
             await repo.set_setting(s, uid, "persona", name, chat_key)
         for key in [k for k in self._personas if k[0] == user.key]:
             del self._personas[key]
+
+    async def forget(self, user: UserRef) -> bool:
+        """Delete the user and, by cascade, everything of theirs. False if unknown."""
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(User).where(User.platform == user.platform,
+                                                    User.platform_user_id == user.user_id))
+            if row is not None:
+                await s.delete(row)
+        self._users.pop(user.key, None)
+        for choice in [k for k in self._personas if k[0] == user.key]:
+            del self._personas[choice]
+        for conv in [k for k in self._conversations if k[0] == user.key]:
+            del self._conversations[conv]
+        return row is not None
 
     async def setting(self, user: UserRef, key: str, scope: str = "") -> str | None:
         uid = await self.user_id(user)

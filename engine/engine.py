@@ -312,6 +312,12 @@ class Engine:
             sources=hits,
         )
 
+    async def forget(self, user: UserRef) -> bool:
+        """Delete everything stored about the user: messages, stories, favourites, saved
+        prompts, custom genres and settings. Their running requests are cancelled first."""
+        self.cancel(user)
+        return await self.conversations.forget(user)
+
     def cancel(self, user: UserRef) -> int:
         """Cancel the user's queued and running requests (``/cancel``)."""
         return self.scheduler.cancel_user(user.key)

@@ -28,6 +28,7 @@ Commands:
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
   /voice [text|voice|both]                 reply with voice notes too
+  /forget           delete everything stored about you (asks first)
   /quit             leave (or Ctrl-D)
 While a reply is being written, /cancel or Ctrl-C stops it."""
 
@@ -288,6 +289,13 @@ class ConsoleAdapter:
             mode = await self.engine.reply_mode(self.user)
             self._write(f"Reply mode: {mode}. (/voice text|voice|both; voice notes are "
                         f"saved in {self.voice_dir})\n")
+        elif name == "/forget":
+            if arg.strip().lower() != "yes":
+                self._write("This deletes all your messages, stories, favourites, saved "
+                            "prompts, genres and settings. Type /forget yes to confirm.\n")
+            else:
+                await self.engine.forget(self.user)
+                self._write("Done: I have forgotten everything about you.\n")
         elif name == "/cancel":
             n = self.engine.cancel(self.user)
             self._write(f"Cancelled {n} request(s).\n" if n else "Nothing to cancel.\n")

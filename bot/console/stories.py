@@ -96,13 +96,13 @@ class StoryCommands:
             if not idx.isdigit() or not 1 <= int(idx) <= len(self.last_suggestions):
                 raise InputError("bad suggestion", user_message="Run /suggest first, then "
                                                                 "/story #1 to #5.")
-            req = _overlay(self.suggested_for, parse_request(arg[len(idx) + 1:]))
+            req = overlay(self.suggested_for, parse_request(arg[len(idx) + 1:]))
             req = StoryRequest(**{**req.__dict__,
                                   "prompt": self.last_suggestions[int(idx) - 1]})
         elif arg.startswith("@"):
             name, _, rest = arg[1:].partition(" ")
             saved = await self.stories.saved_prompt(self.user, name)
-            req = _overlay(saved, parse_request(rest))
+            req = overlay(saved, parse_request(rest))
         else:
             req = parse_request(arg)
         reply = await self.stories.create(self.user, req,
@@ -229,7 +229,7 @@ class StoryCommands:
         self.write(f"Story #{story_id} read aloud: {path}\n")
 
 
-def _overlay(base: StoryRequest, given: StoryRequest) -> StoryRequest:
+def overlay(base: StoryRequest, given: StoryRequest) -> StoryRequest:
     """``base`` with the options the user gave explicitly (those not at their default)."""
     default = StoryRequest()
     changes = {k: v for k, v in given.__dict__.items() if v != getattr(default, k)}

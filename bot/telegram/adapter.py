@@ -30,7 +30,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.console.stories import parse_request
+from bot.console.stories import StoryCommands, overlay, parse_request
 from bot.telegram.stream import StreamedReply, chat_action
 from engine.config import TelegramConfig
 from engine.engine import Engine, UserRef
@@ -49,10 +49,11 @@ COMMANDS = [
     ("voice", "Reply with text, voice or both: /voice voice"),
     ("history", "Your stories by date; /history WORD searches"),
     ("favourites", "Your favourite stories"),
-    ("prompts", "Your saved story prompts"),
-    ("genres", "Story genres, yours included"),
+    ("prompts", "Saved story prompts: /prompts save NAME [options] idea"),
+    ("genres", "Story genres: /genres add NAME [description]"),
     ("ask", "Ask the persona in a group: /ask question"),
     ("cancel", "Stop what I'm writing for you"),
+    ("forget", "Delete everything stored about you"),
     ("help", "What I can do"),
 ]
 HISTORY_PAGE = 8
@@ -105,6 +106,7 @@ class TelegramAdapter:
             ("history", self.history), ("favourites", self.favourites),
             ("favorites", self.favourites), ("prompts", self.prompts),
             ("genres", self.genres), ("ask", self.ask), ("cancel", self.cancel),
+            ("forget", self.forget),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
         text = filters.TEXT & ~filters.COMMAND
@@ -275,6 +277,14 @@ class TelegramAdapter:
         await update.effective_message.reply_text(
             f"Stopped {n} request(s)." if n else "Nothing to stop.")
 
+    async def forget(self, update: Update, context: Context) -> None:
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            "This deletes all your messages, stories, favourites, saved prompts, genres and "
+            "settings. Are you sure?", reply_markup=InlineKeyboardMarkup([[
+                InlineKeyboardButton("Yes, forget me", callback_data="forget|yes"),
+                InlineKeyboardButton("No", callback_data="forget|no")]]))
+
     async def persona(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message
         assert msg is not None
@@ -306,7 +316,13 @@ class TelegramAdapter:
             await msg.reply_text("What kind of story?", reply_markup=self._genre_keyboard(
                 await self.engine.stories.genre_names(user_ref(update))))
             return
-        await self._write_story(update, context, parse_request(" ".join(context.args)))
+        args = " ".join(context.args)
+        req = parse_request(args)
+        if args.startswith("@"):  # a saved prompt, options given now win
+            name, _, rest = args[1:].partition(" ")
+            saved = await self.engine.stories.saved_prompt(user_ref(update), name)
+            req = overlay(saved, parse_request(rest))
+        await self._write_story(update, context, req)
 
     def _genre_keyboard(self, custom: list[str]) -> InlineKeyboardMarkup:
         names = [*GENRES, *custom][:24]
@@ -392,18 +408,22 @@ class TelegramAdapter:
             "\n".join(f"⭐ #{r.id} {r.title}" for r in records) or
             "No favourites yet: press ⭐ under a story.")
 
-    async def prompts(self, update: Update, context: Context) -> None:
-        saved = await self.engine.stories.saved_prompts(user_ref(update))
+    async def _text_command(self, update: Update, name: str, arg: str) -> None:
+        """Run a story text command shared with the console; reply with what it printed."""
+        out: list[str] = []
+        await StoryCommands(self.engine, user_ref(update), out.append).run(name, arg)
         assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            "\n".join(f"@{n}: {r.genre}, ages {r.age_group}: {r.prompt}" for n, r in saved)
-            or "No saved prompts yet.")
+        await update.effective_message.reply_text("".join(out).strip() or "Done.")
+
+    async def prompts(self, update: Update, context: Context) -> None:
+        """/prompts, /prompts save NAME [options] [idea], /prompts delete NAME"""
+        args = " ".join(context.args or [])
+        await self._text_command(update, "/prompt" if args else "/prompts", args)
 
     async def genres(self, update: Update, context: Context) -> None:
-        mine = await self.engine.stories.genre_names(user_ref(update))
-        assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            "Genres: " + ", ".join(GENRES) + ("\nYours: " + ", ".join(mine) if mine else ""))
+        """/genres, /genres add NAME [description], /genres remove NAME"""
+        args = " ".join(context.args or [])
+        await self._text_command(update, "/genre" if args else "/genres", args)
 
     # -- buttons ----------------------------------------------------------------------------
 
@@ -435,6 +455,12 @@ class TelegramAdapter:
             await self._history_page(update, context, int(value))
         elif action in ("ideas", "more", "idea"):
             await self._ideas_button(update, context, action, value)
+        elif action == "forget":
+            if value == "yes":
+                await self.engine.forget(user)
+            assert query.message is not None
+            await query.edit_message_text("Done: I have forgotten everything about you."
+                                          if value == "yes" else "Nothing was deleted.")
         elif action in ("regen", "say"):
             await self._reply_button(update, context, action)
 

@@ -14,7 +14,16 @@ from bot.telegram.adapter import TelegramAdapter
 from bot.telegram.stream import LIMIT
 from engine.config import TelegramConfig
 from engine.engine import Engine, UserRef
-from engine.storage.models import Story
+from engine.storage.models import (
+    Conversation,
+    CustomGenre,
+    Favourite,
+    Message,
+    Story,
+    User,
+    UserSetting,
+)
+from engine.stories.options import StoryRequest
 from tests.auxil.fake_llm import FakeLLM
 from tests.auxil.telegram import RecordingRequest, fixture
 from tests.conftest import MakeConfig
@@ -173,3 +182,49 @@ async def test_lifecycle_registers_commands_and_polls(engine: Engine,
     assert commands[:2] == ["start", "story"] and "cancel" in commands
     assert wire.named("getUpdates") and wire.named("deleteWebhook")
     await adapter.wait_closed()
+
+
+async def test_saved_prompts_and_genres_through_commands(tg: TelegramAdapter,
+                                                         wire: RecordingRequest,
+                                                         engine: Engine,
+                                                         fake_llm: FakeLLM) -> None:
+    for text in ("/genres add space_pirates kind pirates",
+                 "/prompts save bunny genre=bedtime age=3-5 counting stars", "/prompts"):
+        await feed(tg, fixture("private_command_bot_command_entity.json", text=text))
+    assert sent_texts(wire)[:3] == [
+        "Added the genre 'space pirates'.", "Saved. Use it with /story @bunny.",
+        "@bunny: bedtime, ages 3-5, en, short: counting stars"]
+    fake_llm.replies.append("Star Count\nBun counted the stars and fell asleep.")
+    await feed(tg, fixture("private_command_bot_command_entity.json",
+                           text="/story @bunny length=medium"))
+    story = (await engine.stories.history(UserRef("telegram", "10081232")))[0][1][0]
+    assert (story.genre, story.age_group, story.length, story.prompt) == (
+        "bedtime", "3-5", "medium", "counting stars")
+
+
+async def test_forget_asks_then_deletes_everything(tg: TelegramAdapter, wire: RecordingRequest,
+                                                   engine: Engine, fake_llm: FakeLLM) -> None:
+    me, other = UserRef("telegram", "222222222"), UserRef("telegram", "1")
+    fake_llm.replies.extend(["Hello Mario.", "Sun\nThe sun rose.", "Other\nA tale."])
+    await (await engine.chat(me, "hi")).result()
+    story = await (await engine.stories.create(me, StoryRequest())).result()
+    await engine.stories.favourite(me, story.id)
+    await engine.stories.add_genre(me, "space pirates")
+    await engine.set_reply_mode(me, "both")
+    await (await engine.stories.create(other, StoryRequest())).result()
+
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/forget",
+                           **{"from": {"id": 222222222, "is_bot": False, "first_name": "M"}}))
+    assert "Are you sure?" in sent_texts(wire)[-1]
+    press = fixture("callback_query_inline_keyboard.json")
+    press["callback_query"]["data"] = "forget|yes"
+    await feed(tg, press)
+    assert wire.named("editMessageText")[-1]["text"].startswith("Done: I have forgotten")
+    async with engine.db.session() as s:
+        for model in (Conversation, Message, Favourite, CustomGenre, UserSetting):
+            assert (await s.scalars(select(model))).all() == [], model
+        users = (await s.scalars(select(User))).all()
+        stories = (await s.scalars(select(Story))).all()
+    assert [u.platform_user_id for u in users] == ["1"]  # the other user is untouched
+    assert [st.user_id for st in stories] == [users[0].id]
+    assert await engine.reply_mode(me) == "text"
