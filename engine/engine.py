@@ -66,12 +66,8 @@ class ChatReply:
     def position(self) -> int | None:
         return self.job.position
 
-    async def __aiter__(self) -> AsyncIterator[str]:
-        try:
-            async for chunk in self.job.stream():
-                yield chunk
-        except Exception:
-            return  # the outcome, with the error, is reported by result()
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.job.chunks()  # the outcome, with any error, comes from result()
 
     async def result(self) -> ChatResult:
         return await asyncio.shield(self._done)

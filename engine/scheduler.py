@@ -147,6 +147,15 @@ class Job(Generic[T]):
             yield chunk
         await self.result()
 
+    async def chunks(self) -> AsyncIterator[str]:
+        """Like :meth:`stream`, but ends quietly if the job fails: for callers that read
+        the outcome from :meth:`result` (or a task built on it) afterwards."""
+        try:
+            async for chunk in self.stream():
+                yield chunk
+        except Exception:
+            return
+
     def _finish(self, state: JobState, *, result: Any = None, error: BaseException | None = None,
                 now: float) -> None:
         if self.state.finished:

@@ -30,12 +30,12 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.console.stories import StoryCommands, overlay, parse_request
+from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import StreamedReply, chat_action
+from bot.telegram.users import chat_key, user_ref
 from engine.config import TelegramConfig
-from engine.engine import Engine, UserRef
+from engine.engine import Engine
 from engine.errors import DoppelError, InputError
-from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,6 @@ COMMANDS = [
     ("forget", "Delete everything stored about you"),
     ("help", "What I can do"),
 ]
-HISTORY_PAGE = 8
-
-
-def user_ref(update: Update) -> UserRef:
-    u = update.effective_user
-    assert u is not None
-    return UserRef("telegram", str(u.id), u.full_name)
-
-
-def chat_key(update: Update) -> str:
-    chat = update.effective_chat
-    return "" if chat is None or chat.type == ChatType.PRIVATE else f"tg:{chat.id}"
 
 
 class TelegramAdapter:
@@ -88,6 +76,7 @@ class TelegramAdapter:
             builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self._closed = asyncio.Event()
+        self.stories = StoryHandlers(engine, config)
         self._register()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -101,11 +90,12 @@ class TelegramAdapter:
         if self.config.allowed_chats:
             allowed = allowed & filters.Chat(chat_id=list(self.config.allowed_chats))
         for name, handler in (
-            ("start", self.start_cmd), ("help", self.start_cmd), ("story", self.story),
-            ("suggest", self.suggest), ("persona", self.persona), ("voice", self.voice_cmd),
-            ("history", self.history), ("favourites", self.favourites),
-            ("favorites", self.favourites), ("prompts", self.prompts),
-            ("genres", self.genres), ("ask", self.ask), ("cancel", self.cancel),
+            ("start", self.start_cmd), ("help", self.start_cmd),
+            ("story", self.stories.story), ("suggest", self.stories.suggest),
+            ("persona", self.persona), ("voice", self.voice_cmd),
+            ("history", self.stories.history), ("favourites", self.stories.favourites),
+            ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
+            ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
             ("forget", self.forget),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
@@ -307,124 +297,6 @@ class TelegramAdapter:
         await msg.reply_text(f"I reply with: {mode}. Change with /voice text, /voice voice or "
                              "/voice both.")
 
-    # -- stories ----------------------------------------------------------------------------
-
-    async def story(self, update: Update, context: Context) -> None:
-        msg = update.effective_message
-        assert msg is not None
-        if not context.args:
-            await msg.reply_text("What kind of story?", reply_markup=self._genre_keyboard(
-                await self.engine.stories.genre_names(user_ref(update))))
-            return
-        args = " ".join(context.args)
-        req = parse_request(args)
-        if args.startswith("@"):  # a saved prompt, options given now win
-            name, _, rest = args[1:].partition(" ")
-            saved = await self.engine.stories.saved_prompt(user_ref(update), name)
-            req = overlay(saved, parse_request(rest))
-        await self._write_story(update, context, req)
-
-    def _genre_keyboard(self, custom: list[str]) -> InlineKeyboardMarkup:
-        names = [*GENRES, *custom][:24]
-        rows = [[InlineKeyboardButton(g, callback_data=f"sf|{g[:40]}") for g in names[i:i + 2]]
-                for i in range(0, len(names), 2)]
-        return InlineKeyboardMarkup(rows)
-
-    async def _write_story(self, update: Update, context: Context,
-                           req: StoryRequest) -> None:
-        chat = update.effective_chat
-        assert chat is not None
-        user = user_ref(update)
-        reply = await self.engine.stories.create(user, req, chat_key=chat_key(update))
-        out = StreamedReply(context.bot, chat.id, interval_s=self.config.edit_interval_s)
-        async with chat_action(context.bot, chat.id):
-            text = "".join([p async for p in out.pieces(reply)])
-            try:
-                record = await reply.result()
-            except DoppelError as exc:
-                await out.finish((text + "\n\n" if text else "") + exc.user_message)
-                return
-        await out.finish(f"{record.title}\n\n{record.content}", InlineKeyboardMarkup([[
-            InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{record.id}"),
-            InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{record.id}"),
-            InlineKeyboardButton("💡 Ideas", callback_data=f"ideas|{record.genre[:30]}"),
-        ]]))
-
-    async def suggest(self, update: Update, context: Context) -> None:
-        req = parse_request(" ".join(context.args or []))
-        await self._show_ideas(update, context, req.genre, req.language, req.age_group)
-
-    async def _show_ideas(self, update: Update, context: Context, genre: str, language: str,
-                          age: str, refresh: bool = False) -> None:
-        chat = update.effective_chat
-        assert chat is not None
-        ideas = await self.engine.stories.suggestions(user_ref(update), genre, language, age,
-                                                      refresh=refresh)
-        assert context.user_data is not None
-        context.user_data["ideas"] = (ideas, genre, language, age)
-        rows = [[InlineKeyboardButton(i[:60], callback_data=f"idea|{n}")]
-                for n, i in enumerate(ideas)]
-        rows.append([InlineKeyboardButton("💡 More ideas", callback_data="more")])
-        await context.bot.send_message(chat.id, f"Ideas for {genre} ({age}):",
-                                       reply_markup=InlineKeyboardMarkup(rows))
-
-    async def history(self, update: Update, context: Context) -> None:
-        assert context.user_data is not None
-        context.user_data["search"] = " ".join(context.args or [])
-        await self._history_page(update, context, 0)
-
-    async def _history_page(self, update: Update, context: Context, page: int) -> None:
-        assert context.user_data is not None and update.effective_chat is not None
-        search = context.user_data.get("search", "")
-        groups = await self.engine.stories.history(user_ref(update), search=search)
-        flat = [(label, r) for label, rs in groups for r in rs]
-        if not flat:
-            await context.bot.send_message(update.effective_chat.id, "No stories found."
-                                           if search else "No stories yet. Try /story.")
-            return
-        chunk = flat[page * HISTORY_PAGE:(page + 1) * HISTORY_PAGE]
-        lines, last = [], None
-        for label, r in chunk:
-            if label != last:
-                lines.append(f"\n{label}")
-                last = label
-            lines.append(f"#{r.id} {r.title}{' ⭐' if r.favourite else ''}")
-        nav = []
-        if page > 0:
-            nav.append(InlineKeyboardButton("◀", callback_data=f"hp|{page - 1}"))
-        if (page + 1) * HISTORY_PAGE < len(flat):
-            nav.append(InlineKeyboardButton("▶", callback_data=f"hp|{page + 1}"))
-        opens = [InlineKeyboardButton(f"#{r.id}", callback_data=f"open|{r.id}")
-                 for _, r in chunk]
-        rows = [opens[i:i + 4] for i in range(0, len(opens), 4)] + ([nav] if nav else [])
-        await context.bot.send_message(update.effective_chat.id,
-                                       "\n".join(lines).strip(),
-                                       reply_markup=InlineKeyboardMarkup(rows))
-
-    async def favourites(self, update: Update, context: Context) -> None:
-        records = await self.engine.stories.favourites(user_ref(update))
-        assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            "\n".join(f"⭐ #{r.id} {r.title}" for r in records) or
-            "No favourites yet: press ⭐ under a story.")
-
-    async def _text_command(self, update: Update, name: str, arg: str) -> None:
-        """Run a story text command shared with the console; reply with what it printed."""
-        out: list[str] = []
-        await StoryCommands(self.engine, user_ref(update), out.append).run(name, arg)
-        assert update.effective_message is not None
-        await update.effective_message.reply_text("".join(out).strip() or "Done.")
-
-    async def prompts(self, update: Update, context: Context) -> None:
-        """/prompts, /prompts save NAME [options] [idea], /prompts delete NAME"""
-        args = " ".join(context.args or [])
-        await self._text_command(update, "/prompt" if args else "/prompts", args)
-
-    async def genres(self, update: Update, context: Context) -> None:
-        """/genres, /genres add NAME [description], /genres remove NAME"""
-        args = " ".join(context.args or [])
-        await self._text_command(update, "/genre" if args else "/genres", args)
-
     # -- buttons ----------------------------------------------------------------------------
 
     async def button(self, update: Update, context: Context) -> None:
@@ -434,7 +306,7 @@ class TelegramAdapter:
         user = user_ref(update)
         action, _, value = query.data.partition("|")
         if action == "sf":  # the /story flow: genre, then age, language, length
-            await self._story_flow(update, context, value)
+            await self.stories.story_flow(update, context, value)
         elif action == "fav":
             record = await self.engine.stories.favourite(user, int(value))
             await context.bot.send_message(query.message.chat.id if query.message else
@@ -452,9 +324,9 @@ class TelegramAdapter:
                     InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{r.id}"),
                     InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{r.id}")]]))
         elif action == "hp":
-            await self._history_page(update, context, int(value))
+            await self.stories.history_page(update, context, int(value))
         elif action in ("ideas", "more", "idea"):
-            await self._ideas_button(update, context, action, value)
+            await self.stories.ideas_button(update, context, action, value)
         elif action == "forget":
             if value == "yes":
                 await self.engine.forget(user)
@@ -463,35 +335,6 @@ class TelegramAdapter:
                                           if value == "yes" else "Nothing was deleted.")
         elif action in ("regen", "say"):
             await self._reply_button(update, context, action)
-
-    async def _story_flow(self, update: Update, context: Context, value: str) -> None:
-        parts = value.split("|")
-        query = update.callback_query
-        assert query is not None
-        steps: list[tuple[str, list[str]]] = [("Which age group?", list(AGE_GROUPS)),
-                                              ("Which language?", list(LANGUAGES)),
-                                              ("How long?", list(LENGTHS))]
-        if len(parts) <= len(steps):
-            question, options = steps[len(parts) - 1]
-            await query.edit_message_text(question, reply_markup=InlineKeyboardMarkup([[
-                InlineKeyboardButton(o, callback_data=f"sf|{value}|{o}") for o in options]]))
-            return
-        genre, age, lang, length = parts
-        await query.edit_message_text(f"A {length} {genre} story for ages {age} ({lang}) ...")
-        await self._write_story(update, context, StoryRequest(
-            genre=genre, age_group=age, language=lang, length=length))
-
-    async def _ideas_button(self, update: Update, context: Context, action: str,
-                            value: str) -> None:
-        assert context.user_data is not None
-        ideas, genre, lang, age = context.user_data.get(
-            "ideas", ([], value or "adventure", "en", "6-8"))
-        if action == "idea" and value.isdigit() and int(value) < len(ideas):
-            await self._write_story(update, context, StoryRequest(
-                genre=genre, language=lang, age_group=age, prompt=ideas[int(value)]))
-        else:
-            await self._show_ideas(update, context, value if action == "ideas" else genre,
-                                   lang, age, refresh=action == "more")
 
     async def _reply_button(self, update: Update, context: Context, action: str) -> None:
         user = user_ref(update)

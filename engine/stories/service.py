@@ -81,12 +81,8 @@ class StoryReply:
         self.job = job
         self._done = done
 
-    async def __aiter__(self) -> AsyncIterator[str]:
-        try:
-            async for chunk in self.job.stream():
-                yield chunk
-        except Exception:
-            return  # result() says how it ended
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.job.chunks()  # result() says how it ended
 
     async def result(self) -> StoryRecord:
         """The stored story; raises the job's error (cancelled, timeout, ...) if it failed."""

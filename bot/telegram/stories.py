@@ -1,0 +1,170 @@
+"""Telegram story handlers: /story (with a keyboard flow), ideas, history pages, favourites,
+saved prompts and genres. Used by :class:`bot.telegram.adapter.TelegramAdapter`."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import ContextTypes
+
+from bot.console.stories import StoryCommands, overlay, parse_request
+from bot.telegram.stream import StreamedReply, chat_action
+from bot.telegram.users import chat_key, user_ref
+from engine.config import TelegramConfig
+from engine.engine import Engine
+from engine.errors import DoppelError
+from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
+
+Context = ContextTypes.DEFAULT_TYPE
+HISTORY_PAGE = 8
+
+
+class StoryHandlers:
+    def __init__(self, engine: Engine, config: TelegramConfig) -> None:
+        self.engine = engine
+        self.config = config
+
+    async def story(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        if not context.args:
+            await msg.reply_text("What kind of story?", reply_markup=self._genre_keyboard(
+                await self.engine.stories.genre_names(user_ref(update))))
+            return
+        args = " ".join(context.args)
+        req = parse_request(args)
+        if args.startswith("@"):  # a saved prompt, options given now win
+            name, _, rest = args[1:].partition(" ")
+            saved = await self.engine.stories.saved_prompt(user_ref(update), name)
+            req = overlay(saved, parse_request(rest))
+        await self._write_story(update, context, req)
+
+    def _genre_keyboard(self, custom: list[str]) -> InlineKeyboardMarkup:
+        names = [*GENRES, *custom][:24]
+        rows = [[InlineKeyboardButton(g, callback_data=f"sf|{g[:40]}") for g in names[i:i + 2]]
+                for i in range(0, len(names), 2)]
+        return InlineKeyboardMarkup(rows)
+
+    async def _write_story(self, update: Update, context: Context,
+                           req: StoryRequest) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        user = user_ref(update)
+        reply = await self.engine.stories.create(user, req, chat_key=chat_key(update))
+        out = StreamedReply(context.bot, chat.id, interval_s=self.config.edit_interval_s)
+        async with chat_action(context.bot, chat.id):
+            text = "".join([p async for p in out.pieces(reply)])
+            try:
+                record = await reply.result()
+            except DoppelError as exc:
+                await out.finish((text + "\n\n" if text else "") + exc.user_message)
+                return
+        await out.finish(f"{record.title}\n\n{record.content}", InlineKeyboardMarkup([[
+            InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{record.id}"),
+            InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{record.id}"),
+            InlineKeyboardButton("💡 Ideas", callback_data=f"ideas|{record.genre[:30]}"),
+        ]]))
+
+    async def suggest(self, update: Update, context: Context) -> None:
+        req = parse_request(" ".join(context.args or []))
+        await self._show_ideas(update, context, req.genre, req.language, req.age_group)
+
+    async def _show_ideas(self, update: Update, context: Context, genre: str, language: str,
+                          age: str, refresh: bool = False) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        ideas = await self.engine.stories.suggestions(user_ref(update), genre, language, age,
+                                                      refresh=refresh)
+        assert context.user_data is not None
+        context.user_data["ideas"] = (ideas, genre, language, age)
+        rows = [[InlineKeyboardButton(i[:60], callback_data=f"idea|{n}")]
+                for n, i in enumerate(ideas)]
+        rows.append([InlineKeyboardButton("💡 More ideas", callback_data="more")])
+        await context.bot.send_message(chat.id, f"Ideas for {genre} ({age}):",
+                                       reply_markup=InlineKeyboardMarkup(rows))
+
+    async def history(self, update: Update, context: Context) -> None:
+        assert context.user_data is not None
+        context.user_data["search"] = " ".join(context.args or [])
+        await self.history_page(update, context, 0)
+
+    async def history_page(self, update: Update, context: Context, page: int) -> None:
+        assert context.user_data is not None and update.effective_chat is not None
+        search = context.user_data.get("search", "")
+        groups = await self.engine.stories.history(user_ref(update), search=search)
+        flat = [(label, r) for label, rs in groups for r in rs]
+        if not flat:
+            await context.bot.send_message(update.effective_chat.id, "No stories found."
+                                           if search else "No stories yet. Try /story.")
+            return
+        chunk = flat[page * HISTORY_PAGE:(page + 1) * HISTORY_PAGE]
+        lines, last = [], None
+        for label, r in chunk:
+            if label != last:
+                lines.append(f"\n{label}")
+                last = label
+            lines.append(f"#{r.id} {r.title}{' ⭐' if r.favourite else ''}")
+        nav = []
+        if page > 0:
+            nav.append(InlineKeyboardButton("◀", callback_data=f"hp|{page - 1}"))
+        if (page + 1) * HISTORY_PAGE < len(flat):
+            nav.append(InlineKeyboardButton("▶", callback_data=f"hp|{page + 1}"))
+        opens = [InlineKeyboardButton(f"#{r.id}", callback_data=f"open|{r.id}")
+                 for _, r in chunk]
+        rows = [opens[i:i + 4] for i in range(0, len(opens), 4)] + ([nav] if nav else [])
+        await context.bot.send_message(update.effective_chat.id,
+                                       "\n".join(lines).strip(),
+                                       reply_markup=InlineKeyboardMarkup(rows))
+
+    async def favourites(self, update: Update, context: Context) -> None:
+        records = await self.engine.stories.favourites(user_ref(update))
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(
+            "\n".join(f"⭐ #{r.id} {r.title}" for r in records) or
+            "No favourites yet: press ⭐ under a story.")
+
+    async def _text_command(self, update: Update, name: str, arg: str) -> None:
+        """Run a story text command shared with the console; reply with what it printed."""
+        out: list[str] = []
+        await StoryCommands(self.engine, user_ref(update), out.append).run(name, arg)
+        assert update.effective_message is not None
+        await update.effective_message.reply_text("".join(out).strip() or "Done.")
+
+    async def prompts(self, update: Update, context: Context) -> None:
+        """/prompts, /prompts save NAME [options] [idea], /prompts delete NAME"""
+        args = " ".join(context.args or [])
+        await self._text_command(update, "/prompt" if args else "/prompts", args)
+
+    async def genres(self, update: Update, context: Context) -> None:
+        """/genres, /genres add NAME [description], /genres remove NAME"""
+        args = " ".join(context.args or [])
+        await self._text_command(update, "/genre" if args else "/genres", args)
+
+    async def story_flow(self, update: Update, context: Context, value: str) -> None:
+        parts = value.split("|")
+        query = update.callback_query
+        assert query is not None
+        steps: list[tuple[str, list[str]]] = [("Which age group?", list(AGE_GROUPS)),
+                                              ("Which language?", list(LANGUAGES)),
+                                              ("How long?", list(LENGTHS))]
+        if len(parts) <= len(steps):
+            question, options = steps[len(parts) - 1]
+            await query.edit_message_text(question, reply_markup=InlineKeyboardMarkup([[
+                InlineKeyboardButton(o, callback_data=f"sf|{value}|{o}") for o in options]]))
+            return
+        genre, age, lang, length = parts
+        await query.edit_message_text(f"A {length} {genre} story for ages {age} ({lang}) ...")
+        await self._write_story(update, context, StoryRequest(
+            genre=genre, age_group=age, language=lang, length=length))
+
+    async def ideas_button(self, update: Update, context: Context, action: str,
+                            value: str) -> None:
+        assert context.user_data is not None
+        ideas, genre, lang, age = context.user_data.get(
+            "ideas", ([], value or "adventure", "en", "6-8"))
+        if action == "idea" and value.isdigit() and int(value) < len(ideas):
+            await self._write_story(update, context, StoryRequest(
+                genre=genre, language=lang, age_group=age, prompt=ideas[int(value)]))
+        else:
+            await self._show_ideas(update, context, value if action == "ideas" else genre,
+                                   lang, age, refresh=action == "more")
+
