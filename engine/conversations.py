@@ -14,11 +14,12 @@ from typing import TypeVar
 
 from sqlalchemy import select, update
 
+from engine.errors import InputError
 from engine.llm.base import ChatMessage
 from engine.records import StoredMessage, UserRef
 from engine.storage import repo
 from engine.storage.db import Database
-from engine.storage.models import User, utcnow
+from engine.storage.models import Conversation, Favourite, Message, User, utcnow
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -107,6 +108,22 @@ class ConversationStore:
         for conv in [k for k in self._conversations if k[0] == user.key]:
             del self._conversations[conv]
         return row is not None
+
+    async def favourite_message(self, user: UserRef, message_id: int) -> StoredMessage:
+        """Star one of the persona's replies to this user (never another user's)."""
+        uid = await self.user_id(user)
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Message).join(Conversation).where(
+                Message.id == message_id, Conversation.user_id == uid,
+                Message.role == "assistant"))
+            if row is None:
+                raise InputError("no such message",
+                                 user_message="I can't find that reply any more.")
+            exists = await s.scalar(select(Favourite).where(Favourite.user_id == uid,
+                                                            Favourite.message_id == message_id))
+            if exists is None:
+                s.add(Favourite(user_id=uid, message_id=message_id))
+            return StoredMessage(row.id, row.role, row.content, row.status, row.created_at)
 
     async def setting(self, user: UserRef, key: str, scope: str = "") -> str | None:
         uid = await self.user_id(user)

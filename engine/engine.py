@@ -308,6 +308,9 @@ class Engine:
             sources=hits,
         )
 
+    async def favourite_message(self, user: UserRef, message_id: int) -> StoredMessage:
+        return await self.conversations.favourite_message(user, message_id)
+
     async def forget(self, user: UserRef) -> bool:
         """Delete everything stored about the user: messages, stories, favourites, saved
         prompts, custom genres and settings. Their running requests are cancelled first."""

@@ -228,10 +228,11 @@ class TelegramAdapter:
         if result.sources:
             text_out += "\n\n" + "\n".join(h.citation(n) for n, h in
                                            enumerate(result.sources, 1))
-        buttons = InlineKeyboardMarkup([[
-            InlineKeyboardButton("🔁 Again", callback_data="regen"),
-            InlineKeyboardButton("🔊 Read aloud", callback_data="say"),
-        ]])
+        row = [InlineKeyboardButton("🔁 Again", callback_data="regen"),
+               InlineKeyboardButton("🔊 Read aloud", callback_data="say")]
+        if result.message_id is not None:
+            row.insert(0, InlineKeyboardButton("⭐", callback_data=f"favmsg|{result.message_id}"))
+        buttons = InlineKeyboardMarkup([row])
         if mode != "voice" or note is None:
             await out.finish(text_out, buttons)
         if note is not None:
@@ -302,15 +303,19 @@ class TelegramAdapter:
     async def button(self, update: Update, context: Context) -> None:
         query = update.callback_query
         assert query is not None and query.data is not None
-        await query.answer()
         user = user_ref(update)
         action, _, value = query.data.partition("|")
+        if action != "favmsg":
+            await query.answer()
         if action == "sf":  # the /story flow: genre, then age, language, length
             await self.stories.story_flow(update, context, value)
         elif action == "fav":
             record = await self.engine.stories.favourite(user, int(value))
             await context.bot.send_message(query.message.chat.id if query.message else
                                            user.user_id, f"⭐ Saved \"{record.title}\".")
+        elif action == "favmsg":
+            await self.engine.favourite_message(user, int(value))
+            await query.answer("⭐ Saved to your favourites")
         elif action == "narrate":
             ogg = await self.engine.stories.narrate(user, int(value))
             assert update.effective_chat is not None

@@ -58,10 +58,22 @@ async def test_private_text_is_answered_and_stored(tg: TelegramAdapter, wire: Re
     final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
     assert final["text"] == "Mario, the rent roll came in. Phillip"
     keyboard = final["reply_markup"]["inline_keyboard"][0]
-    assert [b["callback_data"] for b in keyboard] == ["regen", "say"]
     history = await engine.history(UserRef("telegram", "12345678"))
     assert [m.content for m in history] == ["aaaaaaaaaa",
                                             "Mario, the rent roll came in. Phillip"]
+    reply_id = history[1].id
+    assert [b["callback_data"] for b in keyboard] == [f"favmsg|{reply_id}", "regen", "say"]
+    press = fixture("callback_query_inline_keyboard.json")
+    press["callback_query"]["data"] = f"favmsg|{reply_id}"
+    press["callback_query"]["from"]["id"] = 12345678
+    await feed(tg, press)
+    assert wire.named("answerCallbackQuery")[-1]["text"] == "⭐ Saved to your favourites"
+    async with engine.db.session() as s:
+        assert [f.message_id for f in (await s.scalars(select(Favourite))).all()] == [reply_id]
+    stranger = fixture("callback_query_inline_keyboard.json")  # user 222222222
+    stranger["callback_query"]["data"] = f"favmsg|{reply_id}"
+    await feed(tg, stranger)
+    assert sent_texts(wire)[-1] == "I can't find that reply any more."
 
 
 async def test_long_reply_is_split_at_4096(make_config: MakeConfig,
