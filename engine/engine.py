@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
-from engine.config import Config
+from engine.config import Config, LLMConfig
 from engine.conversations import ConversationState, ConversationStore
 from engine.errors import (
     DoppelError,
@@ -81,15 +81,13 @@ class Engine:
         self.config = config
         self.personas = PersonaRegistry.load(config.personas.dir, config.personas.default)
         if llm is None:
-            from engine.llm.llama_cpp import LlamaCppBackend
-
-            llm = LlamaCppBackend(config.llm)
+            llm = make_backend(config.llm)
         self.llm = llm
         self.sampling = SamplingParams.from_config(config.llm)
         self.db = Database(config.storage.effective_database_url)
         self.conversations = ConversationStore(self.db)
         self.scheduler = Scheduler(config.engine)
-        self.scheduler.add_resource(LLM, workers=1)
+        self.scheduler.add_resource(LLM, workers=config.llm.workers)
         self._story_llm: LLMBackend | None = None
         self.scheduler.add_resource(EMBED, workers=1)
         self.stories = Stories(
@@ -295,10 +293,14 @@ class Engine:
             error = exc
         except Exception as exc:
             error = ModelError(str(exc))
+        if completion is not None and not completion.text.strip():
+            error = ModelError("empty reply", user_message="I had nothing to say to that. "
+                                                           "Please try again.")
+            completion = None
         status = _status_of(error)
         text = completion.text if completion else "".join(partial)
         message_id = None
-        if text or status == "complete":
+        if text.strip() or status == "complete":
             message_id = await self.conversations.add(state, "assistant", text, status=status,
                                                       tokens=len(partial))
         return ChatResult(
@@ -334,6 +336,16 @@ class Engine:
         """Start a fresh conversation; the old one stays stored but is no longer in the prompt."""
         p = await self._persona(user, chat_key, persona)
         return await self.conversations.close(user, p.name, chat_key)
+
+
+def make_backend(cfg: LLMConfig) -> LLMBackend:
+    if cfg.backend == "openai":
+        from engine.llm.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(cfg)
+    from engine.llm.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend(cfg)
 
 
 def _status_of(error: DoppelError | None) -> str:

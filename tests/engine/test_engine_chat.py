@@ -213,3 +213,13 @@ async def test_second_process_on_the_same_data_dir_is_refused(config: Config) ->
     third = Engine(config, llm=FakeLLM())  # the lock is released at stop
     await third.start()
     await third.stop()
+
+
+async def test_an_empty_reply_is_an_error_not_a_stored_blank(engine: Engine,
+                                                             fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("   ")
+    reply = await engine.chat(ANN, "say nothing")
+    result = await reply.result()
+    assert result.status == "error" and result.error is not None
+    assert "nothing to say" in result.error.user_message
+    assert [m.role for m in await engine.history(ANN)] == ["user"]
