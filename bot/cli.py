@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="also write each reply as an OGG Opus voice note")
     chat.add_argument("--voice-in", type=Path, metavar="FILE",
                       help="transcribe this audio file, answer it and exit")
+    serve = sub.add_parser("serve", help="HTTP API over the engine (see [api] in config)")
+    serve.add_argument("--host", help="override [api] host")
+    serve.add_argument("--port", type=int, help="override [api] port")
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
 
@@ -155,6 +159,30 @@ async def _run(config: Config) -> int:
     from bot.console import ConsoleAdapter
 
     return await run_app(config, console=lambda e: ConsoleAdapter(e))
+
+
+async def _serve(config: Config, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from bot.http.app import create_app
+
+    engine = _engine(config)
+    await engine.start()
+    try:
+        if not os.environ.get(config.api.key_env):
+            log.warning("%s is not set: only /health is served", config.api.key_env)
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(engine), host=host or config.api.host, port=port or config.api.port,
+            log_level="info", lifespan="off"))
+        # uvicorn re-raises the signal it stopped on once it is done; with these loop
+        # handlers in place that lands here harmlessly and the engine still stops cleanly.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: log.info("stopping the API"))
+        await server.serve()  # returns on SIGINT/SIGTERM
+    finally:
+        await engine.stop()
+    return 0
 
 
 async def _migrate(config: Config) -> int:
@@ -327,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          args.voice_in))
             case "migrate":
                 return asyncio.run(_migrate(config))
+            case "serve":
+                return asyncio.run(_serve(config, args.host, args.port))
             case "check":
                 _persona_list(config)
                 print(f"{args.config}: OK")

@@ -116,6 +116,14 @@ class TelegramConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = _num(8000, min=1, max=65535)
+    key_env: str = "DOPPEL_API_KEY"
+    """Name of the variable with the API key; when it is unset, only /health is served."""
+
+
+@dataclass(frozen=True)
 class VoiceConfig:
     tts_backend: Literal["piper", "xtts"] = "piper"
     reply_mode: Literal["text", "voice", "both"] = "text"
@@ -186,6 +194,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None
     """The file this was loaded from (not a TOML key)."""

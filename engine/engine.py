@@ -100,6 +100,9 @@ class Engine:
         self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
         self._preload: asyncio.Task[None] | None = None
+        self.generated_tokens = 0
+        self.generation_s = 0.0
+        """Totals over completed replies, for tokens/s in metrics."""
         self.started = False
 
     def _story_model(self, config: Config) -> tuple[LLMBackend, str]:
@@ -298,6 +301,9 @@ class Engine:
                                                            "Please try again.")
             completion = None
         status = _status_of(error)
+        if completion is not None:
+            self.generated_tokens += completion.tokens
+            self.generation_s += completion.total_s
         text = completion.text if completion else "".join(partial)
         message_id = None
         if text.strip() or status == "complete":

@@ -20,15 +20,6 @@ class ConfigError(DoppelError):
     user_message = "Doppel is misconfigured; the operator has to fix the configuration."
 
 
-class PersonaNotFound(DoppelError):
-    def __init__(self, name: str, available: list[str]) -> None:
-        names = ", ".join(available) or "none"
-        message = f"There is no persona called '{name}'. Available: {names}."
-        super().__init__(message, user_message=message)
-        self.name = name
-        self.available = available
-
-
 class SchedulerError(DoppelError):
     """Base for refusals and failures of queued model work."""
 
@@ -61,3 +52,12 @@ class ModelError(DoppelError):
 
 class InputError(DoppelError):
     """The user's input was rejected; ``user_message`` says why."""
+
+
+class PersonaNotFound(InputError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        names = ", ".join(available) or "none"
+        message = f"There is no persona called '{name}'. Available: {names}."
+        super().__init__(message, user_message=message)
+        self.name = name
+        self.available = available

@@ -173,6 +173,18 @@ class Job(Generic[T]):
 
 
 @dataclass
+class KindMetrics:
+    by_state: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    wait_s: float = 0.0
+    run_s: float = 0.0
+
+    def record(self, job: Job[Any]) -> None:
+        self.by_state[job.state.value] += 1
+        self.wait_s += job.wait_s or 0.0
+        self.run_s += job.run_s or 0.0
+
+
+@dataclass
 class _Resource:
     name: str
     workers: int
@@ -223,6 +235,7 @@ class Scheduler:
         self._ids = itertools.count(1)
         self._started = False
         self._stopping = False
+        self._metrics: dict[str, KindMetrics] = defaultdict(KindMetrics)
 
     # -- set-up and lifecycle ---------------------------------------------------------------
 
@@ -336,6 +349,10 @@ class Scheduler:
         return {n: {"queued": len(r.pending), "running": len(r.running)}
                 for n, r in self._resources.items()}
 
+    def kind_metrics(self) -> dict[str, KindMetrics]:
+        """Finished jobs per kind: counts by outcome, and summed wait and run seconds."""
+        return dict(self._metrics)
+
     # -- internals --------------------------------------------------------------------------
 
     def _drop_queued(self, res: _Resource, job: Job[Any], error: SchedulerError,
@@ -412,6 +429,7 @@ class Scheduler:
             await asyncio.wait([fut])
         now = self._clock()
         error = fut.exception()
+        metrics = self._metrics[job.kind]
         if job._timed_out:
             job._finish(JobState.TIMED_OUT, error=JobTimeout("timed out"), now=now)
         elif job._cancel_event.is_set():
@@ -422,3 +440,4 @@ class Scheduler:
             job._finish(JobState.FAILED, error=error, now=now)
         else:
             job._finish(JobState.DONE, result=fut.result(), now=now)
+        metrics.record(job)

@@ -1,0 +1,161 @@
+"""A small HTTP API over the engine: chat with SSE streaming, stories, favourites, audio,
+health and Prometheus metrics. Adapter only: every decision is the engine's."""
+
+import hmac
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from engine.engine import Engine, UserRef
+from engine.errors import DoppelError, InputError, QueueFull, UserQueueFull
+from engine.stories.options import StoryRequest
+from engine.stories.service import StoryRecord
+
+
+class Interact(BaseModel):
+    user: str = Field(min_length=1, max_length=64, description="Your id for the end user")
+    text: str = Field(min_length=1, max_length=8000)
+    persona: str | None = None
+    chat: str = Field("", max_length=100, description="Conversation scope, e.g. a room id")
+    voice: bool = Field(False, description="Also return a voice note URL")
+
+
+class StoryIn(BaseModel):
+    user: str = Field(min_length=1, max_length=64)
+    genre: str = "adventure"
+    characters: str = ""
+    prompt: str = ""
+    age_group: str = "6-8"
+    language: str = "en"
+    length: str = "short"
+    sampling: str = "top_p"
+
+
+def authorised(request: Request) -> None:
+    """Bearer-key check; with no key configured nothing but /health is served."""
+    key: str = request.app.state.api_key
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not key or not hmac.compare_digest(given.encode(), key.encode()):
+        raise HTTPException(401, "missing or wrong API key")
+
+
+Auth = Annotated[None, Depends(authorised)]
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _story_json(r: StoryRecord) -> dict[str, Any]:
+    return {"id": r.id, "title": r.title, "content": r.content, "genre": r.genre,
+            "age_group": r.age_group, "language": r.language, "length": r.length,
+            "favourite": r.favourite, "created_at": r.created_at.isoformat()}
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """The ASGI app for an engine that the caller starts and stops."""
+    app = FastAPI(title="Doppel API", version="1", description=__doc__)
+    app.state.api_key = os.environ.get(engine.config.api.key_env, "")
+    audio_dir = engine.config.storage.data_dir / "voice"
+
+    @app.exception_handler(DoppelError)
+    async def doppel_error(request: Request, exc: DoppelError) -> JSONResponse:
+        status = 429 if isinstance(exc, QueueFull | UserQueueFull) else (
+            400 if isinstance(exc, InputError) else 500)
+        return JSONResponse({"error": exc.user_message}, status_code=status)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": engine.started, "queues": engine.scheduler.stats()}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(_: Auth) -> str:
+        lines = ["# TYPE doppel_queue_depth gauge", "# TYPE doppel_running gauge"]
+        for res, s in engine.scheduler.stats().items():
+            lines.append(f'doppel_queue_depth{{resource="{res}"}} {s["queued"]}')
+            lines.append(f'doppel_running{{resource="{res}"}} {s["running"]}')
+        lines += ["# TYPE doppel_jobs_total counter",
+                  "# TYPE doppel_job_wait_seconds_sum counter",
+                  "# TYPE doppel_job_run_seconds_sum counter"]
+        for kind, m in engine.scheduler.kind_metrics().items():
+            for state, n in m.by_state.items():
+                lines.append(f'doppel_jobs_total{{kind="{kind}",state="{state}"}} {n}')
+            lines.append(f'doppel_job_wait_seconds_sum{{kind="{kind}"}} {m.wait_s:.6f}')
+            lines.append(f'doppel_job_run_seconds_sum{{kind="{kind}"}} {m.run_s:.6f}')
+        rate = engine.generated_tokens / engine.generation_s if engine.generation_s else 0.0
+        lines += ["# TYPE doppel_generated_tokens_total counter",
+                  f"doppel_generated_tokens_total {engine.generated_tokens}",
+                  "# TYPE doppel_tokens_per_second gauge",
+                  f"doppel_tokens_per_second {rate:.3f}"]
+        return "\n".join(lines) + "\n"
+
+    @app.post("/v1/interact")
+    async def interact(body: Interact, _: Auth) -> StreamingResponse:
+        """Server-sent events: ``chunk`` events with text, then one ``done`` event."""
+        user = UserRef("api", body.user)
+        reply = await engine.chat(user, body.text, chat_key=body.chat, persona=body.persona)
+
+        async def events() -> AsyncIterator[str]:
+            async for piece in reply:
+                yield _sse("chunk", {"text": piece})
+            result = await reply.result()
+            done: dict[str, Any] = {
+                "status": result.status, "message_id": result.message_id,
+                "text": result.text, "grounded": result.grounded,
+                "sources": [h.citation(n) for n, h in enumerate(result.sources, 1)],
+                "error": result.error.user_message if result.error else None,
+            }
+            if body.voice and result.text.strip():
+                # One audio URL at the end: the text already streamed, so there is nothing
+                # to gain from pipelining here.
+                try:
+                    note = await engine.voice.speak(result.text, user=user.key)
+                except DoppelError as exc:
+                    done["audio_error"] = exc.user_message
+                else:
+                    name = f"{uuid.uuid4().hex}.ogg"
+                    audio_dir.mkdir(parents=True, exist_ok=True)
+                    (audio_dir / name).write_bytes(note.ogg)
+                    done["audio_url"] = f"/v1/audio/{name}"
+                    done["audio_duration_s"] = round(note.duration_s, 2)
+            yield _sse("done", done)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.get("/v1/audio/{name}")
+    async def audio(name: str, _: Auth) -> Response:
+        path = audio_dir / name
+        if "/" in name or not name.endswith(".ogg") or not path.is_file():
+            raise HTTPException(404, "no such audio")
+        return Response(path.read_bytes(), media_type="audio/ogg")
+
+    @app.post("/v1/stories")
+    async def create_story(body: StoryIn, _: Auth) -> dict[str, Any]:
+        reply = await engine.stories.create(UserRef("api", body.user), StoryRequest(
+            genre=body.genre, characters=body.characters, prompt=body.prompt,
+            age_group=body.age_group, language=body.language, length=body.length,
+            preset=body.sampling))
+        return _story_json(await reply.result())
+
+    @app.get("/v1/stories")
+    async def stories(user: str, _: Auth, search: str = "") -> dict[str, Any]:
+        groups = await engine.stories.history(UserRef("api", user), search=search)
+        return {"groups": [{"label": label, "stories": [_story_json(r) for r in records]}
+                           for label, records in groups]}
+
+    @app.post("/v1/stories/{story_id}/favourite")
+    async def favourite(story_id: int, user: str, _: Auth, on: bool = True) -> dict[str, Any]:
+        return _story_json(await engine.stories.favourite(UserRef("api", user), story_id, on))
+
+    @app.get("/v1/favourites")
+    async def favourites(user: str, _: Auth) -> dict[str, Any]:
+        return {"stories": [_story_json(r) for r in
+                            await engine.stories.favourites(UserRef("api", user))]}
+
+    return app

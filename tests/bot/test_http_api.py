@@ -1,0 +1,134 @@
+"""The HTTP API: the real FastAPI app over a real engine (FakeLLM), driven with httpx."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.http.app import create_app
+from engine.engine import Engine
+from tests.auxil.fake_llm import FakeLLM
+from tests.bot.test_console import doppel, doppel_env, write_config
+from tests.conftest import ROOT
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+async def client(engine: Engine, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[httpx.AsyncClient]:
+    monkeypatch.setenv("DOPPEL_API_KEY", KEY)
+    app = create_app(engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://doppel") as c:
+        yield c
+
+
+def events(body: str) -> list[tuple[str, dict[str, object]]]:
+    out = []
+    for block in body.strip().split("\n\n"):
+        kind, data = block.split("\n", 1)
+        out.append((kind.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out
+
+
+async def test_interact_streams_sse_and_stores(client: httpx.AsyncClient, engine: Engine,
+                                               fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("Hello from Phillip. Talk soon.")
+    r = await client.post("/v1/interact", json={"user": "u1", "text": "hi", "voice": True},
+                          headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    evs = events(r.text)
+    assert [k for k, _ in evs[:-1]] == ["chunk"] * 5  # one per word from the fake
+    kind, done = evs[-1]
+    assert kind == "done" and done["status"] == "complete"
+    assert done["text"] == "Hello from Phillip. Talk soon."
+    audio = await client.get(str(done["audio_url"]), headers=AUTH)
+    assert audio.status_code == 200 and audio.content[:4] == b"OggS"
+    assert (await client.get("/v1/audio/../../etc/passwd", headers=AUTH)).status_code == 404
+
+
+async def test_auth_errors_and_limits(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/v1/interact", json={"user": "u", "text": "hi"})).status_code \
+        == 401
+    r = await client.post("/v1/interact", json={"user": "u", "text": "hi"},
+                          headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    r = await client.post("/v1/interact", json={"user": "u", "text": "hi", "persona": "bob"},
+                          headers=AUTH)
+    assert r.status_code == 400 and "no persona called 'bob'" in r.json()["error"]
+    r = await client.post("/v1/interact", json={"user": "", "text": "hi"}, headers=AUTH)
+    assert r.status_code == 422
+    health = await client.get("/health")
+    assert health.json()["ok"] is True and "llm" in health.json()["queues"]
+
+
+async def test_stories_favourites_and_metrics(client: httpx.AsyncClient,
+                                              fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("Moon Boat\nA boat sailed to the moon.")
+    r = await client.post("/v1/stories", json={"user": "kid", "genre": "fantasy"},
+                          headers=AUTH)
+    story = r.json()
+    assert r.status_code == 200 and story["title"] == "Moon Boat"
+    r = await client.post(f"/v1/stories/{story['id']}/favourite", params={"user": "kid"},
+                          headers=AUTH)
+    assert r.json()["favourite"] is True
+    history = (await client.get("/v1/stories", params={"user": "kid"}, headers=AUTH)).json()
+    assert history["groups"][0]["label"] == "Today"
+    favs = (await client.get("/v1/favourites", params={"user": "kid"}, headers=AUTH)).json()
+    assert [s["id"] for s in favs["stories"]] == [story["id"]]
+    other = await client.post(f"/v1/stories/{story['id']}/favourite",
+                              params={"user": "stranger"}, headers=AUTH)
+    assert other.status_code == 400
+    bad = await client.post("/v1/stories", json={"user": "kid", "prompt": "a gun fight"},
+                            headers=AUTH)
+    assert bad.status_code == 400 and "children's story" in bad.json()["error"]
+    text = (await client.get("/metrics", headers=AUTH)).text
+    assert 'doppel_queue_depth{resource="llm"} 0' in text
+    assert 'doppel_jobs_total{kind="story",state="done"} 1' in text
+    assert "doppel_job_wait_seconds_sum" in text and "doppel_tokens_per_second" in text
+
+
+async def test_openapi_schema_lists_the_routes(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/v1/interact", "/v1/stories", "/v1/favourites", "/health", "/metrics"} <= set(paths)
+
+
+@pytest.mark.model
+def test_doppel_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(doppel("--config", str(cfg), "serve", "--port", str(port)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=doppel_env(DOPPEL_API_KEY=KEY), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert health.json()["ok"] is True
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/interact", headers=AUTH, timeout=60,
+                       json={"user": "u", "text": "Hello!", "persona": "storyteller"})
+        assert events(r.text)[-1][1]["status"] == "complete"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "engine stopped" in err and KEY not in err
