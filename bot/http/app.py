@@ -137,10 +137,9 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.post("/v1/stories")
     async def create_story(body: StoryIn, _: Auth) -> dict[str, Any]:
-        reply = await engine.stories.create(UserRef("api", body.user), StoryRequest(
-            genre=body.genre, characters=body.characters, prompt=body.prompt,
-            age_group=body.age_group, language=body.language, length=body.length,
-            preset=body.sampling))
+        fields = body.model_dump(exclude={"user", "sampling"})
+        reply = await engine.stories.create(UserRef("api", body.user),
+                                            StoryRequest(**fields, preset=body.sampling))
         return _story_json(await reply.result())
 
     @app.get("/v1/stories")

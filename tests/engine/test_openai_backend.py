@@ -29,6 +29,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:  # not listening yet
+        return False
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     port = free_port()
@@ -42,12 +49,7 @@ def server() -> Iterator[str]:
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+        while not _answers(f"{base}/models"):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("llama_cpp.server did not start")
             time.sleep(0.2)
