@@ -34,6 +34,10 @@ class EngineConfig:
     """Jobs one user may have queued or running at once."""
     max_running_per_user: int = _num(1, min=1)
     """Jobs of one user running at once on one resource (matters when it has several workers)."""
+    rate_per_minute: float = _num(20.0, min=0)
+    """Requests (chat, stories, voice) per user per minute on average; 0 turns it off."""
+    rate_burst: int = _num(6, min=1)
+    """Requests a user may make at once before the rate applies."""
     max_message_chars: int = _num(4000, min=1)
     """Longer chat messages are refused with a clear message."""
     queue_wait_timeout_s: float = _num(300.0, min=1)

@@ -32,6 +32,7 @@ from engine.memory.prompt import (
 from engine.memory.retrieve import Hit
 from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
+from engine.ratelimit import RateLimiter
 from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
@@ -86,6 +87,7 @@ class Engine:
         self.sampling = SamplingParams.from_config(config.llm)
         self.db = Database(config.storage.effective_database_url)
         self.conversations = ConversationStore(self.db)
+        self.rate = RateLimiter(config.engine.rate_per_minute, config.engine.rate_burst)
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=config.llm.workers)
         self._story_llm: LLMBackend | None = None
@@ -95,6 +97,7 @@ class Engine:
             timeout_s=config.engine.story_timeout_s)
         self.voice = Voice(config.voice, self.scheduler)
         self.stories.narrator = VoiceNarrator(self.voice)
+        self.stories.rate = self.rate
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
@@ -216,6 +219,7 @@ class Engine:
         the request cannot be queued (nothing is stored then).
         """
         text = self._check_text(text)
+        self.rate.take(user.key)
         p = await self._persona(user, chat_key, persona)
         state = await self.conversations.open(user, p.name, chat_key)
         system, hits, message = await self._ground(p, text, user.key)

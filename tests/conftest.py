@@ -35,6 +35,7 @@ def make_config(tmp_path: Path) -> MakeConfig:
             "personas": {"dir": str(ROOT / "persona_data"), "default": "allen"},
             "llm": {"n_threads": 2, "max_tokens": 48},
             "memory": {"auto_ingest": False},
+            "engine": {"rate_per_minute": 0},  # tests/engine/test_ratelimit.py covers it
         }
         for name, values in sections.items():
             raw.setdefault(name, {}).update(values)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.conversations import ConversationStore
 from engine.errors import DoppelError, InputError, ModelError
 from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
+from engine.ratelimit import RateLimiter
 from engine.records import UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
@@ -109,6 +110,7 @@ class Stories:
         self.timeout_s = timeout_s
         self.clock = clock
         self.narrator = Narrator()
+        self.rate: RateLimiter | None = None
         self._tasks: set[asyncio.Task[StoryRecord]] = set()
 
     # -- writing ----------------------------------------------------------------------------
@@ -120,6 +122,8 @@ class Stories:
         request, QueueFull / UserQueueFull when it cannot be queued."""
         req = normalise(request, await self.genre_names(user))
         safety.check_request(req.characters, req.prompt, req.genre)
+        if self.rate is not None:
+            self.rate.take(user.key, cost=2.0)  # a story is a bigger job than a chat turn
         uid = await self.users.user_id(user)
         job = self.scheduler.submit(
             self.resource, self._write_job(req, sampling_for(req, seed)), user=user.key,
