@@ -341,10 +341,6 @@ class Scheduler:
                 if j.user == user]
         return sum(self.cancel(j) for j in jobs)
 
-    def jobs_of(self, user: str) -> list[Job[Any]]:
-        return [j for r in self._resources.values() for j in (*r.running, *r.pending)
-                if j.user == user]
-
     def stats(self) -> dict[str, dict[str, int]]:
         return {n: {"queued": len(r.pending), "running": len(r.running)}
                 for n, r in self._resources.items()}
