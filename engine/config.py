@@ -46,6 +46,9 @@ class EngineConfig:
     batch_timeout_s: float = _num(1800.0, min=1)
     shutdown_grace_s: float = _num(10.0, min=0)
     """On shutdown, running jobs get this long to finish before they are cancelled."""
+    admins: tuple[str, ...] = ()
+    """Users who may manage every persona (clone voices, ...), as ``platform:id``, e.g.
+    ``telegram:12345``. A persona's own ``owners`` may manage that persona."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,15 @@ class VoiceConfig:
     tts_timeout_s: float = _num(120.0, min=1)
     disclosure: str = "AI-generated voice"
     """Caption for voice notes; empty to leave it out."""
+    xtts_model_dir: Path | None = None
+    """An XTTS-v2 model directory (config.json, model.pth, vocab.json): enables cloning."""
+    xtts_device: Literal["auto", "cpu", "cuda"] = "auto"
+    xtts_temperature: float = _num(0.7, min=0.01, max=2)
+    clone_min_seconds: float = _num(6.0, min=1)
+    clone_max_seconds: float = _num(30.0, min=1)
+    clone_max_clips: int = _num(3, min=1, max=10)
+    chapter_chars: int = _num(2500, min=200)
+    """Stories longer than this are read aloud as several files (chapters)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,8 @@ class StoriesConfig:
     lora_path: Path | None = None
     """A LoRA adapter (GGUF) applied to the story model."""
     n_gpu_layers: int = _num(0, min=-1)
+    narrator_persona: str = ""
+    """Whose voice reads stories aloud; empty: the default persona."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +260,14 @@ def _check_paths(cfg: Config, name: str) -> None:
     ):
         if value is not None and not value.is_file():
             raise ConfigError(f"{name}: {where} points to {value}, which is not a file")
+    if cfg.voice.xtts_model_dir is not None and not cfg.voice.xtts_model_dir.is_dir():
+        raise ConfigError(f"{name}: [voice] xtts_model_dir points to "
+                          f"{cfg.voice.xtts_model_dir}, not a directory")
+    if cfg.voice.tts_backend == "xtts" and cfg.voice.xtts_model_dir is None:
+        raise ConfigError(f"{name}: [voice] tts_backend is 'xtts' but xtts_model_dir is not "
+                          "set (XTTS weights are not downloaded: point it at your model)")
+    if cfg.voice.clone_min_seconds >= cfg.voice.clone_max_seconds:
+        raise ConfigError(f"{name}: [voice] clone_min_seconds must be below clone_max_seconds")
     if not cfg.personas.dir.is_dir():
         raise ConfigError(f"{name}: [personas] dir points to {cfg.personas.dir}, not a directory")
 

@@ -37,6 +37,8 @@ from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
+from engine.voice.cloning import VoiceCloning
+from engine.voice.library import VoiceLibrary
 from engine.voice.narrate import VoiceNarrator
 from engine.voice.service import Voice
 
@@ -95,8 +97,10 @@ class Engine:
         self.stories = Stories(
             self.db, self.scheduler, self.conversations, *self._story_model(config),
             timeout_s=config.engine.story_timeout_s)
-        self.voice = Voice(config.voice, self.scheduler)
-        self.stories.narrator = VoiceNarrator(self.voice)
+        self.voice = Voice(config.voice, self.scheduler,
+                           VoiceLibrary(self.db, config.storage.data_dir))
+        self.voices = VoiceCloning(config, self.personas, self.conversations, self.voice)
+        self.stories.narrator = VoiceNarrator(self.voice, self._narrator_persona)
         self.stories.rate = self.rate
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
@@ -182,6 +186,10 @@ class Engine:
         if name in self.personas.names():
             return self.personas.get(name)
         return self.personas.default
+
+    def _narrator_persona(self) -> Persona:
+        name = self.config.stories.narrator_persona
+        return self.personas.get(name) if name else self.personas.default
 
     async def set_persona(self, user: UserRef, name: str, chat_key: str = "") -> Persona:
         persona = self.personas.get(name)
@@ -325,9 +333,17 @@ class Engine:
 
     async def forget(self, user: UserRef) -> bool:
         """Delete everything stored about the user: messages, stories, favourites, saved
-        prompts, custom genres and settings. Their running requests are cancelled first."""
+        prompts, custom genres, settings and the voices they cloned (clips and latents).
+        Their running requests are cancelled first."""
         self.cancel(user)
-        return await self.conversations.forget(user)
+        self.voices.cancel(user)
+        voice_ids = await self.voice.library.ids_created_by(
+            await self.conversations.user_id(user))
+        forgotten = await self.conversations.forget(user)
+        for voice_id in voice_ids:
+            self.voice.forget_voice(voice_id)
+        self.voice.library.remove_files(voice_ids)
+        return forgotten
 
     def cancel(self, user: UserRef) -> int:
         """Cancel the user's queued and running requests (``/cancel``)."""

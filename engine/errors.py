@@ -61,3 +61,15 @@ class PersonaNotFound(InputError):
         super().__init__(message, user_message=message)
         self.name = name
         self.available = available
+
+
+class FeatureUnavailable(DoppelError):
+    """The feature is not set up on this installation; ``user_message`` says what it needs."""
+
+    user_message = "That isn't available here."
+
+
+class NotAllowed(DoppelError):
+    """The user may not do this (an admin or the persona's owner may)."""
+
+    user_message = "Only an admin or the persona's owner can do that."

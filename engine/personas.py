@@ -24,6 +24,8 @@ class PersonaProfile:
     unknown_reply: str = "I don't remember anything about that, and I'd rather not guess."
     """Said when memory has nothing on a factual question (instead of inventing)."""
     language: str = "en"
+    owners: tuple[str, ...] = ()
+    """Users who manage this persona (its voices, ...), as ``platform:id``."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.console.stories import STORY_HELP, StoryCommands
+from bot.console.voices import VOICE_HELP, VoiceCommands
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
 from engine.memory.retrieve import Hit
@@ -27,7 +28,6 @@ Commands:
   /persona          list personas          /persona NAME   talk to NAME
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
-  /voice [text|voice|both]                 reply with voice notes too
   /forget           delete everything stored about you (asks first)
   /quit             leave (or Ctrl-D)
 While a reply is being written, /cancel or Ctrl-C stops it."""
@@ -85,6 +85,8 @@ class ConsoleAdapter:
         self.voice_dir = engine.config.storage.data_dir / "voice"
         self._spoken: SpokenReply | None = None
         self._voice_count = 0
+        self.voice_commands = VoiceCommands(engine, self.user, self._write, self._next_line,
+                                            self.voice_dir)
         self._replying = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -233,7 +235,8 @@ class ConsoleAdapter:
                 pass
             return
         try:
-            self._spoken = await self.engine.voice.speak_stream(printed(), user=self.user.key)
+            self._spoken = await self.engine.voice.speak_stream(printed(), user=self.user.key,
+                                                                persona=reply.persona)
         except DoppelError as exc:
             log.info("no voice note: %s", exc)
 
@@ -273,7 +276,7 @@ class ConsoleAdapter:
         if await self.story_commands.run(name, arg):
             return True
         if name == "/help":
-            self._write(HELP + "\n" + STORY_HELP + "\n")
+            self._write(HELP + "\n" + VOICE_HELP + "\n" + STORY_HELP + "\n")
         elif name == "/persona":
             await self._persona_command(arg)
         elif name == "/history":
@@ -283,16 +286,15 @@ class ConsoleAdapter:
             await self.engine.reset(self.user, persona=self.persona.name)
             self._write(f"Started a new conversation with {self.persona.display_name}.\n")
         elif name == "/voice":
-            if arg:
+            assert self.persona is not None
+            if arg.lower() in ("text", "voice", "both"):
                 self.voice = None  # the stored choice decides from now on
-                await self.engine.set_reply_mode(self.user, arg)
-            mode = await self.engine.reply_mode(self.user)
-            self._write(f"Reply mode: {mode}. (/voice text|voice|both; voice notes are "
-                        f"saved in {self.voice_dir})\n")
+            await self.voice_commands.run(arg, self.persona)
         elif name == "/forget":
             if arg.strip().lower() != "yes":
                 self._write("This deletes all your messages, stories, favourites, saved "
-                            "prompts, genres and settings. Type /forget yes to confirm.\n")
+                            "prompts, genres, settings and cloned voices. Type /forget yes to "
+                            "confirm.\n")
             else:
                 await self.engine.forget(self.user)
                 self._write("Done: I have forgotten everything about you.\n")

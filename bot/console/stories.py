@@ -222,11 +222,14 @@ class StoryCommands:
 
     async def narrate(self, arg: str) -> None:
         story_id = _story_id(arg)
-        ogg = await self.stories.narrate(self.user, story_id)
-        path = self.engine.config.storage.data_dir / "voice" / f"story-{story_id}.ogg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(ogg)
-        self.write(f"Story #{story_id} read aloud: {path}\n")
+        parts = await self.stories.narrate(self.user, story_id)
+        folder = self.engine.config.storage.data_dir / "voice"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, part in enumerate(parts, 1):
+            suffix = f"-part{i}" if len(parts) > 1 else ""
+            path = folder / f"story-{story_id}{suffix}.ogg"
+            path.write_bytes(part.ogg)
+            self.write(f"Story #{story_id} read aloud: {path} ({part.duration_s:.0f} s)\n")
 
 
 def overlay(base: StoryRequest, given: StoryRequest) -> StoryRequest:

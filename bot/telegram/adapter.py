@@ -33,6 +33,7 @@ from telegram.request import BaseRequest
 from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import StreamedReply, chat_action
 from bot.telegram.users import chat_key, user_ref
+from bot.telegram.voices import VoiceHandlers
 from engine.config import TelegramConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError
@@ -46,7 +47,7 @@ COMMANDS = [
     ("story", "Write a children's story: /story [genre=... age=...] [idea]"),
     ("suggest", "Five story ideas for today"),
     ("persona", "List personas or choose one: /persona NAME"),
-    ("voice", "Reply with text, voice or both: /voice voice"),
+    ("voice", "Reply mode (text, voice, both); clone a voice: /voice help"),
     ("history", "Your stories by date; /history WORD searches"),
     ("favourites", "Your favourite stories"),
     ("prompts", "Saved story prompts: /prompts save NAME [options] idea"),
@@ -77,6 +78,7 @@ class TelegramAdapter:
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self._closed = asyncio.Event()
         self.stories = StoryHandlers(engine, config)
+        self.voices = VoiceHandlers(engine)
         self._register()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -92,7 +94,7 @@ class TelegramAdapter:
         for name, handler in (
             ("start", self.start_cmd), ("help", self.start_cmd),
             ("story", self.stories.story), ("suggest", self.stories.suggest),
-            ("persona", self.persona), ("voice", self.voice_cmd),
+            ("persona", self.persona), ("voice", self.voices.command),
             ("history", self.stories.history), ("favourites", self.stories.favourites),
             ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
             ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
@@ -213,7 +215,8 @@ class TelegramAdapter:
                 else reply
             if speak:
                 try:
-                    note = await self.engine.voice.speak_stream(pieces, user=user.key)
+                    note = await self.engine.voice.speak_stream(pieces, user=user.key,
+                                                                persona=reply.persona)
                 except DoppelError as exc:
                     log.info("no voice note: %s", exc)
             else:
@@ -258,6 +261,9 @@ class TelegramAdapter:
             return  # in groups, only voice replies to the bot
         async with chat_action(context.bot, msg.chat.id, ChatAction.TYPING):
             data = bytes(await (await media.get_file()).download_as_bytearray())
+            if self.voices.collecting(update):  # a clip for a voice being cloned
+                await self.voices.clip(update, data)
+                return
             heard = await self.engine.voice.transcribe(data, user=user_ref(update).key)
         await msg.reply_text(f"🎙 you said: {heard}")
         await self._answer(update, context, heard, spoken=True)
@@ -271,8 +277,9 @@ class TelegramAdapter:
     async def forget(self, update: Update, context: Context) -> None:
         assert update.effective_message is not None
         await update.effective_message.reply_text(
-            "This deletes all your messages, stories, favourites, saved prompts, genres and "
-            "settings. Are you sure?", reply_markup=InlineKeyboardMarkup([[
+            "This deletes all your messages, stories, favourites, saved prompts, genres, "
+            "settings and the voices you cloned. Are you sure?",
+            reply_markup=InlineKeyboardMarkup([[
                 InlineKeyboardButton("Yes, forget me", callback_data="forget|yes"),
                 InlineKeyboardButton("No", callback_data="forget|no")]]))
 
@@ -288,15 +295,6 @@ class TelegramAdapter:
         lines = [f"{'•' if p.name == current.name else '◦'} {p.name}: {p.display_name} - "
                  f"{p.profile.description}" for p in self.engine.personas.all()]
         await msg.reply_text("\n".join(lines) + "\n\nChoose with /persona NAME")
-
-    async def voice_cmd(self, update: Update, context: Context) -> None:
-        user, msg = user_ref(update), update.effective_message
-        assert msg is not None
-        if context.args:
-            await self.engine.set_reply_mode(user, context.args[0])
-        mode = await self.engine.reply_mode(user)
-        await msg.reply_text(f"I reply with: {mode}. Change with /voice text, /voice voice or "
-                             "/voice both.")
 
     # -- buttons ----------------------------------------------------------------------------
 
@@ -317,10 +315,10 @@ class TelegramAdapter:
             await self.engine.favourite_message(user, int(value))
             await query.answer("⭐ Saved to your favourites")
         elif action == "narrate":
-            ogg = await self.engine.stories.narrate(user, int(value))
             assert update.effective_chat is not None
-            await context.bot.send_voice(update.effective_chat.id, voice=ogg,
-                                         caption=self.engine.config.voice.disclosure or None)
+            for part in await self.engine.stories.narrate(user, int(value)):
+                await self._send_voice(context, update.effective_chat.id, part.ogg,
+                                       part.duration_s)
         elif action == "open":
             r = await self.engine.stories.open(user, int(value))
             assert update.effective_chat is not None
@@ -348,7 +346,8 @@ class TelegramAdapter:
             last = next((m for m in reversed(history) if m.role == "assistant"), None)
             if last is None:
                 raise InputError("nothing to say", user_message="There is no reply to read.")
-            note = await self.engine.voice.speak(last.content, user=user.key)
+            persona = await self.engine.current_persona(user, chat_key(update))
+            note = await self.engine.voice.speak(last.content, user=user.key, persona=persona)
             assert update.effective_chat is not None
             await self._send_voice(context, update.effective_chat.id, note.ogg,
                                    note.duration_s)

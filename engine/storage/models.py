@@ -283,3 +283,24 @@ class PersonaStyle(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class ClonedVoice(Base):
+    """A voice cloned from reference clips (XTTS); the clips and cached latents live in
+    ``<data_dir>/voices/<id>/``."""
+
+    __tablename__ = "voices"
+    __table_args__ = (UniqueConstraint("persona", "name"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    persona: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[int] = _user_fk()
+    consent_speaker: Mapped[str] = mapped_column(String(200))
+    """Who is heard in the clips and agreed to the cloning, as the uploader confirmed."""
+    consent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    clips: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The voice the persona speaks in (at most one per persona)."""
+    created_at: Mapped[datetime] = _created()

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.conversations import ConversationStore
-from engine.errors import DoppelError, InputError, ModelError
+from engine.errors import FeatureUnavailable, InputError, ModelError
 from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
 from engine.ratelimit import RateLimiter
 from engine.records import UserRef
@@ -32,12 +32,9 @@ from engine.stories.prompt import (
     story_messages,
     suggestion_messages,
 )
+from engine.voice.audio import VoiceNote
 
 SENTENCE_END = re.compile(r"[.!?।\n][\"')\]]?\s")
-
-
-class FeatureUnavailable(DoppelError):
-    user_message = "That isn't available yet."
 
 
 @dataclass(frozen=True)
@@ -91,9 +88,9 @@ class StoryReply:
 
 
 class Narrator:
-    """Hook for the voice pipeline: turns a story into an audio file."""
+    """Hook for the voice pipeline: turns a story into voice notes (one per chapter)."""
 
-    async def narrate(self, story: StoryRecord, user: str = "system") -> bytes:
+    async def narrate(self, story: StoryRecord, user: str = "system") -> list[VoiceNote]:
         raise FeatureUnavailable(user_message="Reading stories aloud arrives with voice "
                                               "replies; for now the story is text only.")
 
@@ -194,7 +191,7 @@ class Stories:
             s.add(row)
         return StoryRecord.of(row)
 
-    async def narrate(self, user: UserRef, story_id: int) -> bytes:
+    async def narrate(self, user: UserRef, story_id: int) -> list[VoiceNote]:
         return await self.narrator.narrate(await self.open(user, story_id), user.key)
 
     # -- suggestions ------------------------------------------------------------------------

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from engine.scheduler import Priority
+from collections.abc import Callable
+
+from engine.personas import Persona
 from engine.stories.service import Narrator, StoryRecord
+from engine.voice.audio import VoiceNote
 from engine.voice.service import Voice
 
 
 class VoiceNarrator(Narrator):
-    def __init__(self, voice: Voice) -> None:
+    def __init__(self, voice: Voice, persona: Callable[[], Persona]) -> None:
         self.voice = voice
+        self.persona = persona
+        """Whose voice reads (resolved at each reading: the config may name any persona)."""
 
-    async def narrate(self, story: StoryRecord, user: str = "system") -> bytes:
-        """The title and the story as one OGG Opus file (story priority, below chat)."""
-        note = await self.voice.speak(f"{story.title}. {story.content}", user=user,
-                                      priority=Priority.STORY)
-        return note.ogg
+    async def narrate(self, story: StoryRecord, user: str = "system") -> list[VoiceNote]:
+        """The story in the narrator's voice and the story's language: one OGG Opus file,
+        or one per chapter when it is long (story priority, below chat)."""
+        return await self.voice.narrate(story.title, story.content, user=user,
+                                        persona=self.persona(), language=story.language)

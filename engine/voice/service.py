@@ -7,6 +7,7 @@ model writes sentence 2, sentence 1 is already being synthesised.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -15,11 +16,17 @@ import numpy as np
 
 from engine.config import VoiceConfig
 from engine.errors import InputError
+from engine.personas import Persona
 from engine.scheduler import JobContext, Priority, Scheduler
 from engine.voice.audio import VoiceNote, decode, encode_voice_note
+from engine.voice.library import VoiceLibrary
+from engine.voice.speaker import PIPER, Speaker
 from engine.voice.stt import WhisperSTT
-from engine.voice.text import MIN_WORDS, speech_chunks
+from engine.voice.text import MIN_WORDS, chapters, speech_chunks
 from engine.voice.tts import PCM, PiperTTS, TTSBackend
+from engine.voice.xtts import XTTSBackend
+
+log = logging.getLogger(__name__)
 
 TTS = "tts"
 STT = "stt"
@@ -35,43 +42,121 @@ class SpokenReply:
 
 
 class Voice:
-    def __init__(self, cfg: VoiceConfig, scheduler: Scheduler, *,
-                 tts: TTSBackend | None = None, stt: WhisperSTT | None = None) -> None:
+    """Speech out (Piper, or XTTS in a persona's cloned voice) and speech in (Whisper).
+
+    TTS and STT each have a worker of their own on the scheduler, so they overlap the LLM.
+    """
+
+    def __init__(self, cfg: VoiceConfig, scheduler: Scheduler, library: VoiceLibrary, *,
+                 tts: TTSBackend | None = None, xtts: TTSBackend | None = None,
+                 stt: WhisperSTT | None = None) -> None:
         self.cfg = cfg
         self.scheduler = scheduler
+        self.library = library
         self.tts = tts or PiperTTS(cfg.piper_model)
+        if xtts is None and cfg.xtts_model_dir is not None:
+            xtts = XTTSBackend(cfg.xtts_model_dir, device=cfg.xtts_device,
+                               temperature=cfg.xtts_temperature)
+        self.xtts = xtts
+        """None unless ``[voice] xtts_model_dir`` is set: cloning needs it."""
         self.stt = stt or WhisperSTT(cfg.stt_model, language=cfg.stt_language)
         scheduler.add_resource(TTS, workers=1)
         scheduler.add_resource(STT, workers=1)
 
+    # -- who speaks -------------------------------------------------------------------------
+
+    async def speaker_for(self, persona: Persona | None, language: str | None = None) -> Speaker:
+        """With XTTS set up: the persona's active cloned voice, else its reference clips when
+        it asks for XTTS. Piper otherwise, or when persona.toml says ``tts_backend = "piper"``."""
+        if persona is None:
+            return PIPER
+        language = language or persona.profile.language
+        backend = persona.voice.tts_backend or self.cfg.tts_backend
+        if self.xtts is not None and persona.voice.tts_backend != "piper":
+            active = await self.library.active(persona.name)
+            if active is not None:
+                return Speaker("xtts", active.id, self.library.clip_paths(active.id),
+                               self.library.directory(active.id), language)
+            if backend == "xtts" and persona.voice.reference_clips:
+                voice_id = f"persona-{persona.name}"
+                return Speaker("xtts", voice_id, persona.voice.reference_clips,
+                               self.library.directory(voice_id), language)
+        elif backend == "xtts":
+            log.warning("persona %s asks for XTTS, but [voice] xtts_model_dir is not set: "
+                        "speaking with Piper", persona.name)
+        return Speaker(language=language)
+
+    def _backend(self, speaker: Speaker) -> TTSBackend:
+        if speaker.backend == "xtts" and self.xtts is not None:
+            return self.xtts
+        return self.tts
+
+    async def prepare(self, speaker: Speaker, *, user: str = "system") -> None:
+        """Compute (or load) a cloned voice's conditioning latents on the TTS worker."""
+        xtts = self.xtts
+        if speaker.backend != "xtts" or not isinstance(xtts, XTTSBackend):
+            return
+
+        def run(ctx: JobContext) -> None:
+            xtts.conditioning(speaker)
+
+        await self.scheduler.submit(TTS, run, user=user, kind="voice-latents",
+                                    priority=Priority.INTERACTIVE,
+                                    timeout_s=self.cfg.tts_timeout_s).result()
+
+    def forget_voice(self, voice_id: str) -> None:
+        if isinstance(self.xtts, XTTSBackend):
+            self.xtts.forget(voice_id)
+
     # -- speech out -------------------------------------------------------------------------
 
-    async def _synth(self, text: str, user: str, priority: Priority) -> PCM:
+    async def _synth(self, text: str, user: str, priority: Priority, speaker: Speaker) -> PCM:
+        backend = self._backend(speaker)
+
         def run(ctx: JobContext) -> PCM:
-            return self.tts.synthesize(text, lambda: ctx.cancelled)
+            return backend.synthesize(text, lambda: ctx.cancelled, speaker)
 
         job = self.scheduler.submit(TTS, run, user=user, kind="tts", priority=priority,
                                     timeout_s=self.cfg.tts_timeout_s)
         return await job.result()
 
-    async def _encode(self, parts: list[PCM]) -> VoiceNote:
+    async def _encode(self, parts: list[PCM], speaker: Speaker) -> VoiceNote:
         pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-        return await asyncio.to_thread(encode_voice_note, pcm, self.tts.sample_rate)
+        rate = self._backend(speaker).sample_rate
+        return await asyncio.to_thread(encode_voice_note, pcm, rate)
 
     async def speak(self, text: str, *, user: str = "system",
-                    priority: Priority = Priority.INTERACTIVE) -> VoiceNote:
-        """The whole text as one voice note (sentence by sentence on the TTS worker)."""
+                    priority: Priority = Priority.INTERACTIVE, persona: Persona | None = None,
+                    language: str | None = None) -> VoiceNote:
+        """The whole text as one voice note (sentence by sentence on the TTS worker), in the
+        persona's voice."""
         chunks = speech_chunks(text)
         if not chunks:
             raise InputError("nothing speakable", user_message="There is nothing to read "
                                                                "aloud in that message.")
-        return await self._encode([await self._synth(c, user, priority) for c in chunks])
+        speaker = await self.speaker_for(persona, language)
+        return await self._encode([await self._synth(c, user, priority, speaker)
+                                   for c in chunks], speaker)
 
-    async def speak_stream(self, pieces: AsyncIterable[str], *,
-                           user: str = "system") -> SpokenReply:
+    async def narrate(self, title: str, text: str, *, user: str = "system",
+                      persona: Persona | None = None,
+                      language: str | None = None) -> list[VoiceNote]:
+        """A story read aloud: one voice note, or one per chapter when it is long."""
+        parts = chapters(text, self.cfg.chapter_chars)
+        notes = []
+        for i, part in enumerate(parts, 1):
+            heading = title if len(parts) == 1 else f"{title}. Part {i} of {len(parts)}"
+            notes.append(await self.speak(f"{heading}. {part}", user=user,
+                                          priority=Priority.STORY, persona=persona,
+                                          language=language))
+        return notes
+
+    async def speak_stream(self, pieces: AsyncIterable[str], *, user: str = "system",
+                           persona: Persona | None = None) -> SpokenReply:
         """Speak a reply while it is being written: each finished sentence goes to TTS at
         once, so the first audio is ready long before the reply ends."""
         t0 = time.perf_counter()
+        speaker = await self.speaker_for(persona)
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         parts: list[PCM] = []
         first: list[float] = []
@@ -79,7 +164,8 @@ class Voice:
         async def synthesise() -> None:  # one TTS job at a time per reply, in order
             while (chunk := await sentences.get()) is not None:
                 for speakable in speech_chunks(chunk):
-                    parts.append(await self._synth(speakable, user, Priority.INTERACTIVE))
+                    parts.append(await self._synth(speakable, user, Priority.INTERACTIVE,
+                                                   speaker))
                     if not first:
                         first.append(time.perf_counter() - t0)
 
@@ -101,7 +187,7 @@ class Voice:
         if not parts:
             raise InputError("nothing speakable", user_message="There was nothing to say "
                                                                "out loud in that reply.")
-        note = await self._encode(parts)
+        note = await self._encode(parts, speaker)
         return SpokenReply(note, first[0], text)
 
     # -- speech in --------------------------------------------------------------------------

@@ -64,3 +64,19 @@ def speech_chunks(text: str) -> list[str]:
         else:
             chunks.append(s)
     return chunks
+
+
+def chapters(text: str, limit: int) -> list[str]:
+    """The text in parts of about ``limit`` characters at most, cut between paragraphs
+    (between sentences when a paragraph alone is too long)."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    units: list[str] = []
+    for p in paragraphs:
+        units.extend(_SENTENCE.split(p) if len(p) > limit else [p])
+    parts: list[str] = []
+    for unit in units:
+        if parts and len(parts[-1]) + len(unit) + 2 <= limit:
+            parts[-1] = f"{parts[-1]}\n\n{unit}"
+        else:
+            parts.append(unit)
+    return parts

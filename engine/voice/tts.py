@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import ConfigError, ModelError
+from engine.voice.speaker import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,13 @@ class TTSBackend(abc.ABC):
 
     @abc.abstractmethod
     def synthesize(self, text: str, should_stop: Callable[[], bool] = lambda: False,
-                   language: str = "en") -> PCM:
+                   speaker: Speaker | None = None) -> PCM:
         """Mono int16 PCM of ``text`` (one sentence or a few)."""
+
+    def stream(self, text: str, should_stop: Callable[[], bool] = lambda: False,
+               speaker: Speaker | None = None) -> Iterator[PCM]:
+        """The same audio in pieces, as soon as each is ready."""
+        yield self.synthesize(text, should_stop, speaker)
 
 
 def bundled_piper_voice() -> tuple[Path, Path]:
@@ -74,7 +80,8 @@ class PiperTTS(TTSBackend):
         log.info("Piper voice %s loaded (%d Hz)", self.model_path.name, self.sample_rate)
 
     def synthesize(self, text: str, should_stop: Callable[[], bool] = lambda: False,
-                   language: str = "en") -> PCM:
+                   speaker: Speaker | None = None) -> PCM:
+        """Piper speaks in its one voice: the speaker's clips and language are ignored."""
         from piper import SynthesisConfig
 
         parts: list[PCM] = []

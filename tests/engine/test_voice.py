@@ -6,6 +6,7 @@ import asyncio
 import io
 import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import av
 import numpy as np
@@ -15,8 +16,10 @@ from engine.config import EngineConfig, VoiceConfig
 from engine.engine import Engine, UserRef
 from engine.errors import InputError
 from engine.scheduler import Scheduler
+from engine.storage.db import Database
 from engine.stories.options import StoryRequest
 from engine.voice.audio import WAVEFORM_SAMPLES, waveform
+from engine.voice.library import VoiceLibrary
 from engine.voice.service import Voice
 from engine.voice.text import clean_for_speech, speech_chunks
 from tests.auxil.fake_llm import FakeLLM
@@ -49,12 +52,16 @@ def test_waveform_is_256_scaled_bytes() -> None:
 
 
 @pytest.fixture
-async def voice() -> AsyncIterator[Voice]:
+async def voice(tmp_path: Path) -> AsyncIterator[Voice]:
     sched = Scheduler(EngineConfig())
-    v = Voice(VoiceConfig(max_input_seconds=30, max_input_mb=1), sched)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'voice.db'}")
+    v = Voice(VoiceConfig(max_input_seconds=30, max_input_mb=1), sched,
+              VoiceLibrary(db, tmp_path))
+    await db.start()
     await sched.start()
     yield v
     await sched.stop()
+    await db.close()
 
 
 def opus_info(ogg: bytes) -> tuple[str, int, int, float]:
@@ -129,6 +136,6 @@ async def test_reply_mode_and_story_narration(engine: Engine, fake_llm: FakeLLM)
         await engine.set_reply_mode(user, "loud")
     fake_llm.replies.append("Sleepy Owl\nLuna the owl yawned and closed her eyes.")
     story = await (await engine.stories.create(user, StoryRequest())).result()
-    ogg = await engine.stories.narrate(user, story.id)
-    codec, rate, _, duration = opus_info(ogg)
+    [note] = await engine.stories.narrate(user, story.id)
+    codec, rate, _, duration = opus_info(note.ogg)
     assert (codec, rate) == ("opus", 48000) and duration > 1.5

@@ -240,3 +240,17 @@ async def test_forget_asks_then_deletes_everything(tg: TelegramAdapter, wire: Re
     assert [u.platform_user_id for u in users] == ["1"]  # the other user is untouched
     assert [st.user_id for st in stories] == [users[0].id]
     assert await engine.reply_mode(me) == "text"
+
+
+async def test_voice_cloning_without_xtts_says_what_it_needs(tg: TelegramAdapter,
+                                                              wire: RecordingRequest) -> None:
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/voice help"))
+    assert "/voice clone NAME" in sent_texts(wire)[-1]
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/voice list"))
+    assert sent_texts(wire)[-1] == "Phillip Allen has no cloned voice."
+    await feed(tg, fixture("private_command_bot_command_entity.json",
+                           text="/voice clone studio"))
+    assert "needs the XTTS-v2 voice model" in sent_texts(wire)[-1]
+    await feed(tg, fixture("private_command_bot_command_entity.json",
+                           text="/voice consent Phillip Allen"))
+    assert "no voice being cloned" in sent_texts(wire)[-1]

@@ -1,0 +1,47 @@
+"""Real speech for tests, spoken by the bundled Piper voice (no recordings to ship)."""
+
+from __future__ import annotations
+
+import io
+import wave
+from functools import cache
+
+import numpy as np
+
+from engine.voice.tts import PiperTTS
+
+CLIP_TEXT = ("Hello, this is Phillip. I am recording a few sentences so that my assistant "
+             "can learn how I sound. The rent roll for the Stagecoach property arrived on "
+             "Friday, and I will call Jeff about it next week.")
+
+
+@cache
+def _piper() -> PiperTTS:
+    return PiperTTS()
+
+
+def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
+    return out.getvalue()
+
+
+@cache
+def speech_pcm(text: str = CLIP_TEXT) -> tuple[bytes, int]:
+    """Int16 PCM bytes of ``text`` and their sample rate."""
+    tts = _piper()
+    return tts.synthesize(text).tobytes(), tts.sample_rate
+
+
+def speech_wav(text: str = CLIP_TEXT, *, gain: float = 1.0, seconds: float | None = None) -> bytes:
+    """``text`` spoken as a WAV file, louder by ``gain`` (clipped at full scale), cut to
+    ``seconds`` when given."""
+    raw, rate = speech_pcm(text)
+    pcm = np.frombuffer(raw, dtype=np.int16).astype(np.float64) * gain
+    if seconds is not None:
+        pcm = pcm[: int(seconds * rate)]
+    return wav_bytes(np.clip(pcm, -32768, 32767).astype(np.int16), rate)
