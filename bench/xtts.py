@@ -95,15 +95,15 @@ def main() -> int:
                 firsts.append(first or took)
             rows[label] = {"audio_s": round(audio, 2), "rtf": round(statistics.median(rtfs), 3),
                            "first_chunk_ms": round(statistics.median(firsts) * 1000, 1)}
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else ""
     result = {
-        "bench": "xtts", "cpus": cpu_count(), "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "bench": "xtts", "cpus": cpu_count(), "device": device, "gpu": gpu,
         "model": "user weights" if args.model_dir else "tiny random checkpoint",
         "load_s": round(load_s, 2), "latents_first_s": round(latents_s, 3),
         "latents_cached_s": round(cached_s, 4), "synthesis": rows,
     }
     path = write("xtts", result, args.out)
-    print(f"XTTS ({result['model']}) on {device}{' ' + result['gpu'] if result['gpu'] else ''}:"
+    print(f"XTTS ({result['model']}) on {device} {gpu}:"
           f" load {load_s:.2f} s, voice latents {latents_s:.3f} s first, "
           f"{cached_s * 1000:.1f} ms from the cache")
     for label, r in rows.items():
