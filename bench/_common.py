@@ -8,7 +8,7 @@ import resource
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -16,7 +16,9 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from engine.config import Config, load_config  # noqa: E402
-from engine.engine import Engine  # noqa: E402
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
 
 
 def temp_config(data_dir: Path, personas_dir: Path | None = None, default: str | None = None,
@@ -33,6 +35,8 @@ def temp_config(data_dir: Path, personas_dir: Path | None = None, default: str |
 
 
 async def memory_engine(cfg: Config) -> Engine:
+    from engine.engine import Engine
+
     engine = Engine(cfg)
     await engine.start(load_llm=False)
     return engine

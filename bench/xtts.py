@@ -14,12 +14,13 @@ import argparse
 import statistics
 import tempfile
 import time
+import wave
 from pathlib import Path
 from typing import Any
 
 from _common import cpu_count, write
 
-from engine.voice.clips import clean_clip
+from engine.voice.clips import CLIP_RATE, clean_clip
 from engine.voice.speaker import Speaker
 from engine.voice.text import speech_chunks
 from engine.voice.xtts import XTTSBackend
@@ -30,6 +31,15 @@ TEXTS = {
                    "One day the sky turned grey and the first drops of rain began to fall. "
                    "Pip was not afraid, because he liked the music the rain made on his shell.",
 }
+
+
+def is_clean(path: Path) -> bool:
+    """A clip already as Doppel stores them (mono 16-bit WAV at the XTTS rate)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            return (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (CLIP_RATE, 1, 2)
+    except (wave.Error, EOFError):
+        return False
 
 
 def main() -> int:
@@ -51,14 +61,14 @@ def main() -> int:
             from tests.auxil.xtts_tiny import build_tiny_xtts
 
             model_dir = build_tiny_xtts(work / "tiny")
-        if args.clip is not None:
-            clip_bytes = args.clip.read_bytes()
+        clip = work / "clip-1.wav"
+        if args.clip is not None and is_clean(args.clip):
+            clip.write_bytes(args.clip.read_bytes())
         else:
             from tests.auxil.speech import speech_wav
 
-            clip_bytes = speech_wav()
-        clip = work / "clip-1.wav"
-        clip.write_bytes(clean_clip(clip_bytes).wav())
+            clip.write_bytes(clean_clip(args.clip.read_bytes() if args.clip else
+                                        speech_wav()).wav())
 
         backend = XTTSBackend(model_dir, device=args.device)
         t0 = time.perf_counter()

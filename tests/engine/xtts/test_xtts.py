@@ -163,3 +163,23 @@ async def test_cloning_flow_end_to_end(xtts_engine: Engine) -> None:
     await eng.forget(admin)  # the voices they cloned go with them
     assert not folder.exists()
     assert (await eng.voice.speaker_for(allen)).backend == "piper"
+
+
+async def test_console_clones_a_voice_and_then_speaks_in_it(
+        make_config: MakeConfig, fake_llm: FakeLLM, tiny_xtts: Path, tmp_path: Path) -> None:
+    from tests.bot.test_console import run_repl
+
+    clip = tmp_path / "me talking.wav"
+    clip.write_bytes(speech_wav())
+    config = make_config(voice={"xtts_model_dir": str(tiny_xtts), "xtts_device": "cpu"})
+    fake_llm.replies.append("Jeff, the rent roll came in today and looks fine.")
+    out = await run_repl(config, fake_llm, f'/voice clone studio "{clip}"\nPhillip Allen\n'
+                         "/voice list\nHow is the rent roll?\n/quit\n", voice=True)
+    assert "Clip 1 (me talking.wav): 10." in out
+    assert "Type their full name to confirm they agreed" in out
+    assert "is now Phillip Allen's voice; consent of Phillip Allen recorded. Sample:" in out
+    assert " * v" in out and "studio" in out and "consent of Phillip Allen" in out
+    assert "(voice note:" in out
+    voice_dir = config.storage.data_dir / "voice"
+    assert len(list(voice_dir.glob("voice-*-sample.ogg"))) == 1
+    assert len(list(voice_dir.glob("reply-*.ogg"))) == 1
