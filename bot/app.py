@@ -22,9 +22,11 @@ AdapterFactory = Callable[[Engine], Adapter]
 def platform_adapters(config: Config, engine: Engine) -> list[Adapter]:
     """Adapters whose token environment variable is set."""
     adapters: list[Adapter] = []
-    if os.environ.get(config.discord.token_env):
-        log.warning("%s is set, but this build has no Discord adapter yet; not connecting "
-                    "to Discord", config.discord.token_env)
+    token = os.environ.get(config.discord.token_env)
+    if token:
+        from bot.discord.adapter import DiscordAdapter
+
+        adapters.append(DiscordAdapter(engine, config.discord, token))
     else:
         log.info("Discord adapter off: %s is not set", config.discord.token_env)
     token = os.environ.get(config.telegram.token_env)

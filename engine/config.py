@@ -105,7 +105,26 @@ class PersonasConfig:
 class DiscordConfig:
     token_env: str = "DISCORD_TOKEN"
     allowed_guilds: tuple[int, ...] = ()
+    """Servers the bot answers in; empty: every server it is in."""
+    allowed_channels: tuple[int, ...] = ()
+    """Channels (and their threads) where mentioning the bot chats; empty: all channels."""
     allowed_users: tuple[int, ...] = ()
+    """Users the bot answers at all; empty: everyone."""
+    admin_role: str = ""
+    """Name or id of the role that may run admin commands (server persona, voices);
+    members with the Manage Server permission always may."""
+    edit_interval_s: float = _num(1.0, min=0.2)
+    """Streaming replies are edited at most this often."""
+    sharded: bool = False
+    """Use AutoShardedClient (for bots in very many servers)."""
+    sync_commands: bool = True
+    """Register the slash commands with Discord at start."""
+    api_base: str = ""
+    """REST API base URL; empty: Discord's own. Set it to route calls through a proxy
+    (e.g. ``http://127.0.0.1:3000/api/v10`` for a twilight-http-proxy)."""
+    message_content: bool = False
+    """Ask for the privileged Message Content intent (enable it in the Developer Portal
+    first). Not needed for DMs, mentions and replies to the bot."""
 
 
 @dataclass(frozen=True)

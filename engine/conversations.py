@@ -75,15 +75,17 @@ class ConversationStore:
             self._users.put(user.key, uid)
         return uid
 
-    async def persona_choice(self, user: UserRef, chat_key: str) -> str | None:
-        """The persona name the user chose for this chat, else globally, else None."""
-        key = (user.key, chat_key)
+    async def persona_choice(self, user: UserRef, chat_key: str, *,
+                             fallback: bool = True) -> str | None:
+        """The persona name the user chose for this chat, else (with ``fallback``) their
+        global choice, else None."""
+        key = (user.key, f"{chat_key}|{fallback}")
         if key in self._personas:
             return self._personas.get_fresh(key)
         uid = await self.user_id(user)
         async with self.db.session() as s:
             name = await repo.get_setting(s, uid, "persona", chat_key)
-            if name is None and chat_key:
+            if name is None and chat_key and fallback:
                 name = await repo.get_setting(s, uid, "persona", "")
         self._personas.put(key, name)
         return name

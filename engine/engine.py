@@ -180,12 +180,23 @@ class Engine:
 
     # -- personas ---------------------------------------------------------------------------
 
-    async def current_persona(self, user: UserRef, chat_key: str = "") -> Persona:
-        """The persona the user chose for this chat, else their global choice, else the default."""
-        name = await self.conversations.persona_choice(user, chat_key)
+    async def current_persona(self, user: UserRef, chat_key: str = "", *,
+                              server: str = "") -> Persona:
+        """The persona the user chose for this chat; then, in a server, the server's
+        persona (set by its admins), elsewhere the user's global choice; else the default."""
+        name = await self.conversations.persona_choice(user, chat_key, fallback=not server)
+        if name is None and server:
+            name = await self.conversations.setting(_server(server), "persona")
         if name in self.personas.names():
             return self.personas.get(name)
         return self.personas.default
+
+    async def set_server_persona(self, server: str, name: str) -> Persona:
+        """The persona a server's channels talk to unless a user chose another there
+        (adapters let only the server's admins call this)."""
+        persona = self.personas.get(name)
+        await self.conversations.set_setting(_server(server), "persona", persona.name)
+        return persona
 
     def _narrator_persona(self) -> Persona:
         name = self.config.stories.narrator_persona
@@ -298,6 +309,7 @@ class Engine:
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
         return self.personas.get(name) if name else await self.current_persona(user, chat_key)
 
+
     async def _store_reply(self, job: Job[Completion], partial: list[str],
                            state: ConversationState, hits: list[Hit]) -> ChatResult:
         completion: Completion | None = None
@@ -362,6 +374,11 @@ class Engine:
         """Start a fresh conversation; the old one stays stored but is no longer in the prompt."""
         p = await self._persona(user, chat_key, persona)
         return await self.conversations.close(user, p.name, chat_key)
+
+
+def _server(server: str) -> UserRef:
+    """The settings of a server (Discord guild, Telegram group) live on a pseudo-user."""
+    return UserRef("server", server)
 
 
 def make_backend(cfg: LLMConfig) -> LLMBackend:

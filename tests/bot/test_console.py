@@ -146,20 +146,6 @@ def test_run_without_tokens_opens_console_with_default_persona(tmp_path: Path) -
 
 
 @pytest.mark.model
-def test_run_with_token_logs_clear_line_and_never_the_token(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path)
-    secret = "MTA0.fake-discord-token-value"
-    proc = subprocess.run(
-        doppel("--config", str(cfg), "run"), input="/quit\n",
-        capture_output=True, text=True, timeout=120, env=doppel_env(DISCORD_TOKEN=secret),
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "DISCORD_TOKEN is set, but this build has no Discord adapter yet" in proc.stderr
-    assert secret not in proc.stderr + proc.stdout
-
-
-@pytest.mark.model
 def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     proc = subprocess.Popen(

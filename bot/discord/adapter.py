@@ -1,0 +1,309 @@
+"""The Discord adapter: translates messages, slash commands and button clicks into engine
+calls, and the engine's replies into Discord messages. It decides nothing itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.discord import commands
+from bot.discord.components import ComponentHandler, reply_buttons
+from bot.discord.stream import StreamedReply
+from bot.discord.users import chat_key, server_key, user_ref
+from bot.discord.voice import send_voice_message
+from engine.config import DiscordConfig
+from engine.engine import Engine
+from engine.errors import DoppelError, InputError, NotAllowed
+from engine.records import UserRef
+from engine.voice.audio import VoiceNote
+
+log = logging.getLogger(__name__)
+
+AUDIO_TYPES = ("audio/", "video/ogg")
+AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".mp3", ".m4a", ".wav", ".webm", ".aac", ".flac")
+SORRY = "Sorry, something went wrong on my side. Please try again."
+
+
+class DiscordAdapter:
+    name = "discord"
+
+    def __init__(self, engine: Engine, config: DiscordConfig, token: str, *,
+                 connect: bool = True) -> None:
+        """``connect=False`` logs in over HTTP but opens no gateway connection (tests feed
+        gateway payloads to the client's own parsers instead)."""
+        self.engine = engine
+        self.config = config
+        if config.api_base:  # discord.py keeps the base URL on a class: one client a process
+            discord.http.Route.BASE = config.api_base.rstrip("/")
+        self._token = token
+        self._connect = connect
+        intents = discord.Intents.default()
+        intents.message_content = config.message_content
+        client_class = discord.AutoShardedClient if config.sharded else discord.Client
+        # Doppel sends voice *messages* (files), never joins voice channels: no PyNaCl needed.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        self.client: discord.Client = client_class(intents=intents)
+        self.tree = app_commands.CommandTree(self.client)
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+        self.client.setup_hook = self._setup_hook  # type: ignore[method-assign]
+        self.client.event(self.on_message)
+        self.client.event(self.on_interaction)
+        self.client.on_error = self.on_event_error  # type: ignore[method-assign]
+        self.components = ComponentHandler(self)
+        commands.register(self)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def _setup_hook(self) -> None:
+        if self.config.sync_commands:
+            synced = await self.tree.sync()
+            log.info("Discord: %d slash commands registered", len(synced))
+
+    async def start(self) -> None:
+        await self.client.login(self._token)
+        if self._connect:
+            self._task = asyncio.create_task(self._run(), name="doppel-discord")
+        user = self.client.user
+        log.info("Discord: logged in as %s (%s)", user, user.id if user else "?")
+
+    async def _run(self) -> None:
+        try:
+            await self.client.connect(reconnect=True)
+        except discord.LoginFailure:
+            log.error("Discord refused the token in %s", self.config.token_env)
+        except Exception:
+            log.exception("Discord connection ended with an error")
+        finally:
+            self._closed.set()
+
+    async def stop(self) -> None:
+        await self.client.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def interrupt(self) -> bool:
+        return False
+
+    # -- who may ----------------------------------------------------------------------------
+
+    def allowed(self, user: discord.abc.User, guild_id: int | None,
+                channel: object = None) -> bool:
+        cfg = self.config
+        if cfg.allowed_users and user.id not in cfg.allowed_users:
+            return False
+        if guild_id is not None and cfg.allowed_guilds and guild_id not in cfg.allowed_guilds:
+            return False
+        if guild_id is not None and cfg.allowed_channels and channel is not None:
+            ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
+            return bool(ids & set(cfg.allowed_channels))
+        return True
+
+    def is_admin(self, interaction: discord.Interaction[Any]) -> bool:
+        """Server admins: Manage Server permission (as the interaction carries it), or the
+        configured admin role."""
+        member = interaction.user
+        if interaction.guild_id is None or not isinstance(member, discord.Member):
+            return False
+        if interaction.permissions.manage_guild:
+            return True
+        role = self.config.admin_role
+        return bool(role) and any(r.name == role or str(r.id) == role for r in member.roles)
+
+    # -- errors: one handler for events, commands and components ----------------------------
+
+    async def report(self, interaction: discord.Interaction[Any], error: BaseException) -> None:
+        """Log the failure and tell the user in one short line (ephemeral in servers)."""
+        if isinstance(error, app_commands.CommandInvokeError):
+            error = error.original
+        if isinstance(error, DoppelError):
+            text = error.user_message
+        elif isinstance(error, app_commands.CommandNotFound):
+            text = "I don't know that command (any more). Try /help."
+        elif isinstance(error, app_commands.CheckFailure):
+            text = "You can't use that here."
+        else:
+            log.error("Discord interaction %s failed (user %s, data %r)", interaction.id,
+                      interaction.user.id, interaction.data, exc_info=error)
+            text = SORRY
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=interaction.guild_id is not None)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not tell user %s about the error", interaction.user.id)
+
+    async def on_app_command_error(self, interaction: discord.Interaction[Any],
+                                   error: app_commands.AppCommandError) -> None:
+        await self.report(interaction, error)
+
+    async def on_event_error(self, event: str, *args: Any, **kwargs: Any) -> None:
+        import sys
+
+        error = sys.exc_info()[1]
+        message = args[0] if args and isinstance(args[0], discord.Message) else None
+        if isinstance(error, DoppelError) and message is not None:
+            text = error.user_message
+        else:
+            log.error("Discord event %s failed: %r", event, args, exc_info=error)
+            text = SORRY
+        if message is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await message.channel.send(text)
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Button clicks and select menus (slash commands go to the command tree)."""
+        if interaction.type != discord.InteractionType.component:
+            return
+        try:
+            if not self.allowed(interaction.user, interaction.guild_id, interaction.channel):
+                raise NotAllowed(user_message="I'm not allowed to answer you here.")
+            await self.components.handle(interaction)
+        except Exception as exc:
+            await self.report(interaction, exc)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.client.user
+        if message.author.bot or me is None or message.author.id == me.id:
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        # An uncached server's channel is a PartialMessageable that still knows its guild.
+        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id",
+                                                                  None)
+        if not self.allowed(message.author, guild_id, message.channel):
+            return
+        if guild_id is None:  # a DM: everything goes to the persona
+            audio = next((a for a in message.attachments if is_audio(a)), None)
+            if audio is not None:
+                await self._voice_in(message, audio)
+            elif message.content.strip():
+                await self._answer(message.channel, message.author, message.content,
+                                   reply_to=message)
+            return
+        replied_to_me = (message.reference is not None
+                         and isinstance(message.reference.resolved, discord.Message)
+                         and message.reference.resolved.author.id == me.id)
+        if not replied_to_me and me not in message.mentions:
+            return  # in servers: mentions of the bot and replies to it
+        text = message.content.replace(f"<@{me.id}>", "").replace(f"<@!{me.id}>", "").strip()
+        if not text:
+            persona = await self.persona_for(user_ref(message.author), message.channel.id,
+                                             guild_id)
+            await message.reply(f"Hi! I'm an AI persona of {persona.display_name}. Mention me "
+                                f"with a question, or try /story.", mention_author=False)
+            return
+        await self._answer(message.channel, message.author, text, reply_to=message,
+                           guild_id=guild_id)
+
+    async def _voice_in(self, message: discord.Message, audio: discord.Attachment) -> None:
+        limit_mb = self.engine.config.voice.max_input_mb
+        if audio.size > limit_mb * 1024 * 1024:
+            raise InputError("attachment too large", user_message=(
+                f"That audio file is over {limit_mb:g} MB, more than I can listen to."))
+        user = user_ref(message.author)
+        async with message.channel.typing():
+            data = await audio.read()
+            heard = await self.engine.voice.transcribe(data, user=user.key)
+        await message.reply(f"🎙 you said: {heard}", mention_author=False)
+        await self._answer(message.channel, message.author, heard, spoken=True)
+
+    async def persona_for(self, user: UserRef, channel_id: int | None,
+                          guild_id: int | None) -> Any:
+        return await self.engine.current_persona(user, chat_key(channel_id, guild_id),
+                                                 server=server_key(guild_id))
+
+    async def _answer(self, channel: discord.abc.Messageable, author: discord.abc.User,
+                      text: str, *, reply_to: discord.Message | None = None,
+                      guild_id: int | None = None, spoken: bool = False,
+                      interaction: discord.Interaction[Any] | None = None) -> None:
+        """Chat: stream the persona's reply into ``channel`` (as follow-ups of a deferred
+        ``interaction`` when there is one), with a voice message when the mode says so."""
+        user = user_ref(author)
+        channel_id = getattr(channel, "id", None)
+        persona = await self.persona_for(user, channel_id, guild_id)
+        waiting: list[Any] = []
+
+        def position(n: int) -> None:
+            async def tell() -> None:
+                waiting.append(await channel.send(f"You are #{n} in line."))
+            asyncio.get_running_loop().create_task(tell())
+
+        reply = await self.engine.chat(user, text, chat_key=chat_key(channel_id, guild_id),
+                                       persona=persona.name, on_position=position)
+        mode = await self.engine.reply_mode(user)
+        speak = spoken or mode != "text"
+        out = StreamedReply(self.sender(channel, reply_to, interaction),
+                            interval_s=self.config.edit_interval_s)
+        note: VoiceNote | None = None
+        async with channel.typing():
+            pieces: AsyncIterable[str] = reply if speak and mode == "voice" else \
+                out.pieces(reply)
+            if speak:
+                try:
+                    note = (await self.engine.voice.speak_stream(
+                        pieces, user=user.key, persona=reply.persona)).note
+                except DoppelError as exc:
+                    log.info("no voice note: %s", exc)
+            else:
+                async for _ in pieces:
+                    pass
+            result = await reply.result()
+        for m in waiting:
+            with contextlib.suppress(discord.HTTPException):
+                await m.delete()
+        body = result.text or ""
+        if result.error is not None:
+            body = (body + "\n\n" if body else "") + result.error.user_message
+        if result.sources:
+            body += "\n\n" + "\n".join(h.citation(n) for n, h in enumerate(result.sources, 1))
+        view = reply_buttons(result.message_id)
+        if note is None or mode != "voice":
+            await out.finish(body, view)
+        if note is not None and channel_id is not None:
+            await self.send_voice(channel_id, note)
+            if mode == "voice":
+                disclosure = self.engine.config.voice.disclosure or "🔊"
+                await channel.send(f"🔊 {disclosure}".strip(), view=view)
+
+    def sender(self, channel: discord.abc.Messageable, reply_to: discord.Message | None,
+               interaction: discord.Interaction[Any] | None) -> Any:
+        """How a streamed reply posts its messages: follow-ups of the interaction, or a
+        reply to the message and then plain messages in the channel."""
+        first = [True]
+
+        async def send(text: str, view: discord.ui.View | None) -> Any:
+            kwargs: dict[str, Any] = {"view": view} if view is not None else {}
+            if interaction is not None:
+                return await interaction.followup.send(text, wait=True, **kwargs)
+            if reply_to is not None and first[0]:
+                first[0] = False
+                return await reply_to.reply(text, mention_author=False, **kwargs)
+            return await channel.send(text, **kwargs)
+
+        return send
+
+    async def send_voice(self, channel_id: int, note: VoiceNote) -> None:
+        await send_voice_message(self.client.http, channel_id, note,
+                                 caption=self.engine.config.voice.disclosure)
+
+
+def is_audio(attachment: discord.Attachment) -> bool:
+    return attachment.is_voice_message() or (attachment.content_type or "").startswith(
+        AUDIO_TYPES) or attachment.filename.lower().endswith(AUDIO_SUFFIXES)

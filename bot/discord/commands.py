@@ -1,0 +1,245 @@
+"""Slash commands. Each one defers at once (Discord wants an answer within 3 s), calls the
+engine, then follows up; errors go to the adapter's one handler."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot.console.stories import StoryCommands, overlay
+from bot.discord.components import history_embed, ideas_view
+from bot.discord.stream import Buttons, button
+from bot.discord.users import chat_key, server_key, user_ref
+from engine.errors import InputError, NotAllowed
+from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
+
+if TYPE_CHECKING:
+    from bot.discord.adapter import DiscordAdapter
+
+Interaction = discord.Interaction[Any]
+
+HELP = """\
+**Talk to me** in a DM, or mention me in a server channel. Voice messages work too.
+`/story` a children's story · `/ideas` story ideas for today · `/history` your stories
+`/favourites` · `/prompts` saved story prompts · `/genres` your own genres
+`/ask` ask the server's persona · `/persona` choose who you talk to
+`/voice mode` text, voice or both · `/voice clone|list|use|delete` cloned voices (admins)
+`/cancel` stop my reply · `/forget` delete everything I stored about you
+I am an AI persona: a computer writes my replies, and my voice is AI-generated."""
+
+AGES = [app_commands.Choice(name=f"ages {a}", value=a) for a in AGE_GROUPS]
+LANGS = [app_commands.Choice(name=name, value=code) for code, name in LANGUAGES.items()]
+SIZES = [app_commands.Choice(name=n, value=n) for n in LENGTHS]
+MODES = [app_commands.Choice(name=m, value=m) for m in ("text", "voice", "both")]
+
+
+def register(adapter: DiscordAdapter) -> None:
+    """Add every slash command to ``adapter.tree``."""
+    tree, engine, components = adapter.tree, adapter.engine, adapter.components
+
+    async def defer(interaction: Interaction, *, ephemeral: bool = False) -> None:
+        if not adapter.allowed(interaction.user, interaction.guild_id, interaction.channel):
+            raise NotAllowed(user_message="I'm not allowed to answer you here.")
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+
+    async def story_text(interaction: Interaction, name: str, arg: str) -> None:
+        """Run a story text command shared with the console; reply with what it printed."""
+        out: list[str] = []
+        await StoryCommands(engine, user_ref(interaction.user), out.append).run(name, arg)
+        await interaction.followup.send(("".join(out).strip() or "Done.")[:2000])
+
+    @tree.command(name="help", description="What I can do")
+    async def help_(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        await interaction.followup.send(HELP)
+
+    @tree.command(name="story", description="Write a children's story")
+    @app_commands.describe(genre="Kind of story (your own genres too)",
+                           characters="Who is in it, e.g. Mia, a brave girl",
+                           prompt="What happens, or @name of a saved prompt",
+                           age="Age group", language="Language", length="How long")
+    @app_commands.choices(age=AGES, language=LANGS, length=SIZES)
+    async def story(interaction: Interaction, genre: str = "adventure",
+                    characters: str = "", prompt: str = "", age: str = "6-8",
+                    language: str = "en", length: str = "short") -> None:
+        await defer(interaction)
+        request = StoryRequest(genre=genre, characters=characters, prompt=prompt,
+                               age_group=age, language=language, length=length)
+        if prompt.startswith("@"):  # a saved prompt; options given now win
+            name, _, rest = prompt[1:].partition(" ")
+            saved = await engine.stories.saved_prompt(user_ref(interaction.user), name)
+            request = overlay(saved, replace(request, prompt=rest))
+        await components.write_story(interaction, request)
+
+    @story.autocomplete("genre")
+    async def genre_choices(interaction: Interaction,
+                            current: str) -> list[app_commands.Choice[str]]:
+        names = [*GENRES, *await engine.stories.genre_names(user_ref(interaction.user))]
+        return [app_commands.Choice(name=n, value=n) for n in names
+                if current.lower() in n.lower()][:25]
+
+    @tree.command(name="ideas", description="Story ideas for today")
+    @app_commands.choices(age=AGES, language=LANGS)
+    async def ideas(interaction: Interaction, genre: str = "adventure", age: str = "6-8",
+                    language: str = "en") -> None:
+        await defer(interaction)
+        found = await engine.stories.suggestions(user_ref(interaction.user), genre, language,
+                                                 age)
+        await interaction.followup.send(f"💡 Ideas for a {genre} story (ages {age}):",
+                                        view=ideas_view(found, genre, language, age))
+
+    ideas.autocomplete("genre")(genre_choices)
+
+    @tree.command(name="ask", description="Ask the persona something")
+    @app_commands.describe(question="Your question")
+    async def ask(interaction: Interaction,
+                  question: app_commands.Range[str, 1, 4000]) -> None:
+        await defer(interaction)
+        await interaction.followup.send(f"**{interaction.user.display_name} asked:** "
+                                        f"{question}"[:2000])
+        assert interaction.channel is not None
+        await adapter._answer(interaction.channel,  # type: ignore[arg-type]
+                              interaction.user, question, guild_id=interaction.guild_id,
+                              interaction=interaction)
+
+    @tree.command(name="persona", description="Who you talk to (admins: for the server)")
+    @app_commands.describe(name="Persona to talk to", server="Make it the server's persona")
+    async def persona(interaction: Interaction, name: str = "", server: bool = False) -> None:
+        await defer(interaction, ephemeral=True)
+        user = user_ref(interaction.user)
+        key = chat_key(interaction.channel_id, interaction.guild_id)
+        if name and server:
+            if not adapter.is_admin(interaction):
+                raise NotAllowed(user_message="Only server admins can set the server's "
+                                              "persona.")
+            p = await engine.set_server_persona(server_key(interaction.guild_id), name)
+            await interaction.followup.send(f"This server now talks to {p.display_name}.")
+            return
+        if name:
+            p = await engine.set_persona(user, name, key)
+            await interaction.followup.send(f"You are now talking to {p.display_name}. "
+                                            f"{p.profile.greeting}".strip())
+            return
+        current = await adapter.persona_for(user, interaction.channel_id,
+                                            interaction.guild_id)
+        lines = [f"{'•' if p.name == current.name else '◦'} **{p.name}**: "
+                 f"{p.display_name} - {p.profile.description}" for p in engine.personas.all()]
+        await interaction.followup.send("\n".join(lines)[:2000])
+
+    @persona.autocomplete("name")
+    async def persona_choices(interaction: Interaction,
+                              current: str) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=f"{p.name} ({p.display_name})"[:100], value=p.name)
+                for p in engine.personas.all() if current.lower() in p.name.lower()][:25]
+
+    voice = app_commands.Group(name="voice", description="Voice replies and cloned voices")
+
+    @voice.command(name="mode", description="Reply with text, voice messages, or both")
+    @app_commands.choices(mode=MODES)
+    async def voice_mode(interaction: Interaction, mode: str = "") -> None:
+        await defer(interaction, ephemeral=True)
+        user = user_ref(interaction.user)
+        if mode:
+            await engine.set_reply_mode(user, mode)
+        await interaction.followup.send(f"I reply with: {await engine.reply_mode(user)}.")
+
+    @voice.command(name="clone", description="Clone the persona's voice from 1-3 clips "
+                                              "(admins)")
+    @app_commands.describe(name="A name for the voice", consent=(
+        "Full name of the person heard, who agreed to have their voice cloned"),
+        clip1="6-30 s of them speaking", clip2="Another clip", clip3="Another clip")
+    async def voice_clone(interaction: Interaction, name: str, consent: str,
+                          clip1: discord.Attachment, clip2: discord.Attachment | None = None,
+                          clip3: discord.Attachment | None = None) -> None:
+        await defer(interaction, ephemeral=interaction.guild_id is not None)
+        user = user_ref(interaction.user)
+        persona = await adapter.persona_for(user, interaction.channel_id, interaction.guild_id)
+        limit = engine.config.voice.max_input_mb * 1024 * 1024
+        clips = []
+        for clip in (clip1, clip2, clip3):
+            if clip is None:
+                continue
+            if clip.size > limit:
+                raise InputError("clip too large", user_message=f"{clip.filename} is too "
+                                                                "large.")
+            clips.append(await clip.read())
+        done = await engine.voices.clone(user, persona, name, clips, consent,
+                                         is_admin=adapter.is_admin(interaction))
+        await interaction.followup.send(
+            f"\"{done.voice.name}\" (`{done.voice.id}`) is now {persona.display_name}'s voice; "
+            f"consent of {done.voice.consent_speaker} recorded. A sample follows.")
+        await adapter.send_voice(interaction.channel_id or 0, done.sample)
+
+    @voice.command(name="list", description="The persona's cloned voices")
+    async def voice_list(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        persona = await adapter.persona_for(user_ref(interaction.user),
+                                            interaction.channel_id, interaction.guild_id)
+        listed = await engine.voices.list(persona)
+        lines = [f"{'•' if v.active else '◦'} `{v.id}` {v.name}: {v.clips} clip(s), "
+                 f"{v.seconds:.0f} s, consent of {v.consent_speaker}" for v in listed]
+        await interaction.followup.send("\n".join(lines) if lines else
+                                        f"{persona.display_name} has no cloned voice.")
+
+    @voice.command(name="use", description="Speak in this cloned voice (admins)")
+    async def voice_use(interaction: Interaction, voice_id: str) -> None:
+        await defer(interaction, ephemeral=True)
+        v = await engine.voices.use(user_ref(interaction.user), voice_id,
+                                    is_admin=adapter.is_admin(interaction))
+        await interaction.followup.send(f"Now speaking as \"{v.name}\".")
+
+    @voice.command(name="delete", description="Delete a cloned voice and its clips (admins)")
+    async def voice_delete(interaction: Interaction, voice_id: str) -> None:
+        await defer(interaction, ephemeral=True)
+        v = await engine.voices.delete(user_ref(interaction.user), voice_id,
+                                       is_admin=adapter.is_admin(interaction))
+        await interaction.followup.send(f"Deleted \"{v.name}\" with its clips.")
+
+    tree.add_command(voice)
+
+    @tree.command(name="history", description="Your stories by date, or search them")
+    async def history(interaction: Interaction, search: str = "") -> None:
+        await defer(interaction)
+        await components.show_history(interaction, 0, search)
+
+    @tree.command(name="favourites", description="Your favourite stories")
+    async def favourites(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        records = await engine.stories.favourites(user_ref(interaction.user))
+        shown = history_embed([("Favourites", records)], 0, "")
+        if shown is None:
+            await interaction.followup.send("No favourites yet: press ⭐ under a story.")
+            return
+        await interaction.followup.send(embed=shown[0], view=shown[1])
+
+    @tree.command(name="prompts", description="Saved prompts: list, save NAME [options] "
+                                              "[idea], delete NAME")
+    async def prompts(interaction: Interaction, action: str = "") -> None:
+        await defer(interaction, ephemeral=True)
+        await story_text(interaction, "/prompt" if action else "/prompts", action)
+
+    @tree.command(name="genres", description="Your genres: list, add NAME [description], "
+                                             "remove NAME")
+    async def genres(interaction: Interaction, action: str = "") -> None:
+        await defer(interaction, ephemeral=True)
+        await story_text(interaction, "/genre" if action else "/genres", action)
+
+    @tree.command(name="cancel", description="Stop my reply")
+    async def cancel(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        n = engine.cancel(user_ref(interaction.user))
+        await interaction.followup.send(f"Stopped {n} request(s)." if n else
+                                        "Nothing to stop.")
+
+    @tree.command(name="forget", description="Delete everything I stored about you")
+    async def forget(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        await interaction.followup.send(
+            "This deletes all your messages, stories, favourites, saved prompts, genres, "
+            "settings and the voices you cloned. Are you sure?",
+            view=Buttons(button("Yes, forget me", "dp:forget:yes",
+                                style=discord.ButtonStyle.danger),
+                         button("No", "dp:forget:no")))

@@ -1,0 +1,209 @@
+"""Buttons and select menus: drawn with a ``custom_id`` of ``dp:ACTION:VALUE`` and routed
+here from the interaction event, so they work for any message, even after a restart."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.discord.stream import Buttons, StreamedReply, button
+from bot.discord.users import chat_key, user_ref
+from engine.errors import DoppelError, InputError
+from engine.stories.options import StoryRequest
+from engine.stories.service import StoryRecord
+
+if TYPE_CHECKING:
+    from bot.discord.adapter import DiscordAdapter
+
+log = logging.getLogger(__name__)
+
+PREFIX = "dp"
+HISTORY_PAGE = 8
+
+
+def cid(action: str, value: str | int = "") -> str:
+    return f"{PREFIX}:{action}:{value}"[:100]
+
+
+def reply_buttons(message_id: int | None) -> Buttons:
+    items = [button("Again", cid("regen"), emoji="🔁"),
+             button("Read aloud", cid("say"), emoji="🔊")]
+    if message_id is not None:
+        items.insert(0, button("Favourite", cid("favmsg", message_id), emoji="⭐"))
+    return Buttons(*items)
+
+
+def story_buttons(record: StoryRecord) -> Buttons:
+    ideas = f"{record.genre[:40]}|{record.language}|{record.age_group}"
+    return Buttons(button("Favourite", cid("fav", record.id), emoji="⭐"),
+                   button("Read aloud", cid("narrate", record.id), emoji="🔊"),
+                   button("More ideas", cid("ideas", ideas), emoji="💡"))
+
+
+def ideas_view(ideas: list[str], genre: str, language: str, age: str) -> Buttons:
+    key = f"{genre[:40]}|{language}|{age}"
+    items: list[discord.ui.Item[Any]] = [
+        button(f"{n + 1}. {idea}"[:80], cid("idea", f"{key}|{n}")) for n, idea in
+        enumerate(ideas[:5])]
+    items.append(button("More ideas", cid("more", key), emoji="💡",
+                        style=discord.ButtonStyle.primary))
+    return Buttons(*items)
+
+
+def history_embed(groups: list[tuple[str, list[StoryRecord]]], page: int,
+                  search: str) -> tuple[discord.Embed, Buttons] | None:
+    flat = [(label, r) for label, rs in groups for r in rs]
+    if not flat:
+        return None
+    pages = (len(flat) + HISTORY_PAGE - 1) // HISTORY_PAGE
+    page = max(0, min(page, pages - 1))
+    chunk = flat[page * HISTORY_PAGE:(page + 1) * HISTORY_PAGE]
+    title = f"Stories matching \"{search}\"" if search else "Your stories"
+    embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+    for label in dict.fromkeys(label for label, _ in chunk):
+        lines = [f"`#{r.id}` {r.title}{' ⭐' if r.favourite else ''} ({r.genre})"
+                 for lb, r in chunk if lb == label]
+        embed.add_field(name=label, value="\n".join(lines)[:1024], inline=False)
+    embed.set_footer(text=f"Page {page + 1} of {pages} · {len(flat)} stories")
+    select: discord.ui.Select[Any] = discord.ui.Select(
+        custom_id=cid("open"), placeholder="Open a story…",
+        options=[discord.SelectOption(label=f"#{r.id} {r.title}"[:100], value=str(r.id),
+                                      description=f"{label} · {r.genre}"[:100])
+                 for label, r in chunk])
+    items: list[discord.ui.Item[Any]] = [select]
+    nav = f"{search[:60]}"
+    if page > 0:
+        items.append(button("Previous", cid("hp", f"{page - 1}|{nav}"), emoji="◀"))
+    if page + 1 < pages:
+        items.append(button("Next", cid("hp", f"{page + 1}|{nav}"), emoji="▶"))
+    return embed, Buttons(*items)
+
+
+class ComponentHandler:
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+        self.engine = adapter.engine
+
+    async def handle(self, interaction: discord.Interaction[Any]) -> None:
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        prefix, _, rest = custom_id.partition(":")
+        if prefix != PREFIX:
+            return  # not ours
+        action, _, value = rest.partition(":")
+        await interaction.response.defer(thinking=action not in ("favmsg", "fav", "forget"),
+                                         ephemeral=False)
+        user = user_ref(interaction.user)
+        engine = self.engine
+        if action == "favmsg":
+            await engine.favourite_message(user, int(value))
+            await interaction.followup.send("⭐ Saved to your favourites.", ephemeral=True)
+        elif action == "fav":
+            record = await engine.stories.favourite(user, int(value))
+            await interaction.followup.send(f"⭐ Saved \"{record.title}\".", ephemeral=True)
+        elif action == "narrate":
+            parts = await engine.stories.narrate(user, int(value))
+            await interaction.followup.send(f"🔊 Reading it aloud ({len(parts)} part"
+                                            f"{'s' if len(parts) > 1 else ''}).")
+            for part in parts:
+                await self.adapter.send_voice(interaction.channel_id or 0, part)
+        elif action == "say":
+            await self._say(interaction)
+        elif action == "regen":
+            await self._regenerate(interaction)
+        elif action in ("ideas", "more", "idea"):
+            await self._ideas(interaction, action, value)
+        elif action == "hp":
+            page, _, search = value.partition("|")
+            await self.show_history(interaction, int(page), search)
+        elif action == "open":
+            values: list[Any] = list(data.get("values") or [])
+            if not values:
+                raise InputError("no story chosen", user_message="Choose a story to open.")
+            record = await engine.stories.open(user, int(str(values[0])))
+            out = StreamedReply(self.adapter.sender(interaction.channel,  # type: ignore[arg-type]
+                                                    None, interaction))
+            await out.finish(f"**{record.title}**\n\n{record.content}", story_buttons(record))
+        elif action == "forget":
+            if value == "yes":
+                await engine.forget(user)
+            await interaction.followup.send(
+                "Done: I have forgotten everything about you." if value == "yes" else
+                "Nothing was deleted.", ephemeral=True)
+        else:
+            raise InputError(f"unknown button {custom_id!r}", user_message=(
+                "That button is from an older version of me; try the command again."))
+
+    async def _say(self, interaction: discord.Interaction[Any]) -> None:
+        user = user_ref(interaction.user)
+        key = chat_key(interaction.channel_id, interaction.guild_id)
+        history = await self.engine.history(user, chat_key=key, limit=2)
+        last = next((m for m in reversed(history) if m.role == "assistant"), None)
+        if last is None:
+            raise InputError("nothing to say", user_message="There is no reply to read.")
+        persona = await self.adapter.persona_for(user, interaction.channel_id,
+                                                 interaction.guild_id)
+        note = await self.engine.voice.speak(last.content, user=user.key, persona=persona)
+        await interaction.followup.send("🔊")
+        await self.adapter.send_voice(interaction.channel_id or 0, note)
+
+    async def _regenerate(self, interaction: discord.Interaction[Any]) -> None:
+        user = user_ref(interaction.user)
+        key = chat_key(interaction.channel_id, interaction.guild_id)
+        history = await self.engine.history(user, chat_key=key, limit=2)
+        question = next((m for m in reversed(history) if m.role == "user"), None)
+        if question is None:
+            raise InputError("nothing to redo", user_message="There is nothing to redo yet.")
+        assert interaction.channel is not None
+        await self.adapter._answer(interaction.channel,  # type: ignore[arg-type]
+                                   interaction.user, question.content,
+                                   guild_id=interaction.guild_id, interaction=interaction)
+
+    async def _ideas(self, interaction: discord.Interaction[Any], action: str,
+                     value: str) -> None:
+        parts = value.split("|")
+        genre, language, age = [*parts, "en", "6-8"][:3] if parts[0] else \
+            ["adventure", "en", "6-8"]
+        user = user_ref(interaction.user)
+        ideas = await self.engine.stories.suggestions(user, genre, language or "en",
+                                                      age or "6-8", refresh=action == "more")
+        if action == "idea":
+            n = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+            if n >= len(ideas):
+                raise InputError("idea gone", user_message="That idea is gone; here are new "
+                                                           "ones: press 💡.")
+            await self.write_story(interaction, StoryRequest(
+                genre=genre, language=language, age_group=age, prompt=ideas[n]))
+            return
+        await interaction.followup.send(f"💡 Ideas for a {genre} story (ages {age}):",
+                                        view=ideas_view(ideas, genre, language, age))
+
+    async def write_story(self, interaction: discord.Interaction[Any],
+                          request: StoryRequest) -> None:
+        """Stream a new story into follow-ups of the (deferred) interaction."""
+        user = user_ref(interaction.user)
+        key = chat_key(interaction.channel_id, interaction.guild_id)
+        reply = await self.engine.stories.create(user, request, chat_key=key)
+        out = StreamedReply(self.adapter.sender(interaction.channel,  # type: ignore[arg-type]
+                                                None, interaction),
+                            interval_s=self.adapter.config.edit_interval_s)
+        text = "".join([p async for p in out.pieces(reply)])
+        try:
+            record = await reply.result()
+        except DoppelError as exc:
+            await out.finish((text + "\n\n" if text else "") + exc.user_message)
+            return
+        await out.finish(f"**{record.title}**\n\n{record.content}", story_buttons(record))
+
+    async def show_history(self, interaction: discord.Interaction[Any], page: int,
+                           search: str) -> None:
+        groups = await self.engine.stories.history(user_ref(interaction.user), search=search)
+        shown = history_embed(groups, page, search)
+        if shown is None:
+            await interaction.followup.send("No stories found." if search else
+                                            "No stories yet. Try /story.", ephemeral=True)
+            return
+        embed, view = shown
+        await interaction.followup.send(embed=embed, view=view)
