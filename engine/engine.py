@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 from engine.config import Config, LLMConfig
 from engine.conversations import ConversationState, ConversationStore
@@ -16,6 +20,7 @@ from engine.errors import (
     JobCancelled,
     JobTimeout,
     ModelError,
+    NotAllowed,
     SchedulerStopped,
 )
 from engine.history import fit_history
@@ -58,12 +63,14 @@ class ChatReply:
     """
 
     def __init__(self, persona: Persona, job: Job[Completion], sources: list[Hit],
-                 done: asyncio.Task[ChatResult]) -> None:
+                 done: asyncio.Task[ChatResult], disclosure: str = "") -> None:
         self.persona = persona
         self.job = job
         self.sources = sources
         """What memory gave the model, in citation order ([1] is ``sources[0]``)."""
         self._done = done
+        self.disclosure = disclosure
+        """Set on the first reply of this persona to this user: adapters show it first."""
 
     @property
     def position(self) -> int | None:
@@ -106,6 +113,7 @@ class Engine:
                              embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
+        self._disclosed: set[tuple[str, str]] = set()
         self._preload: asyncio.Task[None] | None = None
         self.generated_tokens = 0
         self.generation_s = 0.0
@@ -204,6 +212,7 @@ class Engine:
 
     async def set_persona(self, user: UserRef, name: str, chat_key: str = "") -> Persona:
         persona = self.personas.get(name)
+        self.check_access(user, persona)
         await self.conversations.set_persona_choice(user, persona.name, chat_key)
         return persona
 
@@ -240,6 +249,7 @@ class Engine:
         text = self._check_text(text)
         self.rate.take(user.key)
         p = await self._persona(user, chat_key, persona)
+        self.check_access(user, p)
         state = await self.conversations.open(user, p.name, chat_key)
         system, hits, message = await self._ground(p, text, user.key)
         partial: list[str] = []
@@ -258,7 +268,52 @@ class Engine:
         task = asyncio.create_task(self._store_reply(job, partial, state, hits))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return ChatReply(p, job, hits, task)
+        return ChatReply(p, job, hits, task, await self._disclose(user, p))
+
+    async def _disclose(self, user: UserRef, persona: Persona) -> str:
+        """The AI disclosure, the first time this persona talks to this user."""
+        key = f"disclosed:{persona.name}"
+        if (user.key, key) in self._disclosed:
+            return ""
+        self._disclosed.add((user.key, key))
+        if await self.conversations.setting(user, key) is not None:
+            return ""
+        await self.conversations.set_setting(user, key, datetime.now(UTC).isoformat())
+        return (f"I'm an AI persona of {persona.display_name}, not the real person: a "
+                "computer writes my replies, and what you send is stored to keep our "
+                "conversation going (/forget deletes it, /export gives you a copy).")
+
+    # -- access -----------------------------------------------------------------------------
+
+    def may_manage(self, user: UserRef, persona: Persona, *, is_admin: bool = False) -> bool:
+        """Admins (by platform role, or in ``[engine] admins``) and the persona's owners."""
+        return is_admin or persona.managed_by(user.key, self.config.engine.admins)
+
+    def check_access(self, user: UserRef, persona: Persona, *, is_admin: bool = False) -> None:
+        """An ``owner_only`` persona talks only to its owners and admins."""
+        if persona.profile.owner_only and not self.may_manage(user, persona,
+                                                                is_admin=is_admin):
+            raise NotAllowed(f"{user.key} may not use {persona.name}", user_message=(
+                f"{persona.display_name} is a private persona: only its owner can talk "
+                "to it."))
+
+    def visible_personas(self, user: UserRef, *, is_admin: bool = False) -> list[Persona]:
+        """The personas this user may talk to (private ones only for their owners)."""
+        return [p for p in self.personas.all() if not p.profile.owner_only
+                or self.may_manage(user, p, is_admin=is_admin)]
+
+    def user_files(self, user: UserRef) -> Path:
+        """The folder for files made for this user (voice notes an adapter keeps);
+        ``forget`` removes it."""
+        digest = hashlib.sha256(user.key.encode()).hexdigest()[:24]
+        return self.config.storage.data_dir / "users" / digest
+
+    async def export(self, user: UserRef) -> bytes:
+        """Everything stored about the user, as a zip (``/export``)."""
+        from engine.export import export_user
+
+        return await export_user(self.db, await self.conversations.user_id(user),
+                                 self.voice.library.root, user)
 
     async def ask(self, persona: str, question: str, *,
                   params: SamplingParams | None = None) -> AskResult:
@@ -349,12 +404,15 @@ class Engine:
         Their running requests are cancelled first."""
         self.cancel(user)
         self.voices.cancel(user)
+        self._disclosed = {d for d in self._disclosed if d[0] != user.key}
         voice_ids = await self.voice.library.ids_created_by(
             await self.conversations.user_id(user))
         forgotten = await self.conversations.forget(user)
         for voice_id in voice_ids:
             self.voice.forget_voice(voice_id)
         self.voice.library.remove_files(voice_ids)
+        shutil.rmtree(self.user_files(user), ignore_errors=True)
+        await self.db.scrub()
         return forgotten
 
     def cancel(self, user: UserRef) -> int:

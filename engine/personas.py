@@ -26,6 +26,8 @@ class PersonaProfile:
     language: str = "en"
     owners: tuple[str, ...] = ()
     """Users who manage this persona (its voices, ...), as ``platform:id``."""
+    owner_only: bool = False
+    """A private persona: only its owners (and admins) may talk to it."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Persona:
     @property
     def display_name(self) -> str:
         return self.profile.display_name
+
+    def managed_by(self, user_key: str, admins: tuple[str, ...] = ()) -> bool:
+        """Listed in ``[engine] admins`` or among this persona's ``owners``."""
+        return user_key in admins or user_key in self.profile.owners
 
     def system_message(self) -> str:
         """The system prompt sent to the model for this persona."""

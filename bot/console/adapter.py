@@ -29,6 +29,7 @@ Commands:
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
   /forget           delete everything stored about you (asks first)
+  /export           a zip of everything stored about you
   /quit             leave (or Ctrl-D)
 While a reply is being written, /cancel or Ctrl-C stops it."""
 
@@ -136,6 +137,8 @@ class ConsoleAdapter:
                 if self.voice is None:
                     self.voice = True  # spoken to, answer with voice too
             reply = await self.engine.chat(self.user, message or "", persona=self.persona.name)
+            if reply.disclosure:
+                print(f"(🤖 {reply.disclosure})", file=sys.stderr)
         except DoppelError as exc:
             print(exc.user_message, file=sys.stderr)
             return 1
@@ -253,6 +256,8 @@ class ConsoleAdapter:
         self._spoken = None
 
     async def _print_reply(self, reply: ChatReply) -> None:
+        if reply.disclosure:
+            self._write(f"(🤖 {reply.disclosure})\n")
         self._write(f"{reply.persona.display_name}: ")
         await self._stream(reply)
         result = await reply.result()
@@ -298,6 +303,11 @@ class ConsoleAdapter:
             else:
                 await self.engine.forget(self.user)
                 self._write("Done: I have forgotten everything about you.\n")
+        elif name == "/export":
+            data = await self.engine.export(self.user)
+            path = self.engine.config.storage.data_dir / f"export-{int(time.time())}.zip"
+            await asyncio.to_thread(path.write_bytes, data)
+            self._write(f"Everything stored about you: {path} ({len(data) // 1024 + 1} KB)\n")
         elif name == "/cancel":
             n = self.engine.cancel(self.user)
             self._write(f"Cancelled {n} request(s).\n" if n else "Nothing to cancel.\n")

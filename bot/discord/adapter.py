@@ -250,7 +250,8 @@ class DiscordAdapter:
         mode = await self.engine.reply_mode(user)
         speak = spoken or mode != "text"
         out = StreamedReply(self.sender(channel, reply_to, interaction),
-                            interval_s=self.config.edit_interval_s)
+                            interval_s=self.config.edit_interval_s,
+                            prefix=f"🤖 {reply.disclosure}\n\n" if reply.disclosure else "")
         note: VoiceNote | None = None
         async with channel.typing():
             pieces: AsyncIterable[str] = reply if speak and mode == "voice" else \

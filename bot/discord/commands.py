@@ -3,6 +3,7 @@ engine, then follows up; errors go to the adapter's one handler."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ HELP = """\
 `/favourites` · `/prompts` saved story prompts · `/genres` your own genres
 `/ask` ask the server's persona · `/persona` choose who you talk to
 `/voice mode` text, voice or both · `/voice clone|list|use|delete` cloned voices (admins)
-`/cancel` stop my reply · `/forget` delete everything I stored about you
+`/cancel` stop my reply · `/export` a copy of your data · `/forget` delete it all
 I am an AI persona: a computer writes my replies, and my voice is AI-generated."""
 
 AGES = [app_commands.Choice(name=f"ages {a}", value=a) for a in AGE_GROUPS]
@@ -233,6 +234,14 @@ def register(adapter: DiscordAdapter) -> None:
         n = engine.cancel(user_ref(interaction.user))
         await interaction.followup.send(f"Stopped {n} request(s)." if n else
                                         "Nothing to stop.")
+
+    @tree.command(name="export", description="A copy of everything I stored about you")
+    async def export(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        data = await engine.export(user_ref(interaction.user))
+        await interaction.followup.send("Everything I store about you:", ephemeral=True,
+                                        file=discord.File(io.BytesIO(data),
+                                                          filename="doppel-export.zip"))
 
     @tree.command(name="forget", description="Delete everything I stored about you")
     async def forget(interaction: Interaction) -> None:

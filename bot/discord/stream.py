@@ -47,8 +47,10 @@ class StreamedReply:
     (discord.py handles 429s; this keeps well under them), then splits the final text into
     messages of at most 2,000 characters; the buttons go on the last one."""
 
-    def __init__(self, send: Send, *, interval_s: float = 1.0) -> None:
+    def __init__(self, send: Send, *, interval_s: float = 1.0, prefix: str = "") -> None:
+        """``prefix`` (e.g. the AI disclosure) goes above the text, in the same message."""
         self.send = send
+        self.prefix = prefix
         self.interval_s = interval_s
         self.messages: list[Editable] = []
         self._shown = ""
@@ -65,6 +67,7 @@ class StreamedReply:
                 self._last_edit = now
 
     async def update(self, text: str) -> None:
+        text = self.prefix + text
         preview = text[: LIMIT - 2] + " …" if len(text) > LIMIT else text
         if not self.messages:
             self.messages.append(await self.send(preview, None))
@@ -79,7 +82,7 @@ class StreamedReply:
             log.warning("edit failed: %s", exc)
 
     async def finish(self, text: str, view: discord.ui.View | None = None) -> None:
-        parts = split_message(text, LIMIT) or ["…"]
+        parts = split_message(self.prefix + text, LIMIT) or ["…"]
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             if i == 0 and self.messages:

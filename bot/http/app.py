@@ -62,7 +62,6 @@ def create_app(engine: Engine) -> FastAPI:
     """The ASGI app for an engine that the caller starts and stops."""
     app = FastAPI(title="Doppel API", version="1", description=__doc__)
     app.state.api_key = os.environ.get(engine.config.api.key_env, "")
-    audio_dir = engine.config.storage.data_dir / "voice"
 
     @app.exception_handler(DoppelError)
     async def doppel_error(request: Request, exc: DoppelError) -> JSONResponse:
@@ -108,6 +107,7 @@ def create_app(engine: Engine) -> FastAPI:
             done: dict[str, Any] = {
                 "status": result.status, "message_id": result.message_id,
                 "text": result.text, "grounded": result.grounded,
+                "disclosure": reply.disclosure or None,
                 "sources": [h.citation(n) for n, h in enumerate(result.sources, 1)],
                 "error": result.error.user_message if result.error else None,
             }
@@ -120,21 +120,32 @@ def create_app(engine: Engine) -> FastAPI:
                 except DoppelError as exc:
                     done["audio_error"] = exc.user_message
                 else:
+                    folder = engine.user_files(user)
                     name = f"{uuid.uuid4().hex}.ogg"
-                    audio_dir.mkdir(parents=True, exist_ok=True)
-                    (audio_dir / name).write_bytes(note.ogg)
-                    done["audio_url"] = f"/v1/audio/{name}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / name).write_bytes(note.ogg)
+                    done["audio_url"] = f"/v1/audio/{folder.name}/{name}"
                     done["audio_duration_s"] = round(note.duration_s, 2)
             yield _sse("done", done)
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    @app.get("/v1/audio/{name}")
-    async def audio(name: str, _: Auth) -> Response:
-        path = audio_dir / name
-        if "/" in name or not name.endswith(".ogg") or not path.is_file():
+    @app.get("/v1/audio/{owner}/{name}")
+    async def audio(owner: str, name: str, _: Auth) -> Response:
+        if not owner.isalnum() or not name.removesuffix(".ogg").isalnum() \
+                or not name.endswith(".ogg"):
+            raise HTTPException(404, "no such audio")
+        path = engine.config.storage.data_dir / "users" / owner / name
+        if not path.is_file():
             raise HTTPException(404, "no such audio")
         return Response(path.read_bytes(), media_type="audio/ogg")
+
+    @app.get("/v1/export")
+    async def export(user: str, _: Auth) -> Response:
+        """A zip of everything stored about ``user``."""
+        return Response(await engine.export(UserRef("api", user)),
+                        media_type="application/zip", headers={
+                            "Content-Disposition": 'attachment; filename="doppel-export.zip"'})
 
     @app.post("/v1/stories")
     async def create_story(body: StoryIn, _: Auth) -> dict[str, Any]:

@@ -55,6 +55,7 @@ COMMANDS = [
     ("ask", "Ask the persona in a group: /ask question"),
     ("cancel", "Stop what I'm writing for you"),
     ("forget", "Delete everything stored about you"),
+    ("export", "A copy of everything stored about you"),
     ("help", "What I can do"),
 ]
 
@@ -98,7 +99,7 @@ class TelegramAdapter:
             ("history", self.stories.history), ("favourites", self.stories.favourites),
             ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
             ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
-            ("forget", self.forget),
+            ("forget", self.forget), ("export", self.export),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
         text = filters.TEXT & ~filters.COMMAND
@@ -207,7 +208,8 @@ class TelegramAdapter:
         speak = spoken or mode != "text"
         out = StreamedReply(context.bot, chat.id, reply_to=msg.message_id,
                             interval_s=self.config.edit_interval_s,
-                            thread_id=msg.message_thread_id)
+                            thread_id=msg.message_thread_id,
+                            prefix=f"🤖 {reply.disclosure}\n\n" if reply.disclosure else "")
         action = ChatAction.RECORD_VOICE if speak and mode == "voice" else ChatAction.TYPING
         async with chat_action(context.bot, chat.id, action):
             note = None
@@ -282,6 +284,16 @@ class TelegramAdapter:
             reply_markup=InlineKeyboardMarkup([[
                 InlineKeyboardButton("Yes, forget me", callback_data="forget|yes"),
                 InlineKeyboardButton("No", callback_data="forget|no")]]))
+
+    async def export(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        if msg.chat.type != ChatType.PRIVATE:
+            await msg.reply_text("Send /export in a private chat with me: it is your data.")
+            return
+        data = await self.engine.export(user_ref(update))
+        await msg.reply_document(data, filename="doppel-export.zip",
+                                 caption="Everything I store about you.")
 
     async def persona(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message

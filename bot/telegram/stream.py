@@ -25,12 +25,16 @@ async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING
                       ) -> AsyncIterator[None]:
     """Keep ``action`` ("typing…") visible, renewed every ~4 s, while the body runs."""
 
+    async def show() -> None:
+        with contextlib.suppress(TelegramError):
+            await bot.send_chat_action(chat_id, action)
+
     async def renew() -> None:
         while True:
-            with contextlib.suppress(TelegramError):
-                await bot.send_chat_action(chat_id, action)
             await asyncio.sleep(ACTION_EVERY_S)
+            await show()
 
+    await show()  # at once, however quick the body turns out to be
     task = asyncio.create_task(renew())
     try:
         yield
@@ -45,8 +49,11 @@ class StreamedReply:
     final text into messages of at most 4,096 characters. Keyboard goes on the last."""
 
     def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None,
-                 interval_s: float = 1.2, thread_id: int | None = None) -> None:
+                 interval_s: float = 1.2, thread_id: int | None = None,
+                 prefix: str = "") -> None:
+        """``prefix`` (e.g. the AI disclosure) goes above the text, in the same message."""
         self.bot = bot
+        self.prefix = prefix
         self.chat_id = chat_id
         self.reply_to = reply_to
         self.interval_s = interval_s
@@ -82,6 +89,7 @@ class StreamedReply:
                 self._last_edit = now
 
     async def update(self, text: str) -> None:
+        text = self.prefix + text
         preview = text[: LIMIT - 2] + " …" if len(text) > LIMIT else text
         if not self.messages:
             await self._send(preview)
@@ -90,7 +98,7 @@ class StreamedReply:
         self._shown = preview
 
     async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        parts = split_message(text, LIMIT) or ["…"]
+        parts = split_message(self.prefix + text, LIMIT) or ["…"]
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             if i == 0 and self.messages:

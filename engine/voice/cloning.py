@@ -62,8 +62,7 @@ class VoiceCloning:
     def may_manage(self, user: UserRef, persona: Persona, *, is_admin: bool = False) -> bool:
         """Admins (by platform role, or listed in ``[engine] admins``) and the persona's
         owners (``owners`` in its persona.toml) manage its voices."""
-        return (is_admin or user.key in self.config.engine.admins
-                or user.key in persona.profile.owners)
+        return is_admin or persona.managed_by(user.key, self.config.engine.admins)
 
     def _check(self, user: UserRef, persona: Persona, is_admin: bool) -> None:
         if self.voice.xtts is None:

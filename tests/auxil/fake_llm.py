@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
 
@@ -79,3 +80,11 @@ class FakeLLM(LLMBackend):
             if meter is not None:  # a fake score: longer words are less likely
                 meter.add(-len(word) / 10)
             yield word if i == 0 else " " + word
+
+
+async def introduced(engine: Any, *users: Any) -> None:
+    """Mark the users as already told that each persona is an AI (the first reply of a
+    persona carries that disclosure), for tests that compare reply texts exactly."""
+    for user in users:
+        for persona in engine.personas.all():
+            await engine.conversations.set_setting(user, f"disclosed:{persona.name}", "test")

@@ -20,7 +20,7 @@ from engine.engine import Engine, UserRef
 from engine.storage.models import Favourite
 from engine.stories.options import StoryRequest
 from tests.auxil.discord_api import BOT_ID, FakeDiscord, command, component, fixture
-from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.fake_llm import FakeLLM, introduced
 
 DM_USER = UserRef("discord", "614024381422914001")
 DM_CHANNEL = "1464011821823801768"
@@ -111,7 +111,9 @@ async def test_dm_streams_a_reply_by_paced_edits_with_buttons(
     live = [first, *edits[:-1]]  # the last edit is the final text, sent at once
     gaps = [b.at - a.at for a, b in itertools.pairwise(live)]
     assert gaps and all(g >= 0.15 for g in gaps)  # paced, never hammering
-    assert edits[-1].json["content"] == words
+    disclosure, body = edits[-1].json["content"].split("\n\n", 1)
+    assert body == words  # first contact: said to be an AI persona, once
+    assert disclosure.startswith("🤖 I'm an AI persona of Phillip Allen, not the real person")
     history = await engine.history(DM_USER)
     assert history[-1].content == words
     assert custom_ids(edits[-1].json) == [f"dp:favmsg:{history[-1].id}", "dp:regen:", "dp:say:"]
@@ -132,6 +134,7 @@ async def test_long_reply_is_split_at_2000_characters(
                     for i in range(80))
     fake_llm.replies.append(long)
     dc.engine.sampling = replace(dc.engine.sampling, max_tokens=1500)
+    await introduced(dc.engine, DM_USER)
     await feed(dc, "MESSAGE_CREATE",
                fixture("constructed/discord/gateway_message_create_dm_text.json"))
     edits = fake.named("PATCH", f"/channels/{DM_CHANNEL}/messages/*")
@@ -151,6 +154,7 @@ async def test_guild_answers_mentions_only(dc: DiscordAdapter, fake: FakeDiscord
     assert fake.named("POST", "/channels/*/messages") == []  # ".ping", not for us
     fake_llm.replies.append("Hey yourself.")
     mention = fixture("discord/gateway_message_create_guild_bot_mention_2026.json")
+    await introduced(engine, UserRef("discord", mention["author"]["id"]))
     await feed(dc, "MESSAGE_CREATE", mention)
     author = UserRef("discord", mention["author"]["id"])
     history = await engine.history(author, chat_key=f"dc:{mention['channel_id']}")
@@ -181,6 +185,7 @@ async def spoken_note(engine: Engine) -> bytes:
 async def test_voice_message_in_is_transcribed_and_answered_with_a_voice_message(
         dc: DiscordAdapter, fake: FakeDiscord, engine: Engine, fake_llm: FakeLLM) -> None:
     fake_llm.replies.append("The rent roll came in on Friday and it looks good to me.")
+    await introduced(engine, DM_USER)
     data = fixture("constructed/discord/gateway_message_create_dm_voice_message.json")
     ogg = await spoken_note(engine)
     attachment = data["attachments"][0]
@@ -355,6 +360,7 @@ async def test_every_command_defers_first_then_answers(
         ("persona", [opt("name", "storyteller")], "You are now talking to Grandma Tilly."),
         ("cancel", [], "Nothing to stop."),
         ("favourites", [], "No favourites yet"),
+        ("export", [], "Everything I store about you:"),
         ("forget", [], "Are you sure?"),
     ]
     for n, (name, options, expected) in enumerate(cases):
@@ -364,6 +370,9 @@ async def test_every_command_defers_first_then_answers(
         calls = fake.calls[before:]
         assert calls[0].path.endswith("/callback") and calls[0].json["type"] == 5, name
         assert expected in shown(fake), (name, shown(fake))
+    export = next(c for c in fake.named("POST", "/webhooks/*/*") if c.files)
+    name, _, body = export.files["files[0]"]
+    assert name == "doppel-export.zip" and body[:2] == b"PK" and export.json["flags"] == 64
     assert custom_ids(posted(fake)[-1]) == ["dp:forget:yes", "dp:forget:no"]
     await engine.set_reply_mode(DM_USER, "text")
     await feed(dc, "INTERACTION_CREATE", component("dp:forget:yes"))

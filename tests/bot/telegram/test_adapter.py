@@ -24,7 +24,7 @@ from engine.storage.models import (
     UserSetting,
 )
 from engine.stories.options import StoryRequest
-from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.auxil.telegram import RecordingRequest, fixture
 from tests.conftest import MakeConfig
 
@@ -56,7 +56,9 @@ async def test_private_text_is_answered_and_stored(tg: TelegramAdapter, wire: Re
     await feed(tg, fixture("private_text.json"))
     assert wire.named("sendChatAction")[0]["action"] == "typing"
     final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
-    assert final["text"] == "Mario, the rent roll came in. Phillip"
+    disclosure, text = final["text"].split("\n\n", 1)
+    assert text == "Mario, the rent roll came in. Phillip"
+    assert disclosure.startswith("🤖 I'm an AI persona of Phillip Allen")
     keyboard = final["reply_markup"]["inline_keyboard"][0]
     history = await engine.history(UserRef("telegram", "12345678"))
     assert [m.content for m in history] == ["aaaaaaaaaa",
@@ -85,6 +87,7 @@ async def test_long_reply_is_split_at_4096(make_config: MakeConfig,
     tg = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
                          request=wire, updates_request=wire, rate_limit=False)
     async with tg.app:
+        await introduced(engine, UserRef("telegram", "12345678"))
         await feed(tg, fixture("private_text.json"))
     await engine.stop()
     parts = [p["text"] for name, p in wire.calls if name in ("sendMessage", "editMessageText")]
@@ -254,3 +257,13 @@ async def test_voice_cloning_without_xtts_says_what_it_needs(tg: TelegramAdapter
     await feed(tg, fixture("private_command_bot_command_entity.json",
                            text="/voice consent Phillip Allen"))
     assert "no voice being cloned" in sent_texts(wire)[-1]
+
+
+async def test_export_sends_the_users_data_as_a_document(tg: TelegramAdapter,
+                                                         wire: RecordingRequest,
+                                                         engine: Engine) -> None:
+    await engine.set_reply_mode(UserRef("telegram", "12345678"), "both")
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/export"))
+    [doc] = wire.named("sendDocument")
+    assert doc["_files"]["document"][:2] == b"PK"
+    assert doc["caption"] == "Everything I store about you."

@@ -1,0 +1,93 @@
+"""``/export``: everything Doppel stores about one user, as a zip they can keep.
+
+``doppel-export.json`` holds the user, their settings, conversations with every message,
+stories, favourites, saved prompts, custom genres and the voices they cloned (with the
+consent recorded); ``voices/<id>/`` holds those voices' clips. Every query is scoped to the
+one user's id.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.records import UserRef
+from engine.storage.db import Database
+from engine.storage.models import (
+    ClonedVoice,
+    Conversation,
+    CustomGenre,
+    Favourite,
+    Message,
+    PersonaRecord,
+    SavedPrompt,
+    Story,
+    User,
+    UserSetting,
+)
+
+FORMAT = "doppel-export/1"
+
+
+def _row(obj: Any, *skip: str) -> dict[str, Any]:
+    out = {}
+    for column in obj.__table__.columns:
+        if column.key in skip:
+            continue
+        value = getattr(obj, column.key)
+        out[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+async def user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    """The user's rows, grouped by kind (the JSON part of the export)."""
+    user = await session.get(User, user_id)
+    assert user is not None
+    conversations = []
+    for conv, persona in (await session.execute(
+            select(Conversation, PersonaRecord.name).join(PersonaRecord)
+            .where(Conversation.user_id == user_id).order_by(Conversation.id))).all():
+        messages = (await session.scalars(select(Message).where(
+            Message.conversation_id == conv.id).order_by(Message.id))).all()
+        conversations.append({**_row(conv, "user_id", "persona_id"), "persona": persona,
+                              "messages": [_row(m, "conversation_id") for m in messages]})
+
+    async def rows(model: Any, column: Any, *skip: str) -> list[dict[str, Any]]:
+        found = (await session.scalars(select(model).where(column == user_id))).all()
+        return [_row(r, *skip) for r in found]
+
+    return {
+        "format": FORMAT,
+        "user": _row(user),
+        "settings": await rows(UserSetting, UserSetting.user_id, "user_id"),
+        "conversations": conversations,
+        "stories": await rows(Story, Story.user_id, "user_id"),
+        "favourites": await rows(Favourite, Favourite.user_id, "user_id"),
+        "saved_prompts": await rows(SavedPrompt, SavedPrompt.user_id, "user_id"),
+        "custom_genres": await rows(CustomGenre, CustomGenre.user_id, "user_id"),
+        "voices": await rows(ClonedVoice, ClonedVoice.created_by, "created_by"),
+    }
+
+
+async def export_user(db: Database, user_id: int, voices_dir: Path,
+                      user: UserRef) -> bytes:
+    """The zip: ``doppel-export.json`` plus the clips of the voices the user cloned."""
+    async with db.session() as s:
+        data = await user_data(s, user_id)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("doppel-export.json", json.dumps(data, ensure_ascii=False, indent=2))
+        for voice in data["voices"]:
+            for clip in sorted((voices_dir / voice["id"]).glob("clip-*.wav")):
+                z.write(clip, f"voices/{voice['id']}/{clip.name}")
+        z.writestr("README.txt", f"Everything Doppel stores about {user.key}, exported "
+                                 "on request. doppel-export.json holds the data; voices/ holds "
+                                 "the clips of voices you cloned.\n")
+    return out.getvalue()

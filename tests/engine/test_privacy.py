@@ -1,0 +1,156 @@
+"""People's data: isolation between users, /export, /forget leaving nothing behind, the AI
+disclosure, and private (owner-only) personas."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from engine.config import Config
+from engine.engine import Engine, UserRef
+from engine.errors import NotAllowed
+from engine.stories.options import StoryRequest
+from engine.voice.clips import clean_clip
+from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.speech import speech_wav
+from tests.conftest import MakeConfig
+
+USERS = [UserRef("telegram", "1", "Ann"), UserRef("discord", "1", "Bob"),
+         UserRef("telegram", "2", "Cy")]
+
+
+def marker(user: UserRef, what: str) -> str:
+    return f"{what}-{user.platform}-{user.user_id}-zq"
+
+
+async def fill(engine: Engine, fake_llm: FakeLLM, user: UserRef) -> None:
+    """Messages in two chats, a story, favourites, a saved prompt, a genre, a setting."""
+    fake_llm.replies.extend([f"reply {marker(user, 'dm')}", f"reply {marker(user, 'grp')}",
+                             f"Title {marker(user, 'story')}\nOnce upon a time."])
+    for chat, what in (("", "dm"), ("grp:9", "grp")):
+        reply = await engine.chat(user, f"hello {marker(user, what)}", chat_key=chat)
+        await reply.result()
+    story = await (await engine.stories.create(user, StoryRequest(
+        prompt=marker(user, "prompt")))).result()
+    await engine.stories.favourite(user, story.id)
+    await engine.stories.save_prompt(user, marker(user, "saved"), StoryRequest())
+    await engine.stories.add_genre(user, marker(user, "genre"))
+    await engine.set_reply_mode(user, "both")
+
+
+async def test_parallel_users_never_see_each_other(engine: Engine, fake_llm: FakeLLM) -> None:
+    for user in USERS:  # the fake model answers in order, so fill one user at a time...
+        await fill(engine, fake_llm, user)
+    fake_llm.replies.extend(["x"] * 6)  # ...then everyone at once
+    await asyncio.gather(*(engine.chat(u, "again") for u in USERS))
+    for user in USERS:
+        others = [marker(o, "") for o in USERS if o != user]
+        history = await engine.history(user) + await engine.history(user, chat_key="grp:9")
+        stories = [r for _, rs in await engine.stories.history(user) for r in rs]
+        dump = json.dumps([m.content for m in history] + [s.content + s.title + s.prompt
+                                                          for s in stories])
+        dump += json.dumps([name for name, _ in await engine.stories.saved_prompts(user)])
+        dump += json.dumps(await engine.stories.genre_names(user))
+        assert marker(user, "dm") in dump and marker(user, "grp") in dump
+        assert not any(o in dump for o in others)
+        export = json.loads(zipfile.ZipFile(io.BytesIO(await engine.export(user)))
+                            .read("doppel-export.json"))
+        text = json.dumps(export)
+        assert marker(user, "story") in text and not any(o in text for o in others)
+        assert export["user"]["platform_user_id"] == user.user_id
+        assert {c["chat_key"] for c in export["conversations"]} == {"", "grp:9"}
+        assert len(export["favourites"]) == 1 and len(export["stories"]) == 1
+    # the same person in another chat is another conversation
+    group = await engine.history(USERS[0], chat_key="grp:9")
+    assert [m.content for m in group] == [f"hello {marker(USERS[0], 'grp')}",
+                                          f"reply {marker(USERS[0], 'grp')}"]
+
+
+async def test_export_carries_voice_clips_and_consent(engine: Engine) -> None:
+    user = USERS[0]
+    clip = clean_clip(speech_wav())
+    voice = await engine.voice.library.create(
+        persona="allen", name="studio", created_by=await engine.conversations.user_id(user),
+        clips=[clip], consent_speaker="Phillip Allen")
+    archive = zipfile.ZipFile(io.BytesIO(await engine.export(user)))
+    assert f"voices/{voice.id}/clip-1.wav" in archive.namelist()
+    [exported] = json.loads(archive.read("doppel-export.json"))["voices"]
+    assert exported["consent_speaker"] == "Phillip Allen" and exported["consent_at"]
+
+
+def files_containing(folder: Path, needle: bytes) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+async def test_forget_leaves_nothing_in_sqlite_or_the_data_dir(
+        config: Config, engine: Engine, fake_llm: FakeLLM) -> None:
+    ann, bob = USERS[0], USERS[1]
+    await fill(engine, fake_llm, ann)
+    await fill(engine, fake_llm, bob)
+    await engine.voice.library.create(
+        persona="allen", name="ann's", created_by=await engine.conversations.user_id(ann),
+        clips=[clean_clip(speech_wav())], consent_speaker="Ann")
+    kept = engine.user_files(ann) / "note.ogg"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"OggS" + marker(ann, "dm").encode())
+    data_dir = config.storage.data_dir
+    await engine.db.scrub()  # as SQLite's own checkpoints do: the data is in the main file
+    assert files_containing(data_dir, marker(ann, "dm").encode())  # it is there to find
+
+    assert await engine.forget(ann)
+    for what in ("dm", "grp", "story", "prompt", "saved", "genre"):
+        assert files_containing(data_dir, marker(ann, what).encode()) == [], what
+    assert not (data_dir / "voices").exists() or not any((data_dir / "voices").iterdir())
+    assert not engine.user_files(ann).exists()
+    export = json.loads(zipfile.ZipFile(io.BytesIO(await engine.export(ann)))
+                        .read("doppel-export.json"))
+    assert all(not export[k] for k in ("settings", "conversations", "stories", "favourites",
+                                       "saved_prompts", "custom_genres", "voices"))
+    # Bob is untouched
+    assert files_containing(data_dir, marker(bob, "dm").encode())
+    assert len(await engine.history(bob)) == 2
+
+
+async def test_first_reply_of_each_persona_discloses_it_is_an_ai(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    user = USERS[2]
+    first = await engine.chat(user, "hi")
+    assert first.disclosure.startswith("I'm an AI persona of Phillip Allen, not the real")
+    await first.result()
+    assert (await engine.chat(user, "hi again")).disclosure == ""
+    other = await engine.chat(user, "hello", persona="storyteller")
+    assert "Grandma Tilly" in other.disclosure
+    await engine.forget(user)  # a forgotten user is a new user: told again
+    assert (await engine.chat(user, "hi")).disclosure != ""
+
+
+async def test_owner_only_persona(make_config: MakeConfig, tmp_path: Path,
+                                  fake_llm: FakeLLM) -> None:
+    personas = tmp_path / "personas"
+    for name, extra in (("pub", ""), ("secret", 'owner_only = true\nowners = ["telegram:7"]')):
+        (personas / name).mkdir(parents=True)
+        (personas / name / "persona.toml").write_text(
+            f'[persona]\ndisplay_name = "{name.title()}"\n{extra}\n')
+    engine = Engine(make_config(personas={"dir": str(personas), "default": "pub"},
+                                engine={"admins": ["discord:1"]}), llm=fake_llm)
+    await engine.start()
+    try:
+        owner, admin, stranger = (UserRef("telegram", "7"), UserRef("discord", "1"),
+                                  UserRef("telegram", "8"))
+        assert [p.name for p in engine.visible_personas(stranger)] == ["pub"]
+        assert [p.name for p in engine.visible_personas(owner)] == ["pub", "secret"]
+        with pytest.raises(NotAllowed) as err:
+            await engine.chat(stranger, "hi", persona="secret")
+        assert err.value.user_message == ("Secret is a private persona: only its owner can "
+                                          "talk to it.")
+        with pytest.raises(NotAllowed):
+            await engine.set_persona(stranger, "secret")
+        for allowed in (owner, admin):
+            await (await engine.chat(allowed, "hi", persona="secret")).result()
+    finally:
+        await engine.stop()
