@@ -34,6 +34,7 @@ from engine.config import load_config  # noqa: E402
 from engine.engine import Engine, UserRef  # noqa: E402
 from engine.llm.base import SamplingParams  # noqa: E402
 from engine.llm.llama_cpp import LlamaCppBackend  # noqa: E402
+from engine.memory.prompt import PRIVACY_RULES  # noqa: E402
 
 PROMPTS = [
     "Can you tell me a story about a brave little turtle?",
@@ -143,7 +144,7 @@ async def main() -> int:
         user = UserRef("bench", "1")
         persona = await engine.current_persona(user)
         params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, top_k=1, seed=1)
-        system = persona.system_message()
+        system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"  # as the engine sends it
         messages = [[{"role": "system", "content": system}, {"role": "user", "content": p}]
                     for p in PROMPTS]
 

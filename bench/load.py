@@ -105,21 +105,35 @@ async def users_run(engine: Engine, users: int, messages: int) -> dict[str, Any]
     await asyncio.gather(*(conversation(engine, u, i, messages, i < heavy, waits, refusals,
                                         rng) for i, u in enumerate(people)))
     took = time.perf_counter() - t0
-    # What SQLite holds: one reply per message, each answering its own message.
+    # What SQLite holds: in each conversation, every message followed by exactly one reply
+    # (and with the stand-in, that reply names the message it answers).
     async with engine.db.session() as s:
-        rows = (await s.scalars(select(Message).order_by(Message.id))).all()
-    asked = [TAG.search(m.content) for m in rows if m.role == "user"]
-    answered = [TAG.search(m.content) for m in rows if m.role == "assistant"]
-    asked_tags = [m.group(0) for m in asked if m]
-    answer_tags = [m.group(0) for m in answered if m]
-    lost = sorted(set(asked_tags) - set(answer_tags))
-    doubled = sorted({t for t in answer_tags if answer_tags.count(t) > 1})
+        rows = (await s.scalars(select(Message).order_by(Message.conversation_id,
+                                                         Message.id))).all()
+    lost = doubled = mismatched = asked = replies = 0
+    for prev, row in zip([None, *rows[:-1]], rows, strict=True):
+        same = prev is not None and prev.conversation_id == row.conversation_id
+        if not same and prev is not None and prev.role == "user":
+            lost += 1  # the previous conversation ended on an unanswered message
+        if row.role == "user":
+            asked += 1
+            if same and prev is not None and prev.role == "user":
+                lost += 1
+        else:
+            replies += 1
+            if not same or prev is None or prev.role != "user":
+                doubled += 1
+            elif isinstance(engine.llm, EchoLLM):
+                tag = TAG.search(prev.content)
+                mismatched += tag is None or f"re:{tag.group(0)}" not in row.content
+    if rows and rows[-1].role == "user":
+        lost += 1
     incomplete = [m.id for m in rows if m.role == "assistant" and m.status != "complete"]
     light_p95, heavy_p95 = pct(waits["light"], 0.95), pct(waits["heavy"], 0.95)
     return {
         "users": users, "messages_each": messages, "heavy_users": heavy,
-        "replies": len(answer_tags), "asked": len(asked_tags), "lost": len(lost),
-        "doubled": len(doubled), "incomplete": len(incomplete), "refusals": refusals,
+        "replies": replies, "asked": asked, "lost": lost, "doubled": doubled,
+        "mismatched": mismatched, "incomplete": len(incomplete), "refusals": refusals,
         "seconds": round(took, 1),
         "wait_s": {k: {"p50": round(pct(v, 0.5), 3), "p95": round(pct(v, 0.95), 3),
                        "n": len(v)} for k, v in waits.items()},
@@ -194,7 +208,8 @@ def main() -> int:
         w = r["wait_s"]
         print(f"{r['model']}: {r['users']} users x {r['messages_each']} messages in "
               f"{r['seconds']} s; replies {r['replies']}/{r['asked']}, lost {r['lost']}, "
-              f"doubled {r['doubled']}, incomplete {r['incomplete']}, refusals "
+              f"doubled {r['doubled']}, mismatched {r['mismatched']}, incomplete "
+              f"{r['incomplete']}, refusals "
               f"{r['refusals'] or 0}")
         print(f"  queue wait p50/p95: light {w['light']['p50']}/{w['light']['p95']} s, heavy "
               f"{w['heavy']['p50']}/{w['heavy']['p95']} s; fair (light p95 <= 2x heavy): "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import Config, load_config
 from engine.errors import DoppelError
+from engine.records import UserRef
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override [api] port")
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
+    sub.add_parser("doctor", help="report models, GPU, ffmpeg, database, disk and tokens")
+    export = sub.add_parser("export", help="a zip of everything stored about one user")
+    export.add_argument("user", help="platform:id, e.g. telegram:12345 or discord:6789")
+    export.add_argument("-o", "--output", type=Path, required=True)
+    forget = sub.add_parser("forget", help="delete everything stored about one user")
+    forget.add_argument("user", help="platform:id, e.g. telegram:12345 or discord:6789")
+    forget.add_argument("--yes", action="store_true", help="really delete (required)")
 
     persona = sub.add_parser("persona", help="list personas or show one")
     psub = persona.add_subparsers(dest="persona_command", required=True)
@@ -180,6 +188,33 @@ async def _serve(config: Config, host: str | None, port: int | None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: log.info("stopping the API"))
         await server.serve()  # returns on SIGINT/SIGTERM
+    finally:
+        await engine.stop()
+    return 0
+
+
+async def _user_data(config: Config, args: argparse.Namespace) -> int:
+    """``doppel export USER -o FILE`` / ``doppel forget USER --yes`` (operators, e.g. for a
+    deletion request that came by mail)."""
+    platform, sep, user_id = args.user.partition(":")
+    if not sep or not platform or not user_id:
+        print("doppel: give the user as platform:id, e.g. telegram:12345", file=sys.stderr)
+        return 2
+    if args.command == "forget" and not args.yes:
+        print(f"This deletes everything stored about {args.user}. Add --yes to do it.",
+              file=sys.stderr)
+        return 1
+    engine = _engine(config)
+    await engine.start(load_llm=False)
+    try:
+        user = UserRef(platform, user_id)
+        if args.command == "export":
+            data = await engine.export(user)
+            await asyncio.to_thread(args.output.write_bytes, data)
+            print(f"{args.output}: {len(data)} bytes")
+        else:
+            found = await engine.forget(user)
+            print(f"forgot {args.user}" if found else f"nothing stored about {args.user}")
     finally:
         await engine.stop()
     return 0
@@ -357,6 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_migrate(config))
             case "serve":
                 return asyncio.run(_serve(config, args.host, args.port))
+            case "export" | "forget":
+                return asyncio.run(_user_data(config, args))
+            case "doctor":
+                from bot.doctor import report
+
+                return report(config)
             case "check":
                 _persona_list(config)
                 print(f"{args.config}: OK")

@@ -198,6 +198,10 @@ class MemoryConfig:
     """Tokens of retrieved text that go into the prompt at most."""
     near_duplicate: float = _num(0.9, min=0.5, max=1)
     """Jaccard similarity (MinHash) above which a chunk counts as a near-duplicate."""
+    redact_emails: bool = True
+    """Replace e-mail addresses in retrieved text (prompt and citations) with [email]."""
+    redact_phones: bool = True
+    """Replace phone numbers in retrieved text with [phone]."""
     auto_ingest: bool = True
     """At start, build the memory of personas whose sources are listed but not yet ingested."""
     embed_batch: int = _num(16, min=1)

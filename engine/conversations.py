@@ -172,6 +172,60 @@ class ConversationStore:
             state.remember(ChatMessage(role, content))  # type: ignore[arg-type]
         return msg.id
 
+    async def begin_exchange(self, state: ConversationState, text: str) -> tuple[int, int]:
+        """Commit the user's message and a ``pending`` reply row before generation starts,
+        so a crash loses neither (the reply is marked ``interrupted`` at the next start).
+        Returns the ids of both rows."""
+        async with self.db.session() as s, s.begin():
+            asked = await repo.add_message(s, state.conversation_id, "user", text)
+            reply = await repo.add_message(s, state.conversation_id, "assistant", "",
+                                           status="pending")
+            await s.execute(update(User).where(User.id == state.user_id)
+                            .values(last_seen_at=utcnow()))
+        state.remember(ChatMessage("user", text))
+        return asked.id, reply.id
+
+    async def abort_exchange(self, state: ConversationState, ids: tuple[int, int]) -> None:
+        """Undo :meth:`begin_exchange` for a request that could not be queued."""
+        async with self.db.session() as s, s.begin():
+            for message_id in ids:
+                row = await s.get(Message, message_id)
+                if row is not None and row.conversation_id == state.conversation_id:
+                    await s.delete(row)
+        if state.history and state.history[-1].role == "user":
+            state.history.pop()
+
+    async def finish_reply(self, state: ConversationState, reply_id: int, text: str, *,
+                           status: str, tokens: int | None) -> int | None:
+        """Store how the reply ended; an empty failed reply leaves no row. Returns the id
+        of the stored reply, or None."""
+        async with self.db.session() as s, s.begin():
+            row = await s.get(Message, reply_id)
+            if row is None:  # the user was forgotten meanwhile
+                return None
+            if not text.strip() and status != "complete":
+                await s.delete(row)
+                return None
+            row.content, row.status, row.tokens = text, status, tokens
+        if text:
+            state.remember(ChatMessage("assistant", text))
+        return reply_id
+
+    async def recover_interrupted(self) -> set[int]:
+        """At start: replies still ``pending`` were cut off by a crash; mark them
+        ``interrupted``. Returns the conversations whose last reply that was."""
+        async with self.db.session() as s, s.begin():
+            rows = (await s.scalars(select(Message).where(Message.status == "pending"))).all()
+            for row in rows:
+                row.status = "interrupted"
+            await s.flush()
+            last = {}
+            for row in (await s.scalars(select(Message).where(
+                    Message.conversation_id.in_({r.conversation_id for r in rows}))
+                    .order_by(Message.id))).all():
+                last[row.conversation_id] = row
+        return {cid for cid, row in last.items() if row.status == "interrupted"}
+
     async def recent(self, user: UserRef, persona: str, chat_key: str,
                      limit: int) -> list[StoredMessage]:
         state = await self.open(user, persona, chat_key)

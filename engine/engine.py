@@ -29,11 +29,13 @@ from engine.locking import DataDirLock
 from engine.memory.embed import Embedder
 from engine.memory.prompt import (
     GROUNDED_RULES,
+    PRIVACY_RULES,
     UNGROUNDED_RULES,
     asks_for_facts,
     fence_sources,
     with_sources,
 )
+from engine.memory.redact import redact_hit
 from engine.memory.retrieve import Hit
 from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
@@ -70,7 +72,8 @@ class ChatReply:
         """What memory gave the model, in citation order ([1] is ``sources[0]``)."""
         self._done = done
         self.disclosure = disclosure
-        """Set on the first reply of this persona to this user: adapters show it first."""
+        """What adapters show before the reply: the AI disclosure on a persona's first reply
+        to this user, and a note when a crash cut off the previous reply."""
 
     @property
     def position(self) -> int | None:
@@ -114,6 +117,8 @@ class Engine:
         self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
         self._disclosed: set[tuple[str, str]] = set()
+        self._interrupted: set[int] = set()
+        """Conversations whose last reply a crash cut off (found at start)."""
         self._preload: asyncio.Task[None] | None = None
         self.generated_tokens = 0
         self.generation_s = 0.0
@@ -139,6 +144,10 @@ class Engine:
         t0 = time.perf_counter()
         self._lock.acquire()
         await self.db.start()
+        self._interrupted = await self.conversations.recover_interrupted()
+        if self._interrupted:
+            log.warning("%d conversation(s) had a reply cut off by the last shutdown; their "
+                        "users are told when they write next", len(self._interrupted))
         await self.scheduler.start()
         if load_llm:
             await self.scheduler.run_on(LLM, self.llm.load)
@@ -251,24 +260,34 @@ class Engine:
         p = await self._persona(user, chat_key, persona)
         self.check_access(user, p)
         state = await self.conversations.open(user, p.name, chat_key)
-        system, hits, message = await self._ground(p, text, user.key)
+        notice = ""
+        if state.conversation_id in self._interrupted:
+            self._interrupted.discard(state.conversation_id)
+            notice = ("My last reply to you was cut off when I restarted; ask again if you "
+                      "still need it.")
+        exchange = await self.conversations.begin_exchange(state, text)
+        reply_id = exchange[1]
+        history = list(state.history)[:-1]  # the prompt takes the new message separately
         partial: list[str] = []
-        job = self.scheduler.submit(
-            LLM,
-            _ChatJob(self.llm, system, list(state.history), message, params or self.sampling,
-                     partial),
-            user=user.key,
-            kind="chat",
-            priority=Priority.INTERACTIVE,
-            timeout_s=self.config.engine.chat_timeout_s,
-            on_position=on_position,
-        )
-        # Stored while the model already works: the database is not on the critical path.
-        await self.conversations.add(state, "user", text)
-        task = asyncio.create_task(self._store_reply(job, partial, state, hits))
+        try:
+            system, hits, message = await self._ground(p, text, user.key)
+            job = self.scheduler.submit(
+                LLM,
+                _ChatJob(self.llm, system, history, message, params or self.sampling, partial),
+                user=user.key,
+                kind="chat",
+                priority=Priority.INTERACTIVE,
+                timeout_s=self.config.engine.chat_timeout_s,
+                on_position=on_position,
+            )
+        except BaseException:  # refused (queue full, ...): nothing of it stays stored
+            await self.conversations.abort_exchange(state, exchange)
+            raise
+        task = asyncio.create_task(self._store_reply(job, partial, state, hits, reply_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return ChatReply(p, job, hits, task, await self._disclose(user, p))
+        disclosure = await self._disclose(user, p)
+        return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x))
 
     async def _disclose(self, user: UserRef, persona: Persona) -> str:
         """The AI disclosure, the first time this persona talks to this user."""
@@ -346,13 +365,15 @@ class Engine:
     async def _ground(self, persona: Persona, text: str,
                       user_key: str) -> tuple[str, list[Hit], _Message]:
         """The system prompt, the memory hits and the user's turn for one question."""
-        system = persona.system_message()
+        system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
         style = await self.memory.style(persona.name)
         if style is not None and style.mails:
             system += "\n\nYour writing style, measured from your mail: " + style.describe()
         if not await self.memory.size(persona.name):
             return system, [], _Message(text, [])
-        hits = await self.memory.recall(persona.name, text, user=user_key)
+        cfg = self.config.memory
+        hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)
+                for h in await self.memory.recall(persona.name, text, user=user_key)]
         if not hits and asks_for_facts(text, persona.display_name):
             # The engine, not a model that may invent, answers a factual question that
             # memory has nothing on.
@@ -366,7 +387,8 @@ class Engine:
 
 
     async def _store_reply(self, job: Job[Completion], partial: list[str],
-                           state: ConversationState, hits: list[Hit]) -> ChatResult:
+                           state: ConversationState, hits: list[Hit],
+                           reply_id: int) -> ChatResult:
         completion: Completion | None = None
         error: DoppelError | None = None
         try:
@@ -384,10 +406,8 @@ class Engine:
             self.generated_tokens += completion.tokens
             self.generation_s += completion.total_s
         text = completion.text if completion else "".join(partial)
-        message_id = None
-        if text.strip() or status == "complete":
-            message_id = await self.conversations.add(state, "assistant", text, status=status,
-                                                      tokens=len(partial))
+        message_id = await self.conversations.finish_reply(state, reply_id, text,
+                                                           status=status, tokens=len(partial))
         return ChatResult(
             status=status, text=text, message_id=message_id, tokens=len(partial), error=error,
             wait_s=job.wait_s, run_s=job.run_s,

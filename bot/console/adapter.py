@@ -246,10 +246,15 @@ class ConsoleAdapter:
     async def _save_voice(self) -> None:
         if self._spoken is None:
             return
-        self.voice_dir.mkdir(parents=True, exist_ok=True)
         self._voice_count += 1
         path = self.voice_dir / f"reply-{int(time.time())}-{self._voice_count}.ogg"
-        path.write_bytes(self._spoken.note.ogg)
+        try:
+            self.voice_dir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self._spoken.note.ogg)
+        except OSError as exc:  # a full disk loses the voice note, never the conversation
+            self._write(f"(could not save the voice note: {exc.strerror})\n")
+            self._spoken = None
+            return
         caption = self.engine.config.voice.disclosure
         self._write(f"(voice note: {path}, {self._spoken.note.duration_s:.1f} s"
                     + (f"; {caption}" if caption else "") + ")\n")
@@ -318,7 +323,7 @@ class ConsoleAdapter:
     async def _persona_command(self, arg: str) -> None:
         assert self.persona is not None
         if not arg:
-            for p in self.engine.personas.all():
+            for p in self.engine.visible_personas(self.user, is_admin=True):
                 mark = "*" if p.name == self.persona.name else " "
                 self._write(f" {mark} {p.name:<14} {p.display_name} - {p.profile.description}\n")
             self._write("Switch with /persona NAME.\n")

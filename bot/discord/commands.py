@@ -127,14 +127,17 @@ def register(adapter: DiscordAdapter) -> None:
         current = await adapter.persona_for(user, interaction.channel_id,
                                             interaction.guild_id)
         lines = [f"{'•' if p.name == current.name else '◦'} **{p.name}**: "
-                 f"{p.display_name} - {p.profile.description}" for p in engine.personas.all()]
+                 f"{p.display_name} - {p.profile.description}"
+                 for p in engine.visible_personas(user, is_admin=adapter.is_admin(interaction))]
         await interaction.followup.send("\n".join(lines)[:2000])
 
     @persona.autocomplete("name")
     async def persona_choices(interaction: Interaction,
                               current: str) -> list[app_commands.Choice[str]]:
+        visible = engine.visible_personas(user_ref(interaction.user),
+                                          is_admin=adapter.is_admin(interaction))
         return [app_commands.Choice(name=f"{p.name} ({p.display_name})"[:100], value=p.name)
-                for p in engine.personas.all() if current.lower() in p.name.lower()][:25]
+                for p in visible if current.lower() in p.name.lower()][:25]
 
     voice = app_commands.Group(name="voice", description="Voice replies and cloned voices")
 

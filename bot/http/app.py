@@ -147,6 +147,14 @@ def create_app(engine: Engine) -> FastAPI:
                         media_type="application/zip", headers={
                             "Content-Disposition": 'attachment; filename="doppel-export.zip"'})
 
+    @app.delete("/v1/users/{user}")
+    async def forget(user: str, _: Auth, confirm: bool = False) -> dict[str, Any]:
+        """Delete everything stored about ``user`` (``?confirm=true`` required)."""
+        if not confirm:
+            raise HTTPException(400, "add ?confirm=true: this deletes everything about the "
+                                     "user")
+        return {"forgotten": await engine.forget(UserRef("api", user))}
+
     @app.post("/v1/stories")
     async def create_story(body: StoryIn, _: Auth) -> dict[str, Any]:
         fields = body.model_dump(exclude={"user", "sampling"})

@@ -305,7 +305,7 @@ class TelegramAdapter:
             return
         current = await self.engine.current_persona(user, chat_key(update))
         lines = [f"{'•' if p.name == current.name else '◦'} {p.name}: {p.display_name} - "
-                 f"{p.profile.description}" for p in self.engine.personas.all()]
+                 f"{p.profile.description}" for p in self.engine.visible_personas(user)]
         await msg.reply_text("\n".join(lines) + "\n\nChoose with /persona NAME")
 
     # -- buttons ----------------------------------------------------------------------------

@@ -228,9 +228,12 @@ class Ingestor:
     async def _index_file(self, path: Path, digest: str, prepared: list[_Prepared],
                           report: IngestReport) -> None:
         name = self.persona.name
+        # The file row gets its digest only together with its chunks (one transaction at
+        # the end): a run killed in between leaves a row that the next run sees as changed
+        # and indexes again, never a file marked done without its chunks.
         async with self.memory.db.session() as s, s.begin():
             frow = MemoryFile(persona=name, path=str(path.resolve()),  # noqa: ASYNC240
-                              sha256=digest, size=path.stat().st_size,  # noqa: ASYNC240
+                              sha256="", size=path.stat().st_size,  # noqa: ASYNC240
                               documents=len(prepared))
             s.add(frow)
             await s.flush()
@@ -250,7 +253,7 @@ class Ingestor:
             s.add_all(chunks)
             frow2 = await s.get(MemoryFile, file_id)
             if frow2 is not None:
-                frow2.chunks = len(chunks)
+                frow2.chunks, frow2.sha256 = len(chunks), digest
         report.chunks_added += len(chunks)
 
     def _chunk_job(self, batch: list[_Prepared], file_id: int, digest: str,

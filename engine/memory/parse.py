@@ -60,11 +60,27 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
                 yield p
 
 
+MAX_FILE_BYTES = 200 * 1024 * 1024
+"""Larger files are skipped (a mailbox that big should be split)."""
+MAX_UNZIPPED_BYTES = 300 * 1024 * 1024
+MAX_ZIP_RATIO = 200
+"""A .docx expanding past these is treated as a zip bomb."""
+MAX_PDF_PAGES = 3000
+MAX_TEXT_CHARS = 20_000_000
+
+
 def parse_file(path: Path) -> list[SourceDoc]:
     suffix = path.suffix.lower()
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ParseError(f"too large ({size / 1e6:.0f} MB; the limit is "
+                         f"{MAX_FILE_BYTES / 1e6:.0f} MB)")
     try:
         if suffix == ".eml":
-            return [_from_email(_read_email(path.read_bytes()), str(path))]
+            data = path.read_bytes()
+            if _binary(data):
+                raise ParseError("not a mail: binary data")
+            return [_from_email(_read_email(data), str(path))]
         if suffix == ".mbox":
             return _parse_mbox(path)
         if suffix == ".msg":
@@ -81,6 +97,30 @@ def parse_file(path: Path) -> list[SourceDoc]:
     except Exception as exc:  # a library's own error on a broken file: report and skip
         raise ParseError(f"{type(exc).__name__}: {exc}") from exc
     raise ParseError(f"unsupported file type {suffix!r}")
+
+
+def _binary(data: bytes) -> bool:
+    """NUL bytes, or mostly control bytes, in the first 8 KB: not a text file."""
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    return bool(head) and control / len(head) > 0.1
+
+
+def _check_zip(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ParseError(f"not a valid .docx (zip): {exc}") from exc
+    unpacked = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos) or 1
+    if unpacked > MAX_UNZIPPED_BYTES or unpacked / packed > MAX_ZIP_RATIO:
+        raise ParseError(f"refused: unpacks to {unpacked / 1e6:.0f} MB from "
+                         f"{packed / 1e6:.1f} MB (a zip bomb?)")
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
@@ -213,7 +253,16 @@ def _parse_pdf(path: Path) -> SourceDoc:
     reader = PdfReader(str(path))
     if reader.is_encrypted and not reader.decrypt(""):
         raise ParseError("encrypted PDF (a password is needed)")
-    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    if len(reader.pages) > MAX_PDF_PAGES:
+        raise ParseError(f"too many pages ({len(reader.pages)}; the limit is {MAX_PDF_PAGES})")
+    pages: list[str] = []
+    chars = 0
+    for page in reader.pages:
+        pages.append((page.extract_text() or "").strip())
+        chars += len(pages[-1])
+        if chars > MAX_TEXT_CHARS:
+            raise ParseError(f"more than {MAX_TEXT_CHARS // 1_000_000} million characters of "
+                             "text; split the file")
     text = "\n\n".join(p for p in pages if p)
     if not text.strip():
         raise ParseError("no text layer (scanned or image-only PDF)")
@@ -226,6 +275,7 @@ def _parse_pdf(path: Path) -> SourceDoc:
 def _parse_docx(path: Path) -> SourceDoc:
     import docx
 
+    _check_zip(path)
     document = docx.Document(str(path))
     parts = [p.text for p in document.paragraphs]
     for table in document.tables:

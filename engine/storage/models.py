@@ -100,7 +100,8 @@ class Message(Base):
     __table_args__ = (
         CheckConstraint("role IN ('user', 'assistant', 'system')", name="role"),
         CheckConstraint(
-            "status IN ('complete', 'cancelled', 'timeout', 'error')", name="status"
+            "status IN ('complete', 'cancelled', 'timeout', 'error', 'pending', "
+            "'interrupted')", name="status"
         ),
         Index("ix_messages_conversation", "conversation_id", "id"),
     )
@@ -112,7 +113,8 @@ class Message(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="complete")
-    """``complete``, or how an unfinished reply ended; its partial text is kept."""
+    """``complete``, or how an unfinished reply ended; its partial text is kept.
+    ``pending`` while it is written; ``interrupted`` if the process died meanwhile."""
     tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import VoiceConfig
-from engine.errors import InputError
+from engine.errors import DoppelError, InputError, ModelError
 from engine.personas import Persona
 from engine.scheduler import JobContext, Priority, Scheduler
 from engine.voice.audio import VoiceNote, decode, encode_voice_note
@@ -118,7 +118,14 @@ class Voice:
 
         job = self.scheduler.submit(TTS, run, user=user, kind="tts", priority=priority,
                                     timeout_s=self.cfg.tts_timeout_s)
-        return await job.result()
+        try:
+            return await job.result()
+        except DoppelError:
+            raise
+        except Exception as exc:  # a broken voice model: say so, keep the text reply
+            log.exception("speech synthesis failed (%s)", speaker.backend)
+            raise ModelError(f"TTS failed: {exc}", user_message=(
+                "I couldn't make a voice note this time; the reply is in text.")) from exc
 
     async def _encode(self, parts: list[PCM], speaker: Speaker) -> VoiceNote:
         pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)

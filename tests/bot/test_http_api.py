@@ -132,3 +132,24 @@ def test_doppel_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> Non
         proc.kill()
     assert proc.returncode == 0, err
     assert "engine stopped" in err and KEY not in err
+
+
+async def test_export_then_forget_over_http(client: httpx.AsyncClient, engine: Engine,
+                                            fake_llm: FakeLLM) -> None:
+    import io
+    import zipfile
+
+    fake_llm.replies.append("Noted, Ann.")
+    await client.post("/v1/interact", json={"user": "ann", "text": "my note zq-77"},
+                      headers=AUTH)
+    r = await client.get("/v1/export", params={"user": "ann"}, headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    data = json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("doppel-export.json"))
+    assert data["conversations"][0]["messages"][0]["content"] == "my note zq-77"
+    assert (await client.delete("/v1/users/ann", headers=AUTH)).status_code == 400
+    r = await client.delete("/v1/users/ann", params={"confirm": "true"}, headers=AUTH)
+    assert r.json() == {"forgotten": True}
+    r = await client.get("/v1/export", params={"user": "ann"}, headers=AUTH)
+    assert json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read(
+        "doppel-export.json"))["conversations"] == []
+    assert (await client.get("/v1/export", params={"user": "ann"})).status_code == 401

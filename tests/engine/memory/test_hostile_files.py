@@ -1,0 +1,99 @@
+"""Ingest survives hostile and broken files: each is reported and skipped, the rest kept."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+
+from engine.engine import Engine
+from engine.memory.ingest import Ingestor
+from engine.memory.parse import ParseError, parse_file
+from tests.conftest import CORPUS
+
+DOCS = CORPUS / "docs"
+GOOD = ("From: phillip.allen@enron.com\nTo: jeff@example.com\nSubject: Storage report\n"
+        "Message-ID: <good@example.com>\nDate: Mon, 2 Oct 2000 09:00:00 -0500\n\n"
+        "Jeff, the storage report is due on Friday. Phillip\n")
+
+
+def zip_bomb(path: Path) -> Path:
+    """A .docx whose document.xml unpacks to 40 MB of zeros from a few KB."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", b"\0" * (40 * 1024 * 1024))
+    return path
+
+
+def many_pages(path: Path, pages: int) -> Path:
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=72, height=72)
+    with path.open("wb") as f:
+        writer.write(f)
+    return path
+
+
+def broken_msg(path: Path) -> Path:
+    data = bytearray((DOCS / "msg" / "minimal_plain_utf8_sender.msg").read_bytes())
+    data[512:4096] = b"\xff" * (4096 - 512)  # the OLE directory and first streams, trashed
+    path.write_bytes(bytes(data))
+    return path
+
+
+MBOX = (
+    "From MAILER-DAEMON Mon Oct  2 09:00:00 2000\n"
+    "From: =?utf-8?B?not base64 at all?= <a@example.com>\n"
+    "Subject: =?iso-8859-1?Q?Caf=E9_prices?=\n"
+    "This line is not a header at all\n"
+    "Date: not a date\n"
+    "Content-Type: text/plain; charset=utf-8\n\n"
+    "Body in latin-1 pretending to be utf-8: caf\xe9 cr\xe8me\n\n"
+    "From MAILER-DAEMON Mon Oct  2 10:00:00 2000\n"
+    "From: b@example.com\nSubject: second\nContent-Type: text/plain; charset=x-unknown-cs\n\n"
+    "Second mail, unknown charset.\n"
+).encode("latin-1")
+
+
+def test_each_hostile_file_is_refused_with_a_reason(tmp_path: Path) -> None:
+    cases = {
+        zip_bomb(tmp_path / "bomb.docx"): "zip bomb",
+        many_pages(tmp_path / "huge.pdf", 3001): r"too many pages \(3001",
+        broken_msg(tmp_path / "broken.msg"): "",  # the OLE library's own words
+        tmp_path / "junk.eml": "binary data",
+    }
+    (tmp_path / "junk.eml").write_bytes(bytes(range(256)) * 64)
+    for path, reason in cases.items():
+        with pytest.raises(ParseError, match=reason or None):
+            parse_file(path)
+
+
+def test_malformed_mbox_with_mixed_charsets_still_parses(tmp_path: Path) -> None:
+    box = tmp_path / "mixed.mbox"
+    box.write_bytes(MBOX)
+    first, second = parse_file(box)
+    assert "caf" in first.text and first.subject.startswith("Caf")
+    assert first.date is None  # "not a date" is not guessed
+    assert "unknown charset" in second.text
+
+
+async def test_ingest_keeps_the_good_and_reports_the_bad(memory_engine: Engine,
+                                                         tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    zip_bomb(folder / "bomb.docx")
+    many_pages(folder / "huge.pdf", 3001)
+    broken_msg(folder / "broken.msg")
+    (folder / "junk.eml").write_bytes(io.BytesIO(bytes(range(256)) * 64).getvalue())
+    (folder / "mixed.mbox").write_bytes(MBOX)
+    (folder / "good.eml").write_text(GOOD)
+    report = await Ingestor(memory_engine.memory, memory_engine.personas.get("allen")).run(
+        [folder])
+    assert sorted(Path(p).name for p in report.files_failed) == [
+        "bomb.docx", "broken.msg", "huge.pdf", "junk.eml"]
+    assert report.files_indexed == 2 and report.chunks_added >= 1
+    hits = await memory_engine.memory.recall("allen", "When is the storage report due?")
+    assert hits and hits[0].message_id == "<good@example.com>"
