@@ -31,6 +31,7 @@ from engine.memory.prompt import (
     GROUNDED_RULES,
     PRIVACY_RULES,
     UNGROUNDED_RULES,
+    LeakGuard,
     asks_for_facts,
     fence_sources,
     with_sources,
@@ -527,9 +528,14 @@ class _ChatJob:
         )
         t0 = time.perf_counter()
         first: float | None = None
+        guard = LeakGuard(self.system)
         for piece in self.llm.stream_chat(messages, self.params, lambda: ctx.cancelled):
             if first is None:
                 first = time.perf_counter() - t0
+            if guard.feed(piece):  # reciting its instructions: stop, keep none of it
+                self.partial.clear()
+                raise InputError("reply recited the system prompt", user_message=(
+                    "I can't share my instructions. Ask me something else!"))
             self.partial.append(piece)
             ctx.emit(piece)
         return Completion("".join(self.partial), len(self.partial), first,

@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from engine.config import EngineConfig
 from engine.errors import (
+    InputError,
     JobCancelled,
     JobTimeout,
     QueueFull,
@@ -431,7 +432,9 @@ class Scheduler:
         elif job._cancel_event.is_set():
             job._finish(JobState.CANCELLED, error=JobCancelled("cancelled"), now=now)
         elif error is not None:
-            if not isinstance(error, SchedulerError):
+            if isinstance(error, InputError):  # refused on purpose: no traceback needed
+                log.info("job %d (%s) refused: %s", job.id, job.kind, error)
+            elif not isinstance(error, SchedulerError):
                 log.error("job %d (%s) failed", job.id, job.kind, exc_info=error)
             job._finish(JobState.FAILED, error=error, now=now)
         else:
