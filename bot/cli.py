@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
     sub.add_parser("doctor", help="report models, GPU, ffmpeg, database, disk and tokens")
+    worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
+                                           "redis_url with this machine's model")
+    worker.add_argument("--name", default="", help="worker name (default: host-pid)")
     export = sub.add_parser("export", help="a zip of everything stored about one user")
     export.add_argument("user", help="platform:id, e.g. telegram:12345 or discord:6789")
     export.add_argument("-o", "--output", type=Path, required=True)
@@ -190,6 +193,28 @@ async def _serve(config: Config, host: str | None, port: int | None) -> int:
         await server.serve()  # returns on SIGINT/SIGTERM
     finally:
         await engine.stop()
+    return 0
+
+
+def _worker(config: Config, name: str) -> int:
+    """``doppel worker``: this machine's model ([llm] model_path, n_gpu_layers, ...) serving
+    the bot's Redis queue until SIGTERM/SIGINT (the job in hand is finished first)."""
+    from engine.llm.llama_cpp import LlamaCppBackend
+    from engine.llm.remote import run_worker
+
+    if not config.llm.redis_url:
+        print("doppel: [llm] redis_url is not set", file=sys.stderr)
+        return 2
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    backend = LlamaCppBackend(config.llm)
+    backend.load()
+    try:
+        served = run_worker(config.llm, backend, name=name, stop=lambda: bool(stopping))
+    finally:
+        backend.close()
+    log.info("worker stopped after %d job(s)", served)
     return 0
 
 
@@ -394,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_serve(config, args.host, args.port))
             case "export" | "forget":
                 return asyncio.run(_user_data(config, args))
+            case "worker":
+                return _worker(config, args.name)
             case "doctor":
                 from bot.doctor import report
 

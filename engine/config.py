@@ -53,8 +53,14 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
-    """``openai``: any OpenAI-compatible server (llama.cpp server, vLLM) at ``api_base``."""
+    backend: Literal["llama_cpp", "openai", "redis"] = "llama_cpp"
+    """``openai``: any OpenAI-compatible server (llama.cpp server, vLLM) at ``api_base``;
+    ``redis``: ``doppel worker`` processes (on GPU boxes) serving a Redis queue."""
+    redis_url: str = ""
+    """``redis://host:6379/0`` for backend "redis" (and for ``doppel worker``)."""
+    redis_queue: str = "doppel:llm"
+    remote_idle_timeout_s: float = _num(60.0, min=1)
+    """A remote job with no worker output for this long fails with a clear message."""
     api_base: str = ""
     """E.g. ``http://127.0.0.1:8080/v1`` (backend = "openai")."""
     api_model: str = ""
@@ -268,6 +274,10 @@ def config_from_dict(
         raise ConfigError(f"{name}: [llm] workers must be 1 with backend 'llama_cpp' "
                           "(a llama.cpp model is not thread-safe); use backend 'openai' to "
                           "run requests in parallel")
+    if cfg.llm.backend == "redis" and not cfg.llm.redis_url.startswith(("redis://",
+                                                                         "rediss://")):
+        raise ConfigError(f"{name}: [llm] redis_url must be a redis:// URL for backend "
+                          f"'redis', got {cfg.llm.redis_url!r}")
     if cfg.llm.backend == "openai" and not cfg.llm.api_base.startswith(("http://", "https://")):
         raise ConfigError(f"{name}: [llm] api_base must be an http(s) URL for backend "
                           f"'openai', got {cfg.llm.api_base!r}")

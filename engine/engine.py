@@ -461,6 +461,10 @@ def _server(server: str) -> UserRef:
 
 
 def make_backend(cfg: LLMConfig) -> LLMBackend:
+    if cfg.backend == "redis":
+        from engine.llm.remote import RedisLLM
+
+        return RedisLLM(cfg)
     if cfg.backend == "openai":
         from engine.llm.openai_compat import OpenAICompatBackend
 
