@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_count, peak_rss_mb, temp_config, write
+from _common import cpu_count, pct, peak_rss_mb, temp_config, write
 from sqlalchemy import select
 
 from engine.engine import Engine, UserRef
@@ -71,12 +71,6 @@ class EchoLLM(FakeLLM):
             time.sleep(self.token_delay_s)
             yield " word"
 
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def conversation(engine: Engine, user: UserRef, uid: int, messages: int, heavy: bool,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +39,40 @@ def platform_adapters(config: Config, engine: Engine) -> list[Adapter]:
     else:
         log.info("Telegram adapter off: %s is not set", config.telegram.token_env)
     return adapters
+
+
+HEARTBEAT_S = 15
+HEARTBEAT_FILE = "heartbeat.json"
+
+
+async def heartbeat(engine: Engine, adapters: list[str]) -> None:
+    """Write ``<data_dir>/heartbeat.json`` every 15 s from the event loop: ``doppel health``
+    (the container's health check) reads it, so a stuck loop shows as unhealthy."""
+    path = engine.config.storage.data_dir / HEARTBEAT_FILE
+    while True:
+        state = {"time": time.time(), "pid": os.getpid(), "adapters": adapters,
+                 "queued": sum(s["queued"] for s in engine.scheduler.stats().values())}
+        tmp = path.with_suffix(".tmp")
+        try:
+            await asyncio.to_thread(tmp.write_text, json.dumps(state))
+            await asyncio.to_thread(tmp.replace, path)
+        except OSError as exc:  # a full disk must not stop the bot; health will say so
+            log.warning("could not write the heartbeat: %s", exc)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+def health(config: Config, max_age_s: float = 3 * HEARTBEAT_S) -> tuple[bool, str]:
+    """Is a ``doppel run`` alive on this data dir (a fresh heartbeat)?"""
+    path = config.storage.data_dir / HEARTBEAT_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False, f"no heartbeat at {path}: doppel run is not running (yet)"
+    age = time.time() - float(state.get("time", 0))
+    if age > max_age_s:
+        return False, f"last heartbeat {age:.0f} s ago: the event loop is stuck or gone"
+    return True, (f"alive: pid {state.get('pid')}, adapters {', '.join(state['adapters'])}, "
+                  f"{state.get('queued', 0)} job(s) queued, heartbeat {age:.0f} s ago")
 
 
 async def run_app(
@@ -74,8 +110,9 @@ async def run_app(
             asyncio.ensure_future(asyncio.gather(*(a.wait_closed() for a in adapters))),
             asyncio.ensure_future(stop.wait()),
         ]
+        beat = asyncio.create_task(heartbeat(engine, [a.name for a in adapters]))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
+        for waiter in [*waiters, beat]:
             waiter.cancel()
     finally:
         for adapter in reversed(adapters):

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
     sub.add_parser("doctor", help="report models, GPU, ffmpeg, database, disk and tokens")
+    sub.add_parser("health", help="exit 0 if a `doppel run` on this data dir is alive "
+                                  "(the container health check)")
     worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
                                            "redis_url with this machine's model")
     worker.add_argument("--name", default="", help="worker name (default: host-pid)")
@@ -252,7 +254,7 @@ async def _migrate(config: Config) -> int:
     db = Database(config.storage.effective_database_url)
     try:
         await db.start()
-        print(f"database {db.url} at revision {await db.current_revision()}")
+        print(f"database {db.safe_url} at revision {await db.current_revision()}")
     finally:
         await db.close()
     return 0
@@ -419,6 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_serve(config, args.host, args.port))
             case "export" | "forget":
                 return asyncio.run(_user_data(config, args))
+            case "health":
+                from bot.app import health
+
+                ok, detail = health(config)
+                print(detail)
+                return 0 if ok else 1
             case "worker":
                 return _worker(config, args.name)
             case "doctor":

@@ -94,11 +94,22 @@ class LLMConfig:
 class StorageConfig:
     data_dir: Path = Path("data")
     database_url: str = ""
-    """Empty means SQLite at ``<data_dir>/doppel.db``."""
+    """Empty means SQLite at ``<data_dir>/doppel.db``; e.g.
+    ``postgresql+asyncpg://doppel@db-host/doppel`` (pip install .[postgres])."""
+    password_env: str = ""
+    """Name of the environment variable with the database password (never the password)."""
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'doppel.db'}"
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'doppel.db'}"
+        password = os.environ.get(self.password_env, "") if self.password_env else ""
+        if not password:
+            return self.database_url
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.database_url).set(password=password).render_as_string(
+            hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -285,8 +296,9 @@ def config_from_dict(
 
 
 def _check_paths(cfg: Config, name: str) -> None:
+    local_model = cfg.llm.backend == "llama_cpp"  # elsewhere the workers hold the model
     for where, value in (
-        ("[llm] model_path", cfg.llm.model_path),
+        ("[llm] model_path", cfg.llm.model_path if local_model else None),
         ("[llm] lora_path", cfg.llm.lora_path),
         ("[stories] model_path", cfg.stories.model_path),
         ("[stories] lora_path", cfg.stories.lora_path),

@@ -17,6 +17,7 @@ from bot.discord.components import ComponentHandler, reply_buttons
 from bot.discord.stream import StreamedReply
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
+from bot.pacing import reply_body
 from engine.config import DiscordConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError, NotAllowed
@@ -269,11 +270,7 @@ class DiscordAdapter:
         for m in waiting:
             with contextlib.suppress(discord.HTTPException):
                 await m.delete()
-        body = result.text or ""
-        if result.error is not None:
-            body = (body + "\n\n" if body else "") + result.error.user_message
-        if result.sources:
-            body += "\n\n" + "\n".join(h.citation(n) for n, h in enumerate(result.sources, 1))
+        body = reply_body(result)
         view = reply_buttons(result.message_id)
         if note is None or mode != "voice":
             await out.finish(body, view)

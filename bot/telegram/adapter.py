@@ -30,6 +30,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
+from bot.pacing import reply_body
 from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import StreamedReply, chat_action
 from bot.telegram.users import chat_key, user_ref
@@ -227,12 +228,7 @@ class TelegramAdapter:
             result = await reply.result()
         for m in waiting:
             await m.delete()
-        text_out = result.text or ""
-        if result.error is not None:
-            text_out = (text_out + "\n\n" if text_out else "") + result.error.user_message
-        if result.sources:
-            text_out += "\n\n" + "\n".join(h.citation(n) for n, h in
-                                           enumerate(result.sources, 1))
+        text_out = reply_body(result)
         row = [InlineKeyboardButton("🔁 Again", callback_data="regen"),
                InlineKeyboardButton("🔊 Read aloud", callback_data="say")]
         if result.message_id is not None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 
 from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, TelegramError
 
-from bot.split import split_message
+from bot.pacing import PacedReply
 
 log = logging.getLogger(__name__)
 
@@ -44,64 +43,33 @@ async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING
             await task
 
 
-class StreamedReply:
+class StreamedReply(PacedReply[Message]):
     """Shows text as it arrives by editing one message at a paced rate, then splits the
     final text into messages of at most 4,096 characters. Keyboard goes on the last."""
+
+    limit = LIMIT
 
     def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None,
                  interval_s: float = 1.2, thread_id: int | None = None,
                  prefix: str = "") -> None:
-        """``prefix`` (e.g. the AI disclosure) goes above the text, in the same message."""
+        super().__init__(interval_s=interval_s, prefix=prefix)
         self.bot = bot
-        self.prefix = prefix
         self.chat_id = chat_id
         self.reply_to = reply_to
-        self.interval_s = interval_s
         self.thread_id = thread_id
-        self.messages: list[Message] = []
-        self._shown = ""
-        self._last_edit = 0.0
 
-    async def _send(self, text: str, markup: InlineKeyboardMarkup | None = None) -> Message:
+    async def _send(self, text: str, buttons: InlineKeyboardMarkup | None = None) -> Message:
         msg = await self.bot.send_message(
             self.chat_id, text, reply_to_message_id=self.reply_to if not self.messages else None,
-            message_thread_id=self.thread_id, reply_markup=markup)
+            message_thread_id=self.thread_id, reply_markup=buttons)
         self.messages.append(msg)
         return msg
 
-    async def _edit(self, msg: Message, text: str,
-                    markup: InlineKeyboardMarkup | None = None) -> None:
+    async def _edit(self, message: Message, text: str,
+                    buttons: InlineKeyboardMarkup | None = None) -> None:
         try:
             await self.bot.edit_message_text(text, chat_id=self.chat_id,
-                                             message_id=msg.message_id, reply_markup=markup)
+                                             message_id=message.message_id,
+                                             reply_markup=buttons)
         except BadRequest as exc:  # "message is not modified" and the like: harmless
             log.debug("edit skipped: %s", exc)
-
-    async def pieces(self, source: AsyncIterable[str]) -> AsyncIterator[str]:
-        """Pass the pieces through, updating the live message on the way."""
-        text = ""
-        async for piece in source:
-            text += piece
-            yield piece
-            now = time.monotonic()
-            if now - self._last_edit >= self.interval_s and text.strip():
-                await self.update(text)
-                self._last_edit = now
-
-    async def update(self, text: str) -> None:
-        text = self.prefix + text
-        preview = text[: LIMIT - 2] + " …" if len(text) > LIMIT else text
-        if not self.messages:
-            await self._send(preview)
-        elif preview != self._shown:
-            await self._edit(self.messages[0], preview)
-        self._shown = preview
-
-    async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        parts = split_message(self.prefix + text, LIMIT) or ["…"]
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if i == 0 and self.messages:
-                await self._edit(self.messages[0], part, markup if last else None)
-            else:
-                await self._send(part, markup if last else None)

@@ -51,6 +51,11 @@ class Database:
             self.engine, expire_on_commit=False
         )
 
+    @property
+    def safe_url(self) -> str:
+        """The URL for logs: any password masked."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
     async def start(self) -> None:
         """Create the SQLite directory if needed and upgrade the schema to head."""
         url = make_url(self.url)
@@ -63,7 +68,7 @@ class Database:
             await conn.run_sync(
                 lambda sync: command.upgrade(alembic_config(sync), revision)
             )
-        log.info("database at %s is at revision %s", self.url, revision)
+        log.info("database at %s is at revision %s", self.safe_url, revision)
 
     async def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

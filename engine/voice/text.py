@@ -38,7 +38,7 @@ def _date(m: re.Match[str]) -> str:
 
 def clean_for_speech(text: str) -> str:
     text = _CODE_BLOCK.sub(" ", text)
-    text = _INLINE_CODE.sub(" ", text)
+    text = _INLINE_CODE.sub(" ", text).replace("`", " ")  # and any unpaired backtick
     text = _LINK.sub(r"\1", text)
     text = _URL.sub(" ", text)
     text = _STAGE.sub(" ", text)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from engine.config import Config, load_config
+from engine.config import Config, config_from_dict, load_config
 from engine.errors import ConfigError
 from engine.personas import PersonaRegistry, load_persona
 from tests.conftest import ROOT
@@ -55,7 +55,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[llm]\nn_ctx = 16\n", "[llm] n_ctx must be an integer >= 256, got 16"),
         ("[llm]\ntemperature = -1\n", "[llm] temperature must be a number between 0 and 5"),
         ("[llm]\nbackend = 'gpt'\n",
-         "[llm] backend must be one of 'llama_cpp', 'openai', got 'gpt'"),
+         "[llm] backend must be one of 'llama_cpp', 'openai', 'redis', got 'gpt'"),
         ("[engine]\nqueue_size = true\n", "[engine] queue_size must be an integer"),
         ("[discord]\nallowed_users = ['me']\n", "[discord] allowed_users[0] must be an integer"),
         ("[discord]\ntoken = 'abc'\n", "[discord] unknown key 'token'"),
@@ -123,3 +123,16 @@ def test_unknown_default_persona_is_a_config_error(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "persona_data", tmp_path / "p")
     with pytest.raises(ConfigError, match=r"\[personas\] default is 'nobody'.*allen, storyteller"):
         PersonaRegistry.load(tmp_path / "p", "nobody")
+
+
+def test_database_password_comes_from_the_environment_and_is_masked(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from engine.storage.db import Database
+
+    monkeypatch.setenv("DB_PW", "s3cret!")
+    cfg = config_from_dict({"storage": {"database_url": "postgresql+asyncpg://doppel@db/doppel",
+                                        "password_env": "DB_PW"},
+                            "personas": {"dir": str(ROOT / "persona_data")}}, base_dir=tmp_path)
+    url = cfg.storage.effective_database_url
+    assert url == "postgresql+asyncpg://doppel:s3cret%21@db/doppel"
+    assert "s3cret" not in Database(url).safe_url

@@ -28,14 +28,6 @@ GUILD_USER = UserRef("discord", "1079636830210202985")
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    api = FakeDiscord()
-    await api.start()
-    yield api
-    await api.close()
-
-
-@pytest.fixture
 async def dc(engine: Engine, fake: FakeDiscord) -> AsyncIterator[DiscordAdapter]:
     adapter = DiscordAdapter(engine, DiscordConfig(api_base=f"{fake.url}/api/v10",
                                                    edit_interval_s=0.2), "test.bot.token",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ import pytest
 from tests.auxil.discord_api import FakeDiscord
 from tests.bot.test_console import doppel_env, write_config
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    api = FakeDiscord()
-    await api.start()
-    yield api
-    await api.close()
 
 
 @pytest.mark.model
