@@ -20,10 +20,6 @@ FROM python:3.11-slim AS build-cpu
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake \
  && rm -rf /var/lib/apt/lists/*
-# torch first and pinned, as in .ci/setup. For a small CPU-only image pass
-# --build-arg PIP_EXTRA_INDEX_URL=<the PyTorch CPU wheel index>; without it pip takes the
-# default build from PyPI, which works on CPU too but is several GB.
-ARG PIP_EXTRA_INDEX_URL=""
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF" \
     TORCH_SPEC="torch==2.13.0" \
     EXTRAS=""
@@ -43,6 +39,10 @@ RUN python3 -m venv /opt/venv
 
 # hadolint ignore=DL3006
 FROM build-${VARIANT} AS build
+# torch first and pinned, as in .ci/setup. For a small CPU-only image pass
+# --build-arg PIP_EXTRA_INDEX_URL=<the PyTorch CPU wheel index>; without it pip takes the
+# default build from PyPI, which works on CPU too but is several GB.
+ARG PIP_EXTRA_INDEX_URL=""
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
