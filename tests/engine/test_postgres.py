@@ -4,6 +4,7 @@ test, the same Alembic revisions, and the engine's own tests run against it."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -127,4 +128,8 @@ async def test_interrupted_reply_is_marked_at_the_next_start(pg_config: Config,
         statuses = [m.status for m in await second.history(user)]
     finally:
         await second.stop()
+        first.cancel(user)  # end the "dead" process's thread, or pytest never exits
+        await first.scheduler.stop()
+        await asyncio.gather(*first._tasks, return_exceptions=True)
+        await first.db.close()
     assert statuses == ["complete", "interrupted", "complete", "complete"]
