@@ -1,0 +1,1 @@
+"""Making story models: datasets (and, later, fine-tuning and training)."""

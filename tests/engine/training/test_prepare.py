@@ -1,0 +1,102 @@
+"""`doppel train prepare` on the shared public-domain story corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from engine.engine import Engine, UserRef
+from engine.errors import InputError
+from engine.stories.options import StoryRequest
+from engine.training.prepare import (
+    characters_of,
+    genre_of,
+    prepare,
+    read_sources,
+    split_of,
+    write_dataset,
+)
+from tests.auxil.fake_llm import FakeLLM
+from tests.bot.test_console import write_config
+from tests.conftest import CORPUS
+
+STORIES = CORPUS / "stories"
+
+
+def test_the_corpus_becomes_a_deterministic_81_9_10_dataset(tmp_path: Path) -> None:
+    examples, report = prepare(read_sources([STORIES]))
+    assert report.read == 1840  # the licence texts beside the corpus are not stories
+    assert report.kept == 1839 and report.dropped == {"near duplicate": 1}
+    shares = {k: v / report.kept for k, v in report.splits.items()}
+    assert abs(shares["train"] - 0.81) < 0.02 and abs(shares["validation"] - 0.09) < 0.02
+    assert abs(shares["test"] - 0.10) < 0.02
+    write_dataset(examples, report, tmp_path / "a")
+    again, again_report = prepare(read_sources([STORIES]))
+    write_dataset(again, again_report, tmp_path / "b")
+    for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "dataset_card.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    first = json.loads((tmp_path / "a" / "train.jsonl").read_text().splitlines()[0])
+    assert first["text"].startswith(f"[GENRE] {first['genre']} [CHARACTERS] ")
+    assert " [PROMPT] " in first["text"] and " [STORY] " in first["text"]
+    card = (tmp_path / "a" / "dataset_card.md").read_text()
+    assert "1839 stories kept of 1840 read (near duplicate: 1)" in card
+    assert "| hi | 1 |" in card
+
+
+def test_adding_stories_never_moves_one_between_splits(tmp_path: Path) -> None:
+    examples, _ = prepare(read_sources([STORIES / "aesop.jsonl"]))
+    more, _ = prepare(read_sources([STORIES / "aesop.jsonl", STORIES / "grimm.jsonl"]))
+    where = {e.id: e.split for e in more}
+    assert all(where[e.id] == e.split for e in examples)
+
+
+def test_duplicates_and_lengths_are_dropped_and_small_sets_refused(tmp_path: Path) -> None:
+    story = " ".join(["The little fox ran through the snowy wood to find his friend."] * 12)
+    rows = [{"id": "a", "text": story}, {"id": "b", "text": story + " The end."},
+            {"id": "c", "text": "Too short."}]
+    with pytest.raises(InputError) as err:
+        prepare(rows)
+    assert "at least 10 are needed" in err.value.user_message
+
+
+def test_rules_for_genre_characters_and_split() -> None:
+    text = ("Once a dragon met Mia in the enchanted castle. Mia smiled at the dragon, "
+            "and Pip the wizard cast a spell. Pip laughed.")
+    assert genre_of(text) == "fantasy"
+    assert characters_of(text) == "Mia, Pip"
+    assert genre_of("A plain day at home.") == "fairy tale"
+    assert split_of("same text") == split_of("same text")
+
+
+def test_cli_with_the_users_favourite_stories(tmp_path: Path) -> None:
+    import asyncio
+
+    cfg = write_config(tmp_path)
+    story = " ".join(["Luna the owl flew over the quiet forest to visit her friend."] * 12)
+
+    async def favourite() -> None:
+        from engine.config import load_config
+
+        engine = Engine(load_config(cfg), llm=FakeLLM([f"Luna's Flight\n{story}"]))
+        await engine.start()
+        user = UserRef("telegram", "1")
+        record = await (await engine.stories.create(user, StoryRequest(
+            genre="bedtime", characters="Luna"))).result()
+        await engine.stories.favourite(user, record.id)
+        await engine.stop()
+
+    asyncio.run(favourite())
+    corpus = tmp_path / "corpus"
+    shutil.copytree(STORIES, corpus)
+    out = tmp_path / "dataset"
+    assert main(["--config", str(cfg), "train", "prepare", str(corpus), "--favourites",
+                 "-o", str(out)]) == 0
+    rows = [json.loads(line) for name in ("train", "validation", "test")
+            for line in (out / f"{name}.jsonl").read_text().splitlines()]
+    [fav] = [r for r in rows if r["source"] == "favourites"]
+    assert (fav["genre"], fav["characters"]) == ("bedtime", "Luna")
+    assert main(["--config", str(cfg), "train", "prepare", "-o", str(out)]) == 2
