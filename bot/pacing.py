@@ -7,13 +7,16 @@ limit. Edits are paced (at most one every ``interval_s``) so no platform is hamm
 from __future__ import annotations
 
 import abc
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Generic, TypeVar
 
 from bot.split import split_message
 from engine.records import ChatResult
+from engine.voice.audio import VoiceNote
 
+log = logging.getLogger(__name__)
 M = TypeVar("M")  # a sent message, as the platform library returns it
 
 
@@ -75,3 +78,24 @@ def reply_body(result: ChatResult) -> str:
     if result.sources:
         body += "\n\n" + "\n".join(h.citation(n) for n, h in enumerate(result.sources, 1))
     return body
+
+
+async def stream_reply(engine: Any, reply: Any, out: PacedReply[Any], *, speak: bool,
+                       voice_only: bool, user_key: str) -> tuple[ChatResult, VoiceNote | None]:
+    """Run a chat reply to its end: shown live in ``out`` (unless it is to be voice only)
+    and, with ``speak``, spoken sentence by sentence as it is written. Returns the result and
+    the voice note (None when not spoken, or when speech failed: the text still stands)."""
+    from engine.errors import DoppelError
+
+    pieces: AsyncIterable[str] = reply if speak and voice_only else out.pieces(reply)
+    note: VoiceNote | None = None
+    if speak:
+        try:
+            note = (await engine.voice.speak_stream(pieces, user=user_key,
+                                                    persona=reply.persona)).note
+        except DoppelError as exc:
+            log.info("no voice note: %s", exc)
+    else:
+        async for _ in pieces:
+            pass
+    return await reply.result(), note

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable
 from typing import Any
 
 import discord
@@ -17,7 +16,7 @@ from bot.discord.components import ComponentHandler, reply_buttons
 from bot.discord.stream import StreamedReply
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
-from bot.pacing import reply_body
+from bot.pacing import reply_body, stream_reply
 from engine.config import DiscordConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError, NotAllowed
@@ -253,20 +252,9 @@ class DiscordAdapter:
         out = StreamedReply(self.sender(channel, reply_to, interaction),
                             interval_s=self.config.edit_interval_s,
                             prefix=f"🤖 {reply.disclosure}\n\n" if reply.disclosure else "")
-        note: VoiceNote | None = None
         async with channel.typing():
-            pieces: AsyncIterable[str] = reply if speak and mode == "voice" else \
-                out.pieces(reply)
-            if speak:
-                try:
-                    note = (await self.engine.voice.speak_stream(
-                        pieces, user=user.key, persona=reply.persona)).note
-                except DoppelError as exc:
-                    log.info("no voice note: %s", exc)
-            else:
-                async for _ in pieces:
-                    pass
-            result = await reply.result()
+            result, note = await stream_reply(self.engine, reply, out, speak=speak,
+                                              voice_only=mode == "voice", user_key=user.key)
         for m in waiting:
             with contextlib.suppress(discord.HTTPException):
                 await m.delete()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable
 from typing import Any
 
 from telegram import (
@@ -30,7 +29,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.pacing import reply_body
+from bot.pacing import reply_body, stream_reply
 from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import StreamedReply, chat_action
 from bot.telegram.users import chat_key, user_ref
@@ -213,19 +212,8 @@ class TelegramAdapter:
                             prefix=f"🤖 {reply.disclosure}\n\n" if reply.disclosure else "")
         action = ChatAction.RECORD_VOICE if speak and mode == "voice" else ChatAction.TYPING
         async with chat_action(context.bot, chat.id, action):
-            note = None
-            pieces: AsyncIterable[str] = out.pieces(reply) if mode != "voice" or not speak \
-                else reply
-            if speak:
-                try:
-                    note = await self.engine.voice.speak_stream(pieces, user=user.key,
-                                                                persona=reply.persona)
-                except DoppelError as exc:
-                    log.info("no voice note: %s", exc)
-            else:
-                async for _ in pieces:
-                    pass
-            result = await reply.result()
+            result, note = await stream_reply(self.engine, reply, out, speak=speak,
+                                              voice_only=mode == "voice", user_key=user.key)
         for m in waiting:
             await m.delete()
         text_out = reply_body(result)
@@ -237,7 +225,7 @@ class TelegramAdapter:
         if mode != "voice" or note is None:
             await out.finish(text_out, buttons)
         if note is not None:
-            await self._send_voice(context, chat.id, note.note.ogg, note.note.duration_s)
+            await self._send_voice(context, chat.id, note.ogg, note.duration_s)
 
     async def _send_voice(self, context: Context, chat_id: int, ogg: bytes,
                           duration: float) -> None:
