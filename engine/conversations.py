@@ -75,6 +75,15 @@ class ConversationStore:
             self._users.put(user.key, uid)
         return uid
 
+    async def find_user_id(self, user: UserRef) -> int | None:
+        """The user's id if Doppel has stored anything about them; never creates them."""
+        uid = self._users.get_fresh(user.key)
+        if uid is None:
+            async with self.db.session() as s:
+                uid = await s.scalar(select(User.id).where(
+                    User.platform == user.platform, User.platform_user_id == user.user_id))
+        return uid
+
     async def persona_choice(self, user: UserRef, chat_key: str, *,
                              fallback: bool = True) -> str | None:
         """The persona name the user chose for this chat, else (with ``fallback``) their
@@ -158,19 +167,6 @@ class ConversationStore:
             ])
             self._conversations.put(key, state)
             return state
-
-    async def add(self, state: ConversationState, role: str, content: str, *,
-                  status: str = "complete", tokens: int | None = None) -> int:
-        """Store a message and add it to the cached history. Returns its id."""
-        async with self.db.session() as s, s.begin():
-            msg = await repo.add_message(s, state.conversation_id, role, content, status=status,
-                                         tokens=tokens)
-            if role == "user":
-                await s.execute(update(User).where(User.id == state.user_id)
-                                .values(last_seen_at=utcnow()))
-        if content:
-            state.remember(ChatMessage(role, content))  # type: ignore[arg-type]
-        return msg.id
 
     async def begin_exchange(self, state: ConversationState, text: str) -> tuple[int, int]:
         """Commit the user's message and a ``pending`` reply row before generation starts,

@@ -332,7 +332,7 @@ class Engine:
         """Everything stored about the user, as a zip (``/export``)."""
         from engine.export import export_user
 
-        return await export_user(self.db, await self.conversations.user_id(user),
+        return await export_user(self.db, await self.conversations.find_user_id(user),
                                  self.voice.library.root, user)
 
     async def ask(self, persona: str, question: str, *,
@@ -386,7 +386,6 @@ class Engine:
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
         return self.personas.get(name) if name else await self.current_persona(user, chat_key)
 
-
     async def _store_reply(self, job: Job[Completion], partial: list[str],
                            state: ConversationState, hits: list[Hit],
                            reply_id: int) -> ChatResult:
@@ -426,8 +425,8 @@ class Engine:
         self.cancel(user)
         self.voices.cancel(user)
         self._disclosed = {d for d in self._disclosed if d[0] != user.key}
-        voice_ids = await self.voice.library.ids_created_by(
-            await self.conversations.user_id(user))
+        uid = await self.conversations.find_user_id(user)  # forgetting creates no one
+        voice_ids = await self.voice.library.ids_created_by(uid) if uid is not None else []
         forgotten = await self.conversations.forget(user)
         for voice_id in voice_ids:
             self.voice.forget_voice(voice_id)

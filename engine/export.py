@@ -46,10 +46,14 @@ def _row(obj: Any, *skip: str) -> dict[str, Any]:
     return out
 
 
-async def user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
-    """The user's rows, grouped by kind (the JSON part of the export)."""
-    user = await session.get(User, user_id)
-    assert user is not None
+async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any]:
+    """The user's rows, grouped by kind (the JSON part of the export); all empty for a
+    user Doppel has nothing about."""
+    user = await session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        return {"format": FORMAT, "user": None, **{k: [] for k in (
+            "settings", "conversations", "stories", "favourites", "saved_prompts",
+            "custom_genres", "voices")}}
     conversations = []
     for conv, persona in (await session.execute(
             select(Conversation, PersonaRecord.name).join(PersonaRecord)
@@ -76,7 +80,7 @@ async def user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
     }
 
 
-async def export_user(db: Database, user_id: int, voices_dir: Path,
+async def export_user(db: Database, user_id: int | None, voices_dir: Path,
                       user: UserRef) -> bytes:
     """The zip: ``doppel-export.json`` plus the clips of the voices the user cloned."""
     async with db.session() as s:
