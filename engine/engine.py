@@ -110,7 +110,8 @@ class Engine:
             timeout_s=config.engine.story_timeout_s)
         self.voice = Voice(config.voice, self.scheduler,
                            VoiceLibrary(self.db, config.storage.data_dir))
-        self.voices = VoiceCloning(config, self.personas, self.conversations, self.voice)
+        self.voices = VoiceCloning(config, self.personas, self.conversations, self.voice,
+                                   self.may_manage)
         self.stories.narrator = VoiceNarrator(self.voice, self._narrator_persona)
         self.stories.rate = self.rate
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,

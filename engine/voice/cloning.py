@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.config import Config
@@ -49,8 +50,11 @@ class ClonedVoiceReply:
 
 class VoiceCloning:
     def __init__(self, config: Config, personas: PersonaRegistry, users: ConversationStore,
-                 voice: Voice) -> None:
+                 voice: Voice, may_manage: Callable[..., bool]) -> None:
+        """``may_manage(user, persona, is_admin=...)``: the engine's one rule for who
+        manages a persona (admins and its owners)."""
         self.config = config
+        self.may_manage = may_manage
         self.personas = personas
         self.users = users
         self.voice = voice
@@ -58,11 +62,6 @@ class VoiceCloning:
         self._drafts: dict[str, Draft] = {}
 
     # -- who may ----------------------------------------------------------------------------
-
-    def may_manage(self, user: UserRef, persona: Persona, *, is_admin: bool = False) -> bool:
-        """Admins (by platform role, or listed in ``[engine] admins``) and the persona's
-        owners (``owners`` in its persona.toml) manage its voices."""
-        return is_admin or persona.managed_by(user.key, self.config.engine.admins)
 
     def _check(self, user: UserRef, persona: Persona, is_admin: bool) -> None:
         if self.voice.xtts is None:
@@ -124,8 +123,10 @@ class VoiceCloning:
             raise InputError("no clone draft", user_message=(
                 "There is no voice being cloned. Start with /voice clone NAME."))
         if not draft.clips:
+            cfg = self.config.voice
             raise InputError("no clips", user_message=(
-                "Send at least one clip (6-30 s of the person speaking) first."))
+                f"Send at least one clip ({cfg.clone_min_seconds:g}-"
+                f"{cfg.clone_max_seconds:g} s of the person speaking) first."))
         speaker_name = " ".join(consent_speaker.split())
         if not speaker_name or len(speaker_name) > 200:
             raise InputError("consent without a name", user_message=(

@@ -75,7 +75,7 @@ async def test_admins_and_owners_manage_voices_others_do_not(
                       personas={"dir": str(persona_dir.parent), "default": "ann"})
     eng = Engine(cfg, llm=fake_llm)
     ann = load_persona(persona_dir)
-    voices = eng.voices
+    voices = eng  # the engine's one rule, which the cloning flow uses too
     assert voices.may_manage(UserRef("telegram", "1"), ann)
     assert voices.may_manage(UserRef("discord", "7"), ann)
     assert voices.may_manage(UserRef("discord", "8"), ann, is_admin=True)
