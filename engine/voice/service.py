@@ -141,7 +141,11 @@ class Voice:
         if not chunks:
             raise InputError("nothing speakable", user_message="There is nothing to read "
                                                                "aloud in that message.")
-        speaker = await self.speaker_for(persona, language)
+        return await self._speak(chunks, user, priority,
+                                 await self.speaker_for(persona, language))
+
+    async def _speak(self, chunks: list[str], user: str, priority: Priority,
+                     speaker: Speaker) -> VoiceNote:
         return await self._encode([await self._synth(c, user, priority, speaker)
                                    for c in chunks], speaker)
 
@@ -150,12 +154,12 @@ class Voice:
                       language: str | None = None) -> list[VoiceNote]:
         """A story read aloud: one voice note, or one per chapter when it is long."""
         parts = chapters(text, self.cfg.chapter_chars)
+        speaker = await self.speaker_for(persona, language)  # once, not per chapter
         notes = []
         for i, part in enumerate(parts, 1):
             heading = title if len(parts) == 1 else f"{title}. Part {i} of {len(parts)}"
-            notes.append(await self.speak(f"{heading}. {part}", user=user,
-                                          priority=Priority.STORY, persona=persona,
-                                          language=language))
+            chunks = speech_chunks(f"{heading}. {part}")
+            notes.append(await self._speak(chunks, user, Priority.STORY, speaker))
         return notes
 
     async def speak_stream(self, pieces: AsyncIterable[str], *, user: str = "system",
