@@ -11,6 +11,7 @@ import discord
 from bot.discord.stream import Buttons, StreamedReply, button
 from bot.discord.users import chat_key, user_ref
 from engine.errors import DoppelError, InputError
+from engine.records import StoredMessage, UserRef
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
 
@@ -136,13 +137,19 @@ class ComponentHandler:
             raise InputError(f"unknown button {custom_id!r}", user_message=(
                 "That button is from an older version of me; try the command again."))
 
-    async def _say(self, interaction: discord.Interaction[Any]) -> None:
+    async def _last(self, interaction: discord.Interaction[Any], role: str,
+                    missing: str) -> tuple[UserRef, StoredMessage]:
+        """The user's latest message of ``role`` in this chat, or ``missing`` said."""
         user = user_ref(interaction.user)
         key = chat_key(interaction.channel_id, interaction.guild_id)
         history = await self.engine.history(user, chat_key=key, limit=2)
-        last = next((m for m in reversed(history) if m.role == "assistant"), None)
-        if last is None:
-            raise InputError("nothing to say", user_message="There is no reply to read.")
+        found = next((m for m in reversed(history) if m.role == role), None)
+        if found is None:
+            raise InputError(f"no {role} message", user_message=missing)
+        return user, found
+
+    async def _say(self, interaction: discord.Interaction[Any]) -> None:
+        user, last = await self._last(interaction, "assistant", "There is no reply to read.")
         persona = await self.adapter.persona_for(user, interaction.channel_id,
                                                  interaction.guild_id)
         note = await self.engine.voice.speak(last.content, user=user.key, persona=persona)
@@ -150,12 +157,7 @@ class ComponentHandler:
         await self.adapter.send_voice(interaction.channel_id or 0, note)
 
     async def _regenerate(self, interaction: discord.Interaction[Any]) -> None:
-        user = user_ref(interaction.user)
-        key = chat_key(interaction.channel_id, interaction.guild_id)
-        history = await self.engine.history(user, chat_key=key, limit=2)
-        question = next((m for m in reversed(history) if m.role == "user"), None)
-        if question is None:
-            raise InputError("nothing to redo", user_message="There is nothing to redo yet.")
+        _, question = await self._last(interaction, "user", "There is nothing to redo yet.")
         assert interaction.channel is not None
         await self.adapter._answer(interaction.channel,  # type: ignore[arg-type]
                                    interaction.user, question.content,
@@ -164,11 +166,11 @@ class ComponentHandler:
     async def _ideas(self, interaction: discord.Interaction[Any], action: str,
                      value: str) -> None:
         parts = value.split("|")
-        genre, language, age = [*parts, "en", "6-8"][:3] if parts[0] else \
-            ["adventure", "en", "6-8"]
+        genre, language, age = [*parts, "", "", ""][:3]
+        genre, language, age = genre or "adventure", language or "en", age or "6-8"
         user = user_ref(interaction.user)
-        ideas = await self.engine.stories.suggestions(user, genre, language or "en",
-                                                      age or "6-8", refresh=action == "more")
+        ideas = await self.engine.stories.suggestions(user, genre, language, age,
+                                                      refresh=action == "more")
         if action == "idea":
             n = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
             if n >= len(ideas):
