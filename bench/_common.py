@@ -61,11 +61,3 @@ def pct(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) of ``values`` by nearest rank; 0 for none."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

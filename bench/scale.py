@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_count, free_port, pct, temp_config, write
+from _common import ROOT, cpu_count, pct, temp_config, write
 
 from engine.config import Config
 from engine.engine import Engine, UserRef
 from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
 from engine.llm.llama_cpp import bundled_model_path
 from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.servers import free_port, listening, wait_until
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_k=1, seed=1)
 
@@ -57,17 +57,6 @@ class SlowEcho(FakeLLM):
             yield f" w{i}"
 
 
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"port {port} never opened") from None
-            time.sleep(0.1)
 
 
 
@@ -153,7 +142,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                        str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp])
         url = f"redis://127.0.0.1:{redis_port}/0"
         try:
-            wait_port(redis_port, redis)
+            wait_until(lambda: listening(redis_port), redis, "redis-server")
             stand_in: dict[str, Any] = {}
             stand_in["in_process"] = await run_engine(base, args.users, args.messages,
                                                       llm=SlowEcho())
@@ -178,7 +167,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                 str(port), "--n_threads", "2", "--n_ctx", "2048",
                                 "--interrupt_requests", "False"])
                 try:
-                    wait_port(port, server)
+                    wait_until(lambda: listening(port), server, "llama_cpp.server")
                     api = f"http://127.0.0.1:{port}/v1"
                     cfg = replace(base, llm=replace(base.llm, backend="openai", api_base=api,
                                                     workers=1))

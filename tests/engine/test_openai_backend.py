@@ -4,13 +4,10 @@ bundled GGUF (llama-cpp-python's [server] extra)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from engine.engine import Engine, UserRef
@@ -18,22 +15,12 @@ from engine.errors import ConfigError, ModelError
 from engine.llm.base import ChatMessage, SamplingParams
 from engine.llm.llama_cpp import bundled_model_path
 from engine.llm.openai_compat import OpenAICompatBackend
+from tests.auxil.servers import answers, free_port, wait_until
 from tests.conftest import MakeConfig
 
 pytestmark = pytest.mark.model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:  # not listening yet
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +35,7 @@ def server() -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 60
-        while not _answers(f"{base}/models"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server did not start")
-            time.sleep(0.2)
+        wait_until(lambda: answers(f"{base}/models"), proc, "llama_cpp.server")
         yield base
     finally:
         proc.terminate()

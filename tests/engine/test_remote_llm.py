@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,13 @@ from engine.engine import Engine, UserRef
 from engine.llm.base import SamplingParams
 from engine.llm.llama_cpp import LlamaCppBackend
 from tests.auxil.fake_llm import introduced
+from tests.auxil.servers import free_port, listening, wait_until
 from tests.bot.test_console import doppel_env
 from tests.conftest import ROOT, MakeConfig
 
 pytestmark = pytest.mark.model
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_k=1, seed=1)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -40,14 +35,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
                              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+        wait_until(lambda: listening(port), proc, "redis-server", 10)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()

@@ -4,28 +4,20 @@ deployment with ``[memory] chroma_url`` uses it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from engine.engine import Engine
 from engine.memory.embed import Embedder
 from engine.memory.ingest import Ingestor
 from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.servers import answers, free_port, wait_until
 from tests.conftest import MakeConfig
 from tests.engine.memory import test_ingest, test_retrieval
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +30,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "chroma run exited"
-            assert time.monotonic() < deadline, "chroma run did not come up"
-            time.sleep(0.2)
+        wait_until(lambda: answers(f"{url}/api/v2/heartbeat"), proc, "chroma run", 30)
         yield url
     finally:
         proc.terminate()
