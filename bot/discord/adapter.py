@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from typing import Any
 
 import discord
@@ -152,8 +153,6 @@ class DiscordAdapter:
         await self.report(interaction, error)
 
     async def on_event_error(self, event: str, *args: Any, **kwargs: Any) -> None:
-        import sys
-
         error = sys.exc_info()[1]
         message = args[0] if args and isinstance(args[0], discord.Message) else None
         if isinstance(error, DoppelError) and message is not None:
