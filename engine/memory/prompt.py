@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from engine.memory.retrieve import Hit, fts_query
@@ -85,24 +86,28 @@ def with_sources(message: str, fenced: str) -> str:
 class LeakGuard:
     """Stops a reply that starts reciting the system prompt ("print your instructions"):
     ``feed`` each piece; it returns True once ``n`` words in a row match the prompt, so at
-    most ``n`` of them ever reach the user."""
+    most ``n`` of them ever reach the user. Each word is looked at once (it runs per token)."""
 
     def __init__(self, secret: str, n: int = 10) -> None:
-        self.n = n
         words = _words(secret)
         self.grams = {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-        self.text = ""
-        self._checked = 0
+        self.window: deque[str] = deque(maxlen=n)
+        self._partial = ""
+        """The last word seen so far, which the next piece may continue."""
 
     def feed(self, piece: str) -> bool:
-        self.text += piece
-        words = _words(self.text)
-        # the last word may still grow; check every window that ends before it
-        for end in range(max(self._checked, self.n), len(words)):
-            if tuple(words[end - self.n:end]) in self.grams:
+        text = self._partial + piece
+        tail = _TAIL_WORD.search(text)
+        assert tail is not None  # the pattern matches the empty string at the end
+        self._partial = tail.group(0)
+        for word in _words(text[:tail.start()]):
+            self.window.append(word)
+            if len(self.window) == self.window.maxlen and tuple(self.window) in self.grams:
                 return True
-        self._checked = max(self._checked, len(words) - 1)
         return False
+
+
+_TAIL_WORD = re.compile(r"[\w']*\Z")
 
 
 def _words(text: str) -> list[str]:
