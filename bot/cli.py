@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import cli_train
 from engine.config import Config, load_config
 from engine.errors import DoppelError
 from engine.records import UserRef
@@ -51,17 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
     sub.add_parser("doctor", help="report models, GPU, ffmpeg, database, disk and tokens")
-    train = sub.add_parser("train", help="make story models (prepare a dataset)")
-    tsub = train.add_subparsers(dest="train_command", required=True)
-    prep = tsub.add_parser("prepare", help="a story dataset: cleaned, deduplicated, in the "
-                                           "[GENRE]/[CHARACTERS]/[PROMPT]/[STORY] format, "
-                                           "split 81/9/10")
-    prep.add_argument("paths", nargs="*", type=Path, help=".jsonl/.txt story files or folders")
-    prep.add_argument("--favourites", action="store_true",
-                      help="add the stories users starred (from the database)")
-    prep.add_argument("-o", "--out", type=Path, required=True)
-    prep.add_argument("--min-words", type=int, default=100)
-    prep.add_argument("--max-words", type=int, default=2000)
+    cli_train.add_parser(sub)
     sub.add_parser("health", help="exit 0 if a `doppel run` on this data dir is alive "
                                   "(the container health check)")
     worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
@@ -206,32 +197,6 @@ async def _serve(config: Config, host: str | None, port: int | None) -> int:
         await server.serve()  # returns on SIGINT/SIGTERM
     finally:
         await engine.stop()
-    return 0
-
-
-async def _train_prepare(config: Config, args: argparse.Namespace) -> int:
-    from engine.training.prepare import favourite_stories, prepare, read_sources, write_dataset
-
-    stories = list(read_sources(args.paths))
-    if args.favourites:
-        from engine.storage.db import Database
-
-        db = Database(config.storage.effective_database_url)
-        await db.start()
-        try:
-            stories += await favourite_stories(db)
-        finally:
-            await db.close()
-    if not stories:
-        print("doppel: no stories found (give .jsonl/.txt files or --favourites)",
-              file=sys.stderr)
-        return 2
-    examples, report = await asyncio.to_thread(prepare, stories, min_words=args.min_words,
-                                               max_words=args.max_words)
-    await asyncio.to_thread(write_dataset, examples, report, args.out)
-    print(f"{report.kept} stories of {report.read} -> {args.out} (train "
-          f"{report.splits['train']}, validation {report.splits['validation']}, test "
-          f"{report.splits['test']}); see {args.out / 'dataset_card.md'}")
     return 0
 
 
@@ -459,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "export" | "forget":
                 return asyncio.run(_user_data(config, args))
             case "train":
-                return asyncio.run(_train_prepare(config, args))
+                return cli_train.run(config, args)
             case "health":
                 from bot.app import health
 

@@ -236,6 +236,75 @@ class StoriesConfig:
     """Whose voice reads stories aloud; empty: the default persona."""
 
 
+STORY_FIELDS = ("genre", "age", "language", "length", "characters", "prompt")
+
+
+@dataclass(frozen=True)
+class CurriculumStage:
+    """One stage of a fine-tune: which ``[TAG]`` lines of the story prompt the model sees."""
+
+    name: str = "all"
+    fields: tuple[str, ...] = STORY_FIELDS
+    """Subset of genre, age, language, length, characters, prompt; empty: bare ``[STORY]``."""
+    epochs: int = _num(1, min=1, max=1000)
+
+
+@dataclass(frozen=True)
+class ScratchModelConfig:
+    """A small Llama-architecture model trained from scratch (``doppel train scratch``)."""
+
+    vocab_size: int = _num(4096, min=64, max=65536)
+    n_layer: int = _num(6, min=1, max=64)
+    n_embd: int = _num(384, min=16, max=8192)
+    n_head: int = _num(6, min=1, max=128)
+    n_kv_head: int = _num(0, min=0, max=128)
+    """0: as many as n_head (grouped-query attention when smaller)."""
+    intermediate_size: int = _num(0, min=0)
+    """0: about 8/3 x n_embd, rounded to 64."""
+    lstm_layers: int = _num(2, min=1, max=8)
+    """The LSTM baseline trained beside it for comparison (same tokenizer and budget)."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = _num(16, min=1, max=512)
+    alpha: int = _num(32, min=1)
+    dropout: float = _num(0.05, min=0, max=0.9)
+    target_modules: tuple[str, ...] = ()
+    """Empty: every linear layer of the attention and MLP blocks."""
+    stages: tuple[CurriculumStage, ...] = (
+        CurriculumStage("general stories", (), 1),
+        CurriculumStage("genre-conditioned", ("genre", "characters", "prompt"), 1),
+        CurriculumStage("age- and language-conditioned", STORY_FIELDS, 1),
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``doppel train``: the shared training loop, the scratch model and LoRA fine-tunes."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 1234
+    block_size: int = _num(512, min=16, max=32768)
+    """Tokens per training row; also the trained context length of a scratch model."""
+    batch_size: int = _num(16, min=1, max=4096)
+    learning_rate: float = _num(1e-3, min=0, max=1)
+    weight_decay: float = _num(0.1, min=0, max=1)
+    warmup_steps: int = _num(100, min=0)
+    grad_clip: float = _num(1.0, min=0)
+    epochs: int = _num(3, min=1, max=1000)
+    max_steps: int = _num(0, min=0)
+    """0: ``epochs`` decide; otherwise stop after this many optimiser steps."""
+    max_minutes: float = _num(0, min=0)
+    """0: no time limit; otherwise stop (and export) after this long."""
+    evals_per_epoch: int = _num(1, min=1, max=1000)
+    eval_batches: int = _num(20, min=1)
+    patience: int = _num(2, min=0)
+    """Evaluations without a better validation loss before stopping; 0: never stop early."""
+    scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -253,6 +322,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None
     """The file this was loaded from (not a TOML key)."""
@@ -285,6 +355,15 @@ def config_from_dict(
         raise ConfigError(f"{name}: [llm] workers must be 1 with backend 'llama_cpp' "
                           "(a llama.cpp model is not thread-safe); use backend 'openai' to "
                           "run requests in parallel")
+    for i, stage in enumerate(cfg.train.lora.stages):
+        bad = sorted(set(stage.fields) - set(STORY_FIELDS))
+        if bad:
+            raise ConfigError(f"{name}: [train.lora] stages[{i}] fields: unknown {bad[0]!r} "
+                              f"(known: {', '.join(STORY_FIELDS)})")
+    sc = cfg.train.scratch
+    if sc.n_embd % sc.n_head or (sc.n_kv_head and sc.n_head % sc.n_kv_head):
+        raise ConfigError(f"{name}: [train.scratch] n_embd must be a multiple of n_head, and "
+                          "n_head of n_kv_head")
     if cfg.llm.backend == "redis" and not cfg.llm.redis_url.startswith(("redis://",
                                                                          "rediss://")):
         raise ConfigError(f"{name}: [llm] redis_url must be a redis:// URL for backend "
@@ -369,6 +448,8 @@ def _coerce(tp: Any, value: Any, where: str, base_dir: Path, meta: Mapping[str, 
         raise ConfigError(f"{where} must be {_describe(tp)}{extra}, got {value!r}")
 
     origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, where=where, base_dir=base_dir)
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value == "" and type(None) in typing.get_args(tp):

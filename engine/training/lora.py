@@ -1,0 +1,178 @@
+"""``doppel train lora``: LoRA (QLoRA 4-bit on CUDA) fine-tunes of a local causal LM folder.
+
+The curriculum in ``[train.lora] stages`` runs in order on one adapter (for example general
+stories, then genre-conditioned, then age- and language-conditioned), each stage with its own
+validation, early stopping and checkpoints, so ``--resume`` skips finished stages and carries
+on inside the current one. Texts are rendered with the base model's chat template when it has
+one, exactly as ``/story`` will ask, so the adapter learns the prompt it will be served.
+The adapter is exported as a GGUF LoRA (llama.cpp applies it to the base GGUF) or merged into
+the base and converted to one GGUF.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.config import TrainConfig
+from engine.errors import ConfigError, InputError
+from engine.stories.prompt import SYSTEM
+from engine.training import converters
+from engine.training.format import prompt_for, read_split
+from engine.training.loop import evaluate_loss, fit, make_blocks, pick_device, seed_everything
+from engine.training.scratch import MANIFEST, n_params
+
+ADAPTER_DIR = "adapter"
+LORA_GGUF = "story-lora.gguf"
+
+
+def check_model_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise InputError(f"no {path}", user_message=(
+            f"Base model folder {path} does not exist (a Hugging Face model folder with "
+            "config.json, *.safetensors and tokenizer files)."))
+    if not (path / "config.json").is_file():
+        raise InputError(f"no config.json in {path}", user_message=(
+            f"{path} has no config.json: it is not a Hugging Face model folder."))
+    return path
+
+
+def load_base(base: Path, device: torch.device, qlora: bool) -> tuple[Any, Any]:
+    """The tokenizer and the base model (4-bit when ``qlora``), from local files only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_model_dir(base)
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if qlora:
+        if device.type != "cuda":
+            raise ConfigError("--qlora needs a CUDA GPU (bitsandbytes 4-bit); this machine "
+                              "has none: run plain LoRA (without --qlora)")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("--qlora needs bitsandbytes: pip install '.[qlora]'")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": 0}
+    else:
+        kwargs["dtype"] = torch.bfloat16 if device.type == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    return tokenizer, model
+
+
+def render(tokenizer: Any, row: dict[str, Any], fields: tuple[str, ...]) -> list[int]:
+    """Token ids of one training example: the ``/story`` request and the story."""
+    prompt = prompt_for(row, fields)
+    eos = tokenizer.eos_token or ""
+    if getattr(tokenizer, "chat_template", None):
+        head = tokenizer.apply_chat_template(
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+            tokenize=False, add_generation_prompt=True)
+        text = head + row["story"] + eos
+    else:
+        text = (tokenizer.bos_token or "") + prompt + " " + row["story"] + eos
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "stage"
+
+
+@dataclass(frozen=True)
+class LoraRun:
+    out: Path
+    gguf: Path | None
+    report: dict[str, Any]
+
+
+def train_lora(base: Path, dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
+               qlora: bool = False, merge: bool = False, export: bool = True,
+               base_gguf: Path | None = None, outtype: str = "f16",
+               converters_dir: Path | None = None) -> LoraRun:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    tokenizer, model = load_base(base, device, qlora)
+    if qlora:
+        model = prepare_model_for_kbit_training(model)  # type: ignore[no-untyped-call]
+    lc = cfg.lora
+    model = get_peft_model(model, LoraConfig(
+        r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, task_type="CAUSAL_LM",
+        target_modules=list(lc.target_modules) or "all-linear"))
+    model.to(device)
+    rows = {split: read_split(dataset, split) for split in ("train", "validation")}
+    last_fields = lc.stages[-1].fields
+
+    def blocks(split: str, fields: tuple[str, ...]) -> torch.Tensor:
+        return make_blocks([render(tokenizer, r, fields) for r in rows[split]], cfg.block_size)
+
+    final_val = blocks("validation", last_fields)
+    report: dict[str, Any] = {
+        "base": str(base), "dataset": str(dataset), "device": device.type, "qlora": qlora,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "parameters": n_params(model),
+        "base_val_loss": round(evaluate_loss(model, final_val, cfg.batch_size, device,
+                                             cfg.eval_batches), 4),
+        "stages": [],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for i, stage in enumerate(lc.stages, 1):
+        run_dir = out / "runs" / f"{i}-{_slug(stage.name)}"
+        result = fit(model, blocks("train", stage.fields), blocks("validation", stage.fields),
+                     cfg, run_dir=run_dir, device=device, epochs=stage.epochs,
+                     resume=resume and (run_dir / "checkpoint.pt").is_file(),
+                     label=f"stage {i}/{len(lc.stages)} {stage.name}")
+        report["stages"].append({"name": stage.name, "fields": list(stage.fields),
+                                 "steps": result.steps, "stopped": result.stopped,
+                                 "best_val_loss": round(result.best_val_loss, 4),
+                                 "tokens_per_s": round(result.tokens_per_s, 1),
+                                 "seconds": round(result.seconds, 2)})
+    report["final_val_loss"] = round(evaluate_loss(model, final_val, cfg.batch_size, device,
+                                                   cfg.eval_batches), 4)
+    adapter = out / ADAPTER_DIR
+    model.save_pretrained(str(adapter))
+    tokenizer.save_pretrained(adapter)
+    manifest: dict[str, Any] = {"kind": "lora", "base": str(base),
+                                "base_gguf": str(base_gguf) if base_gguf else None}
+    gguf = None
+    if export and merge:
+        gguf = export_merged(base, adapter, out, outtype=outtype, converters_dir=converters_dir)
+        manifest = {"kind": "merged", "model": gguf.name, "base": str(base)}
+    elif export:
+        gguf = converters.lora_to_gguf(adapter, base, out / LORA_GGUF, outtype=outtype,
+                                       folder=converters_dir)
+        manifest["lora"] = gguf.name
+    if gguf:
+        report["gguf"] = {"path": gguf.name, "bytes": gguf.stat().st_size, "outtype": outtype}
+    (out / "train_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return LoraRun(out, gguf, report)
+
+
+def export_merged(base: Path, adapter: Path, out: Path, *, outtype: str,
+                  converters_dir: Path | None) -> Path:
+    """The adapter merged into a full-precision copy of the base, converted to one GGUF."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    full = AutoModelForCausalLM.from_pretrained(base, local_files_only=True,
+                                                dtype=torch.float32)
+    merged = PeftModel.from_pretrained(full, adapter).merge_and_unload()
+    folder = out / "merged"
+    merged.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(folder)
+    for extra in ("tokenizer.model",):  # SentencePiece models the converter reads directly
+        if (base / extra).is_file() and not (folder / extra).is_file():
+            (folder / extra).write_bytes((base / extra).read_bytes())
+    return converters.hf_to_gguf(folder, out / "model.gguf", outtype=outtype,
+                                 folder=converters_dir)

@@ -1,0 +1,153 @@
+"""``doppel train scratch``: a small story model from scratch, served through llama.cpp.
+
+A BPE tokenizer is trained on the corpus, then a Llama-architecture Transformer sized by
+``[train.scratch]`` (and an LSTM baseline on the same tokens and budget, for comparison).
+The Transformer is saved as a Hugging Face folder and converted to GGUF with llama.cpp's
+own converter, with a completion-style chat template so ``/story`` prompts reach it as-is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import ScratchModelConfig, TrainConfig
+from engine.training import converters
+from engine.training.format import iter_texts, prompt_for, read_split
+from engine.training.loop import (
+    FitResult,
+    evaluate_loss,
+    fit,
+    make_blocks,
+    pick_device,
+    seed_everything,
+)
+from engine.training.tokenizer import (
+    BOS,
+    EOS,
+    encode_story,
+    load_tokenizer,
+    train_tokenizer,
+    write_hf_files,
+)
+
+MANIFEST = "doppel-model.json"
+
+
+class LSTMLanguageModel(nn.Module):
+    """The baseline: embeddings, a stacked LSTM and a head tied to the embeddings."""
+
+    def __init__(self, vocab_size: int, dim: int, layers: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.config = {"vocab_size": vocab_size, "dim": dim, "layers": layers}
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.lstm = nn.LSTM(dim, dim, layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embed(ids))
+        logits: torch.Tensor = self.head(out)
+        return logits
+
+
+def llama_config(sc: ScratchModelConfig, vocab_size: int, block_size: int) -> Any:
+    from transformers import LlamaConfig
+
+    inter = sc.intermediate_size or max(64, round(sc.n_embd * 8 / 3 / 64) * 64)
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=sc.n_embd, intermediate_size=inter,
+        num_hidden_layers=sc.n_layer, num_attention_heads=sc.n_head,
+        num_key_value_heads=sc.n_kv_head or sc.n_head, max_position_embeddings=block_size,
+        rms_norm_eps=1e-5, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=None,
+        tie_word_embeddings=False,
+    )
+
+
+def build_llama(sc: ScratchModelConfig, vocab_size: int, block_size: int, seed: int) -> Any:
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(llama_config(sc, vocab_size, block_size))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def encoded_split(sp: Any, dataset: Path, split: str) -> list[list[int]]:
+    return [encode_story(sp, prompt_for(row), row["story"]) for row in read_split(dataset, split)]
+
+
+@dataclass(frozen=True)
+class ScratchRun:
+    out: Path
+    gguf: Path | None
+    report: dict[str, Any]
+
+
+def _fit_summary(r: FitResult, untrained: float, params: int) -> dict[str, Any]:
+    return {"parameters": params, "steps": r.steps, "tokens": r.tokens,
+            "seconds": round(r.seconds, 2), "tokens_per_s": round(r.tokens_per_s, 1),
+            "stopped": r.stopped, "untrained_val_loss": round(untrained, 4),
+            "best_val_loss": round(r.best_val_loss, 4),
+            "val_perplexity": round(float(torch.exp(torch.tensor(r.best_val_loss))), 2)}
+
+
+def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
+                  baseline: bool = True, export: bool = True, outtype: str = "f16",
+                  converters_dir: Path | None = None) -> ScratchRun:
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    tok_dir = out / "tokenizer"
+    if resume and (tok_dir / "tokenizer.model").is_file():
+        sp = load_tokenizer(tok_dir)
+    else:
+        sp = train_tokenizer(iter_texts(dataset, "train"), tok_dir, cfg.scratch.vocab_size)
+    vocab = sp.get_piece_size()
+    train = make_blocks(encoded_split(sp, dataset, "train"), cfg.block_size)
+    val = make_blocks(encoded_split(sp, dataset, "validation"), cfg.block_size)
+    report: dict[str, Any] = {"dataset": str(dataset), "device": device.type, "vocab": vocab,
+                              "block_size": cfg.block_size, "train_blocks": len(train),
+                              "validation_blocks": len(val)}
+
+    model = build_llama(cfg.scratch, vocab, cfg.block_size, cfg.seed)
+    untrained = evaluate_loss(model.to(device), val, cfg.batch_size, device, cfg.eval_batches)
+    result = fit(model, train, val, cfg, run_dir=out / "runs" / "llama", device=device,
+                 resume=resume, label="transformer")
+    report["transformer"] = _fit_summary(result, untrained, n_params(model))
+    hf = out / "hf"
+    model.to("cpu").save_pretrained(hf, safe_serialization=True)
+    shutil.copy(tok_dir / "tokenizer.model", hf / "tokenizer.model")
+    write_hf_files(hf)
+
+    if baseline:
+        lstm = LSTMLanguageModel(vocab, cfg.scratch.n_embd, cfg.scratch.lstm_layers)
+        lstm_untrained = evaluate_loss(lstm.to(device), val, cfg.batch_size, device,
+                                       cfg.eval_batches)
+        # the same budget in optimiser steps as the Transformer actually used
+        lstm_cfg = replace(cfg, max_steps=result.steps, max_minutes=0, patience=cfg.patience)
+        lres = fit(lstm, train, val, lstm_cfg, run_dir=out / "runs" / "lstm", device=device,
+                   resume=resume and (out / "runs" / "lstm" / "checkpoint.pt").is_file(),
+                   label="lstm baseline")
+        torch.save({"config": lstm.config, "state": lstm.to("cpu").state_dict()},
+                   out / "lstm.pt")
+        report["lstm"] = _fit_summary(lres, lstm_untrained, n_params(lstm))
+
+    gguf = None
+    if export:
+        gguf = converters.hf_to_gguf(hf, out / "model.gguf", outtype=outtype,
+                                     folder=converters_dir)
+        report["gguf"] = {"path": gguf.name, "bytes": gguf.stat().st_size, "outtype": outtype}
+    (out / "train_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / MANIFEST).write_text(json.dumps({"kind": "scratch", "model": "model.gguf"
+                                            if gguf else None}, indent=2), encoding="utf-8")
+    return ScratchRun(out, gguf, report)

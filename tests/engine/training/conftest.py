@@ -1,0 +1,85 @@
+"""Shared fixtures for the training tests: a small prepared story set and tiny models.
+
+The three-command flow (prepare, scratch, use) runs once per session through the real CLI;
+the tests then look at what it made. Everything trains on CPU in seconds: tiny random
+configs, real data, real llama.cpp loading the exported GGUF.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.bot.test_console import write_config
+from tests.conftest import CORPUS
+
+TINY_TRAIN = """
+[train]
+device = "cpu"
+block_size = 64
+batch_size = 16
+learning_rate = 0.003
+warmup_steps = 10
+epochs = 1
+max_steps = 90
+evals_per_epoch = 3
+eval_batches = 8
+patience = 0
+[train.scratch]
+vocab_size = 400
+n_layer = 2
+n_embd = 64
+n_head = 4
+n_kv_head = 2
+lstm_layers = 1
+[train.lora]
+r = 8
+alpha = 16
+stages = [
+  { name = "general stories", fields = [], epochs = 1 },
+  { name = "genre-conditioned", fields = ["genre", "characters", "prompt"], epochs = 1 },
+  { name = "age and language", epochs = 1 },
+]
+"""
+
+
+def tiny_config(tmp: Path, extra: str = "") -> Path:
+    cfg = write_config(tmp)
+    cfg.write_text(cfg.read_text() + TINY_TRAIN + extra)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def train_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("train")
+    stories = home / "stories"
+    stories.mkdir()
+    # 300 short stories: TinyStories and Aesop (see ../shared/corpus/stories/SOURCES.md)
+    lines = (CORPUS / "stories" / "tinystories.jsonl").read_text().splitlines()[:250]
+    lines += (CORPUS / "stories" / "aesop.jsonl").read_text().splitlines()[:50]
+    (stories / "stories.jsonl").write_text("\n".join(lines) + "\n")
+    tiny_config(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def dataset(train_home: Path) -> Path:
+    out = train_home / "dataset"
+    assert main(["--config", str(train_home / "config.toml"), "train", "prepare",
+                 str(train_home / "stories"), "--min-words", "40", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def scratch_run(train_home: Path, dataset: Path) -> Path:
+    out = train_home / "scratch"
+    assert main(["--config", str(train_home / "config.toml"), "train", "scratch",
+                 str(dataset), "-o", str(out), "--outtype", "f32"]) == 0
+    return out
+
+
+def report(run: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((run / "train_report.json").read_text())  # type: ignore[no-any-return]

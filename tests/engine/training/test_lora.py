@@ -1,0 +1,144 @@
+"""`doppel train lora` on a tiny randomly initialised Llama: curriculum stages, GGUF LoRA
+and merged exports that llama.cpp loads, the engine serving /story with the adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from llama_cpp import Llama
+
+from bot.cli import main
+from engine.config import ScratchModelConfig, load_config
+from engine.engine import Engine, UserRef
+from engine.stories.options import StoryRequest
+from engine.training import converters
+from engine.training.scratch import build_llama
+from engine.training.tokenizer import load_tokenizer, write_hf_files
+from tests.auxil.fake_llm import FakeLLM
+from tests.engine.training.conftest import report, tiny_config
+
+PROMPT = "[GENRE] animals\n[CHARACTERS] Lily\n[PROMPT] a lost ball\n[STORY]"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(train_home: Path, scratch_run: Path) -> tuple[Path, Path]:
+    """A random 2-layer Llama as a Hugging Face folder (with the corpus tokenizer) and its GGUF."""
+    folder = train_home / "base"
+    vocab = load_tokenizer(scratch_run / "tokenizer").get_piece_size()
+    model = build_llama(ScratchModelConfig(n_layer=2, n_embd=64, n_head=4), vocab, 64, seed=99)
+    model.save_pretrained(folder)
+    shutil.copy(scratch_run / "tokenizer" / "tokenizer.model", folder)
+    write_hf_files(folder)
+    return folder, converters.hf_to_gguf(folder, train_home / "base.gguf", outtype="f32")
+
+
+@pytest.fixture(scope="session")
+def lora_run(train_home: Path, dataset: Path, tiny_base: tuple[Path, Path]) -> Path:
+    base, base_gguf = tiny_base
+    out = train_home / "lora"
+    assert main(["--config", str(train_home / "config.toml"), "train", "lora", "--base",
+                 str(base), str(dataset), "-o", str(out), "--base-gguf", str(base_gguf),
+                 "--outtype", "f32"]) == 0
+    return out
+
+
+def greedy(llm: Llama, n: int = 16) -> list[int]:
+    llm.reset()  # type: ignore[no-untyped-call]
+    out: Any = llm(PROMPT, max_tokens=n, temperature=0)
+    return llm.tokenize(out["choices"][0]["text"].encode(), add_bos=False)
+
+
+def test_curriculum_stages_run_in_order_and_lower_the_loss(lora_run: Path) -> None:
+    r = report(lora_run)
+    assert [s["name"] for s in r["stages"]] == ["general stories", "genre-conditioned",
+                                                "age and language"]
+    assert r["stages"][0]["fields"] == [] and "age" in r["stages"][2]["fields"]
+    assert all(s["steps"] > 0 for s in r["stages"])
+    assert r["final_val_loss"] < r["base_val_loss"] - 0.25  # only the adapter learns
+    assert r["trainable_parameters"] < r["parameters"] / 3
+    assert sorted(p.name for p in (lora_run / "runs").iterdir()) == [
+        "1-general-stories", "2-genre-conditioned", "3-age-and-language"]
+
+
+def test_gguf_lora_loads_on_the_base_gguf_and_changes_its_output(
+        lora_run: Path, tiny_base: tuple[Path, Path]) -> None:
+    _, base_gguf = tiny_base
+    adapter = lora_run / "story-lora.gguf"
+    plain = Llama(model_path=str(base_gguf), n_ctx=128, n_threads=2, verbose=False)
+    tuned = Llama(model_path=str(base_gguf), lora_path=str(adapter), n_ctx=128, n_threads=2,
+                  verbose=False)
+    assert greedy(plain) != greedy(tuned)
+
+
+def test_use_then_story_runs_on_base_plus_adapter(tmp_path: Path, lora_run: Path,
+                                                  tiny_base: tuple[Path, Path]) -> None:
+    cfg = tiny_config(tmp_path)
+    assert main(["--config", str(cfg), "train", "use", str(lora_run)]) == 0
+    config = load_config(cfg)
+    assert config.stories.model_path == tiny_base[1].resolve()
+    assert config.stories.lora_path == (lora_run / "story-lora.gguf").resolve()
+
+    async def story() -> str:
+        engine = Engine(config, llm=FakeLLM())
+        await engine.start()
+        try:
+            job = await engine.stories.create(UserRef("discord", "5"), StoryRequest(
+                genre="animals", characters="Lily", best_of=1))
+            return str((await job.result()).content)
+        finally:
+            await engine.stop()
+
+    assert asyncio.run(story()).strip()
+
+
+def test_merged_export_matches_base_plus_adapter(tmp_path: Path, train_home: Path,
+                                                 dataset: Path,
+                                                 tiny_base: tuple[Path, Path]) -> None:
+    base, base_gguf = tiny_base
+    out = tmp_path / "merged-run"
+    assert main(["--config", str(train_home / "config.toml"), "train", "lora", "--base",
+                 str(base), str(dataset), "-o", str(out), "--merge", "--steps", "15",
+                 "--outtype", "f32"]) == 0
+    assert json.loads((out / "doppel-model.json").read_text())["kind"] == "merged"
+    adapter = converters.lora_to_gguf(out / "adapter", base, tmp_path / "a.gguf",
+                                      outtype="f32")
+    merged = Llama(model_path=str(out / "model.gguf"), n_ctx=128, n_threads=2, verbose=False,
+                   logits_all=True)
+    layered = Llama(model_path=str(base_gguf), lora_path=str(adapter), n_ctx=128,
+                    n_threads=2, verbose=False, logits_all=True)
+    tokens = merged.tokenize(PROMPT.encode())
+    for llm in (merged, layered):
+        llm.eval(tokens)
+    a, b = merged.scores[len(tokens) - 1], layered.scores[len(tokens) - 1]
+    assert np.allclose(a, b, atol=1e-3), float(np.abs(a - b).max())
+
+
+def test_resume_skips_finished_stages_and_eval_shows_the_gain(
+        train_home: Path, dataset: Path, lora_run: Path, tiny_base: tuple[Path, Path]) -> None:
+    before = report(lora_run)
+    assert main(["--config", str(train_home / "config.toml"), "train", "lora", "--base",
+                 str(tiny_base[0]), str(dataset), "-o", str(lora_run), "--resume",
+                 "--no-export"]) == 0
+    after = report(lora_run)
+    assert [s["steps"] for s in after["stages"]] == [s["steps"] for s in before["stages"]]
+    assert after["final_val_loss"] == pytest.approx(before["final_val_loss"], abs=1e-4)
+    assert main(["--config", str(train_home / "config.toml"), "train", "eval", str(lora_run),
+                 str(dataset), "--samples", "1", "--max-new-tokens", "12"]) == 0
+    r = json.loads((lora_run / "eval" / "eval_report.json").read_text())
+    assert r["trained_beats_baseline"] is True
+    assert r["models"]["fine-tuned"]["perplexity"] < r["models"]["base"]["perplexity"]
+
+
+def test_qlora_without_cuda_says_what_it_needs(tmp_path: Path, dataset: Path,
+                                               tiny_base: tuple[Path, Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config(tmp_path)
+    assert main(["--config", str(cfg), "train", "lora", "--base", str(tiny_base[0]),
+                 str(dataset), "-o", str(tmp_path / "q"), "--qlora"]) == 2
+    assert "--qlora needs a CUDA GPU" in capsys.readouterr().err
