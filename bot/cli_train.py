@@ -35,6 +35,9 @@ def add_parser(sub: Any) -> None:
     prep.add_argument("-o", "--out", type=Path, required=True)
     prep.add_argument("--min-words", type=int, default=100)
     prep.add_argument("--max-words", type=int, default=2000)
+    prep.add_argument("--fields", choices=("rules", "llm"), default="rules",
+                      help="derive missing genre/characters/prompt by rules (default) or "
+                           "by asking the configured LLM (rules fill what it gets wrong)")
 
     def budget(p: argparse.ArgumentParser) -> None:
         p.add_argument("dataset", type=Path, help="a folder made by `doppel train prepare`")
@@ -56,14 +59,16 @@ def add_parser(sub: Any) -> None:
     scratch.add_argument("--no-baseline", action="store_true", help="skip the LSTM baseline")
     lora = tsub.add_parser("lora", help="LoRA/QLoRA fine-tune of a local Hugging Face model "
                                         "through the [train.lora] curriculum stages")
-    lora.add_argument("--base", type=Path, required=True,
-                      help="base model folder (config.json, safetensors, tokenizer)")
+    lora.add_argument("--base", required=True,
+                      help="a Hugging Face model folder, a .gguf file, or 'bundled' (the "
+                           "default chat model, SmolLM2-135M-Instruct)")
     budget(lora)
     lora.add_argument("--qlora", action="store_true", help="4-bit base (CUDA + bitsandbytes)")
     lora.add_argument("--merge", action="store_true",
                       help="export one merged GGUF instead of a GGUF LoRA adapter")
     lora.add_argument("--base-gguf", type=Path,
-                      help="the base model's GGUF, for `train use` (default: the chat model)")
+                      help="the base model's GGUF, for `train use` (default: the --base GGUF, "
+                           "else the chat model)")
     ev = tsub.add_parser("eval", help="held-out perplexity, BLEU, distinct-n and samples; "
                                       "trained vs untrained/base; JSON + loss plot")
     ev.add_argument("run", type=Path, help="a folder made by `train scratch` or `train lora`")
@@ -87,7 +92,13 @@ def _train_config(config: Config, args: argparse.Namespace) -> TrainConfig:
 
 
 async def _prepare(config: Config, args: argparse.Namespace) -> int:
-    from engine.training.prepare import favourite_stories, prepare, read_sources, write_dataset
+    from engine.training.prepare import (
+        favourite_stories,
+        llm_labeler,
+        prepare,
+        read_sources,
+        write_dataset,
+    )
 
     stories = list(read_sources(args.paths))
     if args.favourites:
@@ -103,8 +114,19 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
         print("doppel: no stories found (give .jsonl/.txt files or --favourites)",
               file=sys.stderr)
         return 2
-    examples, report = await asyncio.to_thread(prepare, stories, min_words=args.min_words,
-                                               max_words=args.max_words)
+    llm = None
+    if args.fields == "llm":
+        from engine.engine import make_backend
+
+        llm = make_backend(config.llm)
+        await asyncio.to_thread(llm.load)
+    try:
+        examples, report = await asyncio.to_thread(
+            prepare, stories, min_words=args.min_words, max_words=args.max_words,
+            labeler=llm_labeler(llm) if llm else None)
+    finally:
+        if llm:
+            llm.close()
     await asyncio.to_thread(write_dataset, examples, report, args.out)
     print(f"{report.kept} stories of {report.read} -> {args.out} (train "
           f"{report.splits['train']}, validation {report.splits['validation']}, test "

@@ -138,6 +138,26 @@ def _disk(config: Config) -> Finding:
                                        + ("" if writable else ", NOT writable"))
 
 
+def _training() -> Finding:
+    """`doppel train`: the optional extra and llama.cpp's converters (a warning, not a fault:
+    the bot runs without them)."""
+    from importlib import metadata
+
+    from engine.errors import ConfigError
+    from engine.training import converters
+
+    try:
+        versions = ", ".join(f"{p} {metadata.version(p)}"
+                             for p in ("transformers", "peft", "sentencepiece"))
+    except metadata.PackageNotFoundError as exc:
+        return Finding(WARN, "training", f"{exc.name} not installed (.ci/setup --train)")
+    try:
+        folder = converters.find()
+    except ConfigError as exc:
+        return Finding(WARN, "training", f"{versions}; {exc}")
+    return Finding(OK, "training", f"{versions}; GGUF converters in {folder}")
+
+
 def _tokens(config: Config) -> list[Finding]:
     out = []
     for name, env in (("Discord", config.discord.token_env),
@@ -151,7 +171,7 @@ def diagnose(config: Config) -> list[Finding]:
     checks: list[Callable[[], Finding | list[Finding]]] = [
         lambda: _model_file(config), lambda: _gpu(config), lambda: _embedder(config),
         lambda: _voices(config), _ffmpeg, lambda: _database(config), lambda: _disk(config),
-        lambda: _tokens(config)]
+        _training, lambda: _tokens(config)]
     findings: list[Finding] = []
     for check in checks:
         try:

@@ -32,6 +32,43 @@ ADAPTER_DIR = "adapter"
 LORA_GGUF = "story-lora.gguf"
 
 
+def base_from_gguf(gguf: Path, folder: Path) -> Path:
+    """A Hugging Face folder made from a GGUF (dequantized by transformers), so a LoRA can be
+    trained on the very model the bot serves; made once and reused."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (folder / "config.json").is_file():
+        return folder
+    if not gguf.is_file():
+        raise InputError(f"no {gguf}", user_message=f"Base model file {gguf} does not exist.")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  dtype=torch.float32)
+    # a plain model of the same config: transformers will not save a "GGUF-quantized" one
+    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    plain.config.quantization_config = None
+    tmp = folder.with_name(folder.name + ".tmp")
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(folder)
+    return folder
+
+
+def resolve_base(base: str, out: Path) -> tuple[Path, Path | None]:
+    """``--base``: a Hugging Face folder, a ``.gguf`` file or ``bundled`` (the default chat
+    model). Returns the folder to train on and the GGUF the adapter applies to, if known."""
+    if base == "bundled":
+        from engine.llm.llama_cpp import bundled_model_path
+
+        gguf = bundled_model_path()
+        return base_from_gguf(gguf, out / "base-hf"), gguf
+    path = Path(base)
+    if path.suffix == ".gguf":
+        return base_from_gguf(path, out / "base-hf"), path.resolve()
+    return check_model_dir(path), None
+
+
 def check_model_dir(path: Path) -> Path:
     if not path.is_dir():
         raise InputError(f"no {path}", user_message=(
@@ -94,14 +131,18 @@ class LoraRun:
     report: dict[str, Any]
 
 
-def train_lora(base: Path, dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
-               qlora: bool = False, merge: bool = False, export: bool = True,
-               base_gguf: Path | None = None, outtype: str = "f16",
+def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
+               resume: bool = False, qlora: bool = False, merge: bool = False,
+               export: bool = True, base_gguf: Path | None = None, outtype: str = "f16",
                converters_dir: Path | None = None) -> LoraRun:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
+    read_split(dataset, "train")  # a wrong dataset path fails before any model work
+    out.mkdir(parents=True, exist_ok=True)
+    base, gguf_of_base = resolve_base(base_spec, out)
+    base_gguf = base_gguf or gguf_of_base
     tokenizer, model = load_base(base, device, qlora)
     if qlora:
         model = prepare_model_for_kbit_training(model)  # type: ignore[no-untyped-call]
@@ -125,7 +166,6 @@ def train_lora(base: Path, dataset: Path, out: Path, cfg: TrainConfig, *, resume
                                              cfg.eval_batches), 4),
         "stages": [],
     }
-    out.mkdir(parents=True, exist_ok=True)
     for i, stage in enumerate(lc.stages, 1):
         run_dir = out / "runs" / f"{i}-{_slug(stage.name)}"
         result = fit(model, blocks("train", stage.fields), blocks("validation", stage.fields),

@@ -18,13 +18,15 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.llm.base import ChatMessage, LLMBackend, SamplingParams
 from engine.memory.chunk import DuplicateFilter
+from engine.stories.options import GENRES
 
 SPLITS = (("train", 81), ("validation", 9), ("test", 10))
 MIN_STORIES = 10
@@ -74,6 +76,49 @@ class PrepareReport:
     genres: Counter[str] = field(default_factory=Counter)
     languages: Counter[str] = field(default_factory=Counter)
     words: list[int] = field(default_factory=list)
+    fields_from: Counter[str] = field(default_factory=Counter)
+    """How each derived field was made: ``"llm"`` or ``"rules"``."""
+
+
+Labeler = Callable[[str], dict[str, str]]
+"""Story text -> the genre, characters and prompt it could derive (a subset)."""
+
+_LABEL_SYSTEM = ("You label children's stories for a dataset. Reply with exactly three lines "
+                 "and nothing else.")
+
+
+def llm_labeler(llm: LLMBackend, max_chars: int = 1500) -> Labeler:
+    """Genre, characters and prompt asked of a model; answers that do not fit are dropped
+    (the rules fill those fields)."""
+    genres = ", ".join(GENRES)
+
+    def label(text: str) -> dict[str, str]:
+        story = text[:max_chars]
+        messages = [ChatMessage("system", _LABEL_SYSTEM), ChatMessage("user", (
+            f"Story:\n{story}\n\nReply in this form:\nGenre: one of {genres}\n"
+            "Characters: the main characters' names, at most three, comma-separated\n"
+            "Prompt: one sentence saying what the story is about"))]
+        reply = "".join(llm.stream_chat(messages, SamplingParams(max_tokens=80, temperature=0,
+                                                                 seed=0), lambda: False))
+        return parse_labels(reply)
+
+    return label
+
+
+def parse_labels(reply: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in reply.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(" *-").lower(), " ".join(value.split()).strip(" .*\"'")
+        if key == "genre" and value.lower() in GENRES:
+            out["genre"] = value.lower()
+        elif key == "characters" and value:
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            if 0 < len(names) <= 3 and all(len(n.split()) <= 3 for n in names):
+                out["characters"] = ", ".join(names)
+        elif key == "prompt" and 3 <= len(value.split()) <= 40:
+            out["prompt"] = value
+    return out
 
 
 def clean(text: str) -> str:
@@ -135,8 +180,10 @@ def read_sources(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
 
 
 def prepare(stories: Iterable[dict[str, Any]], *, min_words: int = 100,
-            max_words: int = 2000, near_duplicate: float = 0.9
-            ) -> tuple[list[Example], PrepareReport]:
+            max_words: int = 2000, near_duplicate: float = 0.9,
+            labeler: Labeler | None = None) -> tuple[list[Example], PrepareReport]:
+    """Clean, filter, deduplicate and split; fields the source lacks come from ``labeler``
+    (the configured LLM) where it gives a usable answer, else from rules."""
     report = PrepareReport()
     dups = DuplicateFilter(near_duplicate)
     examples: list[Example] = []
@@ -152,9 +199,15 @@ def prepare(stories: Iterable[dict[str, Any]], *, min_words: int = 100,
             report.dropped[reason] += 1
             continue
         dups.add(h, mh)
-        ex = Example(id=str(row["id"]), genre=row.get("genre") or genre_of(text),
-                     characters=row.get("characters") or characters_of(text),
-                     prompt=row.get("prompt") or prompt_of(text), story=text,
+        missing = [k for k in ("genre", "characters", "prompt") if not row.get(k)]
+        labels = labeler(text) if labeler and missing else {}
+        rules = {"genre": genre_of, "characters": characters_of, "prompt": prompt_of}
+        derived = {k: row.get(k) or labels.get(k) or rules[k](text)
+                   for k in ("genre", "characters", "prompt")}
+        for k in missing:
+            report.fields_from["llm" if k in labels else "rules"] += 1
+        ex = Example(id=str(row["id"]), genre=derived["genre"],
+                     characters=derived["characters"], prompt=derived["prompt"], story=text,
                      language=str(row.get("language", "en")), source=str(row.get("source", "")),
                      split=split_of(text))
         examples.append(ex)
@@ -194,8 +247,9 @@ def write_dataset(examples: list[Example], report: PrepareReport, out: Path) -> 
         *[f"| {lang} | {n} |" for lang, n in report.languages.most_common()],
         "", "| words | stories |", "|---|---|",
         *[f"| {k} | {hist[k]} |" for k in bins if hist[k]],
-        "", "Format: `[GENRE] ... [CHARACTERS] ... [PROMPT] ... [STORY] ...`; genre, "
-        "characters and prompt were derived by rules where the source had none.",
+        "", "Format: `[GENRE] ... [CHARACTERS] ... [PROMPT] ... [STORY] ...`; where the "
+        "source had no genre, characters or prompt they were derived "
+        f"({', '.join(f'{n} by {k}' for k, n in sorted(report.fields_from.items())) or 'none'}).",
     ]
     (out / "dataset_card.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -142,3 +142,46 @@ def test_qlora_without_cuda_says_what_it_needs(tmp_path: Path, dataset: Path,
     assert main(["--config", str(cfg), "train", "lora", "--base", str(tiny_base[0]),
                  str(dataset), "-o", str(tmp_path / "q"), "--qlora"]) == 2
     assert "--qlora needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_a_gguf_base_is_dequantized_once_and_its_adapter_applies_to_that_gguf(
+        tmp_path: Path, train_home: Path, dataset: Path, tiny_base: tuple[Path, Path]) -> None:
+    _, base_gguf = tiny_base
+    out = tmp_path / "from-gguf"
+    args = ["--config", str(train_home / "config.toml"), "train", "lora", "--base",
+            str(base_gguf), str(dataset), "-o", str(out), "--steps", "5", "--outtype", "f32"]
+    assert main(args) == 0
+    manifest = json.loads((out / "doppel-model.json").read_text())
+    assert manifest["base_gguf"] == str(base_gguf.resolve())
+    assert (out / "base-hf" / "config.json").is_file()
+    made = (out / "base-hf" / "model.safetensors").stat().st_mtime_ns
+    assert main([*args, "--resume"]) == 0
+    assert (out / "base-hf" / "model.safetensors").stat().st_mtime_ns == made  # reused
+    tuned = Llama(model_path=str(base_gguf), lora_path=str(out / "story-lora.gguf"),
+                  n_ctx=128, n_threads=2, verbose=False)
+    assert greedy(tuned)
+
+
+@pytest.mark.model
+def test_lora_on_the_bundled_chat_model_is_served_by_llama_cpp(tmp_path: Path,
+                                                               dataset: Path) -> None:
+    """A real base: SmolLM2-135M-Instruct, dequantized from the bundled GGUF; a few steps."""
+    from engine.llm.llama_cpp import bundled_model_path
+
+    cfg = tiny_config(tmp_path, "")
+    text = cfg.read_text().replace("batch_size = 16", "batch_size = 4").replace(
+        "eval_batches = 8", "eval_batches = 2")
+    cfg.write_text(text.replace('stages = [\n  { name = "general stories", fields = [], '
+                                'epochs = 1 },\n', 'stages = [\n'))
+    out = tmp_path / "smol-lora"
+    assert main(["--config", str(cfg), "train", "lora", "--base", "bundled", str(dataset),
+                 "-o", str(out), "--steps", "3"]) == 0
+    r = report(out)
+    assert [s["steps"] for s in r["stages"]] == [3, 3]
+    assert r["parameters"] > 130_000_000 and r["trainable_parameters"] < 5_000_000
+    assert main(["--config", str(cfg), "train", "use", str(out)]) == 0
+    config = load_config(cfg)
+    assert config.stories.model_path == bundled_model_path().resolve()
+    tuned = Llama(model_path=str(bundled_model_path()), lora_path=str(config.stories.lora_path),
+                  n_ctx=256, n_threads=2, verbose=False)
+    assert greedy(tuned)

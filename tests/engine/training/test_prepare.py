@@ -15,7 +15,10 @@ from engine.stories.options import StoryRequest
 from engine.training.prepare import (
     characters_of,
     genre_of,
+    llm_labeler,
+    parse_labels,
     prepare,
+    prompt_of,
     read_sources,
     split_of,
     write_dataset,
@@ -100,3 +103,30 @@ def test_cli_with_the_users_favourite_stories(tmp_path: Path) -> None:
     [fav] = [r for r in rows if r["source"] == "favourites"]
     assert (fav["genre"], fav["characters"]) == ("bedtime", "Luna")
     assert main(["--config", str(cfg), "train", "prepare", "-o", str(out)]) == 2
+
+
+def test_missing_fields_come_from_the_llm_where_its_answer_fits() -> None:
+    rows = [json.loads(line) for line in
+            (STORIES / "tinystories.jsonl").read_text().splitlines()[:12]]
+    rows[3]["genre"] = "bedtime"  # a field the source has is kept as it is
+    good = "Genre: animals\nCharacters: Mia, Pip\nPrompt: A fox helps a lost duck find home."
+    junk = "What a lovely story about friendship!"
+    half = "Genre: horror\nCharacters: Tom\nPrompt: Tom finds a lamp."
+    fake = FakeLLM([good, junk, half] + [good] * 9)  # the LLM boundary, scripted
+    examples, report = prepare(({"id": f"s{i}", "text": r["text"]} | (
+        {"genre": r["genre"]} if "genre" in r else {}) for i, r in enumerate(rows)),
+        min_words=40, labeler=llm_labeler(fake))
+    by_id = {e.id: e for e in examples}
+    assert (by_id["s0"].genre, by_id["s0"].characters, by_id["s0"].prompt) == (
+        "animals", "Mia, Pip", "A fox helps a lost duck find home")
+    s1 = by_id["s1"]  # an answer that is no answer: the rules decide every field
+    assert (s1.genre, s1.characters, s1.prompt) == (
+        genre_of(s1.story), characters_of(s1.story), prompt_of(s1.story))
+    s2 = by_id["s2"]  # "horror" is no /story genre: rules; the rest is used
+    assert (s2.genre, s2.characters, s2.prompt) == (genre_of(s2.story), "Tom",
+                                                    "Tom finds a lamp")
+    assert by_id["s3"].genre == "bedtime" and by_id["s3"].characters == "Mia, Pip"
+    assert report.fields_from == {"llm": 3 + 2 + 2 + 8 * 3, "rules": 3 + 1}
+    assert len(fake.prompts) == 12 and rows[0]["text"][:200] in fake.prompts[0][1].content
+    assert parse_labels("**Genre:** Fairy Tale\nCharacters: A, B, C, D") == {
+        "genre": "fairy tale"}

@@ -1,0 +1,117 @@
+"""From-scratch story model: training throughput, held-out perplexity, served speed.
+
+    .venv/bin/python bench/train.py                 # CPU preset (~4 M parameters), 6 minutes
+    .venv/bin/python bench/train.py --preset gpu --minutes 10   # ~25 M parameters on CUDA
+
+Prepares the shared public-domain story corpus, trains the Llama-architecture model for the
+time budget (and the LSTM baseline for the same number of steps), exports the GGUF, runs
+``train eval`` on the test split, then measures the GGUF through the engine's llama.cpp
+backend with a real ``/story`` prompt. Prints the figures and writes bench/results/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import CORPUS, ROOT, cpu_count, peak_rss_mb, write
+
+from engine.config import ScratchModelConfig, TrainConfig, load_config
+from engine.llm.base import ChatMessage, SamplingParams
+from engine.stories.options import StoryRequest
+from engine.stories.prompt import story_prompt
+from engine.training.evaluate import evaluate_run
+from engine.training.prepare import prepare, read_sources, write_dataset
+from engine.training.scratch import train_scratch
+
+PRESETS = {
+    "cpu": (TrainConfig(block_size=256, batch_size=16, learning_rate=2e-3, warmup_steps=100,
+                        epochs=50, evals_per_epoch=2, eval_batches=20, patience=0),
+            ScratchModelConfig(vocab_size=4096, n_layer=4, n_embd=256, n_head=4)),
+    "gpu": (TrainConfig(block_size=512, batch_size=32, learning_rate=1e-3, warmup_steps=200,
+                        epochs=200, evals_per_epoch=2, eval_batches=40, patience=0),
+            ScratchModelConfig(vocab_size=8192, n_layer=8, n_embd=512, n_head=8)),
+}
+
+
+def served(gguf: Path, n: int, device: str) -> dict[str, Any]:
+    """Tokens/s and time to first token of the GGUF through the engine's llama.cpp backend."""
+    from engine.llm.llama_cpp import LlamaCppBackend
+
+    base = load_config(ROOT / "config.toml").llm
+    backend = LlamaCppBackend(dataclasses.replace(
+        base, model_path=gguf, n_ctx=1024, n_gpu_layers=-1 if device == "cuda" else 0))
+    backend.load()
+    runs = []
+    for i in range(n):
+        req = StoryRequest(genre="animals", characters="Lily, Max", prompt=f"a lost ball {i}")
+        messages = [ChatMessage("user", story_prompt(req))]
+        t0 = time.perf_counter()
+        first, tokens, text = 0.0, 0, []
+        for piece in backend.stream_chat(messages, SamplingParams(max_tokens=200, seed=i),
+                                         lambda: False):
+            tokens += 1
+            first = first or time.perf_counter() - t0
+            text.append(piece)
+        runs.append((first, tokens, time.perf_counter() - t0, "".join(text)))
+    backend.close()
+    total_tokens = sum(r[1] for r in runs)
+    return {"replies": n, "tokens": total_tokens,
+            "tokens_per_s": round(total_tokens / sum(r[2] for r in runs), 1),
+            "first_token_ms": round(1000 * sorted(r[0] for r in runs)[n // 2], 1),
+            "sample": runs[0][3][:600]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--minutes", type=float, default=6.0)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
+    ap.add_argument("--served-replies", type=int, default=5)
+    args = ap.parse_args()
+    cfg, shape = PRESETS[args.preset]
+    cfg = dataclasses.replace(cfg, scratch=shape, device=args.device, max_minutes=args.minutes)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.out or Path(tmp)
+        dataset = work / "dataset"
+        examples, prep = prepare(read_sources([CORPUS / "stories"]))
+        write_dataset(examples, prep, dataset)
+        t0 = time.perf_counter()
+        run = train_scratch(dataset, work / "model", cfg, outtype="f16")
+        train_s = time.perf_counter() - t0
+        ev = evaluate_run(run.out, dataset, cfg, samples=3, max_new_tokens=80)
+        assert run.gguf is not None
+        device = run.report["device"]
+        report = {
+            "preset": args.preset, "device": device, "cpus": cpu_count(),
+            "budget_minutes": args.minutes, "stories": {k: prep.splits[k] for k in prep.splits},
+            "wall_s": round(train_s, 1), "train": run.report,
+            "test": {name: m["perplexity"] for name, m in ev["models"].items()},
+            "decoding": ev["models"]["trained"].get("decoding"),
+            "trained_beats_baseline": ev["trained_beats_baseline"],
+            "served": served(run.gguf, args.served_replies, device),
+            "peak_rss_mb": round(peak_rss_mb()),
+        }
+    t, lstm = report["train"]["transformer"], report["train"].get("lstm", {})
+    print(f"{args.preset} preset on {device} ({report['cpus']} CPUs), {args.minutes} min budget")
+    print(f"  transformer {t['parameters']:,} params: {t['steps']} steps, "
+          f"{t['tokens_per_s']:,.0f} tokens/s, validation perplexity "
+          f"{round(2.718281828 ** t['untrained_val_loss'])} -> {t['val_perplexity']}")
+    if lstm:
+        print(f"  lstm {lstm['parameters']:,} params: {lstm['steps']} steps, "
+              f"{lstm['tokens_per_s']:,.0f} tokens/s, validation perplexity "
+              f"{lstm['val_perplexity']}")
+    print(f"  test perplexity: {report['test']}")
+    s = report["served"]
+    print(f"  served GGUF: {s['tokens_per_s']} tokens/s, first token {s['first_token_ms']} ms")
+    print(f"  sample: {s['sample'][:300]!r}")
+    print(f"wrote {write('train', report)}")
+
+
+if __name__ == "__main__":
+    main()
