@@ -45,7 +45,8 @@ def base_from_gguf(gguf: Path, folder: Path) -> Path:
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                   dtype=torch.float32)
     # a plain model of the same config: transformers will not save a "GGUF-quantized" one
-    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        loaded.config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.config.quantization_config = None
     tmp = folder.with_name(folder.name + ".tmp")
