@@ -1,12 +1,16 @@
 """From-scratch story model: training throughput, held-out perplexity, served speed.
 
     .venv/bin/python bench/train.py                 # CPU preset (~4 M parameters), 6 minutes
-    .venv/bin/python bench/train.py --preset gpu --minutes 10   # ~25 M parameters on CUDA
+    .venv/bin/python bench/train.py --preset gpu --minutes 10   # ~33 M parameters on CUDA
+    .venv/bin/python bench/train.py --lora --minutes 10         # LoRA on the bundled model
 
 Prepares the shared public-domain story corpus, trains the Llama-architecture model for the
 time budget (and the LSTM baseline for the same number of steps), exports the GGUF, runs
 ``train eval`` on the test split, then measures the GGUF through the engine's llama.cpp
-backend with a real ``/story`` prompt. Prints the figures and writes bench/results/train.json.
+backend with a real ``/story`` prompt. ``--lora`` instead fine-tunes the bundled chat model
+(SmolLM2-135M-Instruct, dequantized from its GGUF) through the curriculum for the budget and
+compares it with the base on the test split. Prints the figures and writes
+bench/results/train.json (train_lora.json).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from engine.llm.base import ChatMessage, SamplingParams
 from engine.stories.options import StoryRequest
 from engine.stories.prompt import story_prompt
 from engine.training.evaluate import evaluate_run
+from engine.training.lora import train_lora
 from engine.training.prepare import prepare, read_sources, write_dataset
 from engine.training.scratch import train_scratch
 
@@ -66,6 +71,34 @@ def served(gguf: Path, n: int, device: str) -> dict[str, Any]:
             "sample": runs[0][3][:600]}
 
 
+def lora(args: argparse.Namespace, dataset: Path, work: Path) -> dict[str, Any]:
+    """The bundled model's curriculum LoRA, the budget split evenly across the stages."""
+    base = load_config(ROOT / "config.toml").train
+    stages = len(base.lora.stages)
+    cfg = dataclasses.replace(base, device=args.device, block_size=256, batch_size=8,
+                              learning_rate=2e-4, warmup_steps=20, evals_per_epoch=4,
+                              eval_batches=10, patience=0,
+                              max_minutes=args.minutes / stages)
+    t0 = time.perf_counter()
+    run = train_lora("bundled", dataset, work / "lora", cfg)
+    wall = time.perf_counter() - t0
+    ev = evaluate_run(run.out, dataset, cfg, samples=2, max_new_tokens=60)
+    r = run.report
+    print(f"LoRA on the bundled model, {args.minutes} min on {r['device']}: "
+          f"{r['trainable_parameters']:,} trainable of {r['parameters']:,}")
+    for s in r["stages"]:
+        print(f"  stage {s['name']}: {s['steps']} steps, {s['tokens_per_s']:,.0f} tokens/s, "
+              f"best validation loss {s['best_val_loss']}")
+    print(f"  validation loss {r['base_val_loss']} -> {r['final_val_loss']}; test perplexity "
+          f"{ {n: m['perplexity'] for n, m in ev['models'].items()} }")
+    return {"mode": "lora", "budget_minutes": args.minutes, "wall_s": round(wall, 1),
+            "cpus": cpu_count(), "train": r,
+            "test": {n: m["perplexity"] for n, m in ev["models"].items()},
+            "decoding": {n: m.get("decoding") for n, m in ev["models"].items()},
+            "trained_beats_baseline": ev["trained_beats_baseline"],
+            "samples": ev["samples"], "peak_rss_mb": round(peak_rss_mb())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
@@ -73,6 +106,8 @@ def main() -> None:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
     ap.add_argument("--served-replies", type=int, default=5)
+    ap.add_argument("--lora", action="store_true",
+                    help="fine-tune the bundled chat model instead of training from scratch")
     args = ap.parse_args()
     cfg, shape = PRESETS[args.preset]
     cfg = dataclasses.replace(cfg, scratch=shape, device=args.device, max_minutes=args.minutes)
@@ -81,6 +116,9 @@ def main() -> None:
         dataset = work / "dataset"
         examples, prep = prepare(read_sources([CORPUS / "stories"]))
         write_dataset(examples, prep, dataset)
+        if args.lora:
+            print(f"wrote {write('train_lora', lora(args, dataset, work))}")
+            return
         t0 = time.perf_counter()
         run = train_scratch(dataset, work / "model", cfg, outtype="f16")
         train_s = time.perf_counter() - t0

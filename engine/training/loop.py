@@ -182,6 +182,7 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
     result.stopped = "finished"
     eval_every = max(1, per_epoch // cfg.evals_per_epoch)
     started = time.perf_counter()
+    window: list[float] = []  # training losses since the last evaluation
     bar = tqdm(total=total, initial=result.steps, desc=label, unit="step", dynamic_ncols=True,
                mininterval=1.0)
 
@@ -210,6 +211,7 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
                 result.steps += 1
                 result.tokens += batch[:, 1:].numel()
                 train_loss = float(loss.detach())
+                window.append(train_loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
                 last = result.steps >= total
@@ -220,10 +222,11 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
                                              cfg.eval_batches)
                     point: dict[str, float] = {
                         "step": result.steps, "epoch": result.steps / per_epoch,
-                        "train_loss": train_loss, "val_loss": val_loss,
+                        "train_loss": sum(window) / len(window), "val_loss": val_loss,
                         "lr": float(sched.get_last_lr()[0]), "tokens": result.tokens,
                         "seconds": round(elapsed, 2)}
                     result.history.append(point)
+                    window.clear()
                     bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
                     if on_eval:
                         on_eval(point)
