@@ -29,9 +29,10 @@ from engine.llm.base import ChatMessage, SamplingParams
 from engine.stories.options import StoryRequest
 from engine.stories.prompt import story_prompt
 from engine.training.evaluate import evaluate_run
+from engine.training.lora import summary as lora_summary
 from engine.training.lora import train_lora
 from engine.training.prepare import prepare, read_sources, write_dataset
-from engine.training.scratch import train_scratch
+from engine.training.scratch import summary, train_scratch
 
 PRESETS = {
     "cpu": (TrainConfig(block_size=256, batch_size=16, learning_rate=2e-3, warmup_steps=100,
@@ -84,13 +85,9 @@ def lora(args: argparse.Namespace, dataset: Path, work: Path) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     ev = evaluate_run(run.out, dataset, cfg, samples=2, max_new_tokens=60)
     r = run.report
-    print(f"LoRA on the bundled model, {args.minutes} min on {r['device']}: "
-          f"{r['trainable_parameters']:,} trainable of {r['parameters']:,}")
-    for s in r["stages"]:
-        print(f"  stage {s['name']}: {s['steps']} steps, {s['tokens_per_s']:,.0f} tokens/s, "
-              f"best validation loss {s['best_val_loss']}")
-    print(f"  validation loss {r['base_val_loss']} -> {r['final_val_loss']}; test perplexity "
-          f"{ {n: m['perplexity'] for n, m in ev['models'].items()} }")
+    print(f"bundled model, {args.minutes} min budget")
+    print("\n".join(lora_summary(r)))
+    print(f"  test perplexity {({n: m['perplexity'] for n, m in ev['models'].items()})}")
     return {"mode": "lora", "budget_minutes": args.minutes, "wall_s": round(wall, 1),
             "cpus": cpu_count(), "train": r,
             "test": {n: m["perplexity"] for n, m in ev["models"].items()},
@@ -135,15 +132,8 @@ def main() -> None:
             "served": served(run.gguf, args.served_replies, device),
             "peak_rss_mb": round(peak_rss_mb()),
         }
-    t, lstm = report["train"]["transformer"], report["train"].get("lstm", {})
     print(f"{args.preset} preset on {device} ({report['cpus']} CPUs), {args.minutes} min budget")
-    print(f"  transformer {t['parameters']:,} params: {t['steps']} steps, "
-          f"{t['tokens_per_s']:,.0f} tokens/s, validation perplexity "
-          f"{round(2.718281828 ** t['untrained_val_loss'])} -> {t['val_perplexity']}")
-    if lstm:
-        print(f"  lstm {lstm['parameters']:,} params: {lstm['steps']} steps, "
-              f"{lstm['tokens_per_s']:,.0f} tokens/s, validation perplexity "
-              f"{lstm['val_perplexity']}")
+    print("\n".join(summary(report["train"])))
     print(f"  test perplexity: {report['test']}")
     s = report["served"]
     print(f"  served GGUF: {s['tokens_per_s']} tokens/s, first token {s['first_token_ms']} ms")

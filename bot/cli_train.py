@@ -134,16 +134,6 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(report: dict[str, Any], keys: tuple[str, ...]) -> None:
-    for key in keys:
-        part = report.get(key)
-        if isinstance(part, dict) and "best_val_loss" in part:
-            print(f"  {key}: {part['parameters']:,} parameters, {part['steps']} steps, "
-                  f"{part['tokens_per_s']:,.0f} tokens/s, validation loss "
-                  f"{part['untrained_val_loss']} -> {part['best_val_loss']} "
-                  f"(perplexity {part['val_perplexity']}), {part['stopped']}")
-
-
 def run(config: Config, args: argparse.Namespace) -> int:
     try:
         return _dispatch(config, args)
@@ -169,24 +159,20 @@ def _dispatch(config: Config, args: argparse.Namespace) -> int:
         return 0
     cfg = _train_config(config, args)
     if cmd == "scratch":
-        from engine.training.scratch import train_scratch
+        from engine.training.scratch import summary, train_scratch
 
         result = train_scratch(args.dataset, args.out, cfg, resume=args.resume,
                                baseline=not args.no_baseline, export=not args.no_export,
                                outtype=args.outtype)
-        _summary(result.report, ("transformer", "lstm"))
+        print("\n".join(summary(result.report)))
     elif cmd == "lora":
+        from engine.training.lora import summary as lora_summary
         from engine.training.lora import train_lora
 
         lres = train_lora(args.base, args.dataset, args.out, cfg, resume=args.resume,
                           qlora=args.qlora, merge=args.merge, export=not args.no_export,
                           base_gguf=args.base_gguf, outtype=args.outtype)
-        r = lres.report
-        print(f"  LoRA: {r['trainable_parameters']:,} trainable of {r['parameters']:,}; "
-              f"validation loss {r['base_val_loss']} -> {r['final_val_loss']}")
-        for s in r["stages"]:
-            print(f"  stage {s['name']}: {s['steps']} steps, best {s['best_val_loss']}, "
-                  f"{s['stopped']}")
+        print("\n".join(lora_summary(lres.report)))
         result = lres  # type: ignore[assignment]
     else:  # eval
         from engine.training.evaluate import evaluate_run

@@ -48,6 +48,7 @@ def base_from_gguf(gguf: Path, folder: Path) -> Path:
     plain = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
         loaded.config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
+    del loaded
     plain.config.quantization_config = None
     tmp = folder.with_name(folder.name + ".tmp")
     plain.save_pretrained(tmp, safe_serialization=True)
@@ -198,6 +199,17 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
     (out / "train_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return LoraRun(out, gguf, report)
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """Lines for people: adapter size, loss before and after, each stage."""
+    lines = [f"LoRA on {report['device']}: {report['trainable_parameters']:,} trainable of "
+             f"{report['parameters']:,} parameters; validation loss {report['base_val_loss']} "
+             f"-> {report['final_val_loss']}"]
+    lines += [f"  stage {s['name']}: {s['steps']} steps, {s['tokens_per_s']:,.0f} tokens/s, "
+              f"best validation loss {s['best_val_loss']}, {s['stopped']}"
+              for s in report["stages"]]
+    return lines
 
 
 def export_merged(base: Path, adapter: Path, out: Path, *, outtype: str,

@@ -9,6 +9,7 @@ own converter, with a completion-style chat template so ``/story`` prompts reach
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,6 +100,19 @@ def _fit_summary(r: FitResult, untrained: float, params: int) -> dict[str, Any]:
             "stopped": r.stopped, "untrained_val_loss": round(untrained, 4),
             "best_val_loss": round(r.best_val_loss, 4),
             "val_perplexity": round(float(torch.exp(torch.tensor(r.best_val_loss))), 2)}
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """Lines for people: each trained model's size, speed and validation perplexity."""
+    lines = []
+    for key in ("transformer", "lstm"):
+        m = report.get(key)
+        if m:
+            lines.append(f"  {key}: {m['parameters']:,} parameters, {m['steps']} steps, "
+                         f"{m['tokens_per_s']:,.0f} tokens/s, validation perplexity "
+                         f"{math.exp(min(m['untrained_val_loss'], 50)):,.0f} -> "
+                         f"{m['val_perplexity']}, {m['stopped']}")
+    return lines
 
 
 def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
