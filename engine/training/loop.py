@@ -212,11 +212,15 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
                 result.tokens += batch[:, 1:].numel()
                 train_loss = float(loss.detach())
                 window.append(train_loss)
-                bar.update(1)
-                bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
                 last = result.steps >= total
                 elapsed = done_before + time.perf_counter() - started
                 out_of_time = bool(cfg.max_minutes) and elapsed >= cfg.max_minutes * 60
+                bar.update(1)
+                shown = {"loss": f"{train_loss:.3f}"}
+                if cfg.max_minutes:  # the bar's ETA is for the step budget; this one binds
+                    left = max(0.0, cfg.max_minutes * 60 - elapsed)
+                    shown["time left"] = f"{int(left // 60)}:{int(left % 60):02d}"
+                bar.set_postfix(shown, refresh=False)
                 if result.steps % eval_every == 0 or last or out_of_time:
                     val_loss = evaluate_loss(model, val, cfg.batch_size, device,
                                              cfg.eval_batches)
@@ -227,7 +231,7 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
                         "seconds": round(elapsed, 2)}
                     result.history.append(point)
                     window.clear()
-                    bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+                    bar.set_postfix(shown | {"val": f"{val_loss:.3f}"})
                     if on_eval:
                         on_eval(point)
                     if val_loss < result.best_val_loss:
