@@ -61,12 +61,12 @@ def _manifest(run: Path) -> dict[str, Any]:
 def scratch_candidates(run: Path, cfg: TrainConfig) -> list[Candidate]:
     from transformers import LlamaForCausalLM
 
-    from engine.training.scratch import build_llama
     from engine.training.tokenizer import BOS, EOS, encode_story, load_tokenizer
 
     sp = load_tokenizer(run / "tokenizer")
     trained = LlamaForCausalLM.from_pretrained(run / "hf")
-    untrained = build_llama(cfg.scratch, sp.get_piece_size(), cfg.block_size, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    untrained = LlamaForCausalLM(trained.config)  # the trained shape, freshly initialised
 
     def enc(row: dict[str, Any]) -> list[int]:
         return encode_story(sp, prompt_for(row), row["story"])
@@ -91,7 +91,7 @@ def lora_candidates(run: Path, manifest: dict[str, Any]) -> list[Candidate]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.training.lora import ADAPTER_DIR, check_model_dir, render
+    from engine.training.lora import ADAPTER_DIR, check_model_dir, render, render_request, token_ids
 
     base = check_model_dir(Path(manifest["base"]))
     tok = AutoTokenizer.from_pretrained(run / ADAPTER_DIR, local_files_only=True)
@@ -101,13 +101,14 @@ def lora_candidates(run: Path, manifest: dict[str, Any]) -> list[Candidate]:
         AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32),
         run / ADAPTER_DIR)
 
+    fields = tuple(json.loads((run / "train_report.json").read_text(encoding="utf-8"))
+                   ["stages"][-1]["fields"])  # the last stage: what /story will send
+
     def enc(row: dict[str, Any]) -> list[int]:
-        return render(tok, row, tuple(json.loads((run / "train_report.json").read_text())
-                                      ["stages"][-1]["fields"]))
+        return render(tok, row, fields)
 
     def head(row: dict[str, Any]) -> list[int]:
-        full, story = enc(row), tok(row["story"], add_special_tokens=False)["input_ids"]
-        return full[:max(1, len(full) - len(story) - 1)]
+        return token_ids(tok, render_request(tok, row, fields))
 
     def dec(ids: list[int]) -> str:
         return str(tok.decode(ids, skip_special_tokens=True))

@@ -107,19 +107,29 @@ def load_base(base: Path, device: torch.device, qlora: bool) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-def render(tokenizer: Any, row: dict[str, Any], fields: tuple[str, ...]) -> list[int]:
-    """Token ids of one training example: the ``/story`` request and the story."""
+def render_request(tokenizer: Any, row: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """The ``/story`` request as the model will see it: through the base's chat template
+    (system line + request) when it has one, else the bare tagged prompt."""
     prompt = prompt_for(row, fields)
-    eos = tokenizer.eos_token or ""
     if getattr(tokenizer, "chat_template", None):
-        head = tokenizer.apply_chat_template(
+        head: str = tokenizer.apply_chat_template(
             [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
             tokenize=False, add_generation_prompt=True)
-        text = head + row["story"] + eos
-    else:
-        text = (tokenizer.bos_token or "") + prompt + " " + row["story"] + eos
+        return head
+    return (tokenizer.bos_token or "") + prompt
+
+
+def token_ids(tokenizer: Any, text: str) -> list[int]:
     ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
     return ids
+
+
+def render(tokenizer: Any, row: dict[str, Any], fields: tuple[str, ...]) -> list[int]:
+    """Token ids of one training example: the ``/story`` request and the story."""
+    sep = "" if getattr(tokenizer, "chat_template", None) else " "  # as the scratch trainer
+    text = (render_request(tokenizer, row, fields) + sep + row["story"]
+            + (tokenizer.eos_token or ""))
+    return token_ids(tokenizer, text)
 
 
 def _slug(name: str) -> str:
