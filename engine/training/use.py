@@ -15,6 +15,7 @@ from engine.errors import ConfigError, InputError
 from engine.training.scratch import MANIFEST
 
 _KEY = re.compile(r"^\s*(model_path|lora_path)\s*=")
+_HEADER = re.compile(r"^\s*\[stories\]\s*(#.*)?$")
 
 
 def story_paths(run: Path) -> dict[str, Path | None]:
@@ -38,7 +39,7 @@ def set_story_model(config_file: Path, paths: dict[str, Path | None]) -> None:
     text = config_file.read_text(encoding="utf-8")
     lines = text.splitlines()
     try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "[stories]")
+        start = next(i for i, line in enumerate(lines) if _HEADER.match(line))
     except StopIteration:
         lines += ["", "[stories]"]
         start = len(lines) - 1

@@ -56,10 +56,12 @@ def test_exported_gguf_loads_in_llama_cpp_tokenizes_like_training_and_generates(
 
 def test_use_makes_it_the_story_model_and_story_runs_on_it(
         tmp_path: Path, scratch_run: Path) -> None:
-    cfg = tiny_config(tmp_path, "\n[stories]\n# a comment that stays\nn_gpu_layers = 0\n")
+    cfg = tiny_config(tmp_path, "\n[stories]  # story model\n# a comment that stays\n"
+                                f'model_path = "{scratch_run / "hf" / "config.json"}"\n'
+                                "n_gpu_layers = 0\n")
     assert main(["--config", str(cfg), "train", "use", str(scratch_run)]) == 0
     text = cfg.read_text()
-    assert "# a comment that stays" in text
+    assert "# a comment that stays" in text and text.count("model_path =") == 1
     config = load_config(cfg)
     assert config.stories.model_path == (scratch_run / "model.gguf").resolve()
 
