@@ -1,6 +1,6 @@
 """From-scratch story model: training throughput, held-out perplexity, served speed.
 
-    .venv/bin/python bench/train.py                 # CPU preset (~4 M parameters), 6 minutes
+    .venv/bin/python bench/train.py                 # CPU preset (5.3 M parameters), 6 minutes
     .venv/bin/python bench/train.py --preset gpu --minutes 10   # ~33 M parameters on CUDA
     .venv/bin/python bench/train.py --lora --minutes 10         # LoRA on the bundled model
 

@@ -63,7 +63,7 @@ def fetch(target: Path | None = None) -> Path:
 def find(configured: Path | None = None) -> Path:
     """The converters' folder, or a ConfigError that says how to get it."""
     folder = configured or default_dir()
-    if (folder / "convert_hf_to_gguf.py").is_file() and (folder / "gguf-py").is_dir():
+    if all((folder / keep.rstrip("/")).exists() for keep in _KEEP):
         return folder
     raise ConfigError(
         f"llama.cpp's GGUF converters are not in {folder}: run `.ci/setup --train` "

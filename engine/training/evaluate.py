@@ -8,7 +8,6 @@ adapter for ``train lora``. Writes ``eval_report.json``, ``samples.md`` and ``lo
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,10 @@ import torch
 from torch import nn
 
 from engine.config import TrainConfig
-from engine.errors import InputError
 from engine.training.format import prompt_for, read_split
-from engine.training.loop import evaluate_loss, make_blocks, pick_device
-from engine.training.scratch import MANIFEST, LSTMLanguageModel
+from engine.training.loop import evaluate_loss, make_blocks, perplexity, pick_device
+from engine.training.outputs import read_manifest, read_report
+from engine.training.scratch import LSTMLanguageModel
 
 DECODING: dict[str, dict[str, Any]] = {
     "greedy": {"do_sample": False},
@@ -46,16 +45,6 @@ class Candidate:
 def distinct_n(texts: list[str], n: int) -> float:
     grams = [tuple(t.split()[i:i + n]) for t in texts for i in range(len(t.split()) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def _manifest(run: Path) -> dict[str, Any]:
-    path = run / MANIFEST
-    if not path.is_file():
-        raise InputError(f"no {path}", user_message=(
-            f"{run} is not a training output folder (no {MANIFEST}): point at the folder "
-            "given to `doppel train scratch -o` or `doppel train lora -o`."))
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
 
 
 def scratch_candidates(run: Path, cfg: TrainConfig) -> list[Candidate]:
@@ -101,8 +90,7 @@ def lora_candidates(run: Path, manifest: dict[str, Any]) -> list[Candidate]:
         AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32),
         run / ADAPTER_DIR)
 
-    fields = tuple(json.loads((run / "train_report.json").read_text(encoding="utf-8"))
-                   ["stages"][-1]["fields"])  # the last stage: what /story will send
+    fields = tuple(read_report(run)["stages"][-1]["fields"])  # the last: what /story sends
 
     def enc(row: dict[str, Any]) -> list[int]:
         return render(tok, row, fields)
@@ -132,7 +120,7 @@ def evaluate_run(run: Path, dataset: Path, cfg: TrainConfig, *, samples: int = 4
                  max_new_tokens: int = 80, out: Path | None = None) -> dict[str, Any]:
     import sacrebleu
 
-    manifest = _manifest(run)
+    manifest = read_manifest(run)
     device = pick_device(cfg.device)
     cands = (scratch_candidates(run, cfg) if manifest["kind"] == "scratch"
              else lora_candidates(run, manifest))
@@ -146,7 +134,7 @@ def evaluate_run(run: Path, dataset: Path, cfg: TrainConfig, *, samples: int = 4
         blocks = make_blocks([c.encode(r) for r in test], cfg.block_size)
         loss = evaluate_loss(c.model, blocks, cfg.batch_size, device)
         entry: dict[str, Any] = {"test_loss": round(loss, 4),
-                                 "perplexity": round(math.exp(min(loss, 50)), 2)}
+                                 "perplexity": round(perplexity(loss), 2)}
         if c.generates:
             texts[c.name] = {m: [_generate(c, c.prompt_ids(r), m, max_new_tokens, device, cfg.seed)
                                  for r in shown] for m in DECODING}

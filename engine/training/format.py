@@ -20,7 +20,6 @@ from engine.stories.prompt import story_prompt
 
 _TAG = {"genre": "GENRE", "age": "AGE", "language": "LANGUAGE", "length": "LENGTH",
         "characters": "CHARACTERS", "prompt": "PROMPT"}
-SPLIT_FILES = ("train", "validation", "test")
 
 
 def age_of(story: str) -> str:

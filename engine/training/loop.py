@@ -39,6 +39,11 @@ def pick_device(wanted: str) -> torch.device:
     return torch.device(wanted)
 
 
+def perplexity(loss: float) -> float:
+    """exp(cross-entropy), capped so an untrained model's figure stays a number."""
+    return math.exp(min(loss, 50.0))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -165,7 +170,7 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
     best_bad = 0
     done_before = 0.0
     ckpt = run_dir / CHECKPOINT
-    if resume and ckpt.is_file():
+    if resume and ckpt.is_file():  # no checkpoint yet (a later stage): start afresh
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"], strict=False)
         opt.load_state_dict(state["optimizer"])
@@ -173,9 +178,6 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
         result = FitResult(**state["result"])
         best_bad = state["bad_evals"]
         done_before = result.seconds
-    elif resume:
-        raise InputError("nothing to resume", user_message=(
-            f"--resume: no {CHECKPOINT} in {run_dir} (start without --resume)."))
     if result.stopped == "early stop" or result.steps >= total:
         _restore_best(model, run_dir)
         return result  # a finished run: resuming it changes nothing

@@ -12,7 +12,6 @@ the base and converted to one GGUF.
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from engine.stories.prompt import SYSTEM
 from engine.training import converters
 from engine.training.format import prompt_for, read_split
 from engine.training.loop import evaluate_loss, fit, make_blocks, pick_device, seed_everything
-from engine.training.scratch import MANIFEST, n_params
+from engine.training.outputs import check_resumable, write_run
+from engine.training.scratch import n_params
 
 ADAPTER_DIR = "adapter"
 LORA_GGUF = "story-lora.gguf"
@@ -83,10 +83,10 @@ def check_model_dir(path: Path) -> Path:
 
 
 def load_base(base: Path, device: torch.device, qlora: bool) -> tuple[Any, Any]:
-    """The tokenizer and the base model (4-bit when ``qlora``), from local files only."""
+    """The tokenizer and the base model (4-bit when ``qlora``) from a folder that
+    :func:`resolve_base` checked, local files only."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check_model_dir(base)
     kwargs: dict[str, Any] = {"local_files_only": True}
     if qlora:
         if device.type != "cuda":
@@ -151,7 +151,10 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
 
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    read_split(dataset, "train")  # a wrong dataset path fails before any model work
+    if resume:
+        check_resumable(out)
+    # read first: a wrong dataset path fails before any model work
+    rows = {split: read_split(dataset, split) for split in ("train", "validation")}
     out.mkdir(parents=True, exist_ok=True)
     base, gguf_of_base = resolve_base(base_spec, out)
     base_gguf = base_gguf or gguf_of_base
@@ -163,7 +166,6 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
         r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, task_type="CAUSAL_LM",
         target_modules=list(lc.target_modules) or "all-linear"))
     model.to(device)
-    rows = {split: read_split(dataset, split) for split in ("train", "validation")}
     last_fields = lc.stages[-1].fields
 
     def blocks(split: str, fields: tuple[str, ...]) -> torch.Tensor:
@@ -182,7 +184,7 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
         run_dir = out / "runs" / f"{i}-{_slug(stage.name)}"
         result = fit(model, blocks("train", stage.fields), blocks("validation", stage.fields),
                      cfg, run_dir=run_dir, device=device, epochs=stage.epochs,
-                     resume=resume and (run_dir / "checkpoint.pt").is_file(),
+                     resume=resume,
                      label=f"stage {i}/{len(lc.stages)} {stage.name}")
         report["stages"].append({"name": stage.name, "fields": list(stage.fields),
                                  "steps": result.steps, "stopped": result.stopped,
@@ -206,8 +208,7 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
         manifest["lora"] = gguf.name
     if gguf:
         report["gguf"] = {"path": gguf.name, "bytes": gguf.stat().st_size, "outtype": outtype}
-    (out / "train_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    write_run(out, report, manifest)
     return LoraRun(out, gguf, report)
 
 

@@ -8,8 +8,6 @@ own converter, with a completion-style chat template so ``/story`` prompts reach
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,9 +24,11 @@ from engine.training.loop import (
     evaluate_loss,
     fit,
     make_blocks,
+    perplexity,
     pick_device,
     seed_everything,
 )
+from engine.training.outputs import check_resumable, write_run
 from engine.training.tokenizer import (
     BOS,
     EOS,
@@ -37,8 +37,6 @@ from engine.training.tokenizer import (
     train_tokenizer,
     write_hf_files,
 )
-
-MANIFEST = "doppel-model.json"
 
 
 class LSTMLanguageModel(nn.Module):
@@ -99,7 +97,7 @@ def _fit_summary(r: FitResult, untrained: float, params: int) -> dict[str, Any]:
             "seconds": round(r.seconds, 2), "tokens_per_s": round(r.tokens_per_s, 1),
             "stopped": r.stopped, "untrained_val_loss": round(untrained, 4),
             "best_val_loss": round(r.best_val_loss, 4),
-            "val_perplexity": round(float(torch.exp(torch.tensor(r.best_val_loss))), 2)}
+            "val_perplexity": round(perplexity(r.best_val_loss), 2)}
 
 
 def summary(report: dict[str, Any]) -> list[str]:
@@ -110,7 +108,7 @@ def summary(report: dict[str, Any]) -> list[str]:
         if m:
             lines.append(f"  {key}: {m['parameters']:,} parameters, {m['steps']} steps, "
                          f"{m['tokens_per_s']:,.0f} tokens/s, validation perplexity "
-                         f"{math.exp(min(m['untrained_val_loss'], 50)):,.0f} -> "
+                         f"{perplexity(m['untrained_val_loss']):,.0f} -> "
                          f"{m['val_perplexity']}, {m['stopped']}")
     return lines
 
@@ -120,6 +118,8 @@ def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = 
                   converters_dir: Path | None = None) -> ScratchRun:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
+    if resume:
+        check_resumable(out)
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = out / "tokenizer"
     if resume and (tok_dir / "tokenizer.model").is_file():
@@ -148,10 +148,9 @@ def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = 
         lstm_untrained = evaluate_loss(lstm.to(device), val, cfg.batch_size, device,
                                        cfg.eval_batches)
         # the same budget in optimiser steps as the Transformer actually used
-        lstm_cfg = replace(cfg, max_steps=result.steps, max_minutes=0, patience=cfg.patience)
+        lstm_cfg = replace(cfg, max_steps=result.steps, max_minutes=0)
         lres = fit(lstm, train, val, lstm_cfg, run_dir=out / "runs" / "lstm", device=device,
-                   resume=resume and (out / "runs" / "lstm" / "checkpoint.pt").is_file(),
-                   label="lstm baseline")
+                   resume=resume, label="lstm baseline")
         torch.save({"config": lstm.config, "state": lstm.to("cpu").state_dict()},
                    out / "lstm.pt")
         report["lstm"] = _fit_summary(lres, lstm_untrained, n_params(lstm))
@@ -161,7 +160,5 @@ def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = 
         gguf = converters.hf_to_gguf(hf, out / "model.gguf", outtype=outtype,
                                      folder=converters_dir)
         report["gguf"] = {"path": gguf.name, "bytes": gguf.stat().st_size, "outtype": outtype}
-    (out / "train_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / MANIFEST).write_text(json.dumps({"kind": "scratch", "model": "model.gguf"
-                                            if gguf else None}, indent=2), encoding="utf-8")
+    write_run(out, report, {"kind": "scratch", "model": gguf.name if gguf else None})
     return ScratchRun(out, gguf, report)

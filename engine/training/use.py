@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.config import load_config
 from engine.errors import ConfigError, InputError
-from engine.training.scratch import MANIFEST
+from engine.training.outputs import read_manifest
 
 _KEY = re.compile(r"^\s*(model_path|lora_path)\s*=")
 _HEADER = re.compile(r"^\s*\[stories\]\s*(#.*)?$")
@@ -20,11 +20,7 @@ _HEADER = re.compile(r"^\s*\[stories\]\s*(#.*)?$")
 
 def story_paths(run: Path) -> dict[str, Path | None]:
     """``model_path`` and ``lora_path`` for a training output folder."""
-    path = run / MANIFEST
-    if not path.is_file():
-        raise InputError(f"no {path}", user_message=(
-            f"{run} is not a training output folder (no {MANIFEST})."))
-    m = json.loads(path.read_text(encoding="utf-8"))
+    m = read_manifest(run)
     if m["kind"] in ("scratch", "merged"):
         if not m.get("model"):
             raise InputError("not exported", user_message=(

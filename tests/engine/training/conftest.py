@@ -7,12 +7,13 @@ configs, real data, real llama.cpp loading the exported GGUF.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.cli import main
+from engine.training.outputs import read_report
 from tests.bot.test_console import write_config
 from tests.conftest import CORPUS
 
@@ -81,5 +82,5 @@ def scratch_run(train_home: Path, dataset: Path) -> Path:
     return out
 
 
-def report(run: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((run / "train_report.json").read_text())  # type: ignore[no-any-return]
+def report(run: Path) -> dict[str, Any]:
+    return read_report(run)

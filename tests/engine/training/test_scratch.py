@@ -119,6 +119,8 @@ def test_resume_of_a_finished_run_trains_nothing_more(train_home: Path, dataset:
     (["lora", "--base", "{missing}", "{dataset}", "-o", "{out}"], "does not exist"),
     (["use", "{out}"], "is not a training output folder"),
     (["scratch", "{dataset}", "-o", "{out}", "--device", "cuda"], "sees no CUDA GPU"),
+    (["lora", "--base", "{missing}", "{dataset}", "-o", "{out}", "--resume"],
+     "--resume: no checkpoint under"),
 ])
 def test_clear_errors(tmp_path: Path, dataset: Path, args: list[str], message: str,
                       capsys: pytest.CaptureFixture[str]) -> None:
