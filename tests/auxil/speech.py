@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import wave
 from functools import cache
 
@@ -45,3 +46,18 @@ def speech_wav(text: str = CLIP_TEXT, *, gain: float = 1.0, seconds: float | Non
     if seconds is not None:
         pcm = pcm[: int(seconds * rate)]
     return wav_bytes(np.clip(pcm, -32768, 32767).astype(np.int16), rate)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def words_heard(said: str, heard: str) -> float:
+    """The share of the words in ``said`` that appear in ``heard``.
+
+    Piper samples its prosody afresh on every call and onnxruntime's arithmetic differs
+    between CPUs, so Whisper tiny may hear "the rent and roll" one run in a hundred; a test
+    that speaks and listens asks for nearly every word, not one exact phrase.
+    """
+    spoken, got = _words(said), set(_words(heard))
+    return sum(w in got for w in spoken) / len(spoken)
