@@ -13,6 +13,7 @@ import pytest
 from engine.config import EngineConfig
 from engine.errors import JobCancelled, JobTimeout, QueueFull, SchedulerStopped, UserQueueFull
 from engine.scheduler import Job, JobContext, JobState, Priority, Scheduler, dispatch_order
+from tests.auxil.eventually import eventually
 
 
 def make_scheduler(**overrides: Any) -> Scheduler:
@@ -57,21 +58,13 @@ async def drain(*jobs: Job[Any]) -> None:
     await asyncio.wait([asyncio.ensure_future(j.result()) for j in jobs], timeout=5)
 
 
-async def wait_until(cond: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.002)
-
-
 async def hold_worker(sched: Scheduler, log: list[str], user: str = "holder") -> tuple[
     Job[str], threading.Event
 ]:
     release = threading.Event()
     job = sched.submit("llm", Blocker(log, "hold", release), user=user, kind="chat",
                        priority=Priority.INTERACTIVE)
-    await wait_until(lambda: job.state is JobState.RUNNING)
+    await eventually(lambda: job.state is JobState.RUNNING)
     return job, release
 
 
@@ -128,7 +121,7 @@ async def test_running_cap_per_user_with_two_workers() -> None:
                       priority=Priority.INTERACTIVE)
     b1 = sched.submit("api", Blocker(log, "b1", release), user="b", kind="c",
                       priority=Priority.INTERACTIVE)
-    await wait_until(lambda: len(log) == 2)
+    await eventually(lambda: len(log) == 2)
     await asyncio.sleep(0.05)
     assert sorted(log) == ["a1", "b1"]  # a2 waits although a worker is free
     assert a2.state is JobState.QUEUED
@@ -182,7 +175,7 @@ async def test_cancel_running_job_stops_it_cooperatively(sched: Scheduler) -> No
     job = sched.submit("llm", blocker, user="u", kind="c", priority=Priority.INTERACTIVE)
     nxt = sched.submit("llm", quick(log, "next"), user="v", kind="c",
                        priority=Priority.INTERACTIVE)
-    await wait_until(lambda: job.state is JobState.RUNNING)
+    await eventually(lambda: job.state is JobState.RUNNING)
     assert sched.cancel_user("u") == 1
     with pytest.raises(JobCancelled):
         await job.result()
@@ -263,7 +256,7 @@ async def test_queue_position_callbacks_count_down(sched: Scheduler) -> None:
     assert seen == {"a": [1], "b": [2], "c": [3]}
     release.set()
     for n in seen:
-        await wait_until(lambda n=n: jobs[n].state is JobState.RUNNING)  # type: ignore[misc]
+        await eventually(lambda n=n: jobs[n].state is JobState.RUNNING)  # type: ignore[misc]
         gates[n].set()
     await drain(hold, *jobs.values())
     assert seen == {"a": [1], "b": [2, 1], "c": [3, 2, 1]}
@@ -356,6 +349,6 @@ async def test_stop_lets_running_job_finish_within_grace() -> None:
         return "finished"
 
     job = sched.submit("llm", short, user="u", kind="c", priority=Priority.INTERACTIVE)
-    await wait_until(lambda: job.state is JobState.RUNNING)
+    await eventually(lambda: job.state is JobState.RUNNING)
     await sched.stop(grace_s=5)
     assert await job.result() == "finished"
