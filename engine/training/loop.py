@@ -14,7 +14,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,84 +138,143 @@ def _restore_best(model: nn.Module, run_dir: Path) -> None:
         model.load_state_dict(torch.load(best, map_location="cpu"), strict=False)
 
 
+def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device,
+               ) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on norms and biases."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+def _warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_steps: int,
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then cosine decay to a tenth of the rate at step ``total``."""
+    warmup = min(warmup_steps, max(total // 10, 1))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class _Run:
+    """The state one ``fit`` call carries between steps, evaluations and checkpoints."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, run_dir: Path,
+                 device: torch.device, per_epoch: int, total: int) -> None:
+        self.model, self.cfg, self.run_dir, self.device = model, cfg, run_dir, device
+        self.per_epoch, self.total = per_epoch, total
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = _optimizer(model, cfg, device)
+        self.sched = _warmup_cosine(self.opt, total, cfg.warmup_steps)
+        self.result = FitResult()
+        self.bad_evals = 0
+        self.done_before = 0.0  # seconds spent before a resume
+        self.started = time.perf_counter()
+        self.window: list[float] = []  # training losses since the last evaluation
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def elapsed(self) -> float:
+        return self.done_before + time.perf_counter() - self.started
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"], strict=False)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.result = FitResult(**state["result"])
+        self.bad_evals = state["bad_evals"]
+        self.done_before = self.result.seconds
+        self.started = time.perf_counter()
+
+    def save_checkpoint(self) -> None:
+        self.result.seconds = self.elapsed()
+        _save({"model": _trainable(self.model), "optimizer": self.opt.state_dict(),
+               "scheduler": self.sched.state_dict(), "result": asdict(self.result),
+               "bad_evals": self.bad_evals}, self.checkpoint_path)
+
+    def step(self, batch: torch.Tensor) -> float:
+        """One optimiser step on ``batch``; its training loss."""
+        with _autocast(self.device):
+            loss = batch_loss(self.model, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.result.steps += 1
+        self.result.tokens += batch[:, 1:].numel()
+        value = float(loss.detach())
+        self.window.append(value)
+        return value
+
+    def evaluate(self, val: torch.Tensor, elapsed: float) -> dict[str, float]:
+        """Validation loss; keeps the best weights, counts evaluations without progress."""
+        result, cfg = self.result, self.cfg
+        val_loss = evaluate_loss(self.model, val, cfg.batch_size, self.device, cfg.eval_batches)
+        point: dict[str, float] = {
+            "step": result.steps, "epoch": result.steps / self.per_epoch,
+            "train_loss": sum(self.window) / len(self.window), "val_loss": val_loss,
+            "lr": float(self.sched.get_last_lr()[0]), "tokens": result.tokens,
+            "seconds": round(elapsed, 2)}
+        result.history.append(point)
+        self.window.clear()
+        if val_loss < result.best_val_loss:
+            result.best_val_loss, self.bad_evals = val_loss, 0
+            _save(_trainable(self.model), self.run_dir / BEST)
+        else:
+            self.bad_evals += 1
+            if cfg.patience and self.bad_evals >= cfg.patience:
+                result.stopped = "early stop"
+        return point
+
+    def batch_order(self, rows: int) -> Iterator[torch.Tensor]:
+        """Row indices of the batches still to run in this epoch, in an order fixed by the
+        seed and the epoch, so a resumed run sees the same data as an uninterrupted one."""
+        epoch, offset = divmod(self.result.steps, self.per_epoch)
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(
+            self.cfg.seed * 1000 + epoch))
+        size = self.cfg.batch_size
+        for b in range(offset, self.per_epoch):
+            yield order[b * size:(b + 1) * size]
+
+
 def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConfig, *,
         run_dir: Path, device: torch.device, epochs: int | None = None, resume: bool = False,
         label: str = "train", on_eval: Callable[[dict[str, float]], None] | None = None,
         ) -> FitResult:
     """Train ``model`` on ``train`` blocks; keeps the best weights by validation loss."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    epochs = epochs or cfg.epochs
     model.to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.learning_rate, betas=(0.9, 0.95),
-                            fused=device.type == "cuda")
     per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = per_epoch * epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    warmup = min(cfg.warmup_steps, max(total // 10, 1))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    result = FitResult()
-    best_bad = 0
-    done_before = 0.0
-    ckpt = run_dir / CHECKPOINT
-    if resume and ckpt.is_file():  # no checkpoint yet (a later stage): start afresh
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        result = FitResult(**state["result"])
-        best_bad = state["bad_evals"]
-        done_before = result.seconds
+    planned = per_epoch * (epochs or cfg.epochs)
+    total = min(planned, cfg.max_steps) if cfg.max_steps else planned
+    run = _Run(model, cfg, run_dir, device, per_epoch, total)
+    if resume and run.checkpoint_path.is_file():  # none yet (a later stage): start afresh
+        run.load_checkpoint()
+    result = run.result
     if result.stopped == "early stop" or result.steps >= total:
         _restore_best(model, run_dir)
         return result  # a finished run: resuming it changes nothing
     result.stopped = "finished"
     eval_every = max(1, per_epoch // cfg.evals_per_epoch)
-    started = time.perf_counter()
-    window: list[float] = []  # training losses since the last evaluation
     bar = tqdm(total=total, initial=result.steps, desc=label, unit="step", dynamic_ncols=True,
                mininterval=1.0)
-
-    def checkpoint() -> None:
-        result.seconds = done_before + time.perf_counter() - started
-        _save({"model": _trainable(model), "optimizer": opt.state_dict(),
-               "scheduler": sched.state_dict(), "result": asdict(result),
-               "bad_evals": best_bad}, ckpt)
-
     try:
-        while result.steps < total and result.stopped == "finished":
-            epoch, offset = divmod(result.steps, per_epoch)
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(
-                cfg.seed * 1000 + epoch))
-            for b in range(offset, per_epoch):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                batch = train[idx].to(device, non_blocking=True)
-                with _autocast(device):
-                    loss = batch_loss(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                sched.step()
-                result.steps += 1
-                result.tokens += batch[:, 1:].numel()
-                train_loss = float(loss.detach())
-                window.append(train_loss)
+        while result.stopped == "finished" and result.steps < total:
+            for idx in run.batch_order(len(train)):
+                train_loss = run.step(train[idx].to(device, non_blocking=True))
                 last = result.steps >= total
-                elapsed = done_before + time.perf_counter() - started
+                elapsed = run.elapsed()
                 out_of_time = bool(cfg.max_minutes) and elapsed >= cfg.max_minutes * 60
                 bar.update(1)
                 shown = {"loss": f"{train_loss:.3f}"}
@@ -224,38 +283,21 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
                     shown["time left"] = f"{int(left // 60)}:{int(left % 60):02d}"
                 bar.set_postfix(shown, refresh=False)
                 if result.steps % eval_every == 0 or last or out_of_time:
-                    val_loss = evaluate_loss(model, val, cfg.batch_size, device,
-                                             cfg.eval_batches)
-                    point: dict[str, float] = {
-                        "step": result.steps, "epoch": result.steps / per_epoch,
-                        "train_loss": sum(window) / len(window), "val_loss": val_loss,
-                        "lr": float(sched.get_last_lr()[0]), "tokens": result.tokens,
-                        "seconds": round(elapsed, 2)}
-                    result.history.append(point)
-                    window.clear()
-                    bar.set_postfix(shown | {"val": f"{val_loss:.3f}"})
+                    point = run.evaluate(val, elapsed)
+                    bar.set_postfix(shown | {"val": f"{point['val_loss']:.3f}"})
                     if on_eval:
                         on_eval(point)
-                    if val_loss < result.best_val_loss:
-                        result.best_val_loss, best_bad = val_loss, 0
-                        _save(_trainable(model), run_dir / BEST)
-                    else:
-                        best_bad += 1
-                        if cfg.patience and best_bad >= cfg.patience:
-                            result.stopped = "early stop"
                     if out_of_time and result.stopped == "finished":
                         result.stopped = "time budget"
-                    checkpoint()
-                if last and cfg.max_steps and result.steps >= cfg.max_steps \
-                        and result.stopped == "finished" and total < per_epoch * epochs:
+                    run.save_checkpoint()
+                if last and total < planned and result.stopped == "finished":
                     result.stopped = "step budget"
                 if result.stopped != "finished" or last:
                     break
     finally:
         bar.close()
-    result.seconds = done_before + time.perf_counter() - started
     _restore_best(model, run_dir)
-    checkpoint()
+    run.save_checkpoint()
     (run_dir / "history.json").write_text(json.dumps(result.history, indent=1),
                                           encoding="utf-8")
     return result
