@@ -24,10 +24,11 @@ from typing import Any
 
 from _common import CORPUS, ROOT, cpu_count, peak_rss_mb, write
 
-from engine.config import ScratchModelConfig, TrainConfig, load_config
+from engine.config import load_config
 from engine.llm.base import ChatMessage, SamplingParams
 from engine.stories.options import StoryRequest
 from engine.stories.prompt import story_prompt
+from engine.training.config import ScratchModelConfig, TrainConfig
 from engine.training.evaluate import evaluate_run
 from engine.training.lora import summary as lora_summary
 from engine.training.lora import train_lora

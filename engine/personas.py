@@ -6,8 +6,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import build_dataclass
 from engine.errors import ConfigError, PersonaNotFound
+from engine.typed_toml import build_dataclass
 
 PERSONA_FILE = "persona.toml"
 

@@ -1,1 +1,1 @@
-"""Making story models: datasets (and, later, fine-tuning and training)."""
+"""Making story models: datasets, fine-tuning, training from scratch, evaluation."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import TrainConfig
+from engine.training.config import TrainConfig
 from engine.training.format import prompt_for, read_split
 from engine.training.loop import evaluate_loss, make_blocks, perplexity, pick_device
 from engine.training.outputs import read_manifest, read_report

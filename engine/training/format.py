@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.config import STORY_FIELDS
 from engine.errors import InputError
 from engine.stories.options import LANGUAGES, LENGTHS, StoryRequest
 from engine.stories.prompt import story_prompt
+from engine.training.config import STORY_FIELDS
 
 _TAG = {"genre": "GENRE", "age": "AGE", "language": "LANGUAGE", "length": "LENGTH",
         "characters": "CHARACTERS", "prompt": "PROMPT"}

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from engine.config import TrainConfig
 from engine.errors import ConfigError, InputError
+from engine.training.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from engine.config import TrainConfig
 from engine.errors import ConfigError, InputError
 from engine.stories.prompt import SYSTEM
 from engine.training import converters
+from engine.training.config import TrainConfig
 from engine.training.format import prompt_for, read_split
 from engine.training.loop import evaluate_loss, fit, make_blocks, pick_device, seed_everything
 from engine.training.outputs import check_resumable, write_run

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import ScratchModelConfig, TrainConfig
 from engine.training import converters
+from engine.training.config import ScratchModelConfig, TrainConfig
 from engine.training.format import iter_texts, prompt_for, read_split
 from engine.training.loop import (
     FitResult,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import ScratchModelConfig, TrainConfig
 from engine.errors import ConfigError, InputError
+from engine.training.config import ScratchModelConfig, TrainConfig
 from engine.training.loop import evaluate_loss, fit, make_blocks, pick_device
 from engine.training.scratch import LSTMLanguageModel, build_llama
 

@@ -14,10 +14,11 @@ import pytest
 from llama_cpp import Llama
 
 from bot.cli import main
-from engine.config import ScratchModelConfig, load_config
+from engine.config import load_config
 from engine.engine import Engine, UserRef
 from engine.stories.options import StoryRequest
 from engine.training import converters
+from engine.training.config import ScratchModelConfig
 from engine.training.scratch import build_llama
 from engine.training.tokenizer import load_tokenizer, write_hf_files
 from tests.auxil.fake_llm import FakeLLM
