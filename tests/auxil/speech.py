@@ -38,6 +38,12 @@ def speech_pcm(text: str = CLIP_TEXT) -> tuple[bytes, int]:
     return tts.synthesize(text).tobytes(), tts.sample_rate
 
 
+def speech_seconds(text: str = CLIP_TEXT) -> float:
+    """How long ``speech_wav(text)`` speaks (Piper's timing varies a little per call)."""
+    raw, rate = speech_pcm(text)
+    return len(raw) / 2 / rate
+
+
 def speech_wav(text: str = CLIP_TEXT, *, gain: float = 1.0, seconds: float | None = None) -> bytes:
     """``text`` spoken as a WAV file, louder by ``gain`` (clipped at full scale), cut to
     ``seconds`` when given."""
