@@ -125,7 +125,7 @@ def main() -> None:
         device = run.report["device"]
         report = {
             "preset": args.preset, "device": device, "cpus": cpu_count(),
-            "budget_minutes": args.minutes, "stories": {k: prep.splits[k] for k in prep.splits},
+            "budget_minutes": args.minutes, "stories": dict(prep.splits),
             "wall_s": round(train_s, 1), "train": run.report,
             "test": {name: m["perplexity"] for name, m in ev["models"].items()},
             "decoding": ev["models"]["trained"].get("decoding"),

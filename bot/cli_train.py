@@ -170,11 +170,10 @@ def _dispatch(config: Config, args: argparse.Namespace) -> int:
         from engine.training.lora import summary as lora_summary
         from engine.training.lora import train_lora
 
-        lres = train_lora(args.base, args.dataset, args.out, cfg, resume=args.resume,
-                          qlora=args.qlora, merge=args.merge, export=not args.no_export,
-                          base_gguf=args.base_gguf, outtype=args.outtype)
-        print("\n".join(lora_summary(lres.report)))
-        result = lres  # type: ignore[assignment]
+        result = train_lora(args.base, args.dataset, args.out, cfg, resume=args.resume,
+                            qlora=args.qlora, merge=args.merge, export=not args.no_export,
+                            base_gguf=args.base_gguf, outtype=args.outtype)
+        print("\n".join(lora_summary(result.report)))
     else:  # eval
         from engine.training.evaluate import evaluate_run
 

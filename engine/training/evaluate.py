@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from engine.training.config import TrainConfig
-from engine.training.format import prompt_for, read_split
+from engine.training.format import example_text, prompt_for, read_split
 from engine.training.loop import evaluate_loss, make_blocks, perplexity, pick_device
 from engine.training.outputs import read_manifest, read_report
 from engine.training.scratch import LSTMLanguageModel
@@ -58,7 +58,7 @@ def scratch_candidates(run: Path, cfg: TrainConfig) -> list[Candidate]:
     untrained = LlamaForCausalLM(trained.config)  # the trained shape, freshly initialised
 
     def enc(row: dict[str, Any]) -> list[int]:
-        return encode_story(sp, prompt_for(row), row["story"])
+        return encode_story(sp, example_text(row))
 
     def head(row: dict[str, Any]) -> list[int]:
         return [BOS, *sp.encode(prompt_for(row))]

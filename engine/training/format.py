@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,6 @@ def read_split(dataset: Path, split: str) -> list[dict[str, Any]]:
     return rows
 
 
-def iter_texts(dataset: Path, split: str) -> Iterator[str]:
-    """Full training texts (prompt + story) of a split, for tokenizer training."""
-    for row in read_split(dataset, split):
-        yield prompt_for(row) + " " + row["story"]
+def example_text(row: dict[str, Any]) -> str:
+    """A whole training example for a completion model: the full prompt, then the story."""
+    return prompt_for(row) + " " + str(row["story"])

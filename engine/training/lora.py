@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from engine.training import converters
 from engine.training.config import TrainConfig
 from engine.training.format import prompt_for, read_split
 from engine.training.loop import evaluate_loss, fit, make_blocks, pick_device, seed_everything
-from engine.training.outputs import check_resumable, write_run
+from engine.training.outputs import TrainedRun, check_resumable, write_run
 from engine.training.scratch import n_params
 
 ADAPTER_DIR = "adapter"
@@ -136,17 +136,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "stage"
 
 
-@dataclass(frozen=True)
-class LoraRun:
-    out: Path
-    gguf: Path | None
-    report: dict[str, Any]
-
-
 def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
                resume: bool = False, qlora: bool = False, merge: bool = False,
                export: bool = True, base_gguf: Path | None = None, outtype: str = "f16",
-               converters_dir: Path | None = None) -> LoraRun:
+               converters_dir: Path | None = None) -> TrainedRun:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     device = pick_device(cfg.device)
@@ -209,7 +202,7 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
     if gguf:
         report["gguf"] = {"path": gguf.name, "bytes": gguf.stat().st_size, "outtype": outtype}
     write_run(out, report, manifest)
-    return LoraRun(out, gguf, report)
+    return TrainedRun(out, gguf, report)
 
 
 def summary(report: dict[str, Any]) -> list[str]:
@@ -235,8 +228,8 @@ def export_merged(base: Path, adapter: Path, out: Path, *, outtype: str,
     folder = out / "merged"
     merged.save_pretrained(folder, safe_serialization=True)
     AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(folder)
-    for extra in ("tokenizer.model",):  # SentencePiece models the converter reads directly
-        if (base / extra).is_file() and not (folder / extra).is_file():
-            (folder / extra).write_bytes((base / extra).read_bytes())
+    spm_model = "tokenizer.model"  # a SentencePiece model, which the converter reads directly
+    if (base / spm_model).is_file() and not (folder / spm_model).is_file():
+        shutil.copy(base / spm_model, folder / spm_model)
     return converters.hf_to_gguf(folder, out / "model.gguf", outtype=outtype,
                                  folder=converters_dir)

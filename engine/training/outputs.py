@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,15 @@ from engine.errors import InputError
 
 MANIFEST = "doppel-model.json"
 REPORT = "train_report.json"
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What ``train scratch`` and ``train lora`` made: the folder, its GGUF, the figures."""
+
+    out: Path
+    gguf: Path | None
+    report: dict[str, Any]
 
 
 def write_run(out: Path, report: dict[str, Any], manifest: dict[str, Any]) -> None:

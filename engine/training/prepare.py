@@ -149,6 +149,11 @@ def prompt_of(text: str, limit: int = 160) -> str:
     return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " ..."
 
 
+_RULES: dict[str, Callable[[str], str]] = {
+    "genre": genre_of, "characters": characters_of, "prompt": prompt_of}
+"""The rule that derives each field a source story may lack."""
+
+
 def split_of(text: str) -> str:
     bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 100
     edge = 0
@@ -199,11 +204,9 @@ def prepare(stories: Iterable[dict[str, Any]], *, min_words: int = 100,
             report.dropped[reason] += 1
             continue
         dups.add(h, mh)
-        missing = [k for k in ("genre", "characters", "prompt") if not row.get(k)]
+        missing = [k for k in _RULES if not row.get(k)]
         labels = labeler(text) if labeler and missing else {}
-        rules = {"genre": genre_of, "characters": characters_of, "prompt": prompt_of}
-        derived = {k: row.get(k) or labels.get(k) or rules[k](text)
-                   for k in ("genre", "characters", "prompt")}
+        derived = {k: row.get(k) or labels.get(k) or rule(text) for k, rule in _RULES.items()}
         for k in missing:
             report.fields_from["llm" if k in labels else "rules"] += 1
         ex = Example(id=str(row["id"]), genre=derived["genre"],

@@ -9,7 +9,7 @@ own converter, with a completion-style chat template so ``/story`` prompts reach
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from engine.training import converters
 from engine.training.config import ScratchModelConfig, TrainConfig
-from engine.training.format import iter_texts, prompt_for, read_split
+from engine.training.format import example_text, read_split
 from engine.training.loop import (
     FitResult,
     evaluate_loss,
@@ -28,7 +28,7 @@ from engine.training.loop import (
     pick_device,
     seed_everything,
 )
-from engine.training.outputs import check_resumable, write_run
+from engine.training.outputs import TrainedRun, check_resumable, write_run
 from engine.training.tokenizer import (
     BOS,
     EOS,
@@ -81,17 +81,6 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def encoded_split(sp: Any, dataset: Path, split: str) -> list[list[int]]:
-    return [encode_story(sp, prompt_for(row), row["story"]) for row in read_split(dataset, split)]
-
-
-@dataclass(frozen=True)
-class ScratchRun:
-    out: Path
-    gguf: Path | None
-    report: dict[str, Any]
-
-
 def _fit_summary(r: FitResult, untrained: float, params: int) -> dict[str, Any]:
     return {"parameters": params, "steps": r.steps, "tokens": r.tokens,
             "seconds": round(r.seconds, 2), "tokens_per_s": round(r.tokens_per_s, 1),
@@ -115,20 +104,22 @@ def summary(report: dict[str, Any]) -> list[str]:
 
 def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
                   baseline: bool = True, export: bool = True, outtype: str = "f16",
-                  converters_dir: Path | None = None) -> ScratchRun:
+                  converters_dir: Path | None = None) -> TrainedRun:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     if resume:
         check_resumable(out)
+    texts = {split: [example_text(row) for row in read_split(dataset, split)]
+             for split in ("train", "validation")}
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = out / "tokenizer"
     if resume and (tok_dir / "tokenizer.model").is_file():
         sp = load_tokenizer(tok_dir)
     else:
-        sp = train_tokenizer(iter_texts(dataset, "train"), tok_dir, cfg.scratch.vocab_size)
+        sp = train_tokenizer(texts["train"], tok_dir, cfg.scratch.vocab_size)
     vocab = sp.get_piece_size()
-    train = make_blocks(encoded_split(sp, dataset, "train"), cfg.block_size)
-    val = make_blocks(encoded_split(sp, dataset, "validation"), cfg.block_size)
+    train, val = (make_blocks([encode_story(sp, t) for t in texts[split]], cfg.block_size)
+                  for split in ("train", "validation"))
     report: dict[str, Any] = {"dataset": str(dataset), "device": device.type, "vocab": vocab,
                               "block_size": cfg.block_size, "train_blocks": len(train),
                               "validation_blocks": len(val)}
@@ -161,4 +152,4 @@ def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = 
                                      folder=converters_dir)
         report["gguf"] = {"path": gguf.name, "bytes": gguf.stat().st_size, "outtype": outtype}
     write_run(out, report, {"kind": "scratch", "model": gguf.name if gguf else None})
-    return ScratchRun(out, gguf, report)
+    return TrainedRun(out, gguf, report)

@@ -62,6 +62,6 @@ def write_hf_files(model_dir: Path) -> None:
     }, indent=2), encoding="utf-8")
 
 
-def encode_story(sp: spm.SentencePieceProcessor, prompt: str, story: str) -> list[int]:
-    """``<s> prompt story </s>`` as token ids."""
-    return [BOS, *sp.encode(prompt + " " + story), EOS]
+def encode_story(sp: spm.SentencePieceProcessor, text: str) -> list[int]:
+    """``<s> text </s>`` as token ids."""
+    return [BOS, *sp.encode(text), EOS]
