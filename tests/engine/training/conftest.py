@@ -7,13 +7,16 @@ configs, real data, real llama.cpp loading the exported GGUF.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bot.cli import main
-from engine.training.outputs import read_report
+from engine.config import Config
+from engine.engine import Engine, UserRef
+from engine.stories.options import StoryRequest
+from tests.auxil.fake_llm import FakeLLM
 from tests.bot.test_console import write_config
 from tests.conftest import CORPUS
 
@@ -82,5 +85,19 @@ def scratch_run(train_home: Path, dataset: Path) -> Path:
     return out
 
 
-def report(run: Path) -> dict[str, Any]:
-    return read_report(run)
+def story_on(config: Config, user: UserRef) -> tuple[str, FakeLLM]:
+    """One ``/story`` through a started Engine with ``config``; its text and the chat model
+    (a fake at the LLM boundary: a story model configured in ``[stories]`` writes it)."""
+    chat = FakeLLM()
+
+    async def story() -> str:
+        engine = Engine(config, llm=chat)
+        await engine.start()
+        try:
+            job = await engine.stories.create(user, StoryRequest(genre="animals",
+                                                                 characters="Lily", best_of=1))
+            return str((await job.result()).content)
+        finally:
+            await engine.stop()
+
+    return asyncio.run(story()), chat

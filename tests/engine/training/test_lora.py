@@ -3,7 +3,6 @@ and merged exports that llama.cpp loads, the engine serving /story with the adap
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -15,14 +14,13 @@ from llama_cpp import Llama
 
 from bot.cli import main
 from engine.config import load_config
-from engine.engine import Engine, UserRef
-from engine.stories.options import StoryRequest
+from engine.engine import UserRef
 from engine.training import converters
 from engine.training.config import ScratchModelConfig
+from engine.training.outputs import read_report
 from engine.training.scratch import build_llama
 from engine.training.tokenizer import load_tokenizer, write_hf_files
-from tests.auxil.fake_llm import FakeLLM
-from tests.engine.training.conftest import report, tiny_config
+from tests.engine.training.conftest import story_on, tiny_config
 
 PROMPT = "[GENRE] animals\n[CHARACTERS] Lily\n[PROMPT] a lost ball\n[STORY]"
 
@@ -56,7 +54,7 @@ def greedy(llm: Llama, n: int = 16) -> list[int]:
 
 
 def test_curriculum_stages_run_in_order_and_lower_the_loss(lora_run: Path) -> None:
-    r = report(lora_run)
+    r = read_report(lora_run)
     assert [s["name"] for s in r["stages"]] == ["general stories", "genre-conditioned",
                                                 "age and language"]
     assert r["stages"][0]["fields"] == [] and "age" in r["stages"][2]["fields"]
@@ -84,18 +82,8 @@ def test_use_then_story_runs_on_base_plus_adapter(tmp_path: Path, lora_run: Path
     config = load_config(cfg)
     assert config.stories.model_path == tiny_base[1].resolve()
     assert config.stories.lora_path == (lora_run / "story-lora.gguf").resolve()
-
-    async def story() -> str:
-        engine = Engine(config, llm=FakeLLM())
-        await engine.start()
-        try:
-            job = await engine.stories.create(UserRef("discord", "5"), StoryRequest(
-                genre="animals", characters="Lily", best_of=1))
-            return str((await job.result()).content)
-        finally:
-            await engine.stop()
-
-    assert asyncio.run(story()).strip()
+    text, chat = story_on(config, UserRef("discord", "5"))
+    assert text.strip() and not chat.prompts
 
 
 def test_merged_export_matches_base_plus_adapter(tmp_path: Path, train_home: Path,
@@ -122,11 +110,11 @@ def test_merged_export_matches_base_plus_adapter(tmp_path: Path, train_home: Pat
 
 def test_resume_skips_finished_stages_and_eval_shows_the_gain(
         train_home: Path, dataset: Path, lora_run: Path, tiny_base: tuple[Path, Path]) -> None:
-    before = report(lora_run)
+    before = read_report(lora_run)
     assert main(["--config", str(train_home / "config.toml"), "train", "lora", "--base",
                  str(tiny_base[0]), str(dataset), "-o", str(lora_run), "--resume",
                  "--no-export"]) == 0
-    after = report(lora_run)
+    after = read_report(lora_run)
     assert [s["steps"] for s in after["stages"]] == [s["steps"] for s in before["stages"]]
     assert after["final_val_loss"] == pytest.approx(before["final_val_loss"], abs=1e-4)
     assert main(["--config", str(train_home / "config.toml"), "train", "eval", str(lora_run),
@@ -177,7 +165,7 @@ def test_lora_on_the_bundled_chat_model_is_served_by_llama_cpp(tmp_path: Path,
     out = tmp_path / "smol-lora"
     assert main(["--config", str(cfg), "train", "lora", "--base", "bundled", str(dataset),
                  "-o", str(out), "--steps", "3"]) == 0
-    r = report(out)
+    r = read_report(out)
     assert [s["steps"] for s in r["stages"]] == [3, 3]
     assert r["parameters"] > 130_000_000 and r["trainable_parameters"] < 5_000_000
     assert main(["--config", str(cfg), "train", "use", str(out)]) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from pathlib import Path
@@ -13,16 +12,16 @@ from llama_cpp import Llama
 
 from bot.cli import main
 from engine.config import load_config
-from engine.engine import Engine, UserRef
+from engine.engine import UserRef
 from engine.stories.options import StoryRequest
 from engine.stories.prompt import story_prompt
+from engine.training.outputs import read_report
 from engine.training.tokenizer import BOS, load_tokenizer
-from tests.auxil.fake_llm import FakeLLM
-from tests.engine.training.conftest import report, tiny_config
+from tests.engine.training.conftest import story_on, tiny_config
 
 
 def test_loss_falls_for_the_transformer_and_the_lstm_baseline(scratch_run: Path) -> None:
-    r = report(scratch_run)
+    r = read_report(scratch_run)
     for name in ("transformer", "lstm"):
         m = r[name]
         assert m["steps"] == 90 and m["stopped"] == "step budget"
@@ -65,21 +64,9 @@ def test_use_makes_it_the_story_model_and_story_runs_on_it(
     config = load_config(cfg)
     assert config.stories.model_path == (scratch_run / "model.gguf").resolve()
 
-    async def story() -> str:
-        chat = FakeLLM()
-        engine = Engine(config, llm=chat)
-        await engine.start()
-        try:
-            job = await engine.stories.create(UserRef("telegram", "7"), StoryRequest(
-                genre="animals", characters="Lily", best_of=1))
-            record = await job.result()
-        finally:
-            chat.gate.set()
-            await engine.stop()
-        assert not chat.prompts  # the chat model wrote nothing: the story model did
-        return str(record.content)
-
-    assert asyncio.run(story()).strip()
+    text, chat = story_on(config, UserRef("telegram", "7"))
+    assert text.strip()
+    assert not chat.prompts  # the chat model wrote nothing: the story model did
 
 
 def test_eval_report_trained_beats_untrained_with_all_decodings(scratch_run: Path,
@@ -104,11 +91,11 @@ def test_eval_report_trained_beats_untrained_with_all_decodings(scratch_run: Pat
 
 def test_resume_of_a_finished_run_trains_nothing_more(train_home: Path, dataset: Path,
                                                       scratch_run: Path) -> None:
-    before = report(scratch_run)
+    before = read_report(scratch_run)
     assert main(["--config", str(train_home / "config.toml"), "train", "scratch",
                  str(dataset), "-o", str(scratch_run), "--resume", "--no-export",
                  "--no-baseline"]) == 0
-    after = report(scratch_run)
+    after = read_report(scratch_run)
     assert after["transformer"]["steps"] == before["transformer"]["steps"]
     assert after["transformer"]["best_val_loss"] == before["transformer"]["best_val_loss"]
 
