@@ -117,7 +117,7 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
         return 2
     llm = None
     if args.fields == "llm":
-        from engine.engine import make_backend
+        from engine.llm.factory import make_backend
 
         llm = make_backend(config.llm)
         await asyncio.to_thread(llm.load)

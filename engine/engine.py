@@ -7,12 +7,13 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.config import Config, LLMConfig
+from engine.chat_turn import ChatTurn, TurnMessage
+from engine.config import Config
 from engine.conversations import ConversationState, ConversationStore
 from engine.errors import (
     DoppelError,
@@ -23,18 +24,15 @@ from engine.errors import (
     NotAllowed,
     SchedulerStopped,
 )
-from engine.history import fit_history
-from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
+from engine.llm.base import Completion, LLMBackend, SamplingParams
+from engine.llm.factory import make_backend
 from engine.locking import DataDirLock
 from engine.memory.embed import Embedder
 from engine.memory.prompt import (
     GROUNDED_RULES,
     PRIVACY_RULES,
     UNGROUNDED_RULES,
-    LeakGuard,
     asks_for_facts,
-    fence_sources,
-    with_sources,
 )
 from engine.memory.redact import redact_hit
 from engine.memory.retrieve import Hit
@@ -42,7 +40,7 @@ from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
 from engine.ratelimit import RateLimiter
 from engine.records import AskResult, ChatResult, StoredMessage, UserRef
-from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
+from engine.scheduler import Job, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
 from engine.voice.cloning import VoiceCloning
@@ -275,7 +273,7 @@ class Engine:
             system, hits, message = await self._ground(p, text, user.key)
             job = self.scheduler.submit(
                 LLM,
-                _ChatJob(self.llm, system, history, message, params or self.sampling, partial),
+                ChatTurn(self.llm, system, history, message, params or self.sampling, partial),
                 user=user.key,
                 kind="chat",
                 priority=Priority.INTERACTIVE,
@@ -343,7 +341,7 @@ class Engine:
         p = self.personas.get(persona)
         system, hits, message = await self._ground(p, text, "operator:ask")
         job = self.scheduler.submit(
-            LLM, _ChatJob(self.llm, system, [], message, params or self.sampling, []),
+            LLM, ChatTurn(self.llm, system, [], message, params or self.sampling, []),
             user="operator:ask", kind="ask", priority=Priority.INTERACTIVE,
             timeout_s=self.config.engine.chat_timeout_s,
         )
@@ -365,23 +363,23 @@ class Engine:
         return text
 
     async def _ground(self, persona: Persona, text: str,
-                      user_key: str) -> tuple[str, list[Hit], _Message]:
+                      user_key: str) -> tuple[str, list[Hit], TurnMessage]:
         """The system prompt, the memory hits and the user's turn for one question."""
         system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
         style = await self.memory.style(persona.name)
         if style is not None and style.mails:
             system += "\n\nYour writing style, measured from your mail: " + style.describe()
         if not await self.memory.size(persona.name):
-            return system, [], _Message(text, [])
+            return system, [], TurnMessage(text, [])
         cfg = self.config.memory
         hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)
                 for h in await self.memory.recall(persona.name, text, user=user_key)]
         if not hits and asks_for_facts(text, persona.display_name):
             # The engine, not a model that may invent, answers a factual question that
             # memory has nothing on.
-            return system, [], _Message(text, [], canned=persona.profile.unknown_reply)
+            return system, [], TurnMessage(text, [], canned=persona.profile.unknown_reply)
         rules = GROUNDED_RULES if hits else UNGROUNDED_RULES
-        return f"{system}\n\n{rules}", hits, _Message(
+        return f"{system}\n\n{rules}", hits, TurnMessage(
             text, hits, self.config.memory.context_tokens)
 
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
@@ -460,20 +458,6 @@ def _server(server: str) -> UserRef:
     return UserRef("server", server)
 
 
-def make_backend(cfg: LLMConfig) -> LLMBackend:
-    if cfg.backend == "redis":
-        from engine.llm.remote import RedisLLM
-
-        return RedisLLM(cfg)
-    if cfg.backend == "openai":
-        from engine.llm.openai_compat import OpenAICompatBackend
-
-        return OpenAICompatBackend(cfg)
-    from engine.llm.llama_cpp import LlamaCppBackend
-
-    return LlamaCppBackend(cfg)
-
-
 def _status_of(error: DoppelError | None) -> str:
     """The stored status of a reply that ended with ``error``."""
     if error is None:
@@ -483,64 +467,3 @@ def _status_of(error: DoppelError | None) -> str:
     if isinstance(error, JobCancelled | SchedulerStopped):
         return "cancelled"
     return "error"
-
-
-class _Message:
-    """The user's text and the memory to quote with it (fenced on the LLM thread, where
-    the model's tokenizer may be used)."""
-
-    def __init__(self, text: str, hits: list[Hit], budget: int = 0, *,
-                 canned: str | None = None) -> None:
-        self.text = text
-        self.hits = hits
-        self.budget = budget
-        self.canned = canned
-        """A reply decided without the model (memory has nothing on a factual question)."""
-
-    def render(self, count: Callable[[str], int]) -> str:
-        if not self.hits:
-            return self.text
-        return with_sources(self.text, fence_sources(self.hits, self.budget, count))
-
-
-class _ChatJob:
-    """The blocking part of a chat turn, run on the LLM thread."""
-
-    def __init__(self, llm: LLMBackend, system: str, history: list[ChatMessage],
-                 message: _Message, params: SamplingParams, partial: list[str]) -> None:
-        self.llm = llm
-        self.system = system
-        self.history = history
-        self.message = message
-        self.params = params
-        self.partial = partial
-
-    def _count(self, msg: ChatMessage) -> int:
-        return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
-
-    def __call__(self, ctx: JobContext) -> Completion:
-        if self.message.canned is not None:
-            self.partial.append(self.message.canned)
-            ctx.emit(self.message.canned)
-            return Completion(self.message.canned, 1, 0.0, 0.0)
-        messages = fit_history(
-            ChatMessage("system", self.system),
-            self.history,
-            ChatMessage("user", self.message.render(self.llm.count_tokens)),
-            budget=self.llm.n_ctx - self.params.max_tokens,
-            count=self._count,
-        )
-        t0 = time.perf_counter()
-        first: float | None = None
-        guard = LeakGuard(self.system)
-        for piece in self.llm.stream_chat(messages, self.params, lambda: ctx.cancelled):
-            if first is None:
-                first = time.perf_counter() - t0
-            if guard.feed(piece):  # reciting its instructions: stop, keep none of it
-                self.partial.clear()
-                raise InputError("reply recited the system prompt", user_message=(
-                    "I can't share my instructions. Ask me something else!"))
-            self.partial.append(piece)
-            ctx.emit(piece)
-        return Completion("".join(self.partial), len(self.partial), first,
-                          time.perf_counter() - t0)

@@ -1,0 +1,76 @@
+"""One chat turn as the scheduler runs it on the LLM thread: the history fitted to the
+context, the memory fenced into the message, the reply streamed and guarded against
+reciting the system prompt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from engine.errors import InputError
+from engine.history import fit_history
+from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
+from engine.memory.prompt import LeakGuard, fence_sources, with_sources
+from engine.memory.retrieve import Hit
+from engine.scheduler import JobContext
+
+
+class TurnMessage:
+    """The user's text and the memory to quote with it (fenced on the LLM thread, where
+    the model's tokenizer may be used)."""
+
+    def __init__(self, text: str, hits: list[Hit], budget: int = 0, *,
+                 canned: str | None = None) -> None:
+        self.text = text
+        self.hits = hits
+        self.budget = budget
+        self.canned = canned
+        """A reply decided without the model (memory has nothing on a factual question)."""
+
+    def render(self, count: Callable[[str], int]) -> str:
+        if not self.hits:
+            return self.text
+        return with_sources(self.text, fence_sources(self.hits, self.budget, count))
+
+
+class ChatTurn:
+    """The blocking part of a chat turn, run on the LLM thread."""
+
+    def __init__(self, llm: LLMBackend, system: str, history: list[ChatMessage],
+                 message: TurnMessage, params: SamplingParams, partial: list[str]) -> None:
+        self.llm = llm
+        self.system = system
+        self.history = history
+        self.message = message
+        self.params = params
+        self.partial = partial
+
+    def _count(self, msg: ChatMessage) -> int:
+        return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
+
+    def __call__(self, ctx: JobContext) -> Completion:
+        if self.message.canned is not None:
+            self.partial.append(self.message.canned)
+            ctx.emit(self.message.canned)
+            return Completion(self.message.canned, 1, 0.0, 0.0)
+        messages = fit_history(
+            ChatMessage("system", self.system),
+            self.history,
+            ChatMessage("user", self.message.render(self.llm.count_tokens)),
+            budget=self.llm.n_ctx - self.params.max_tokens,
+            count=self._count,
+        )
+        t0 = time.perf_counter()
+        first: float | None = None
+        guard = LeakGuard(self.system)
+        for piece in self.llm.stream_chat(messages, self.params, lambda: ctx.cancelled):
+            if first is None:
+                first = time.perf_counter() - t0
+            if guard.feed(piece):  # reciting its instructions: stop, keep none of it
+                self.partial.clear()
+                raise InputError("reply recited the system prompt", user_message=(
+                    "I can't share my instructions. Ask me something else!"))
+            self.partial.append(piece)
+            ctx.emit(piece)
+        return Completion("".join(self.partial), len(self.partial), first,
+                          time.perf_counter() - t0)
