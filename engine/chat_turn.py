@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 
 from engine.errors import InputError
 from engine.history import fit_history
@@ -15,17 +16,17 @@ from engine.memory.retrieve import Hit
 from engine.scheduler import JobContext
 
 
+@dataclass(frozen=True)
 class TurnMessage:
     """The user's text and the memory to quote with it (fenced on the LLM thread, where
     the model's tokenizer may be used)."""
 
-    def __init__(self, text: str, hits: list[Hit], budget: int = 0, *,
-                 canned: str | None = None) -> None:
-        self.text = text
-        self.hits = hits
-        self.budget = budget
-        self.canned = canned
-        """A reply decided without the model (memory has nothing on a factual question)."""
+    text: str
+    hits: list[Hit]
+    budget: int = 0
+    _: KW_ONLY
+    canned: str | None = None
+    """A reply decided without the model (memory has nothing on a factual question)."""
 
     def render(self, count: Callable[[str], int]) -> str:
         if not self.hits:
@@ -33,17 +34,17 @@ class TurnMessage:
         return with_sources(self.text, fence_sources(self.hits, self.budget, count))
 
 
+@dataclass(frozen=True)
 class ChatTurn:
-    """The blocking part of a chat turn, run on the LLM thread."""
+    """The blocking part of a chat turn, run on the LLM thread; ``partial`` collects the
+    reply as it streams (the engine stores it if the turn is cut off)."""
 
-    def __init__(self, llm: LLMBackend, system: str, history: list[ChatMessage],
-                 message: TurnMessage, params: SamplingParams, partial: list[str]) -> None:
-        self.llm = llm
-        self.system = system
-        self.history = history
-        self.message = message
-        self.params = params
-        self.partial = partial
+    llm: LLMBackend
+    system: str
+    history: list[ChatMessage]
+    message: TurnMessage
+    params: SamplingParams
+    partial: list[str]
 
     def _count(self, msg: ChatMessage) -> int:
         return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
