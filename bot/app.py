@@ -87,34 +87,44 @@ async def run_app(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def on_sigint() -> None:
-        if any(a.interrupt() for a in adapters):
-            return
-        log.info("interrupted: shutting down")
+    def on_signal(name: str) -> None:
+        if stop.is_set():  # the second signal: no more waiting
+            log.warning("%s again: exiting now", name)
+            os._exit(128 + (signal.SIGINT if name == "SIGINT" else signal.SIGTERM))
+        log.info("%s: shutting down (a second one exits at once)", name)
         stop.set()
 
-    def on_sigterm() -> None:
-        log.info("SIGTERM: shutting down")
-        stop.set()
+    def on_sigint() -> None:
+        if not stop.is_set() and any(a.interrupt() for a in adapters):
+            return
+        on_signal("SIGINT")
 
     with contextlib.suppress(NotImplementedError):  # not available on Windows loops
         loop.add_signal_handler(signal.SIGINT, on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop.add_signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
     try:
         await engine.start()
         adapters = platform_adapters(config, engine) or [console(engine)]
         for adapter in adapters:
             await adapter.start()
             log.info("%s adapter started", adapter.name)
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(asyncio.gather(*(a.wait_closed() for a in adapters))),
-            asyncio.ensure_future(stop.wait()),
-        ]
+        closed: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(a.wait_closed() for a in adapters)))
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         beat = asyncio.create_task(heartbeat(engine, [a.name for a in adapters]))
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in [*waiters, beat]:
+        await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (closed, stopping, beat):
             waiter.cancel()
+        await asyncio.gather(closed, stopping, beat, return_exceptions=True)
     finally:
+        # In order: take nothing new, let running replies finish within the grace (then
+        # cancel them, keeping their text), let adapters send their last words, close.
+        for adapter in adapters:
+            try:
+                await adapter.pause()
+            except Exception:
+                log.exception("pausing the %s adapter failed", adapter.name)
+        await engine.drain()
         for adapter in reversed(adapters):
             try:
                 await adapter.stop()

@@ -11,8 +11,11 @@ class Adapter(Protocol):
     async def start(self) -> None:
         """Connect and begin handling events; returns once running."""
 
+    async def pause(self) -> None:
+        """Stop taking new events (shutdown begins); running turns go on."""
+
     async def stop(self) -> None:
-        """Stop taking new events and close the connection."""
+        """Finish sending and close the connection (after the engine ended its jobs)."""
 
     async def wait_closed(self) -> None:
         """Returns when the adapter ended on its own (console: the user quit)."""

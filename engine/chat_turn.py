@@ -13,7 +13,11 @@ from engine.history import fit_history
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
 from engine.memory.prompt import LeakGuard, fence_sources, with_sources
 from engine.memory.retrieve import Hit
+from engine.reply_text import CleanStream, end_at_sentence
 from engine.scheduler import JobContext
+
+STOP = ("\n<<<SOURCE", "\n<<<END SOURCE")
+"""A reply that starts reciting the fenced sources on a new line has ended."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,25 @@ class ChatTurn:
         t0 = time.perf_counter()
         first: float | None = None
         guard = LeakGuard(self.system)
-        for piece in self.llm.stream_chat(messages, self.params, lambda: ctx.cancelled):
+        stream = CleanStream()  # no prompt markup ever leaves, not even half of it
+        params = self.params.with_(stop=tuple(dict.fromkeys((*self.params.stop, *STOP))))
+        tokens = 0
+        for piece in self.llm.stream_chat(messages, params, lambda: ctx.cancelled):
             if first is None:
                 first = time.perf_counter() - t0
+            tokens += 1
             if guard.feed(piece):  # reciting its instructions: stop, keep none of it
                 self.partial.clear()
                 raise InputError("reply recited the system prompt", user_message=(
                     "I can't share my instructions. Ask me something else!"))
-            self.partial.append(piece)
-            ctx.emit(piece)
-        return Completion("".join(self.partial), len(self.partial), first,
-                          time.perf_counter() - t0)
+            self._emit(ctx, stream.feed(piece))
+        self._emit(ctx, stream.close())
+        text, truncated = stream.text, False
+        if tokens >= params.max_tokens and not ctx.cancelled:  # ran out of room mid-reply
+            text, truncated = end_at_sentence(text)
+        return Completion(text, tokens, first, time.perf_counter() - t0, truncated=truncated)
+
+    def _emit(self, ctx: JobContext, text: str) -> None:
+        if text:
+            self.partial.append(text)
+            ctx.emit(text)

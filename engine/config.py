@@ -151,6 +151,15 @@ class TelegramConfig:
     webhook_port: int = bounded(8443, min=1, max=65535)
     edit_interval_s: float = bounded(1.2, min=0.3)
     """Streaming replies are edited at most this often (Telegram rate limits)."""
+    api_base: str = ""
+    """A self-hosted Bot API server, e.g. ``http://127.0.0.1:8081``; empty: Telegram's own."""
+    local_mode: bool = False
+    """The self-hosted server runs with ``--local``: files up to 2 GB, read from its disk."""
+
+    @property
+    def max_download_mb(self) -> float:
+        """The Bot API's getFile limit: 20 MB on Telegram's server, 2 GB on a local one."""
+        return 2000.0 if self.local_mode else 20.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +295,12 @@ def config_from_dict(
                                                                          "rediss://")):
         raise ConfigError(f"{name}: [llm] redis_url must be a redis:// URL for backend "
                           f"'redis', got {cfg.llm.redis_url!r}")
+    if cfg.telegram.api_base and not cfg.telegram.api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: [telegram] api_base must be an http(s) URL, got "
+                          f"{cfg.telegram.api_base!r}")
+    if cfg.telegram.local_mode and not cfg.telegram.api_base:
+        raise ConfigError(f"{name}: [telegram] local_mode needs api_base (your own Bot API "
+                          "server started with --local)")
     if cfg.llm.backend == "openai" and not cfg.llm.api_base.startswith(("http://", "https://")):
         raise ConfigError(f"{name}: [llm] api_base must be an http(s) URL for backend "
                           f"'openai', got {cfg.llm.api_base!r}")

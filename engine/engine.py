@@ -7,7 +7,7 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from engine.errors import (
     NotAllowed,
     SchedulerStopped,
 )
+from engine.inbox import Inbox
 from engine.llm.base import Completion, LLMBackend, SamplingParams
 from engine.llm.factory import make_backend
 from engine.locking import DataDirLock
@@ -40,13 +41,15 @@ from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
 from engine.ratelimit import RateLimiter
 from engine.records import AskResult, ChatResult, StoredMessage, UserRef
+from engine.reply_text import is_blank, visible
 from engine.scheduler import Job, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
+from engine.voice.audio import VoiceNote
 from engine.voice.cloning import VoiceCloning
 from engine.voice.library import VoiceLibrary
 from engine.voice.narrate import VoiceNarrator
-from engine.voice.service import Voice
+from engine.voice.service import SpokenReply, Voice
 
 __all__ = ["AskResult", "ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
 
@@ -64,8 +67,11 @@ class ChatReply:
     """
 
     def __init__(self, persona: Persona, job: Job[Completion], sources: list[Hit],
-                 done: asyncio.Task[ChatResult], disclosure: str = "") -> None:
+                 done: asyncio.Task[ChatResult], disclosure: str = "",
+                 reply_mode: str = "text") -> None:
         self.persona = persona
+        self.reply_mode = reply_mode
+        """``text``, ``voice`` or ``both``: how this user wants replies (their setting)."""
         self.job = job
         self.sources = sources
         """What memory gave the model, in citation order ([1] is ``sources[0]``)."""
@@ -98,6 +104,7 @@ class Engine:
         self.sampling = SamplingParams.from_config(config.llm)
         self.db = Database(config.storage.effective_database_url)
         self.conversations = ConversationStore(self.db)
+        self.inbox = Inbox(self.db)
         self.rate = RateLimiter(config.engine.rate_per_minute, config.engine.rate_burst)
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=config.llm.workers)
@@ -175,6 +182,11 @@ class Engine:
                      persona.name, len(persona.source_files()))
             report = await Ingestor(self.memory, persona).run(persona.source_files())
             log.info("%s", report.summary().replace("\n", ";"))
+
+    async def drain(self) -> None:
+        """Shutdown, first step: refuse new work, drop queued jobs, give running ones
+        ``[engine] shutdown_grace_s`` to finish, then cancel them (their text is kept)."""
+        await self.scheduler.stop()
 
     async def stop(self) -> None:
         """Finish or cancel running jobs, store their replies, release the model and database."""
@@ -287,7 +299,8 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         disclosure = await self._disclose(user, p)
-        return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x))
+        return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x),
+                         await self.reply_mode(user))
 
     async def _disclose(self, user: UserRef, persona: Persona) -> str:
         """The AI disclosure, the first time this persona talks to this user."""
@@ -350,8 +363,8 @@ class Engine:
                          sources=hits)
 
     def _check_text(self, text: str) -> str:
-        text = text.strip()
-        if not text:
+        text = visible(text).strip()
+        if is_blank(text):
             raise InputError("empty message", user_message="Say something and I'll answer.")
         limit = self.config.engine.max_message_chars
         if len(text) > limit:
@@ -401,14 +414,18 @@ class Engine:
                                                            "Please try again.")
             completion = None
         status = _status_of(error)
+        tokens = len(partial)
         if completion is not None:
             self.generated_tokens += completion.tokens
             self.generation_s += completion.total_s
+            tokens = completion.tokens
+            if completion.truncated:
+                status = "truncated"
         text = completion.text if completion else "".join(partial)
         message_id = await self.conversations.finish_reply(state, reply_id, text,
-                                                           status=status, tokens=len(partial))
+                                                           status=status, tokens=tokens)
         return ChatResult(
-            status=status, text=text, message_id=message_id, tokens=len(partial), error=error,
+            status=status, text=text, message_id=message_id, tokens=tokens, error=error,
             wait_s=job.wait_s, run_s=job.run_s,
             first_token_s=completion.first_token_s if completion else None,
             sources=hits,
@@ -427,12 +444,28 @@ class Engine:
         uid = await self.conversations.find_user_id(user)  # forgetting creates no one
         voice_ids = await self.voice.library.ids_created_by(uid) if uid is not None else []
         forgotten = await self.conversations.forget(user)
+        await self.inbox.forget_user(user.key)
         for voice_id in voice_ids:
             self.voice.forget_voice(voice_id)
         self.voice.library.remove_files(voice_ids)
         shutil.rmtree(self.user_files(user), ignore_errors=True)
         await self.db.scrub()
         return forgotten
+
+    # -- voice ------------------------------------------------------------------------------
+
+    async def speak_stream(self, pieces: AsyncIterable[str], *, user: UserRef,
+                           persona: Persona) -> SpokenReply:
+        """Speak a reply while it is written, in ``persona``'s voice."""
+        return await self.voice.speak_stream(pieces, user=user.key, persona=persona)
+
+    async def speak(self, text: str, *, user: UserRef, persona: Persona) -> VoiceNote:
+        """``text`` as one voice note in ``persona``'s voice (🔊 on an earlier reply)."""
+        return await self.voice.speak(text, user=user.key, persona=persona)
+
+    async def transcribe(self, audio: bytes, *, user: UserRef) -> str:
+        """The words of a voice note or audio file."""
+        return await self.voice.transcribe(audio, user=user.key)
 
     def cancel(self, user: UserRef) -> int:
         """Cancel the user's queued and running requests (``/cancel``)."""

@@ -50,6 +50,11 @@ class ChatResult:
     def grounded(self) -> bool:
         return bool(self.sources)
 
+    @property
+    def truncated(self) -> bool:
+        """The model ran out of room; the text ends at its last whole sentence."""
+        return self.status == "truncated"
+
 
 @dataclass(frozen=True)
 class AskResult:

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.console.stories import STORY_HELP, StoryCommands
 from bot.console.voices import VOICE_HELP, VoiceCommands
+from bot.stories import STORY_HELP, StoryCommands
+from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
 from engine.memory.retrieve import Hit
 from engine.personas import Persona
-from engine.voice.service import SpokenReply
+from engine.voice.audio import VoiceNote
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class ConsoleAdapter:
         self.story_commands = StoryCommands(engine, self.user, self._write)
         self.voice = voice
         self.voice_dir = engine.config.storage.data_dir / "voice"
-        self._spoken: SpokenReply | None = None
+        self._spoken: VoiceNote | None = None
         self._voice_count = 0
         self.voice_commands = VoiceCommands(engine, self.user, self._write, self._next_line,
                                             self.voice_dir)
@@ -99,6 +101,9 @@ class ConsoleAdapter:
                          daemon=True).start()
         self._task = asyncio.create_task(self._repl(), name="doppel-console")
         self._task.add_done_callback(lambda _t: self._closed.set())
+
+    async def pause(self) -> None:
+        return None
 
     async def stop(self) -> None:
         if self._replying:
@@ -222,41 +227,31 @@ class ConsoleAdapter:
         finally:
             self._replying = False
 
-    async def _stream(self, reply: ChatReply) -> None:
-        """Print the reply as it comes; with voice on, speak it sentence by sentence too."""
-        self._spoken = None
-        speak = self.voice if self.voice is not None else (
-            await self.engine.reply_mode(self.user) != "text")
-
-        async def printed() -> AsyncIterator[str]:
-            async for chunk in reply:
-                self._write(chunk)
-                yield chunk
-
-        if not speak:
-            async for _ in printed():
-                pass
-            return
-        try:
-            self._spoken = await self.engine.voice.speak_stream(printed(), user=self.user.key,
-                                                                persona=reply.persona)
-        except DoppelError as exc:
-            log.info("no voice note: %s", exc)
+    async def _stream(self, reply: ChatReply) -> str:
+        """Print the reply as it comes (the shared turn driver decides when, and whether
+        to speak it too); returns what was printed."""
+        view = _TerminalView(self._write)
+        spoken = self.voice if self.voice is not None else False
+        result, note = await deliver(self.engine, view, self.user, reply, spoken=spoken)
+        self._spoken = note
+        rest = result.text[len(view.printed):] if result.text.startswith(view.printed) else ""
+        self._write(rest)
+        return view.printed + rest
 
     async def _save_voice(self) -> None:
-        if self._spoken is None:
+        if self._spoken is None or self.voice is False:
             return
         self._voice_count += 1
         path = self.voice_dir / f"reply-{int(time.time())}-{self._voice_count}.ogg"
         try:
             self.voice_dir.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self._spoken.note.ogg)
+            path.write_bytes(self._spoken.ogg)
         except OSError as exc:  # a full disk loses the voice note, never the conversation
             self._write(f"(could not save the voice note: {exc.strerror})\n")
             self._spoken = None
             return
         caption = self.engine.config.voice.disclosure
-        self._write(f"(voice note: {path}, {self._spoken.note.duration_s:.1f} s"
+        self._write(f"(voice note: {path}, {self._spoken.duration_s:.1f} s"
                     + (f"; {caption}" if caption else "") + ")\n")
         self._spoken = None
 
@@ -264,9 +259,12 @@ class ConsoleAdapter:
         if reply.disclosure:
             self._write(f"(🤖 {reply.disclosure})\n")
         self._write(f"{reply.persona.display_name}: ")
-        await self._stream(reply)
+        printed = await self._stream(reply)
         result = await reply.result()
-        if result.status != "complete":
+        if result.truncated:
+            self._write(("" if printed.endswith(result.text) else " …") +
+                        f"\n{TRUNCATED_NOTE.replace('⏩ Continue', '/continue')}")
+        elif result.status != "complete":
             ending = ENDINGS.get(result.status)
             if ending is None and result.error is not None:
                 ending = result.error.user_message
@@ -313,6 +311,8 @@ class ConsoleAdapter:
             path = self.engine.config.storage.data_dir / f"export-{int(time.time())}.zip"
             await asyncio.to_thread(path.write_bytes, data)
             self._write(f"Everything stored about you: {path} ({len(data) // 1024 + 1} KB)\n")
+        elif name == "/continue":
+            await self._chat(CONTINUE_PROMPT)
         elif name == "/cancel":
             n = self.engine.cancel(self.user)
             self._write(f"Cancelled {n} request(s).\n" if n else "Nothing to cancel.\n")
@@ -362,3 +362,37 @@ class ConsoleAdapter:
     def _write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
+
+
+class _TerminalView:
+    """The live part of a turn in a terminal: text is printed as it grows (no edits)."""
+
+    interval_s = 0.0
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.printed = ""
+
+    async def queued(self, position: int) -> None:
+        return None  # the console prints its place in line itself
+
+    async def dequeued(self) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def activity(self, voice: bool) -> AsyncIterator[None]:
+        yield
+
+    async def show(self, text: str) -> None:
+        if text.startswith(self.printed):
+            self.write(text[len(self.printed):])
+            self.printed = text
+
+    async def finish(self, text: str, buttons: Sequence[Button]) -> None:
+        return None
+
+    async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
+        return None
+
+    def title(self, text: str) -> str:
+        return text

@@ -13,11 +13,12 @@ import discord
 from discord import app_commands
 
 from bot.discord import commands
-from bot.discord.components import ComponentHandler, reply_buttons
-from bot.discord.stream import StreamedReply
+from bot.discord.components import ComponentHandler
+from bot.discord.stream import DiscordTurnView
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
-from bot.pacing import reply_body, stream_reply
+from bot.ordering import ChatOrder
+from bot.turn import chat_turn
 from engine.config import DiscordConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError, NotAllowed
@@ -57,6 +58,8 @@ class DiscordAdapter:
         self.client.event(self.on_interaction)
         self.client.on_error = self.on_event_error  # type: ignore[method-assign]
         self.components = ComponentHandler(self)
+        self.order = ChatOrder()
+        self.stopping = False
         commands.register(self)
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -85,7 +88,12 @@ class DiscordAdapter:
         finally:
             self._closed.set()
 
+    async def pause(self) -> None:
+        """New messages are answered with "restarting" from now on; running turns go on."""
+        self.stopping = True
+
     async def stop(self) -> None:
+        self.stopping = True
         await self.client.close()
         if self._task is not None:
             self._task.cancel()
@@ -178,9 +186,18 @@ class DiscordAdapter:
     # -- messages ---------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
+        """Messages of one channel are taken in order, channels at once (``ChatOrder``)."""
         me = self.client.user
         if message.author.bot or me is None or message.author.id == me.id:
             return
+        if self.stopping:
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply("I'm restarting; please send that again in a minute.",
+                                    mention_author=False)
+            return
+        await self.order.run(str(message.channel.id), self._message(message, me))
+
+    async def _message(self, message: discord.Message, me: discord.ClientUser) -> None:
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
         # An uncached server's channel is a PartialMessageable that still knows its guild.
@@ -219,7 +236,7 @@ class DiscordAdapter:
         user = user_ref(message.author)
         async with message.channel.typing():
             data = await audio.read()
-            heard = await self.engine.voice.transcribe(data, user=user.key)
+            heard = await self.engine.transcribe(data, user=user)
         await message.reply(f"🎙 you said: {heard}", mention_author=False)
         await self._answer(message.channel, message.author, heard, spoken=True)
 
@@ -227,6 +244,18 @@ class DiscordAdapter:
                           guild_id: int | None) -> Any:
         return await self.engine.current_persona(user, chat_key(channel_id, guild_id),
                                                  server=server_key(guild_id))
+
+    def view(self, channel: discord.abc.Messageable, reply_to: discord.Message | None = None,
+             interaction: discord.Interaction[Any] | None = None) -> DiscordTurnView:
+        channel_id = getattr(channel, "id", None)
+
+        async def voice(note: VoiceNote) -> None:
+            if channel_id is not None:
+                await self.send_voice(channel_id, note)
+
+        return DiscordTurnView(channel, self.sender(channel, reply_to, interaction),
+                               send_voice=voice, interval_s=self.config.edit_interval_s,
+                               voice_caption=self.engine.config.voice.disclosure)
 
     async def _answer(self, channel: discord.abc.Messageable, author: discord.abc.User,
                       text: str, *, reply_to: discord.Message | None = None,
@@ -237,35 +266,9 @@ class DiscordAdapter:
         user = user_ref(author)
         channel_id = getattr(channel, "id", None)
         persona = await self.persona_for(user, channel_id, guild_id)
-        waiting: list[Any] = []
-
-        def position(n: int) -> None:
-            async def tell() -> None:
-                waiting.append(await channel.send(f"You are #{n} in line."))
-            asyncio.get_running_loop().create_task(tell())
-
-        reply = await self.engine.chat(user, text, chat_key=chat_key(channel_id, guild_id),
-                                       persona=persona.name, on_position=position)
-        mode = await self.engine.reply_mode(user)
-        speak = spoken or mode != "text"
-        out = StreamedReply(self.sender(channel, reply_to, interaction),
-                            interval_s=self.config.edit_interval_s,
-                            prefix=f"🤖 {reply.disclosure}\n\n" if reply.disclosure else "")
-        async with channel.typing():
-            result, note = await stream_reply(self.engine, reply, out, speak=speak,
-                                              voice_only=mode == "voice", user_key=user.key)
-        for m in waiting:
-            with contextlib.suppress(discord.HTTPException):
-                await m.delete()
-        body = reply_body(result)
-        view = reply_buttons(result.message_id)
-        if note is None or mode != "voice":
-            await out.finish(body, view)
-        if note is not None and channel_id is not None:
-            await self.send_voice(channel_id, note)
-            if mode == "voice":
-                disclosure = self.engine.config.voice.disclosure or "🔊"
-                await channel.send(f"🔊 {disclosure}".strip(), view=view)
+        await chat_turn(self.engine, self.view(channel, reply_to, interaction), user, text,
+                        chat_key=chat_key(channel_id, guild_id), persona=persona.name,
+                        spoken=spoken)
 
     def sender(self, channel: discord.abc.Messageable, reply_to: discord.Message | None,
                interaction: discord.Interaction[Any] | None) -> Any:

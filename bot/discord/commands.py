@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.console.stories import StoryCommands, overlay
 from bot.discord.components import history_embed, ideas_view
 from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, server_key, user_ref
+from bot.stories import StoryCommands, overlay
 from engine.errors import InputError, NotAllowed
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
 

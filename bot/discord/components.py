@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.discord.stream import Buttons, StreamedReply, button
+from bot.discord.stream import Buttons, StreamedReply, button, view_of
 from bot.discord.users import chat_key, user_ref
-from engine.errors import DoppelError, InputError
+from bot.turn import CONTINUE_PROMPT, button_number, story_buttons, story_turn
+from engine.errors import InputError
 from engine.records import StoredMessage, UserRef
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
@@ -26,21 +27,6 @@ HISTORY_PAGE = 8
 
 def cid(action: str, value: str | int = "") -> str:
     return f"{PREFIX}:{action}:{value}"[:100]
-
-
-def reply_buttons(message_id: int | None) -> Buttons:
-    items = [button("Again", cid("regen"), emoji="🔁"),
-             button("Read aloud", cid("say"), emoji="🔊")]
-    if message_id is not None:
-        items.insert(0, button("Favourite", cid("favmsg", message_id), emoji="⭐"))
-    return Buttons(*items)
-
-
-def story_buttons(record: StoryRecord) -> Buttons:
-    ideas = f"{record.genre[:40]}|{record.language}|{record.age_group}"
-    return Buttons(button("Favourite", cid("fav", record.id), emoji="⭐"),
-                   button("Read aloud", cid("narrate", record.id), emoji="🔊"),
-                   button("More ideas", cid("ideas", ideas), emoji="💡"))
 
 
 def ideas_view(ideas: list[str], genre: str, language: str, age: str) -> Buttons:
@@ -99,13 +85,13 @@ class ComponentHandler:
         user = user_ref(interaction.user)
         engine = self.engine
         if action == "favmsg":
-            await engine.favourite_message(user, int(value))
+            await engine.favourite_message(user, button_number(value))
             await interaction.followup.send("⭐ Saved to your favourites.", ephemeral=True)
         elif action == "fav":
-            record = await engine.stories.favourite(user, int(value))
+            record = await engine.stories.favourite(user, button_number(value))
             await interaction.followup.send(f"⭐ Saved \"{record.title}\".", ephemeral=True)
         elif action == "narrate":
-            parts = await engine.stories.narrate(user, int(value))
+            parts = await engine.stories.narrate(user, button_number(value))
             await interaction.followup.send(f"🔊 Reading it aloud ({len(parts)} part"
                                             f"{'s' if len(parts) > 1 else ''}).")
             for part in parts:
@@ -114,19 +100,22 @@ class ComponentHandler:
             await self._say(interaction)
         elif action == "regen":
             await self._regenerate(interaction)
+        elif action == "continue":
+            await self._chat(interaction, CONTINUE_PROMPT)
         elif action in ("ideas", "more", "idea"):
             await self._ideas(interaction, action, value)
         elif action == "hp":
             page, _, search = value.partition("|")
-            await self.show_history(interaction, int(page), search)
+            await self.show_history(interaction, button_number(page), search)
         elif action == "open":
             values: list[Any] = list(data.get("values") or [])
             if not values:
                 raise InputError("no story chosen", user_message="Choose a story to open.")
-            record = await engine.stories.open(user, int(str(values[0])))
+            record = await engine.stories.open(user, button_number(str(values[0])))
             out = StreamedReply(self.adapter.sender(interaction.channel,  # type: ignore[arg-type]
                                                     None, interaction))
-            await out.finish(f"**{record.title}**\n\n{record.content}", story_buttons(record))
+            await out.finish(f"**{record.title}**\n\n{record.content}",
+                             view_of(story_buttons(record)))
         elif action == "forget":
             if value == "yes":
                 await engine.forget(user)
@@ -152,15 +141,18 @@ class ComponentHandler:
         user, last = await self._last(interaction, "assistant", "There is no reply to read.")
         persona = await self.adapter.persona_for(user, interaction.channel_id,
                                                  interaction.guild_id)
-        note = await self.engine.voice.speak(last.content, user=user.key, persona=persona)
+        note = await self.engine.speak(last.content, user=user, persona=persona)
         await interaction.followup.send("🔊")
         await self.adapter.send_voice(interaction.channel_id or 0, note)
 
     async def _regenerate(self, interaction: discord.Interaction[Any]) -> None:
         _, question = await self._last(interaction, "user", "There is nothing to redo yet.")
+        await self._chat(interaction, question.content)
+
+    async def _chat(self, interaction: discord.Interaction[Any], text: str) -> None:
         assert interaction.channel is not None
         await self.adapter._answer(interaction.channel,  # type: ignore[arg-type]
-                                   interaction.user, question.content,
+                                   interaction.user, text,
                                    guild_id=interaction.guild_id, interaction=interaction)
 
     async def _ideas(self, interaction: discord.Interaction[Any], action: str,
@@ -185,19 +177,11 @@ class ComponentHandler:
     async def write_story(self, interaction: discord.Interaction[Any],
                           request: StoryRequest) -> None:
         """Stream a new story into follow-ups of the (deferred) interaction."""
-        user = user_ref(interaction.user)
-        key = chat_key(interaction.channel_id, interaction.guild_id)
-        reply = await self.engine.stories.create(user, request, chat_key=key)
-        out = StreamedReply(self.adapter.sender(interaction.channel,  # type: ignore[arg-type]
-                                                None, interaction),
-                            interval_s=self.adapter.config.edit_interval_s)
-        text = "".join([p async for p in out.pieces(reply)])
-        try:
-            record = await reply.result()
-        except DoppelError as exc:
-            await out.finish((text + "\n\n" if text else "") + exc.user_message)
-            return
-        await out.finish(f"**{record.title}**\n\n{record.content}", story_buttons(record))
+        assert interaction.channel is not None
+        view = self.adapter.view(interaction.channel,  # type: ignore[arg-type]
+                                 None, interaction)
+        await story_turn(self.engine, view, user_ref(interaction.user), request,
+                         chat_key=chat_key(interaction.channel_id, interaction.guild_id))
 
     async def show_history(self, interaction: discord.Interaction[Any], page: int,
                            search: str) -> None:

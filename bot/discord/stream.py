@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import discord
 
 from bot.pacing import PacedReply
+from bot.turn import Button
+from engine.voice.audio import VoiceNote
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,8 @@ class StreamedReply(PacedReply[Editable]):
 
     limit = LIMIT
 
-    def __init__(self, send: Send, *, interval_s: float = 1.0, prefix: str = "") -> None:
-        super().__init__(interval_s=interval_s, prefix=prefix)
+    def __init__(self, send: Send, *, interval_s: float = 1.0) -> None:
+        super().__init__(interval_s=interval_s)
         self.send = send
 
     async def _send(self, text: str, buttons: discord.ui.View | None = None) -> Editable:
@@ -63,3 +66,58 @@ class StreamedReply(PacedReply[Editable]):
             await message.edit(content=text, view=buttons)
         except discord.HTTPException as exc:
             log.warning("edit failed: %s", exc)
+
+
+def view_of(buttons: Sequence[Button]) -> Buttons | None:
+    """Platform-free buttons drawn with ``custom_id`` ``dp:ACTION:VALUE``."""
+    if not buttons:
+        return None
+    return Buttons(*(button(b.label, f"dp:{b.action}:{b.value}") for b in buttons))
+
+
+class DiscordTurnView:
+    """A turn rendered in a Discord channel or as follow-ups of an interaction."""
+
+    def __init__(self, channel: discord.abc.Messageable, send: Send, *,
+                 send_voice: Callable[[VoiceNote], Awaitable[None]], interval_s: float,
+                 voice_caption: str = "") -> None:
+        self.channel = channel
+        self.interval_s = interval_s
+        self.out = StreamedReply(send, interval_s=interval_s)
+        self._send_voice = send_voice
+        self.voice_caption = voice_caption
+        self._position: Any = None
+
+    async def queued(self, position: int) -> None:
+        text = f"You are #{position} in line."
+        if self._position is None:
+            self._position = await self.channel.send(text)
+        else:
+            with contextlib.suppress(discord.HTTPException):
+                await self._position.edit(content=text)
+
+    async def dequeued(self) -> None:
+        if self._position is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._position.delete()
+            self._position = None
+
+    @contextlib.asynccontextmanager
+    async def activity(self, voice: bool) -> AsyncIterator[None]:
+        async with self.channel.typing():
+            yield
+
+    async def show(self, text: str) -> None:
+        await self.out.update(text)
+
+    async def finish(self, text: str, buttons: Sequence[Button]) -> None:
+        await self.out.finish(text, view_of(buttons))
+
+    def title(self, text: str) -> str:
+        return f"**{text}**"
+
+    async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
+        await self._send_voice(note)
+        view = view_of(buttons)
+        if view is not None:  # voice only: the buttons need a message of their own
+            await self.channel.send(f"🔊 {self.voice_caption}".strip(), view=view)

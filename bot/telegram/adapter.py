@@ -7,6 +7,7 @@ shares the process's one event loop with the other adapters.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -14,7 +15,6 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    Message,
     Update,
 )
 from telegram.constants import ChatAction, ChatType
@@ -29,11 +29,12 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.pacing import reply_body, stream_reply
 from bot.telegram.stories import StoryHandlers
-from bot.telegram.stream import StreamedReply, chat_action
+from bot.telegram.stream import StreamedReply, TelegramTurnView, chat_action, markup
+from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
 from bot.telegram.users import chat_key, user_ref
 from bot.telegram.voices import VoiceHandlers
+from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, story_buttons
 from engine.config import TelegramConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError
@@ -41,7 +42,9 @@ from engine.errors import DoppelError, InputError
 log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
-MAX_DOWNLOAD = 20 * 1024 * 1024  # Bot API getFile limit
+STOP_WAIT_S = 15.0
+"""After the engine has ended its jobs, handlers get this long to send their last words."""
+CAN_DO = ("I can chat by text or voice note, write stories (/story) and more: see /help.")
 COMMANDS = [
     ("start", "Who I am, and how this works"),
     ("story", "Write a children's story: /story [genre=... age=...] [idea]"),
@@ -69,7 +72,15 @@ class TelegramAdapter:
                  rate_limit: bool = True) -> None:
         self.engine = engine
         self.config = config
-        builder = Application.builder().token(token)
+        self.processor = OrderedProcessor(engine.inbox)
+        self.queue = DurableQueue(engine.inbox)
+        builder = (Application.builder().token(token)
+                   .update_queue(self.queue)
+                   .concurrent_updates(self.processor))
+        if config.api_base:  # a self-hosted Bot API server
+            base = config.api_base.rstrip("/")
+            builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+            builder = builder.local_mode(config.local_mode)
         if request is not None:
             builder = builder.request(request)
         if updates_request is not None:
@@ -78,7 +89,7 @@ class TelegramAdapter:
             builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self._closed = asyncio.Event()
-        self.stories = StoryHandlers(engine, config)
+        self.stories = StoryHandlers(engine, config, self.view)
         self.voices = VoiceHandlers(engine)
         self._register()
 
@@ -108,6 +119,11 @@ class TelegramAdapter:
         app.add_handler(MessageHandler(allowed & filters.ChatType.GROUPS & text,
                                        self.group_text))
         app.add_handler(MessageHandler(allowed & (filters.VOICE | filters.AUDIO), self.audio))
+        app.add_handler(MessageHandler(allowed & filters.COMMAND, self.unknown_command))
+        # Photos, stickers, locations, files...: say what the bot can do (privately).
+        app.add_handler(MessageHandler(allowed & filters.ChatType.PRIVATE, self.other))
+        edited = filters.UpdateType.EDITED_MESSAGE & filters.ChatType.PRIVATE
+        app.add_handler(MessageHandler(edited, self.edited))
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_error_handler(self.on_error)
 
@@ -115,6 +131,7 @@ class TelegramAdapter:
         await self.app.initialize()
         await self.app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
         await self.app.start()
+        await self._resume()
         assert self.app.updater is not None
         if self.config.mode == "webhook":
             await self.app.updater.start_webhook(
@@ -124,9 +141,38 @@ class TelegramAdapter:
             await self.app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
         log.info("telegram: @%s is %s", self.app.bot.username, self.config.mode)
 
-    async def stop(self) -> None:
+    async def _resume(self) -> None:
+        """What the last run received and did not finish: handle what never started, tell
+        the senders of what was cut off."""
+        for item in await self.engine.inbox.unhandled(PLATFORM):
+            if not item.started:
+                log.info("handling update %s received before the restart", item.update_id)
+                update = Update.de_json(json.loads(item.payload), self.app.bot)
+                await self.queue.replay(update)
+                continue
+            if item.chat_id:
+                try:
+                    await self.app.bot.send_message(int(item.chat_id), (
+                        f"Sorry, I restarted before I could answer \u201c{item.summary}"
+                        "\u201d. Please send it again."))
+                except Exception:  # the chat may be gone; nothing more to do for it
+                    log.warning("could not tell chat %s about a lost update", item.chat_id)
+            await self.engine.inbox.done(PLATFORM, item.update_id)
+
+    async def pause(self) -> None:
+        """Stop taking updates: fetching ends, nothing received starts any more (it waits in
+        the inbox for the next start); running handlers go on."""
+        self.processor.stopping = True
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
+
+    async def stop(self) -> None:
+        await self.pause()
+        running = set(self.processor.running)
+        if running:  # the engine has ended their model work: they are sending last words
+            _, late = await asyncio.wait(running, timeout=STOP_WAIT_S)
+            for task in late:
+                task.cancel()
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
@@ -190,42 +236,21 @@ class TelegramAdapter:
             raise InputError("no question", user_message="Ask me something: /ask question")
         await self._answer(update, context, question)
 
+    def view(self, update: Update, context: Context) -> TelegramTurnView:
+        msg, chat = update.effective_message, update.effective_chat
+        assert chat is not None
+        from_button = update.callback_query is not None
+        return TelegramTurnView(
+            context.bot, chat.id,
+            reply_to=msg.message_id if msg is not None and not from_button else None,
+            thread_id=msg.message_thread_id if msg is not None else None,
+            interval_s=self.config.edit_interval_s,
+            voice_caption=self.engine.config.voice.disclosure)
+
     async def _answer(self, update: Update, context: Context, text: str, *,
                       spoken: bool = False) -> None:
-        msg, chat = update.effective_message, update.effective_chat
-        assert msg is not None and chat is not None
-        user = user_ref(update)
-        waiting: list[Message] = []
-
-        def position(n: int) -> None:
-            async def tell() -> None:
-                waiting.append(await context.bot.send_message(chat.id, f"You are #{n} in line."))
-            asyncio.get_running_loop().create_task(tell())
-
-        reply = await self.engine.chat(user, text, chat_key=chat_key(update),
-                                       on_position=position)
-        mode = await self.engine.reply_mode(user)
-        speak = spoken or mode != "text"
-        out = StreamedReply(context.bot, chat.id, reply_to=msg.message_id,
-                            interval_s=self.config.edit_interval_s,
-                            thread_id=msg.message_thread_id,
-                            prefix=f"🤖 {reply.disclosure}\n\n" if reply.disclosure else "")
-        action = ChatAction.RECORD_VOICE if speak and mode == "voice" else ChatAction.TYPING
-        async with chat_action(context.bot, chat.id, action):
-            result, note = await stream_reply(self.engine, reply, out, speak=speak,
-                                              voice_only=mode == "voice", user_key=user.key)
-        for m in waiting:
-            await m.delete()
-        text_out = reply_body(result)
-        row = [InlineKeyboardButton("🔁 Again", callback_data="regen"),
-               InlineKeyboardButton("🔊 Read aloud", callback_data="say")]
-        if result.message_id is not None:
-            row.insert(0, InlineKeyboardButton("⭐", callback_data=f"favmsg|{result.message_id}"))
-        buttons = InlineKeyboardMarkup([row])
-        if mode != "voice" or note is None:
-            await out.finish(text_out, buttons)
-        if note is not None:
-            await self._send_voice(context, chat.id, note.ogg, note.duration_s)
+        await chat_turn(self.engine, self.view(update, context), user_ref(update), text,
+                        chat_key=chat_key(update), spoken=spoken)
 
     async def _send_voice(self, context: Context, chat_id: int, ogg: bytes,
                           duration: float) -> None:
@@ -238,9 +263,10 @@ class TelegramAdapter:
         assert msg is not None
         media = msg.voice or msg.audio
         assert media is not None
-        if (media.file_size or 0) > MAX_DOWNLOAD:
-            raise InputError("file too big", user_message="That file is over 20 MB, more than "
-                                                          "Telegram lets me download.")
+        limit_mb = min(self.config.max_download_mb, self.engine.config.voice.max_input_mb)
+        if (media.file_size or 0) > limit_mb * 1024 * 1024:
+            raise InputError("file too big", user_message=(
+                f"That file is over {limit_mb:g} MB, more than I can download and listen to."))
         if msg.chat.type != ChatType.PRIVATE and not (
                 msg.reply_to_message and msg.reply_to_message.from_user
                 and msg.reply_to_message.from_user.id == context.bot.id):
@@ -250,9 +276,33 @@ class TelegramAdapter:
             if self.voices.collecting(update):  # a clip for a voice being cloned
                 await self.voices.clip(update, data)
                 return
-            heard = await self.engine.voice.transcribe(data, user=user_ref(update).key)
+            heard = await self.engine.transcribe(data, user=user_ref(update))
         await msg.reply_text(f"🎙 you said: {heard}")
         await self._answer(update, context, heard, spoken=True)
+
+    async def unknown_command(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None and msg.text is not None
+        name = msg.text.split(maxsplit=1)[0].split("@", 1)[0]
+        if "@" in msg.text.split(maxsplit=1)[0] and not msg.text.split(maxsplit=1)[0].lower(
+                ).endswith(f"@{(context.bot.username or '').lower()}"):
+            return  # a command for another bot in the group
+        await msg.reply_text(f"I don't know {name}. {CAN_DO}")
+
+    async def other(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        if msg is None:
+            return
+        what = ("photos" if msg.photo else "stickers" if msg.sticker else
+                "locations" if msg.location or msg.venue else
+                "files" if msg.document else "that kind of message")
+        await msg.reply_text(f"I can't read {what} yet. {CAN_DO}")
+
+    async def edited(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        if msg is not None:
+            await msg.reply_text("I only see new messages: send your change as a new one "
+                                 "and I'll answer it.")
 
     async def cancel(self, update: Update, context: Context) -> None:
         n = self.engine.cancel(user_ref(update))
@@ -296,34 +346,34 @@ class TelegramAdapter:
 
     async def button(self, update: Update, context: Context) -> None:
         query = update.callback_query
-        assert query is not None and query.data is not None
+        assert query is not None
         user = user_ref(update)
-        action, _, value = query.data.partition("|")
+        action, _, value = (query.data or "").partition("|")
+        if action not in BUTTONS:
+            await query.answer("That button no longer works. Try /help.")
+            return
         if action != "favmsg":
             await query.answer()
+        chat_id = update.effective_chat.id if update.effective_chat else user.user_id
         if action == "sf":  # the /story flow: genre, then age, language, length
             await self.stories.story_flow(update, context, value)
         elif action == "fav":
-            record = await self.engine.stories.favourite(user, int(value))
-            await context.bot.send_message(query.message.chat.id if query.message else
-                                           user.user_id, f"⭐ Saved \"{record.title}\".")
+            record = await self.engine.stories.favourite(user, button_number(value))
+            await context.bot.send_message(chat_id, f"⭐ Saved \"{record.title}\".")
         elif action == "favmsg":
-            await self.engine.favourite_message(user, int(value))
+            await self.engine.favourite_message(user, button_number(value))
             await query.answer("⭐ Saved to your favourites")
         elif action == "narrate":
-            assert update.effective_chat is not None
-            for part in await self.engine.stories.narrate(user, int(value)):
-                await self._send_voice(context, update.effective_chat.id, part.ogg,
-                                       part.duration_s)
+            async with chat_action(context.bot, int(chat_id), ChatAction.RECORD_VOICE):
+                parts = await self.engine.stories.narrate(user, button_number(value))
+            for part in parts:
+                await self._send_voice(context, int(chat_id), part.ogg, part.duration_s)
         elif action == "open":
-            r = await self.engine.stories.open(user, int(value))
-            assert update.effective_chat is not None
-            await StreamedReply(context.bot, update.effective_chat.id).finish(
-                f"{r.title}\n\n{r.content}", InlineKeyboardMarkup([[
-                    InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{r.id}"),
-                    InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{r.id}")]]))
+            r = await self.engine.stories.open(user, button_number(value))
+            await StreamedReply(context.bot, int(chat_id)).finish(
+                f"{r.title}\n\n{r.content}", markup(story_buttons(r)))
         elif action == "hp":
-            await self.stories.history_page(update, context, int(value))
+            await self.stories.history_page(update, context, button_number(value))
         elif action in ("ideas", "more", "idea"):
             await self.stories.ideas_button(update, context, action, value)
         elif action == "forget":
@@ -332,23 +382,31 @@ class TelegramAdapter:
             assert query.message is not None
             await query.edit_message_text("Done: I have forgotten everything about you."
                                           if value == "yes" else "Nothing was deleted.")
-        elif action in ("regen", "say"):
+        else:  # regen, say, continue
             await self._reply_button(update, context, action)
 
     async def _reply_button(self, update: Update, context: Context, action: str) -> None:
         user = user_ref(update)
+        if action == "continue":
+            await self._answer(update, context, CONTINUE_PROMPT)
+            return
         history = await self.engine.history(user, chat_key=chat_key(update), limit=2)
         if action == "say":
             last = next((m for m in reversed(history) if m.role == "assistant"), None)
             if last is None:
                 raise InputError("nothing to say", user_message="There is no reply to read.")
-            persona = await self.engine.current_persona(user, chat_key(update))
-            note = await self.engine.voice.speak(last.content, user=user.key, persona=persona)
             assert update.effective_chat is not None
-            await self._send_voice(context, update.effective_chat.id, note.ogg,
-                                   note.duration_s)
+            chat_id = update.effective_chat.id
+            async with chat_action(context.bot, chat_id, ChatAction.RECORD_VOICE):
+                persona = await self.engine.current_persona(user, chat_key(update))
+                note = await self.engine.speak(last.content, user=user, persona=persona)
+            await self._send_voice(context, chat_id, note.ogg, note.duration_s)
             return
         question = next((m for m in reversed(history) if m.role == "user"), None)
         if question is None:
             raise InputError("nothing to redo", user_message="There is nothing to redo yet.")
         await self._answer(update, context, question.content)
+
+
+BUTTONS = frozenset("sf fav favmsg narrate open hp ideas more idea forget regen say "
+                    "continue".split())

@@ -3,15 +3,18 @@ saved prompts and genres. Used by :class:`bot.telegram.adapter.TelegramAdapter`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from bot.console.stories import StoryCommands, overlay, parse_request
-from bot.telegram.stream import StreamedReply, chat_action
+from bot.stories import StoryCommands, overlay, parse_request
+from bot.telegram.stream import chat_action
 from bot.telegram.users import chat_key, user_ref
+from bot.turn import TurnView, story_turn
 from engine.config import TelegramConfig
 from engine.engine import Engine
-from engine.errors import DoppelError
+from engine.errors import InputError
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -19,9 +22,11 @@ HISTORY_PAGE = 8
 
 
 class StoryHandlers:
-    def __init__(self, engine: Engine, config: TelegramConfig) -> None:
+    def __init__(self, engine: Engine, config: TelegramConfig,
+                 view: Callable[[Update, Context], TurnView]) -> None:
         self.engine = engine
         self.config = config
+        self.adapter_view = view
 
     async def story(self, update: Update, context: Context) -> None:
         msg = update.effective_message
@@ -46,23 +51,8 @@ class StoryHandlers:
 
     async def _write_story(self, update: Update, context: Context,
                            req: StoryRequest) -> None:
-        chat = update.effective_chat
-        assert chat is not None
-        user = user_ref(update)
-        reply = await self.engine.stories.create(user, req, chat_key=chat_key(update))
-        out = StreamedReply(context.bot, chat.id, interval_s=self.config.edit_interval_s)
-        async with chat_action(context.bot, chat.id):
-            text = "".join([p async for p in out.pieces(reply)])
-            try:
-                record = await reply.result()
-            except DoppelError as exc:
-                await out.finish((text + "\n\n" if text else "") + exc.user_message)
-                return
-        await out.finish(f"{record.title}\n\n{record.content}", InlineKeyboardMarkup([[
-            InlineKeyboardButton("⭐ Favourite", callback_data=f"fav|{record.id}"),
-            InlineKeyboardButton("🔊 Read aloud", callback_data=f"narrate|{record.id}"),
-            InlineKeyboardButton("💡 Ideas", callback_data=f"ideas|{record.genre[:30]}"),
-        ]]))
+        await story_turn(self.engine, self.adapter_view(update, context), user_ref(update), req,
+                         chat_key=chat_key(update))
 
     async def suggest(self, update: Update, context: Context) -> None:
         req = parse_request(" ".join(context.args or []))
@@ -72,8 +62,9 @@ class StoryHandlers:
                           age: str, refresh: bool = False) -> None:
         chat = update.effective_chat
         assert chat is not None
-        ideas = await self.engine.stories.suggestions(user_ref(update), genre, language, age,
-                                                      refresh=refresh)
+        async with chat_action(context.bot, chat.id):  # the model may take a while
+            ideas = await self.engine.stories.suggestions(user_ref(update), genre, language,
+                                                          age, refresh=refresh)
         assert context.user_data is not None
         context.user_data["ideas"] = (ideas, genre, language, age)
         rows = [[InlineKeyboardButton(i[:60], callback_data=f"idea|{n}")]
@@ -151,6 +142,9 @@ class StoryHandlers:
             await query.edit_message_text(question, reply_markup=InlineKeyboardMarkup([[
                 InlineKeyboardButton(o, callback_data=f"sf|{value}|{o}") for o in options]]))
             return
+        if len(parts) != 4:
+            raise InputError(f"bad story flow data {value!r}",
+                             user_message="That button no longer works. Try /story again.")
         genre, age, lang, length = parts
         await query.edit_message_text(f"A {length} {genre} story for ages {age} ({lang}) ...")
         await self._write_story(update, context, StoryRequest(
@@ -164,7 +158,11 @@ class StoryHandlers:
         if action == "idea" and value.isdigit() and int(value) < len(ideas):
             await self._write_story(update, context, StoryRequest(
                 genre=genre, language=lang, age_group=age, prompt=ideas[int(value)]))
+        elif action == "ideas":  # under a story: "genre|language|age"
+            genre, _, rest = value.partition("|")
+            lang, _, age = rest.partition("|")
+            await self._show_ideas(update, context, genre or "adventure", lang or "en",
+                                   age or "6-8")
         else:
-            await self._show_ideas(update, context, value if action == "ideas" else genre,
-                                   lang, age, refresh=action == "more")
+            await self._show_ideas(update, context, genre, lang, age, refresh=True)
 

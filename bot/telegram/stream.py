@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from telegram import Bot, InlineKeyboardMarkup, Message
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, TelegramError
 
 from bot.pacing import PacedReply
+from bot.turn import Button
+from engine.voice.audio import VoiceNote
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,8 @@ class StreamedReply(PacedReply[Message]):
     limit = LIMIT
 
     def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None,
-                 interval_s: float = 1.2, thread_id: int | None = None,
-                 prefix: str = "") -> None:
-        super().__init__(interval_s=interval_s, prefix=prefix)
+                 interval_s: float = 1.2, thread_id: int | None = None) -> None:
+        super().__init__(interval_s=interval_s)
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to = reply_to
@@ -73,3 +74,63 @@ class StreamedReply(PacedReply[Message]):
                                              reply_markup=buttons)
         except BadRequest as exc:  # "message is not modified" and the like: harmless
             log.debug("edit skipped: %s", exc)
+
+
+def markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
+    """Platform-free buttons as one row of an inline keyboard (callback data ``action|value``)."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data[:64])
+                                  for b in buttons]])
+
+
+class TelegramTurnView:
+    """A turn rendered in a Telegram chat (``bot.turn.TurnView``)."""
+
+    def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None,
+                 thread_id: int | None = None, interval_s: float = 1.2,
+                 voice_caption: str = "") -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+        self.thread_id = thread_id
+        self.interval_s = interval_s
+        self.voice_caption = voice_caption
+        self.out = StreamedReply(bot, chat_id, reply_to=reply_to, interval_s=interval_s,
+                                 thread_id=thread_id)
+        self._position: Message | None = None
+
+    async def queued(self, position: int) -> None:
+        text = f"You are #{position} in line."
+        if self._position is None:
+            self._position = await self.bot.send_message(self.chat_id, text,
+                                                         message_thread_id=self.thread_id)
+        else:
+            with contextlib.suppress(BadRequest):
+                await self.bot.edit_message_text(text, chat_id=self.chat_id,
+                                                 message_id=self._position.message_id)
+
+    async def dequeued(self) -> None:
+        if self._position is not None:
+            with contextlib.suppress(TelegramError):
+                await self.bot.delete_message(self.chat_id, self._position.message_id)
+            self._position = None
+
+    def activity(self, voice: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        return chat_action(self.bot, self.chat_id,
+                           ChatAction.RECORD_VOICE if voice else ChatAction.TYPING)
+
+    async def show(self, text: str) -> None:
+        await self.out.update(text)
+
+    async def finish(self, text: str, buttons: Sequence[Button]) -> None:
+        await self.out.finish(text, markup(buttons))
+
+    def title(self, text: str) -> str:
+        return text
+
+    async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
+        await self.bot.send_voice(self.chat_id, voice=note.ogg,
+                                  duration=max(1, round(note.duration_s)),
+                                  caption=self.voice_caption or None,
+                                  message_thread_id=self.thread_id,
+                                  reply_markup=markup(buttons))

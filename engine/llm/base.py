@@ -72,6 +72,8 @@ class Completion:
     first_token_s: float | None
     """Seconds from the start of the call to the first piece."""
     total_s: float
+    truncated: bool = False
+    """The model ran out of ``max_tokens``; ``text`` was trimmed to its last sentence."""
 
 
 class LLMBackend(abc.ABC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -41,6 +42,7 @@ class Memory:
                          and url.database not in (None, "", ":memory:") else None)
         self._fts: sqlite3.Connection | None = None
         self._styles: dict[str, StyleProfile | None] = {}
+        self._loading: asyncio.Future[None] | None = None
 
     # Everything below that touches the model or Chroma runs on the embed thread.
 
@@ -56,7 +58,11 @@ class Memory:
         _ = self.store
 
     async def preload(self) -> None:
-        await self.scheduler.run_on(EMBED, self.load)
+        """Load the embedding model once (concurrent callers share the one load). Recall
+        waits for it before queuing, so a cold model never counts against a job's timeout."""
+        if self._loading is None or (self._loading.done() and self._loading.exception()):
+            self._loading = asyncio.ensure_future(self.scheduler.run_on(EMBED, self.load))
+        await asyncio.shield(self._loading)
 
     async def size(self, persona: str) -> int:
         """Chunks in the persona's memory (cached; refreshed after ingest)."""
@@ -103,6 +109,7 @@ class Memory:
         gate = self.cfg.min_score if min_score is None else min_score
         keyword_gate = self.cfg.min_score_keywords if min_score is None else min_score
         where = filters.where() if filters else None
+        await self.preload()
 
         def run(ctx: JobContext) -> list[Hit]:
             vec = self.embedder.embed([question])[0]

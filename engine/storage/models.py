@@ -101,7 +101,7 @@ class Message(Base):
         CheckConstraint("role IN ('user', 'assistant', 'system')", name="role"),
         CheckConstraint(
             "status IN ('complete', 'cancelled', 'timeout', 'error', 'pending', "
-            "'interrupted')", name="status"
+            "'interrupted', 'truncated')", name="status"
         ),
         Index("ix_messages_conversation", "conversation_id", "id"),
     )
@@ -114,7 +114,8 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="complete")
     """``complete``, or how an unfinished reply ended; its partial text is kept.
-    ``pending`` while it is written; ``interrupted`` if the process died meanwhile."""
+    ``pending`` while it is written; ``interrupted`` if the process died meanwhile;
+    ``truncated`` when the model ran out of tokens (the text ends at a sentence)."""
     tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
 
@@ -306,3 +307,27 @@ class ClonedVoice(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     """The voice the persona speaks in (at most one per persona)."""
     created_at: Mapped[datetime] = _created()
+
+
+class ReceivedUpdate(Base):
+    """An update a platform delivered, written before it is confirmed to the platform and
+    deleted once handled: after any stop, the next start answers what was never started
+    and tells the senders of what was cut off."""
+
+    __tablename__ = "received_updates"
+    __table_args__ = (
+        UniqueConstraint("platform", "update_id"),
+        CheckConstraint("status IN ('received', 'started')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    update_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64), default="")
+    user_key: Mapped[str] = mapped_column(String(100), default="", index=True)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    """What the person sent, shortened, to remind them if it is not answered."""
+    payload: Mapped[str] = mapped_column(Text)
+    """The update as the platform sent it (JSON), to handle it after a restart."""
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    received_at: Mapped[datetime] = _created()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.llm.base import ChatMessage
+from engine.reply_text import clean
 from engine.stories.options import StoryRequest
 
 SYSTEM = (
@@ -43,7 +44,7 @@ _TITLE_PREFIX = re.compile(r"^\s*(#+\s*|\*\*|title\s*:\s*|शीर्षक\s*:
 
 def split_title(text: str, req: StoryRequest) -> tuple[str, str]:
     """(title, body): the first line when it looks like a title, else one made from the request."""
-    text = text.strip()
+    text = clean(text).strip()
     first, _, rest = text.partition("\n")
     candidate = _TITLE_PREFIX.sub("", first).strip(" *#\"'")
     if rest.strip() and 0 < len(candidate.split()) <= 12 and not candidate.endswith((".", ",")):

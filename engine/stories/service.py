@@ -19,6 +19,7 @@ from engine.errors import FeatureUnavailable, InputError, ModelError
 from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
 from engine.ratelimit import RateLimiter
 from engine.records import UserRef
+from engine.reply_text import CleanStream, end_at_sentence
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.storage.models import CustomGenre, Favourite, SavedPrompt, Story, StorySuggestion
@@ -35,6 +36,8 @@ from engine.stories.prompt import (
 from engine.voice.audio import VoiceNote
 
 SENTENCE_END = re.compile(r"[.!?।\n][\"')\]]?\s")
+STOP = ("\n[GENRE]",)
+"""A story model trained on the /story format starts its next request's tags after a story."""
 
 
 @dataclass(frozen=True)
@@ -140,24 +143,29 @@ class Stories:
                    params: SamplingParams) -> Callable[[JobContext], _Output]:
         messages = story_messages(req)
 
-        def candidate(ctx: JobContext, stream: bool, seed_offset: int) -> _Output:
+        def candidate(ctx: JobContext, emit: bool, seed_offset: int) -> _Output:
             meter = LogprobMeter()
             p = params if params.seed is None else params.with_(seed=params.seed + seed_offset)
             text, pending, tokens = "", "", 0
+            stream = CleanStream()  # the prompt's tag lines never reach a title or a voice
+            p = p.with_(stop=tuple(dict.fromkeys((*p.stop, *STOP))))
             for piece in self.llm.stream_chat(messages, p, lambda: ctx.cancelled, meter):
                 tokens += 1
-                pending += piece
+                pending += stream.feed(piece)
                 # Only whole sentences leave, and only after passing the filter.
                 while (m := SENTENCE_END.search(pending)) is not None:
                     sentence, pending = pending[:m.end()], pending[m.end():]
                     if safety.flagged(sentence):
                         return _Output(text + sentence, tokens, meter.mean, True)
                     text += sentence
-                    if stream:
+                    if emit:
                         ctx.emit(sentence)
+            pending += stream.close()
+            if tokens >= p.max_tokens and not ctx.cancelled:  # cut off: end at a sentence
+                pending = end_at_sentence(text + pending)[0][len(text):]
             if safety.flagged(pending):
                 return _Output(text + pending, tokens, meter.mean, True)
-            if stream and pending:
+            if emit and pending:
                 ctx.emit(pending)
             return _Output(text + pending, tokens, meter.mean, False)
 

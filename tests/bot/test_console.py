@@ -127,8 +127,9 @@ def test_cli_message_answers_as_demo_persona_and_stores_it(tmp_path: Path) -> No
     with sqlite3.connect(tmp_path / "data" / "doppel.db") as db:
         rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
     assert rows[0] == ("user", "hello", "complete")
-    assert rows[1][0] == "assistant" and rows[1][2] == "complete"
-    assert rows[1][1].strip() == proc.stdout.strip()
+    assert rows[1][0] == "assistant" and rows[1][2] in ("complete", "truncated")
+    # Stored as printed; a reply cut off by max_tokens is stored up to its last sentence.
+    assert proc.stdout.strip().startswith(rows[1][1].strip())
 
 
 @pytest.mark.model

@@ -125,7 +125,7 @@ def test_doppel_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> Non
         assert health.json()["ok"] is True
         r = httpx.post(f"http://127.0.0.1:{port}/v1/interact", headers=AUTH, timeout=60,
                        json={"user": "u", "text": "Hello!", "persona": "storyteller"})
-        assert events(r.text)[-1][1]["status"] == "complete"
+        assert events(r.text)[-1][1]["status"] in ("complete", "truncated")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:

@@ -141,7 +141,7 @@ async def test_timeout_is_reported_and_stored(make_config: MakeConfig) -> None:
         await engine.stop()
 
 
-@pytest.mark.parametrize("text", ["", "   ", "x" * 4001])
+@pytest.mark.parametrize("text", ["", "   ", "x" * 4001, "\u200b\u200d\ufeff \u2060"])
 async def test_bad_input_is_refused_and_nothing_stored(engine: Engine, text: str) -> None:
     with pytest.raises(InputError) as err:
         await engine.chat(ANN, text)

@@ -69,7 +69,7 @@ async def test_engine_chat_through_the_server_with_parallel_workers(
         replies = [await engine.chat(UserRef("api", str(i)), "Hello, who are you?")
                    for i in range(2)]
         results = [await r.result() for r in replies]
-        assert all(r.status == "complete" and r.text.strip() for r in results)
+        assert all(r.status in ("complete", "truncated") and r.text.strip() for r in results)
         assert engine.scheduler.stats()["llm"] == {"queued": 0, "running": 0}
         assert results[0].first_token_s is not None
         stored = await engine.history(UserRef("api", "0"))

@@ -101,7 +101,8 @@ async def test_a_worker_process_streams_the_same_reply_as_the_local_model(
         result = await reply.result()
     finally:
         await remote.stop()
-    assert result.status == "complete" and len(pieces) > 3  # streamed piece by piece
+    # streamed piece by piece (a greedy 135M reply runs to max_tokens: cut at a sentence)
+    assert result.status in ("complete", "truncated") and len(pieces) > 3
     # the same model, fresh (no KV cache from earlier prompts), as the worker has it
     local = Engine(make_config(), llm=LlamaCppBackend(load_config(worker_config).llm))
     await local.start()
@@ -112,7 +113,7 @@ async def test_a_worker_process_streams_the_same_reply_as_the_local_model(
                                        persona="storyteller", params=GREEDY)).result()
     finally:
         await local.stop()
-    assert result.text == same.text
+    assert (result.text, result.status) == (same.text, same.status)
 
 
 @pytest.mark.parametrize("workers", [2], indirect=True)

@@ -3,6 +3,8 @@ the Bot API replaced at PTB's BaseRequest seam (tests/auxil/telegram.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from engine.storage.models import (
     UserSetting,
 )
 from engine.stories.options import StoryRequest
+from tests.auxil.eventually import eventually
 from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.auxil.speech import words_heard
 from tests.auxil.telegram import RecordingRequest, fixture
@@ -117,7 +120,7 @@ async def test_group_story_command_then_favourite(tg: TelegramAdapter, wire: Rec
     final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
     assert final["text"] == "Tiny Turtle\n\nTilly swam. She was proud of herself."
     buttons = [b["callback_data"] for b in final["reply_markup"]["inline_keyboard"][0]]
-    assert buttons == [f"fav|{story.id}", f"narrate|{story.id}", "ideas|animals"]
+    assert buttons == [f"fav|{story.id}", f"narrate|{story.id}", "ideas|animals|en|3-5"]
 
     press = fixture("callback_query_inline_keyboard.json")
     press["callback_query"]["data"] = f"fav|{story.id}"
@@ -173,8 +176,9 @@ async def test_oversized_audio_and_broken_updates_get_clear_replies(
     assert "over 20 MB" in sent_texts(wire)[-1]
     await feed(tg, fixture("private_command_bot_command_entity.json", text="/voice loud"))
     assert sent_texts(wire)[-1] == "Reply mode is text, voice or both."
-    before = len(wire.calls)
     await feed(tg, fixture("edited_message_with_reply.json"))
+    assert sent_texts(wire)[-1].startswith("I only see new messages")
+    before = len(wire.calls)
     await feed(tg, fixture("unknown_update_kind.json"))
     assert len(wire.calls) == before  # ignored, and the application is still alive
 
@@ -270,3 +274,61 @@ async def test_export_sends_the_users_data_as_a_document(tg: TelegramAdapter,
     [doc] = wire.named("sendDocument")
     assert doc["_files"]["document"][:2] == b"PK"
     assert doc["caption"] == "Everything I store about you."
+
+
+@pytest.mark.parametrize("name", ["sticker_message.json", "photo_with_caption.json",
+                                  "location_message.json", "document_message.json"])
+async def test_every_kind_of_message_gets_an_answer(tg: TelegramAdapter, wire: RecordingRequest,
+                                                    name: str) -> None:
+    await feed(tg, fixture(name))
+    [said] = sent_texts(wire)
+    assert said.startswith("I can't read ") and "/help" in said
+
+
+async def test_unknown_commands_and_bad_button_data_get_one_line(
+        tg: TelegramAdapter, wire: RecordingRequest) -> None:
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/frobnicate now"))
+    assert sent_texts(wire)[-1].startswith("I don't know /frobnicate.")
+    for data in ("fav|notanumber", "sf|a|b|c|d|e", "nonsense", ""):
+        press = fixture("callback_query_inline_keyboard.json")
+        press["callback_query"]["data"] = data
+        await feed(tg, press)
+    answers = [c.get("text") for c in wire.named("answerCallbackQuery")]
+    said = sent_texts(wire)
+    assert "That button no longer works." in said  # fav|notanumber
+    assert "That button no longer works. Try /story again." in said  # a broken story flow
+    assert answers.count("That button no longer works. Try /help.") == 2  # unknown actions
+    assert not any("went wrong" in t for t in said)
+
+
+async def test_updates_received_before_a_restart_are_handled_or_their_senders_told(
+        engine: Engine, wire: RecordingRequest, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("Here I am again, all in one piece.")
+    never_started = fixture("private_text.json", text="Are you there?")
+    never_started["update_id"] = 41
+    cut_off = fixture("private_text.json", text="Tell me about the bridge")
+    cut_off["update_id"] = 42
+    for update, started in ((never_started, False), (cut_off, True)):
+        await engine.inbox.record("telegram", str(update["update_id"]),
+                                  payload=json.dumps(update), chat_id="12345678",
+                                  user_key="telegram:12345678",
+                                  summary=update["message"]["text"])
+        if started:
+            await engine.inbox.started("telegram", str(update["update_id"]))
+    adapter = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
+                              request=wire, updates_request=wire, rate_limit=False)
+    await adapter.start()
+    try:
+        await eventually(lambda: any(p.get("reply_markup") for p in wire.named("sendMessage")
+                                     + wire.named("editMessageText")), timeout_s=60)
+        await asyncio.gather(*adapter.processor.running)  # handlers done: inbox rows dropped
+    finally:
+        await adapter.stop()
+    said = sent_texts(wire)
+    assert any("restarted before I could answer \u201cTell me about the bridge\u201d" in t
+               for t in said)
+    final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
+    assert final["text"].endswith("Here I am again, all in one piece.")
+    history = await engine.history(UserRef("telegram", "12345678"))
+    assert history[0].content == "Are you there?"
+    assert await engine.inbox.unhandled("telegram") == []

@@ -1,0 +1,106 @@
+"""Many people at once through the real ``doppel run`` process and a Telegram Bot API
+stand-in on loopback: how soon each person sees that the bot is on it, and how fair the
+waits are.
+
+20 people send one message each at the same moment. For every person: time to first
+visible activity (a chat action, a place in line, or text), time to the first text of the
+reply, time to the finished reply (the message with buttons). Fairness: the spread of the
+finish times against the order in which the model served them, and Jain's index over the
+waits. The model is the deterministic OpenAI-compatible fake of the tests with a realistic
+token pace (``--token-ms``), or the bundled GGUF through llama.cpp (``--real``).
+
+    .venv/bin/python bench/concurrency.py [--people 20] [--token-ms 25] [--real] [--out F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, cpu_count, pct, write
+
+from tests.auxil.bot_api import TOKEN, BotApi
+from tests.auxil.llm_api import FakeLLMServer
+
+
+def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int) -> Path:
+    model = ('backend = "llama_cpp"\nn_threads = 2\n' if llm is None else
+             f'backend = "openai"\napi_base = "{llm.base}"\n')
+    path = tmp / "config.toml"
+    path.write_text(
+        f'[storage]\ndata_dir = "{tmp / "data"}"\n'
+        f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
+        f'[llm]\n{model}max_tokens = 48\n'
+        f'[engine]\nqueue_size = {people * 2}\n'
+        '[memory]\nauto_ingest = false\n'
+        f'[telegram]\napi_base = "{api.base}"\n')
+    return path
+
+
+def run(people: int, token_ms: float, real: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmpdir, BotApi() as api, \
+            FakeLLMServer(token_delay_s=token_ms / 1000) as llm:
+        tmp = Path(tmpdir)
+        cfg = config(tmp, api, None if real else llm, people)
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(cfg), "run"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**__import__("os").environ, "TELEGRAM_TOKEN": TOKEN})
+        try:
+            api.wait_for(lambda: api.named("setMyCommands"), timeout=300)
+            chats = [8000 + i for i in range(people)]
+            t0 = time.monotonic()
+            for chat in chats:
+                api.say(chat, "Tell me about your day at the office")
+            done = lambda: all(any("reply_markup" in c.params  # noqa: E731
+                                   for c in api.named("sendMessage", chat)
+                                   + api.named("editMessageText", chat)) for chat in chats)
+            api.wait_for(done, timeout=1800)
+            rows = []
+            for chat in chats:
+                calls = [c for c in api.calls if c.chat == chat]
+                activity = min(c.at for c in calls)
+                texts = [c.at for c in calls if c.method == "sendMessage"
+                         and "in line" not in c.text]
+                final = min(c.at for c in calls if "reply_markup" in c.params)
+                queued = any("in line" in c.text for c in calls)
+                rows.append({"activity_s": activity - t0, "first_text_s": min(texts) - t0,
+                             "final_s": final - t0, "told_place_in_line": queued})
+        finally:
+            proc.terminate()
+            proc.wait(120)
+    finals = [r["final_s"] for r in rows]
+    waits = [r["first_text_s"] for r in rows]
+    jain = sum(waits) ** 2 / (len(waits) * sum(w * w for w in waits)) if waits else 0.0
+    return {
+        "people": people, "model": "bundled GGUF (llama.cpp)" if real else
+        f"fake OpenAI-compatible server, {token_ms:g} ms/token", "cpus": cpu_count(),
+        "activity_p50_s": pct([r["activity_s"] for r in rows], 50),
+        "activity_p95_s": pct([r["activity_s"] for r in rows], 95),
+        "first_text_p50_s": pct(waits, 50), "first_text_p95_s": pct(waits, 95),
+        "final_p50_s": pct(finals, 50), "final_p95_s": pct(finals, 95),
+        "told_place_in_line": sum(r["told_place_in_line"] for r in rows),
+        "jain_fairness_first_text": jain, "per_person": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=20)
+    parser.add_argument("--token-ms", type=float, default=25.0)
+    parser.add_argument("--real", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    report = run(args.people, args.token_ms, args.real)
+    for key, value in report.items():
+        if key != "per_person":
+            print(f"{key:28} {value:.3f}" if isinstance(value, float) else f"{key:28} {value}")
+    print("wrote", write("concurrency" + ("_real" if args.real else ""), report, args.out))
+
+
+if __name__ == "__main__":
+    main()

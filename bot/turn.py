@@ -1,0 +1,268 @@
+"""One chat turn, the same on every platform: the driver owns the choreography, each
+adapter only renders it.
+
+The driver shows activity at once, tells a queued person their place in line, paces the
+growing reply (the first visible text is a whole sentence or a clause of real length, never
+a fragment a phone would show as the notification), speaks it sentence by sentence when the
+reply mode says so, and finishes with the text split for the platform, the sources, a note
+when the model ran out of room, and the buttons. Adapters implement ``TurnView``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.ordering import admitted
+from engine.engine import ChatReply, Engine
+from engine.errors import DoppelError, InputError
+from engine.records import ChatResult, UserRef
+from engine.stories.options import StoryRequest
+from engine.stories.service import StoryRecord
+from engine.voice.audio import VoiceNote
+
+log = logging.getLogger(__name__)
+
+MIN_FIRST_CHARS = 24
+"""The first text shown is at least this long (or the whole reply)."""
+_BOUND = re.compile(r"[.!?।…;:,)\n](?=\s)")
+TRUNCATED_NOTE = "(I ran out of room there; ⏩ Continue for more.)"
+
+
+@dataclass(frozen=True)
+class Button:
+    """A platform-free button; adapters draw it and route ``data`` back to the engine."""
+
+    label: str
+    action: str
+    value: str = ""
+
+    @property
+    def data(self) -> str:
+        return f"{self.action}|{self.value}" if self.value else self.action
+
+
+class TurnView(Protocol):
+    """How one platform renders a turn."""
+
+    interval_s: float
+    """Edits of the growing reply at most this often (0: every piece, as a terminal can)."""
+
+    async def queued(self, position: int) -> None:
+        """Show (or update) "You are #N in line"."""
+
+    async def dequeued(self) -> None:
+        """The reply has started: remove the place-in-line notice."""
+
+    def activity(self, voice: bool) -> AbstractAsyncContextManager[None]:
+        """Keep "typing…" (or "recording a voice message…") visible while the body runs."""
+
+    async def show(self, text: str) -> None:
+        """The reply so far (already paced by the driver)."""
+
+    async def finish(self, text: str, buttons: Sequence[Button]) -> None:
+        """The final text (split for the platform by the adapter) with its buttons."""
+
+    async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
+        """Send the reply as a voice message (``buttons`` only when no text carries them)."""
+
+    def title(self, text: str) -> str:
+        """A story's title as the platform emphasises it."""
+
+
+def first_visible(text: str) -> str | None:
+    """The first text worth showing: up to the last sentence or clause end, once that is
+    at least ``MIN_FIRST_CHARS`` long; None while there is no such bound yet."""
+    ends = [m.end() for m in _BOUND.finditer(text)]
+    return text[: ends[-1]] if ends and ends[-1] >= MIN_FIRST_CHARS else None
+
+
+def reply_body(result: ChatResult) -> str:
+    """A finished chat reply as shown: its text, why it ended early, its sources."""
+    body = result.text or ""
+    if result.truncated:
+        body += "\n\n" + TRUNCATED_NOTE
+    if result.error is not None:
+        body = (body + "\n\n" if body else "") + result.error.user_message
+    if result.sources:
+        body += "\n\n" + "\n".join(h.citation(n) for n, h in enumerate(result.sources, 1))
+    return body
+
+
+def reply_buttons(result: ChatResult) -> list[Button]:
+    buttons = [Button("🔁 Again", "regen"), Button("🔊 Read aloud", "say")]
+    if result.message_id is not None:
+        buttons.insert(0, Button("⭐", "favmsg", str(result.message_id)))
+    if result.truncated:
+        buttons.append(Button("⏩ Continue", "continue"))
+    return buttons
+
+
+CONTINUE_PROMPT = "Please go on."
+
+
+def button_number(value: str) -> int:
+    """The id a button carries; bad data (forged, or from an old version) gets one line."""
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"bad button data {value!r}",
+                         user_message="That button no longer works.") from None
+
+
+class _Positions:
+    """Place-in-line updates from the scheduler (a plain callback), shown in order."""
+
+    def __init__(self, view: TurnView) -> None:
+        self.view = view
+        self.latest: int | None = None
+        self.shown = False
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, position: int) -> None:
+        self.latest = position
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._show())
+
+    async def _show(self) -> None:
+        while self.latest is not None:
+            n, self.latest = self.latest, None
+            try:
+                await self.view.queued(n)
+                self.shown = True
+            except Exception:  # a notice that cannot be shown must not end the turn
+                log.warning("could not show the place in line", exc_info=True)
+
+    async def close(self) -> None:
+        self.latest = None
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        if self.shown:
+            self.shown = False
+            try:
+                await self.view.dequeued()
+            except Exception:
+                log.warning("could not remove the place-in-line notice", exc_info=True)
+
+
+async def paced(source: AsyncIterable[str], view: TurnView, *, prefix: str = "",
+                on_first: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[str]:
+    """Pass the pieces through, showing the growing text in ``view`` on the way: the first
+    time once it has a whole clause (``first_visible``), then at most every
+    ``view.interval_s``. ``on_first`` runs when the first piece arrives."""
+    text, shown, last = "", False, 0.0
+    async for piece in source:
+        if not text and on_first is not None:
+            await on_first()
+        text += piece
+        yield piece
+        now = time.monotonic()
+        if now - last < view.interval_s:
+            continue
+        head = text if shown else first_visible(text)
+        if head is not None:
+            await view.show(prefix + head)
+            shown, last = True, now
+
+
+async def chat_turn(engine: Engine, view: TurnView, user: UserRef, text: str, *,
+                    chat_key: str = "", persona: str | None = None,
+                    spoken: bool = False) -> ChatResult:
+    """Answer ``text`` from ``user`` in ``view``, start to finish. ``spoken``: the person
+    sent a voice message, so the answer is spoken whatever their reply mode."""
+    positions = _Positions(view)
+    async with view.activity(voice=spoken):
+        try:
+            reply = await engine.chat(user, text, chat_key=chat_key, persona=persona,
+                                      on_position=positions)
+        except BaseException:
+            await positions.close()
+            raise
+        admitted()  # queued in the engine: the chat's next message may be taken in
+        prefix = f"🤖 {reply.disclosure}\n\n" if reply.disclosure else ""
+        result, note = await deliver(engine, view, user, reply, spoken=spoken, prefix=prefix,
+                                     on_first=positions.close)
+    await positions.close()
+    buttons = reply_buttons(result)
+    voice_only = reply.reply_mode == "voice" and note is not None
+    if not voice_only:
+        await view.finish(prefix + reply_body(result), buttons)
+    if note is not None:
+        await view.voice(note, buttons if voice_only else ())
+    return result
+
+
+async def deliver(engine: Engine, view: TurnView, user: UserRef, reply: ChatReply, *,
+                  spoken: bool, prefix: str = "",
+                  on_first: Callable[[], Awaitable[None]] | None = None,
+                  ) -> tuple[ChatResult, VoiceNote | None]:
+    """Run a reply to its end: shown live in ``view`` (unless it is to be voice only) and,
+    when the reply mode (or ``spoken``) says so, spoken sentence by sentence as it is
+    written. The voice note is None when not spoken or when speech failed (the text still
+    stands)."""
+    speak = spoken or reply.reply_mode != "text"
+    pieces: AsyncIterable[str]
+    if speak and reply.reply_mode == "voice":
+        pieces = _after_first(reply, on_first)
+    else:
+        pieces = paced(reply, view, prefix=prefix, on_first=on_first)
+    note: VoiceNote | None = None
+    if speak:
+        try:
+            note = (await engine.speak_stream(pieces, user=user, persona=reply.persona)).note
+        except DoppelError as exc:
+            log.info("no voice note: %s", exc)
+    else:
+        async for _ in pieces:
+            pass
+    return await reply.result(), note
+
+
+async def _after_first(source: AsyncIterable[str],
+                       on_first: Callable[[], Awaitable[None]] | None) -> AsyncIterator[str]:
+    first = True
+    async for piece in source:
+        if first and on_first is not None:
+            await on_first()
+        first = False
+        yield piece
+
+
+def story_buttons(record: StoryRecord) -> list[Button]:
+    return [Button("⭐ Favourite", "fav", str(record.id)),
+            Button("🔊 Read aloud", "narrate", str(record.id)),
+            Button("💡 Ideas", "ideas", f"{record.genre[:30]}|{record.language}|"
+                                        f"{record.age_group}")]
+
+
+async def story_turn(engine: Engine, view: TurnView, user: UserRef, request: StoryRequest,
+                     *, chat_key: str = "") -> StoryRecord | None:
+    """Write a story into ``view``: queued notice, activity, paced text, then the titled
+    story with its buttons; or what was written and why it stopped. None if it failed."""
+    positions = _Positions(view)
+    async with view.activity(voice=False):
+        try:
+            reply = await engine.stories.create(user, request, chat_key=chat_key,
+                                                on_position=positions)
+        except BaseException:
+            await positions.close()
+            raise
+        admitted()
+        text = "".join([p async for p in paced(reply, view, on_first=positions.close)])
+        try:
+            record = await reply.result()
+        except DoppelError as exc:
+            await positions.close()
+            await view.finish((text + "\n\n" if text else "") + exc.user_message, ())
+            return None
+    await positions.close()
+    await view.finish(f"{view.title(record.title)}\n\n{record.content}", story_buttons(record))
+    return record
