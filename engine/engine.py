@@ -126,7 +126,8 @@ class Engine:
         self._disclosed: set[tuple[str, str]] = set()
         self._interrupted: set[int] = set()
         """Conversations whose last reply a crash cut off (found at start)."""
-        self._preload: asyncio.Task[None] | None = None
+        self._warming: list[asyncio.Task[None]] = []
+        """Models loaded in the background while the adapters start."""
         self.generated_tokens = 0
         self.generation_s = 0.0
         """Totals over completed replies, for tokens/s in metrics."""
@@ -164,8 +165,10 @@ class Engine:
                 await self._ingest_new_personas()
         for name in self.personas.names():
             if await self.memory.size(name):  # warm the embedder while adapters start
-                self._preload = asyncio.create_task(self.memory.preload())
+                self._warming.append(asyncio.create_task(self.memory.preload()))
                 break
+        if load_llm and self.config.voice.preload:
+            self._warming.append(asyncio.create_task(self.voice.preload()))
         self.started = True
         log.info("engine ready in %.2fs: %s, personas %s (default %s)",
                  time.perf_counter() - t0, self.llm.description,
@@ -191,11 +194,11 @@ class Engine:
     async def stop(self) -> None:
         """Finish or cancel running jobs, store their replies, release the model and database."""
         await self.scheduler.stop()
-        if self._preload is not None:
+        for warming in self._warming:
             try:
-                await self._preload
-            except Exception:  # the next recall would load (and report) it again
-                log.exception("warming up the embedding model failed")
+                await warming
+            except Exception:  # the next use loads (and reports) it again
+                log.exception("warming up a model failed")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.stories.drain()

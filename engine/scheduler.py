@@ -237,6 +237,7 @@ class Scheduler:
         self._started = False
         self._stopping = False
         self._metrics: dict[str, KindMetrics] = defaultdict(KindMetrics)
+        self._warm: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     # -- set-up and lifecycle ---------------------------------------------------------------
 
@@ -253,6 +254,17 @@ class Scheduler:
         """Run a blocking call on a resource's thread outside the queue (model loading)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._resources[resource].executor, fn)
+
+    async def warm(self, resource: str, name: str, load: Callable[[], None]) -> None:
+        """Load a model on its resource's thread once (``name`` tells models apart), outside
+        any job: a cold model never counts against a job's timeout. Concurrent callers share
+        the one load; a failed load is tried again by the next caller."""
+        key = (resource, name)
+        loading = self._warm.get(key)
+        if loading is None or (loading.done() and loading.exception() is not None):
+            loading = asyncio.ensure_future(self.run_on(resource, load))
+            self._warm[key] = loading
+        await asyncio.shield(loading)
 
     async def start(self) -> None:
         self._started = True

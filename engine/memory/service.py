@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -42,7 +41,6 @@ class Memory:
                          and url.database not in (None, "", ":memory:") else None)
         self._fts: sqlite3.Connection | None = None
         self._styles: dict[str, StyleProfile | None] = {}
-        self._loading: asyncio.Future[None] | None = None
 
     # Everything below that touches the model or Chroma runs on the embed thread.
 
@@ -58,11 +56,9 @@ class Memory:
         _ = self.store
 
     async def preload(self) -> None:
-        """Load the embedding model once (concurrent callers share the one load). Recall
-        waits for it before queuing, so a cold model never counts against a job's timeout."""
-        if self._loading is None or (self._loading.done() and self._loading.exception()):
-            self._loading = asyncio.ensure_future(self.scheduler.run_on(EMBED, self.load))
-        await asyncio.shield(self._loading)
+        """Load the embedding model and open the store, once; recall waits for it before
+        queuing, so a cold model never counts against a recall's timeout."""
+        await self.scheduler.warm(EMBED, "memory", self.load)
 
     async def size(self, persona: str) -> int:
         """Chunks in the persona's memory (cached; refreshed after ingest)."""

@@ -110,8 +110,15 @@ class Voice:
 
     # -- speech out -------------------------------------------------------------------------
 
+    async def preload(self) -> None:
+        """Load the speech models now (``[voice] preload``), not on a first voice note."""
+        await self.scheduler.warm(TTS, "piper", self.tts.load)
+        await self.scheduler.warm(STT, "whisper", self.stt.load)
+
     async def _synth(self, text: str, user: str, priority: Priority, speaker: Speaker) -> PCM:
         backend = self._backend(speaker)
+        if backend is self.tts:  # XTTS loads with the voice's latents (``prepare``)
+            await self.scheduler.warm(TTS, "piper", self.tts.load)
 
         def run(ctx: JobContext) -> PCM:
             return backend.synthesize(text, lambda: ctx.cancelled, speaker)
@@ -219,6 +226,8 @@ class Voice:
         if seconds < 0.3 or float(np.abs(audio).max(initial=0.0)) < 1e-3:
             raise InputError("silent audio", user_message="I couldn't hear anything in "
                                                           "that recording.")
+
+        await self.scheduler.warm(STT, "whisper", self.stt.load)
 
         def run(ctx: JobContext) -> str:
             return self.stt.transcribe(audio)

@@ -352,3 +352,39 @@ async def test_stop_lets_running_job_finish_within_grace() -> None:
     await eventually(lambda: job.state is JobState.RUNNING)
     await sched.stop(grace_s=5)
     assert await job.result() == "finished"
+
+
+async def test_a_cold_model_loads_once_outside_any_job(sched: Scheduler) -> None:
+    """Loading is never part of a job (so never part of its timeout); callers share it."""
+    gate = threading.Event()
+    loads: list[str] = []
+    log: list[str] = []
+
+    def load() -> None:
+        loads.append("load")
+        gate.wait(60)
+
+    first = asyncio.create_task(sched.warm("llm", "model", load))
+    second = asyncio.create_task(sched.warm("llm", "model", load))
+    await eventually(lambda: loads == ["load"])
+    assert sched.stats()["llm"] == {"queued": 0, "running": 0}
+    gate.set()
+    await asyncio.gather(first, second)
+    await sched.warm("llm", "model", load)  # loaded: nothing happens
+    job = sched.submit("llm", quick(log, "after"), user="u", kind="chat",
+                       priority=Priority.INTERACTIVE, timeout_s=60)
+    assert await job.result() == "after" and loads == ["load"]
+
+
+async def test_a_failed_load_is_tried_again(sched: Scheduler) -> None:
+    tries: list[int] = []
+
+    def load() -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("disk not mounted yet")
+
+    with pytest.raises(RuntimeError):
+        await sched.warm("llm", "model", load)
+    await sched.warm("llm", "model", load)
+    assert len(tries) == 2
