@@ -134,6 +134,8 @@ class DiscordConfig:
     api_base: str = ""
     """REST API base URL; empty: Discord's own. Set it to route calls through a proxy
     (e.g. ``http://127.0.0.1:3000/api/v10`` for a twilight-http-proxy)."""
+    gateway_url: str = ""
+    """Gateway WebSocket URL; empty: Discord's own. Set it for a gateway proxy."""
     message_content: bool = False
     """Ask for the privileged Message Content intent (enable it in the Developer Portal
     first). Not needed for DMs, mentions and replies to the bot."""
@@ -297,6 +299,9 @@ def config_from_dict(
                                                                          "rediss://")):
         raise ConfigError(f"{name}: [llm] redis_url must be a redis:// URL for backend "
                           f"'redis', got {cfg.llm.redis_url!r}")
+    if cfg.discord.gateway_url and not cfg.discord.gateway_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{name}: [discord] gateway_url must be a ws(s):// URL, got "
+                          f"{cfg.discord.gateway_url!r}")
     if cfg.telegram.api_base and not cfg.telegram.api_base.startswith(("http://", "https://")):
         raise ConfigError(f"{name}: [telegram] api_base must be an http(s) URL, got "
                           f"{cfg.telegram.api_base!r}")

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import discord
+import yarl
 from discord import app_commands
 
 from bot.discord import commands
@@ -43,6 +44,8 @@ class DiscordAdapter:
         self.config = config
         if config.api_base:  # discord.py keeps the base URL on a class: one client a process
             discord.http.Route.BASE = config.api_base.rstrip("/")
+        if config.gateway_url:  # likewise the gateway's (a gateway proxy)
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
         self._token = token
         self._connect = connect
         intents = discord.Intents.default()

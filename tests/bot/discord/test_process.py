@@ -1,0 +1,94 @@
+"""The real ``doppel run`` process connected to Discord stand-ins on loopback (gateway and
+REST, tests/auxil/discord_gateway.py), with the fake OpenAI-compatible model server at the
+model boundary: several people at once, /cancel, hostile model output and SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.auxil.discord_api import command
+from tests.auxil.discord_gateway import TOKEN, DiscordStandIn
+from tests.auxil.llm_api import FakeLLMServer
+from tests.bot.test_console import doppel, doppel_env
+from tests.conftest import ROOT
+
+ANN_DM = command("cancel")
+ANN, ANN_CHANNEL = int(ANN_DM["user"]["id"]), int(ANN_DM["channel_id"])
+BOB, CAT = 7100, 7200
+MARKUP = re.compile(r"<<|>>|\[(GENRE|STORY|AGE|LANGUAGE|LENGTH|PROMPT|CHARACTERS)\]|<\|")
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[DiscordStandIn, FakeLLMServer]]:
+    with DiscordStandIn() as dc, FakeLLMServer() as llm:
+        yield dc, llm
+
+
+def start(tmp: Path, dc: DiscordStandIn, llm: FakeLLMServer) -> subprocess.Popen[bytes]:
+    cfg = tmp / "config.toml"
+    cfg.write_text(
+        f'[storage]\ndata_dir = "{tmp / "data"}"\n'
+        f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
+        f'[llm]\nbackend = "openai"\napi_base = "{llm.base}"\nmax_tokens = 40\n'
+        '[engine]\nshutdown_grace_s = 2\n'
+        '[memory]\nauto_ingest = false\n'
+        f'[discord]\napi_base = "{dc.api_base}"\ngateway_url = "{dc.gateway_url}"\n'
+        'edit_interval_s = 0.3\n')
+    return subprocess.Popen(doppel("--config", str(cfg), "run"), cwd=ROOT,
+                            env=doppel_env(DISCORD_TOKEN=TOKEN),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def place(dc: DiscordStandIn, channel: int) -> int | None:
+    told = [t for t in dc.texts(channel) if "in line" in t]
+    return int(told[0].split("#")[1].split()[0]) if told else None
+
+
+def finished(dc: DiscordStandIn, channel: int) -> list[str]:
+    """Texts of finished replies in a channel: the messages that carry buttons."""
+    prefix = f"/channels/{channel}/messages"
+    return [str(c.json.get("content")) for c in dc.calls() if c.method in ("POST", "PATCH")
+            and c.path.startswith(prefix) and (c.json or {}).get("components")]
+
+
+def test_people_at_once_cancel_and_clean_replies_then_sigterm(
+        tmp_path: Path, servers: tuple[DiscordStandIn, FakeLLMServer]) -> None:
+    dc, llm = servers
+    proc = start(tmp_path, dc, llm)
+    try:
+        dc.wait_for(lambda: dc.identified.is_set() and dc.rest.named(
+            "PUT", "/applications/*/commands"))
+        dc.dm(ANN, "Please hold on and think about the bridge", channel=ANN_CHANNEL)
+        dc.wait_for(lambda: llm.holding)
+        dc.dm(BOB, "Tell me about your week")
+        dc.dm(CAT, "Say something hostile")
+        places = {dc.wait_for(partial(place, dc, BOB + 1)),
+                  dc.wait_for(partial(place, dc, CAT + 1))}
+        assert places == {1, 2}
+        # /cancel is answered at once and stops Ann's reply; Bob and Cat are answered.
+        dc.dispatch("INTERACTION_CREATE", ANN_DM)
+        dc.wait_for(lambda: any("Stopped 1 request" in json.dumps(c.json)
+                                for c in dc.rest.named("POST", "/webhooks/*/*")))
+        dc.wait_for(lambda: llm.abandoned)
+        bob = dc.wait_for(partial(finished, dc, BOB + 1))
+        cat = dc.wait_for(partial(finished, dc, CAT + 1))
+        assert "calm answer from the fake model" in bob[-1]
+        assert "The rent was paid on time." in cat[-1]
+        for channel in (ANN_CHANNEL, BOB + 1, CAT + 1):
+            for text in dc.texts(channel):
+                assert not MARKUP.search(text), text
+    finally:
+        llm.release()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    log = err.decode(errors="replace")
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log and "was never retrieved" not in log, log
