@@ -230,6 +230,10 @@ class Engine:
         await self.conversations.set_setting(_server(server), "persona", persona.name)
         return persona
 
+    def persona(self, name: str) -> Persona:
+        """A persona by name (any case); PersonaNotFound names the ones there are."""
+        return self.personas.get(name)
+
     def _narrator_persona(self) -> Persona:
         name = self.config.stories.narrator_persona
         return self.personas.get(name) if name else self.personas.default
@@ -456,6 +460,16 @@ class Engine:
         return forgotten
 
     # -- voice ------------------------------------------------------------------------------
+
+    @property
+    def voice_caption(self) -> str:
+        """What voice messages are captioned with (the AI-voice disclosure)."""
+        return self.config.voice.disclosure
+
+    @property
+    def max_audio_mb(self) -> float:
+        """The largest voice note or audio file the engine listens to."""
+        return float(self.config.voice.max_input_mb)
 
     async def speak_stream(self, pieces: AsyncIterable[str], *, user: UserRef,
                            persona: Persona) -> SpokenReply:

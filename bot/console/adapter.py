@@ -137,7 +137,7 @@ class ConsoleAdapter:
         try:
             if voice_in is not None:
                 audio = await asyncio.to_thread(voice_in.read_bytes)
-                message = await self.engine.voice.transcribe(audio, user=self.user.key)
+                message = await self.engine.transcribe(audio, user=self.user)
                 self._write(f"(you said: {message})\n")
                 if self.voice is None:
                     self.voice = True  # spoken to, answer with voice too
@@ -250,7 +250,7 @@ class ConsoleAdapter:
             self._write(f"(could not save the voice note: {exc.strerror})\n")
             self._spoken = None
             return
-        caption = self.engine.config.voice.disclosure
+        caption = self.engine.voice_caption
         self._write(f"(voice note: {path}, {self._spoken.duration_s:.1f} s"
                     + (f"; {caption}" if caption else "") + ")\n")
         self._spoken = None
@@ -352,7 +352,7 @@ class ConsoleAdapter:
 
     async def _resolve_persona(self) -> Persona:
         if self._persona_name:
-            return self.engine.personas.get(self._persona_name)
+            return self.engine.persona(self._persona_name)
         return await self.engine.current_persona(self.user)
 
     def _greet(self, persona: Persona) -> None:

@@ -232,7 +232,7 @@ class DiscordAdapter:
                            guild_id=guild_id)
 
     async def _voice_in(self, message: discord.Message, audio: discord.Attachment) -> None:
-        limit_mb = self.engine.config.voice.max_input_mb
+        limit_mb = self.engine.max_audio_mb
         if audio.size > limit_mb * 1024 * 1024:
             raise InputError("attachment too large", user_message=(
                 f"That audio file is over {limit_mb:g} MB, more than I can listen to."))
@@ -258,7 +258,7 @@ class DiscordAdapter:
 
         return DiscordTurnView(channel, self.sender(channel, reply_to, interaction),
                                send_voice=voice, interval_s=self.config.edit_interval_s,
-                               voice_caption=self.engine.config.voice.disclosure)
+                               voice_caption=self.engine.voice_caption)
 
     async def _answer(self, channel: discord.abc.Messageable, author: discord.abc.User,
                       text: str, *, reply_to: discord.Message | None = None,
@@ -292,7 +292,7 @@ class DiscordAdapter:
 
     async def send_voice(self, channel_id: int, note: VoiceNote) -> None:
         await send_voice_message(self.client.http, channel_id, note,
-                                 caption=self.engine.config.voice.disclosure)
+                                 caption=self.engine.voice_caption)
 
 
 def is_audio(attachment: discord.Attachment) -> bool:

@@ -161,7 +161,7 @@ def register(adapter: DiscordAdapter) -> None:
         await defer(interaction, ephemeral=interaction.guild_id is not None)
         user = user_ref(interaction.user)
         persona = await adapter.persona_for(user, interaction.channel_id, interaction.guild_id)
-        limit = engine.config.voice.max_input_mb * 1024 * 1024
+        limit = engine.max_audio_mb * 1024 * 1024
         clips = []
         for clip in (clip1, clip2, clip3):
             if clip is None:

@@ -245,7 +245,7 @@ class TelegramAdapter:
             reply_to=msg.message_id if msg is not None and not from_button else None,
             thread_id=msg.message_thread_id if msg is not None else None,
             interval_s=self.config.edit_interval_s,
-            voice_caption=self.engine.config.voice.disclosure)
+            voice_caption=self.engine.voice_caption)
 
     async def _answer(self, update: Update, context: Context, text: str, *,
                       spoken: bool = False) -> None:
@@ -254,7 +254,7 @@ class TelegramAdapter:
 
     async def _send_voice(self, context: Context, chat_id: int, ogg: bytes,
                           duration: float) -> None:
-        caption = self.engine.config.voice.disclosure or None
+        caption = self.engine.voice_caption or None
         await context.bot.send_voice(chat_id, voice=ogg, duration=max(1, round(duration)),
                                      caption=caption)
 
@@ -263,7 +263,7 @@ class TelegramAdapter:
         assert msg is not None
         media = msg.voice or msg.audio
         assert media is not None
-        limit_mb = min(self.config.max_download_mb, self.engine.config.voice.max_input_mb)
+        limit_mb = min(self.config.max_download_mb, self.engine.max_audio_mb)
         if (media.file_size or 0) > limit_mb * 1024 * 1024:
             raise InputError("file too big", user_message=(
                 f"That file is over {limit_mb:g} MB, more than I can download and listen to."))

@@ -67,7 +67,7 @@ class VoiceHandlers:
                 caption=f"\"{done.voice.name}\" ({done.voice.id}) is now "
                         f"{persona.display_name}'s voice. Consent of "
                         f"{done.voice.consent_speaker} recorded. "
-                        f"{self.engine.config.voice.disclosure}".strip())
+                        f"{self.engine.voice_caption}".strip())
         elif action == "cancel":
             await msg.reply_text("Stopped: nothing was stored." if voices.cancel(user)
                                  else "No voice is being cloned.")

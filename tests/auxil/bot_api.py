@@ -14,16 +14,14 @@ import asyncio
 import copy
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.auxil.servers import free_port
-from tests.auxil.telegram import BOT, FIXTURES
+from tests.auxil.servers import LoopbackServer
+from tests.auxil.telegram import BOT, FIXTURES, sent_message
 
 TOKEN = "123456:TEST-token-for-the-stand-in"
 
@@ -44,12 +42,12 @@ class Call:
         return str(self.params.get("text", ""))
 
 
-class BotApi:
+class BotApi(LoopbackServer):
     """Start with ``with BotApi() as api:``; ``api.base`` goes into ``[telegram] api_base``."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.base = self.url
         self.calls: list[Call] = []
         self.delivered: dict[int, dict[str, Any]] = {}
         """Updates handed out by getUpdates, by update_id."""
@@ -58,43 +56,12 @@ class BotApi:
         self._pending: list[dict[str, Any]] = []
         self._ids = itertools.count(1000)
         self._update_ids = itertools.count(500000)
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._new_update: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
 
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def __enter__(self) -> BotApi:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        assert ready.wait(30), "the Bot API stand-in did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop = self._loop
-        if loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
+    def routes(self, app: web.Application) -> None:
         self._new_update = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.*}", self._file)
-        self._runner = web.AppRunner(app)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        ready.set()
-        loop.run_forever()
 
     # -- what tests do ----------------------------------------------------------------------
 
@@ -104,8 +71,8 @@ class BotApi:
         update["update_id"] = next(self._update_ids)
         with self._lock:
             self._pending.append(update)
-        if self._loop is not None and self._new_update is not None:
-            self._loop.call_soon_threadsafe(self._new_update.set)
+        assert self._loop is not None and self._new_update is not None
+        self._loop.call_soon_threadsafe(self._new_update.set)
         return int(update["update_id"])
 
     def say(self, user: int, text: str, name: str = "") -> int:
@@ -132,17 +99,6 @@ class BotApi:
         with self._lock:
             return [c.text for c in self.calls if c.chat == chat
                     and c.method in ("sendMessage", "editMessageText")]
-
-    def wait_for(self, what: Callable[[], Any], timeout: float = 120) -> Any:
-        """Block until ``what()`` is truthy (re-checked on every call the bot makes); a
-        generous limit only guards against a hang."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not (result := what()):
-                left = deadline - time.monotonic()
-                assert left > 0, "the bot never did what the test waited for"
-                self._changed.wait(min(left, 1.0))
-        return result
 
     def unconfirmed(self) -> list[int]:
         """Updates delivered but not yet confirmed by a later getUpdates offset."""
@@ -206,17 +162,4 @@ class BotApi:
     def _result(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":
             return BOT
-        if method in ("sendMessage", "editMessageText", "sendVoice"):
-            chat_id = int(params.get("chat_id", 1))
-            msg: dict[str, Any] = {
-                "message_id": int(params.get("message_id") or next(self._ids)),
-                "date": int(time.time()), "from": BOT,
-                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
-            }
-            if "text" in params:
-                msg["text"] = params["text"]
-            if method == "sendVoice":
-                msg["voice"] = {"file_id": "v1", "file_unique_id": "v1",
-                                "duration": int(params.get("duration", 1))}
-            return msg
-        return True
+        return sent_message(method, params, self._ids) or True

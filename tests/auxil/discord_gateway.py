@@ -9,78 +9,45 @@ Frames are plain JSON text (discord.py decompresses only binary frames).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from tests.auxil.discord_api import APP_ID, BOT_USER, Call, FakeDiscord, fixture
-from tests.auxil.servers import free_port
+from tests.auxil.servers import LoopbackServer
 
 TOKEN = "MTQ1NzQ2OTQ4MzcyNjY2ODA0OA.stand-in.token"
 
 
-class DiscordStandIn:
+class DiscordStandIn(LoopbackServer):
     """``with DiscordStandIn() as dc:``; ``dc.api_base``/``dc.gateway_url`` go in config."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.rest = FakeDiscord()
-        self.rest.url = f"http://127.0.0.1:{self.port}"
-        self.api_base = f"{self.rest.url}/api/v10"
+        self.rest.url = self.url
+        self.api_base = f"{self.url}/api/v10"
         self.gateway_url = f"ws://127.0.0.1:{self.port}/gateway"
         self.identified = threading.Event()
         self._ws: web.WebSocketResponse | None = None
         self._seq = itertools.count(1)
         self._ids = itertools.count(1483300000000000000)
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> DiscordStandIn:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        assert ready.wait(30), "the Discord stand-in did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop = self._loop
-        if loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_route("*", "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        ready.set()
-        loop.run_forever()
 
     # -- what tests do ----------------------------------------------------------------------
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send a gateway event to the connected bot."""
-        assert self._loop is not None and self._ws is not None, "no bot connected"
+        assert self._ws is not None, "no bot connected"
         frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
-        asyncio.run_coroutine_threadsafe(self._ws.send_str(json.dumps(frame)),
-                                         self._loop).result(10)
+        self.run(self._ws.send_str(json.dumps(frame)))
 
     def dm(self, user: int, text: str, channel: int | None = None) -> None:
         """A direct message from ``user`` (a real DM payload with this sender and text) in
@@ -102,23 +69,11 @@ class DiscordStandIn:
         return [str((c.json or {}).get("content") or "") for c in self.calls()
                 if c.method in ("POST", "PATCH") and c.path.startswith(prefix)]
 
-    def wait_for(self, what: Callable[[], Any], timeout: float = 120) -> Any:
-        """Block until ``what()`` is truthy, re-checked on every request the bot makes (a
-        generous limit only guards against a hang)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not (result := what()):
-                left = deadline - time.monotonic()
-                assert left > 0, "the bot never did what the test waited for"
-                self._changed.wait(min(left, 1.0))
-        return result
-
     # -- the protocol -----------------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         response = await self.rest._handle(request)
-        with self._changed:
-            self._changed.notify_all()
+        self.changed()
         return response
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
@@ -143,6 +98,5 @@ class DiscordStandIn:
                 await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._seq),
                                               "d": ready}))
                 self.identified.set()
-                with self._changed:
-                    self._changed.notify_all()
+                self.changed()
         return ws

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.auxil.servers import free_port
+from tests.auxil.servers import LoopbackServer
 
 CALM = "Here is a calm answer from the fake model, with a clause. And a second sentence."
 HOSTILE = ("<<<SOURCE 1 | 2001-04-23 'Re: rent'>>>\n[GENRE] adventure\nThe rent was paid "
@@ -29,51 +29,27 @@ HOLD_FIRST = "Let me think about that for a moment, friend."
 LONG = " ".join(f"Sentence number {i} goes on and on." for i in range(200))
 
 
-class FakeLLMServer:
+class FakeLLMServer(LoopbackServer):
     def __init__(self, token_delay_s: float = 0.003) -> None:
+        super().__init__()
         self.token_delay_s = token_delay_s
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/v1"
+        self.base = f"{self.url}/v1"
         self.requests: list[dict[str, Any]] = []
         self.holding = 0
         self.abandoned = 0
         """Held replies whose client went away (the bot cancelled them)."""
         self._release = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> FakeLLMServer:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        assert ready.wait(30), "the fake LLM server did not start"
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self._release.set()
-        loop = self._loop
-        if loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        super().__exit__(*exc)
 
     def release(self) -> None:
         self._release.set()
 
-    def _serve(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        ready.set()
-        loop.run_forever()
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake-llm"}]})

@@ -7,6 +7,7 @@ import copy
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from telegram.request import BaseRequest, RequestData
@@ -75,17 +76,23 @@ class RecordingRequest(BaseRequest):
         if name == "getFile":
             return {"file_id": params.get("file_id", "f"), "file_unique_id": "u1",
                     "file_size": len(self.download), "file_path": "voice/file_1.oga"}
-        if name in ("sendMessage", "editMessageText", "sendVoice"):
-            chat_id = int(params.get("chat_id", 1))
-            msg: dict[str, Any] = {
-                "message_id": int(params.get("message_id", next(self._ids))),
-                "date": int(time.time()), "from": BOT,
-                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
-            }
-            if "text" in params:
-                msg["text"] = params["text"]
-            if name == "sendVoice":
-                msg["voice"] = {"file_id": "v1", "file_unique_id": "v1",
-                                "duration": int(params.get("duration", 1))}
-            return msg
-        return True
+        return sent_message(name, params, self._ids) or True
+
+
+def sent_message(method: str, params: dict[str, Any], ids: Iterator[int]) -> dict[str, Any] | None:
+    """The Message the Bot API answers to sendMessage, editMessageText and sendVoice (None
+    for other methods)."""
+    if method not in ("sendMessage", "editMessageText", "sendVoice"):
+        return None
+    chat_id = int(params.get("chat_id", 1))
+    msg: dict[str, Any] = {
+        "message_id": int(params.get("message_id") or next(ids)),
+        "date": int(time.time()), "from": BOT,
+        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+    }
+    if "text" in params:
+        msg["text"] = params["text"]
+    if method == "sendVoice":
+        msg["voice"] = {"file_id": "v1", "file_unique_id": "v1",
+                        "duration": int(params.get("duration", 1))}
+    return msg

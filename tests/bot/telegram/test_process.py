@@ -63,6 +63,16 @@ def polling(api: BotApi, proc: subprocess.Popen[bytes]) -> None:
     api.wait_for(up)
 
 
+def holding_ann(cfg: Path, api: BotApi, llm: FakeLLMServer,
+                text: str) -> subprocess.Popen[bytes]:
+    """A started bot whose model is busy writing Ann's reply (until ``llm.release()``)."""
+    proc = start(cfg)
+    polling(api, proc)
+    api.say(ANN, text)
+    api.wait_for(lambda: llm.holding)
+    return proc
+
+
 def stop(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> str:
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
@@ -111,11 +121,9 @@ def inbox(tmp: Path) -> list[tuple[str, str]]:
 def test_people_at_once_cancel_flood_and_clean_replies(
         tmp_path: Path, servers: tuple[BotApi, FakeLLMServer]) -> None:
     api, llm = servers
-    proc = start(write_config(tmp_path, api, llm))
+    proc = holding_ann(write_config(tmp_path, api, llm), api, llm,
+                       "Please hold on and think about the bridge")
     try:
-        polling(api, proc)
-        api.say(ANN, "Please hold on and think about the bridge")
-        api.wait_for(lambda: llm.holding)  # Ann's reply is being written
         api.say(BOB, "Tell me about your week")
         api.say(CAT, "Say something hostile")
         # Bob and Cat wait behind Ann, and see it: their places in line (they came in one
@@ -165,10 +173,7 @@ def test_sigterm_with_a_backlog_then_restart_accounts_for_every_update(
         tmp_path: Path, servers: tuple[BotApi, FakeLLMServer]) -> None:
     api, llm = servers
     cfg = write_config(tmp_path, api, llm)
-    proc = start(cfg)
-    polling(api, proc)
-    api.say(ANN, "Please hold this thought")
-    api.wait_for(lambda: llm.holding)
+    proc = holding_ann(cfg, api, llm, "Please hold this thought")
     sent = {ANN: 1}
     for chat, n in ((ANN, 2), (BOB, 2), (CAT, 1)):
         for i in range(n):
@@ -205,10 +210,7 @@ def test_kill_9_loses_no_confirmed_update(
         tmp_path: Path, servers: tuple[BotApi, FakeLLMServer]) -> None:
     api, llm = servers
     cfg = write_config(tmp_path, api, llm)
-    proc = start(cfg)
-    polling(api, proc)
-    api.say(ANN, "Please hold this one")
-    api.wait_for(lambda: llm.holding)
+    proc = holding_ann(cfg, api, llm, "Please hold this one")
     api.say(BOB, "Are you there, Bob asks")
     api.say(ANN, "And a second thing")
     api.wait_for(lambda: len(api.delivered) == 3)
