@@ -115,8 +115,7 @@ def create_app(engine: Engine) -> FastAPI:
                 # One audio URL at the end: the text already streamed, so there is nothing
                 # to gain from pipelining here.
                 try:
-                    note = await engine.voice.speak(result.text, user=user.key,
-                                                    persona=reply.persona)
+                    note = await engine.speak(result.text, user=user, persona=reply.persona)
                 except DoppelError as exc:
                     done["audio_error"] = exc.user_message
                 else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from engine.reply_text import clean
+
 _CODE_BLOCK = re.compile(r"```.*?```", re.S)
 _INLINE_CODE = re.compile(r"`[^`]*`")
 _LINK = re.compile(r"\[([^\]]+)\]\((?:https?://|www\.)[^)]*\)")
@@ -13,7 +15,7 @@ _STAGE = re.compile(  # *smiles warmly*, (pauses), (laughs softly)
     r"(?<!\*)\*(?!\s)[^*\n]{1,80}(?<!\s)\*(?!\*)|\((?:pauses?|laughs?|smiles?|sighs?)[^)]*\)",
     re.I,
 )
-_CITATION = re.compile(r"\[\d+(?:,\s*\d+)*\]")
+_CITATION = re.compile(r"\s*\[\d+(?:,\s*\d+)*\]")
 _MARKDOWN = re.compile(r"(^|\s)#{1,6}\s|\*\*|__|~~|^>\s?|^\s*[-*+]\s+", re.M)
 _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f\u200d]")
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
@@ -37,6 +39,7 @@ def _date(m: re.Match[str]) -> str:
 
 
 def clean_for_speech(text: str) -> str:
+    text = clean(text)  # prompt markup, also in stories stored before the filter existed
     text = _CODE_BLOCK.sub(" ", text)
     text = _INLINE_CODE.sub(" ", text).replace("`", " ")  # and any unpaired backtick
     text = _LINK.sub(r"\1", text)

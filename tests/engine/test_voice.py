@@ -145,3 +145,10 @@ async def test_reply_mode_and_story_narration(engine: Engine, fake_llm: FakeLLM)
     [note] = await engine.stories.narrate(user, story.id)
     codec, rate, _, duration = opus_info(note.ogg)
     assert (codec, rate) == ("opus", 48000) and duration > 1.5
+
+
+def test_no_prompt_markup_or_citation_is_ever_spoken() -> None:
+    said = " ".join(speech_chunks(
+        "[GENRE] adventure\nThe rent [1] was paid <<<END SOURCE 4>> on time [2, 3]. "
+        "<<<SOURCE 6 | 2012-08-30 'Bridge'>> We met at the bridge <|im_end|> later."))
+    assert said == "The rent was paid on time. We met at the bridge later."
