@@ -7,9 +7,11 @@ prints a secret: tokens are reported as set or not set, by the name of their var
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +160,57 @@ def _training() -> Finding:
     return Finding(OK, "training", f"{versions}; GGUF converters in {folder}")
 
 
+LOCKS = Path(__file__).resolve().parent.parent / ".ci" / "locks"
+_PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;([^\\]+))?")
+
+
+def lock_drift(lock: Path) -> tuple[int, list[str]]:
+    """How many packages ``lock`` pins for this Python, and those installed otherwise (or
+    missing), as ``name installed (lock version)``."""
+    from importlib import metadata
+
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pinned, drift = 0, []
+    for line in lock.read_text().splitlines():
+        m = _PINNED.match(line)
+        if m is None or (m.group(3) and not Marker(m.group(3).strip()).evaluate()):
+            continue
+        pinned += 1
+        name, want = canonicalize_name(m.group(1)), m.group(2)
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            drift.append(f"{name} missing (lock {want})")
+            continue
+        if Version(have) != Version(want):
+            drift.append(f"{name} {have} (lock {want})")
+    return pinned, drift
+
+
+def _packages(prefix: Path | None = None, locks: Path = LOCKS) -> Finding:
+    """Installed versions against the lock that ``.ci/setup`` installed this environment
+    from (its stamp file in the environment says which)."""
+    stamps = sorted((prefix or Path(sys.prefix)).glob(".doppel-setup-*"))
+    if not stamps:
+        return Finding(WARN, "packages", f"{sys.prefix} was not made by .ci/setup: no lock "
+                                         "to compare with")
+    extras = stamps[-1].name.removeprefix(".doppel-setup-").split("-")
+    name = ("xtts" if "xtts" in extras else "dev" if "dev" in extras else
+            "train" if "train" in extras else "runtime")
+    lock = locks / f"{name}.txt"
+    if not lock.is_file():
+        return Finding(WARN, "packages", f"{lock} is missing")
+    pinned, drift = lock_drift(lock)
+    if drift:
+        return Finding(WARN, "packages", f"{len(drift)} of {pinned} differ from "
+                                         f"{lock.name}: {', '.join(drift[:8])}"
+                                         f"{' ...' if len(drift) > 8 else ''}; run .ci/setup")
+    return Finding(OK, "packages", f"{pinned} as locked in .ci/locks/{lock.name}")
+
+
 def _tokens(config: Config) -> list[Finding]:
     out = []
     for name, env in (("Discord", config.discord.token_env),
@@ -171,7 +224,7 @@ def diagnose(config: Config) -> list[Finding]:
     checks: list[Callable[[], Finding | list[Finding]]] = [
         lambda: _model_file(config), lambda: _gpu(config), lambda: _embedder(config),
         lambda: _voices(config), _ffmpeg, lambda: _database(config), lambda: _disk(config),
-        _training, lambda: _tokens(config)]
+        _training, _packages, lambda: _tokens(config)]
     findings: list[Finding] = []
     for check in checks:
         try:

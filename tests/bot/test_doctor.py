@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,30 @@ def test_broken_pieces_are_reported(make_config: MakeConfig, tmp_path: Path) -> 
     lines: list[str] = []
     assert report(config, lines.append) == 1
     assert lines[-1].endswith("problem(s) found.")
+
+
+def test_lock_drift_names_each_package_changed_by_hand(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    from bot.doctor import LOCKS, _packages, lock_drift
+
+    lock = tmp_path / "dev.txt"
+    pytest_version = metadata.version("pytest")
+    lock.write_text(
+        f"pytest=={pytest_version} \\\n    --hash=sha256:00\n"
+        "ruff==0.0.1 \\\n    --hash=sha256:00\n"
+        "not-a-real-package-xyz==1.0 \\\n    --hash=sha256:00\n"
+        'async-timeout==5.0.1 ; python_full_version < "3.11" \\\n    --hash=sha256:00\n')
+    pinned, drift = lock_drift(lock)
+    assert pinned == 3  # the marker leaves async-timeout out on this Python
+    assert drift == [f"ruff {metadata.version('ruff')} (lock 0.0.1)",
+                     "not-a-real-package-xyz missing (lock 1.0)"]
+    env = tmp_path / "venv"
+    env.mkdir()
+    assert _packages(env).status == WARN  # not made by .ci/setup
+    (env / ".doppel-setup-dev").write_text("x")
+    found = _packages(env, tmp_path)
+    assert found.status == WARN and "2 of 3 differ from dev.txt: ruff" in found.detail
+    # This test environment, made by .ci/setup from the real lock, matches it.
+    if sorted(Path(sys.prefix).glob(".doppel-setup-*")):
+        assert _packages(locks=LOCKS).status == OK, _packages(locks=LOCKS).detail
