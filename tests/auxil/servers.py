@@ -14,6 +14,8 @@ from typing import Any, Self, TypeVar
 import httpx
 from aiohttp import web
 
+from tests.auxil.eventually import HANG_S
+
 T = TypeVar("T")
 
 
@@ -40,7 +42,7 @@ def listening(port: int) -> bool:
 
 
 def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str,
-               timeout: float = 60) -> None:
+               timeout: float = HANG_S) -> None:
     """Poll ``ready`` until it holds; fail at once if ``proc`` exits, or after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not ready():
@@ -72,7 +74,7 @@ class LoopbackServer:
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self._thread.start()
-        assert ready.wait(30), f"{type(self).__name__} did not start"
+        assert ready.wait(HANG_S), f"{type(self).__name__} did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,7 +106,7 @@ class LoopbackServer:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for(self, what: Callable[[], T], timeout: float = 120) -> T:
+    def wait_for(self, what: Callable[[], T], timeout: float = HANG_S) -> T:
         """Block until ``what()`` is truthy (re-checked on each change and every second); the
         generous limit only guards against a hang, it decides nothing."""
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.auxil.eventually import HANG_S
 from tests.bot.test_console import doppel_env
 from tests.conftest import CORPUS, ROOT
 
@@ -25,6 +26,7 @@ def config(tmp_path: Path, auto_ingest: bool = False) -> Path:
         f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
         '[llm]\nmax_tokens = 24\nn_threads = 2\ntemperature = 0.0\nseed = 1\n'
         f'[memory]\nauto_ingest = {str(auto_ingest).lower()}\n'
+        '[engine]\nchat_timeout_s = 900\n'  # a busy machine may be slow, never wrong
     )
     return path
 
@@ -32,7 +34,7 @@ def config(tmp_path: Path, auto_ingest: bool = False) -> Path:
 def doppel(cfg: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", "--config", str(cfg), *args], input=stdin,
-        capture_output=True, text=True, timeout=300, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
 
 

@@ -18,6 +18,7 @@ from bot.app import run_app
 from bot.console import ConsoleAdapter
 from engine.config import Config
 from engine.engine import Engine, UserRef
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
 from tests.conftest import ROOT
 
@@ -99,7 +100,8 @@ def write_config(tmp_path: Path) -> Path:
         f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
         f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
         '[llm]\nmax_tokens = 32\nn_threads = 2\n'
-        '[engine]\nshutdown_grace_s = 2\n'
+        # A busy machine may be slow, never wrong: job timeouts only guard against hangs.
+        '[engine]\nshutdown_grace_s = 2\nchat_timeout_s = 900\nstory_timeout_s = 900\n'
         '[memory]\nauto_ingest = false\n'
     )
     return path
@@ -120,7 +122,7 @@ def test_cli_message_answers_as_demo_persona_and_stores_it(tmp_path: Path) -> No
     cfg = write_config(tmp_path)
     proc = subprocess.run(
         doppel("--config", str(cfg), "chat", "--message", "hello", "--persona", "allen"),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
@@ -137,7 +139,7 @@ def test_run_without_tokens_opens_console_with_default_persona(tmp_path: Path) -
     cfg = write_config(tmp_path)
     proc = subprocess.run(
         doppel("--config", str(cfg), "run"), input="hi there\n/quit\n",
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert "you are talking to Phillip Allen" in proc.stdout
@@ -155,13 +157,13 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_S
         seen = ""
         while "> " not in seen and time.monotonic() < deadline:
             seen += proc.stdout.read(1)
         assert "> " in seen, "the console prompt never appeared"
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=HANG_S)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -209,19 +211,19 @@ def test_cli_story_create_then_history(tmp_path: Path) -> None:
     proc = subprocess.run(
         doppel("--config", str(cfg), "story", "create", "genre=animals", "age=3-5",
                "sampling=greedy", "a turtle who learns to swim"),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert '-- saved as #1 "' in proc.stdout
     proc = subprocess.run(
         doppel("--config", str(cfg), "story", "history", "turtle"),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Today:\n  #1 ") and "(animals)" in proc.stdout
     proc = subprocess.run(
         doppel("--config", str(cfg), "story", "create", "genre=horror"),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 1 and "I don't know the genre 'horror'" in proc.stderr
 
@@ -243,7 +245,7 @@ def test_cli_voice_in_is_transcribed_and_answered(tmp_path: Path) -> None:
     proc = subprocess.run(
         doppel("--config", str(cfg), "chat", "--voice", "--persona", "storyteller", "-m",
                "Please tell me about the little red hen."),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     note = Path(proc.stdout.split("(voice note: ")[1].split(",")[0])
@@ -251,7 +253,7 @@ def test_cli_voice_in_is_transcribed_and_answered(tmp_path: Path) -> None:
     proc = subprocess.run(
         doppel("--config", str(cfg), "chat", "--persona", "storyteller", "--voice-in",
                str(note)),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("(you said: ")
@@ -260,6 +262,6 @@ def test_cli_voice_in_is_transcribed_and_answered(tmp_path: Path) -> None:
     bad.write_bytes(b"not audio at all")
     proc = subprocess.run(
         doppel("--config", str(cfg), "chat", "--voice-in", str(bad)),
-        capture_output=True, text=True, timeout=120, env=doppel_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT,
     )
     assert proc.returncode == 1 and "couldn't read that audio" in proc.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.auxil.eventually import HANG_S
 from tests.bot.test_console import doppel, doppel_env, write_config
 from tests.conftest import ROOT
 
@@ -28,7 +29,7 @@ def rows(db: Path) -> list[tuple[str, str, str]]:
         return conn.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
 
 
-def kill_when(proc: subprocess.Popen[bytes], seen: bytes, timeout: float = 90) -> bytes:
+def kill_when(proc: subprocess.Popen[bytes], seen: bytes, timeout: float = HANG_S) -> bytes:
     """Read the child's stdout until ``seen`` shows up, then SIGKILL it."""
     assert proc.stdout is not None
     out = b""
@@ -39,7 +40,7 @@ def kill_when(proc: subprocess.Popen[bytes], seen: bytes, timeout: float = 90) -
             break
         out += chunk
     proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    proc.wait(HANG_S)
     assert seen in out, out.decode(errors="replace")
     return out
 
@@ -62,7 +63,7 @@ def test_kill_during_generation_keeps_the_question_and_marks_the_reply(tmp_path:
 
     again = subprocess.run(doppel("--config", str(cfg), "chat", "--persona", "storyteller",
                                   "--message", "Are you still there?"),
-                           capture_output=True, text=True, timeout=120, env=doppel_env(),
+                           capture_output=True, text=True, timeout=HANG_S, env=doppel_env(),
                            cwd=ROOT)
     assert again.returncode == 0, again.stderr
     assert "My last reply to you was cut off when I restarted" in again.stderr
@@ -83,7 +84,7 @@ def test_kill_during_speech_loses_nothing(tmp_path: Path) -> None:
     assert stored[0][:2] == ("user", "Tell me about the little red hen.")
     assert stored[1][2] in ("complete", "truncated", "pending")
     assert not list((tmp_path / "data" / "voice").glob("*.ogg.tmp"))
-    subprocess.run(doppel("--config", str(cfg), "migrate"), check=True, timeout=120,
+    subprocess.run(doppel("--config", str(cfg), "migrate"), check=True, timeout=HANG_S,
                    capture_output=True, env=doppel_env(), cwd=ROOT)
     assert rows(db)[:1] == stored[:1]
 
@@ -110,7 +111,7 @@ def test_kill_during_ingest_then_the_rerun_finishes_the_job(tmp_path: Path) -> N
 
     proc = ingest(killed_cfg)
     db = killed_dir / "data" / "doppel.db"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:  # kill it once the first chunks are committed
         time.sleep(0.05)
         try:
@@ -120,7 +121,7 @@ def test_kill_during_ingest_then_the_rerun_finishes_the_job(tmp_path: Path) -> N
         except sqlite3.Error:
             continue  # not created or not migrated yet
     proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    proc.wait(HANG_S)
     partial = memory_counts(killed_dir / "data")
 
     finish = ingest(killed_cfg)

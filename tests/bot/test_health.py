@@ -12,6 +12,7 @@ from bot.app import HEARTBEAT_FILE, health, run_app
 from bot.console import ConsoleAdapter
 from engine.config import Config
 from engine.engine import Engine
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
 
 
@@ -23,7 +24,7 @@ async def test_heartbeat_while_running_and_stale_after(config: Config) -> None:
     app = asyncio.create_task(run_app(
         config, engine=Engine(config, llm=FakeLLM()),
         console=lambda e: ConsoleAdapter(e, stdin=stdin, stdout=io.StringIO())))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_S
     while not health(config)[0]:
         assert time.monotonic() < deadline and not app.done()
         await asyncio.sleep(0.1)

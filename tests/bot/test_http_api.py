@@ -15,6 +15,7 @@ import pytest
 
 from bot.http.app import create_app
 from engine.engine import Engine
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
 from tests.bot.test_console import doppel, doppel_env, write_config
 from tests.conftest import ROOT
@@ -113,7 +114,7 @@ def test_doppel_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> Non
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=doppel_env(DOPPEL_API_KEY=KEY), cwd=ROOT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_S
         while True:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -123,11 +124,11 @@ def test_doppel_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> Non
                     raise
                 time.sleep(0.2)
         assert health.json()["ok"] is True
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/interact", headers=AUTH, timeout=60,
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/interact", headers=AUTH, timeout=HANG_S,
                        json={"user": "u", "text": "Hello!", "persona": "storyteller"})
         assert events(r.text)[-1][1]["status"] in ("complete", "truncated")
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=HANG_S)
     finally:
         proc.kill()
     assert proc.returncode == 0, err

@@ -18,6 +18,7 @@ from engine.engine import Engine, UserRef
 from engine.errors import ModelError
 from engine.voice.speaker import Speaker
 from engine.voice.tts import PCM, PiperTTS
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.bot.test_console import doppel, doppel_env, write_config
 from tests.conftest import ROOT
@@ -54,7 +55,7 @@ def test_a_model_that_will_not_load_stops_with_one_clear_line(tmp_path: Path) ->
     broken.write_bytes(b"GGUF" + b"\0" * 64)
     cfg.write_text(cfg.read_text().replace("[llm]\n", f'[llm]\nmodel_path = "{broken}"\n'))
     proc = subprocess.run(doppel("--config", str(cfg), "chat", "-m", "hi"),
-                          capture_output=True, text=True, timeout=120, env=doppel_env(),
+                          capture_output=True, text=True, timeout=HANG_S, env=doppel_env(),
                           cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f"doppel: could not load {broken}")

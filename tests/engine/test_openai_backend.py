@@ -15,6 +15,7 @@ from engine.errors import ConfigError, ModelError
 from engine.llm.base import ChatMessage, SamplingParams
 from engine.llm.llama_cpp import bundled_model_path
 from engine.llm.openai_compat import OpenAICompatBackend
+from tests.auxil.eventually import HANG_S
 from tests.auxil.servers import answers, free_port, wait_until
 from tests.conftest import MakeConfig
 
@@ -39,7 +40,7 @@ def server() -> Iterator[str]:
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=HANG_S)
 
 
 def test_streams_and_stops_on_request(server: str, make_config: MakeConfig) -> None:

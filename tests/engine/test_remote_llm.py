@@ -17,6 +17,7 @@ from engine.config import Config, load_config
 from engine.engine import Engine, UserRef
 from engine.llm.base import SamplingParams
 from engine.llm.llama_cpp import LlamaCppBackend
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import introduced
 from tests.auxil.servers import free_port, listening, wait_until
 from tests.bot.test_console import doppel_env
@@ -39,7 +40,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(HANG_S)
 
 
 def remote_config(make_config: MakeConfig, redis_url: str, workers: int = 1,
@@ -73,14 +74,14 @@ async def workers(worker_config: Path, request: pytest.FixtureRequest
             p.send_signal(signal.SIGTERM)
     for p in procs:
         try:
-            p.wait(30)
+            p.wait(HANG_S)
         except subprocess.TimeoutExpired:
             p.kill()
 
 
 async def started(engine: Engine, count: int) -> None:
     """Wait until ``count`` workers have announced themselves."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_S
     while len(engine.llm.live_workers()) < count:  # type: ignore[attr-defined]
         assert time.monotonic() < deadline, "workers did not start"
         await asyncio.sleep(0.2)
@@ -172,8 +173,8 @@ async def test_no_worker_or_a_dead_worker_gives_a_clear_message(
         async for _ in reply:
             worker.kill()  # kill -9 in the middle of the job
             break
-        worker.wait(10)
-        dead = await asyncio.wait_for(reply.result(), 30)
+        worker.wait(HANG_S)
+        dead = await asyncio.wait_for(reply.result(), HANG_S)
         assert dead.status == "error" and dead.error is not None
         assert "not answering right now" in dead.error.user_message
     finally:

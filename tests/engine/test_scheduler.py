@@ -13,7 +13,7 @@ import pytest
 from engine.config import EngineConfig
 from engine.errors import JobCancelled, JobTimeout, QueueFull, SchedulerStopped, UserQueueFull
 from engine.scheduler import Job, JobContext, JobState, Priority, Scheduler, dispatch_order
-from tests.auxil.eventually import eventually
+from tests.auxil.eventually import HANG_S, eventually
 
 
 def make_scheduler(**overrides: Any) -> Scheduler:
@@ -55,7 +55,7 @@ def quick(log: list[str], name: str) -> Callable[[JobContext], str]:
 
 
 async def drain(*jobs: Job[Any]) -> None:
-    await asyncio.wait([asyncio.ensure_future(j.result()) for j in jobs], timeout=5)
+    await asyncio.wait([asyncio.ensure_future(j.result()) for j in jobs], timeout=HANG_S)
 
 
 async def hold_worker(sched: Scheduler, log: list[str], user: str = "holder") -> tuple[

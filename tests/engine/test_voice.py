@@ -21,7 +21,7 @@ from engine.voice.audio import WAVEFORM_SAMPLES, waveform
 from engine.voice.library import VoiceLibrary
 from engine.voice.service import Voice
 from engine.voice.text import clean_for_speech, speech_chunks
-from tests.auxil.eventually import eventually
+from tests.auxil.eventually import HANG_S, eventually
 from tests.auxil.fake_llm import FakeLLM
 from tests.auxil.speech import words_heard
 
@@ -102,7 +102,7 @@ async def test_streamed_reply_is_spoken_while_written(voice: Voice) -> None:
             for word in s.split(" "):
                 yield word + " "
             if i < len(sentences) - 1:
-                await eventually(lambda i=i: spoken_so_far() > i, timeout_s=60)  # type: ignore[misc]
+                await eventually(lambda i=i: spoken_so_far() > i, timeout_s=HANG_S)  # type: ignore[misc]
 
     spoken = await voice.speak_stream(pieces())
     assert spoken_so_far() == 3 and spoken.text.split() == " ".join(sentences).split()

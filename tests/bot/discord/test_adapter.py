@@ -20,6 +20,7 @@ from engine.engine import Engine, UserRef
 from engine.storage.models import Favourite
 from engine.stories.options import StoryRequest
 from tests.auxil.discord_api import BOT_ID, FakeDiscord, command, component, fixture
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.auxil.speech import words_heard
 
@@ -45,7 +46,7 @@ async def settle() -> None:
                  and not t.done() and t.get_name().startswith(("discord.py", "CommandTree"))]
         if not tasks:
             return
-        await asyncio.wait(tasks, timeout=60)
+        await asyncio.wait(tasks, timeout=HANG_S)
 
 
 async def feed(dc: DiscordAdapter, event: str, data: dict[str, Any]) -> None:

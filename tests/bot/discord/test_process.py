@@ -16,6 +16,7 @@ import pytest
 
 from tests.auxil.discord_api import command
 from tests.auxil.discord_gateway import TOKEN, DiscordStandIn
+from tests.auxil.eventually import HANG_S
 from tests.auxil.llm_api import FakeLLMServer
 from tests.bot.test_console import doppel, doppel_env
 from tests.conftest import ROOT
@@ -88,7 +89,7 @@ def test_people_at_once_cancel_and_clean_replies_then_sigterm(
     finally:
         llm.release()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=HANG_S)
     log = err.decode(errors="replace")
     assert proc.returncode == 0, log
     assert "Traceback" not in log and "was never retrieved" not in log, log

@@ -320,7 +320,7 @@ async def test_updates_received_before_a_restart_are_handled_or_their_senders_to
     await adapter.start()
     try:
         await eventually(lambda: any(p.get("reply_markup") for p in wire.named("sendMessage")
-                                     + wire.named("editMessageText")), timeout_s=60)
+                                     + wire.named("editMessageText")))
         await asyncio.gather(*adapter.processor.running)  # handlers done: inbox rows dropped
     finally:
         await adapter.stop()

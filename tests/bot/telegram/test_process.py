@@ -21,6 +21,7 @@ import pytest
 
 from bot.turn import MIN_FIRST_CHARS, TRUNCATED_NOTE
 from tests.auxil.bot_api import TOKEN, BotApi, Call
+from tests.auxil.eventually import HANG_S
 from tests.auxil.llm_api import FakeLLMServer
 from tests.bot.test_console import doppel, doppel_env
 from tests.conftest import ROOT
@@ -75,7 +76,7 @@ def holding_ann(cfg: Path, api: BotApi, llm: FakeLLMServer,
 
 def stop(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> str:
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG_S)
     return err.decode(errors="replace")
 
 
@@ -218,7 +219,7 @@ def test_kill_9_loses_no_confirmed_update(
     # Confirmed to Telegram (a later getUpdates went out) yet not answered: on disk.
     api.wait_for(lambda: api.confirmed > max(api.delivered))
     proc.send_signal(signal.SIGKILL)
-    proc.wait(60)
+    proc.wait(HANG_S)
     assert len(inbox(tmp_path)) == 3
 
     llm.release()

@@ -14,6 +14,7 @@ import pytest
 from engine.engine import Engine
 from engine.memory.embed import Embedder
 from engine.memory.ingest import Ingestor
+from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
 from tests.auxil.servers import answers, free_port, wait_until
 from tests.conftest import MakeConfig
@@ -34,7 +35,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(HANG_S)
 
 
 @pytest.fixture
