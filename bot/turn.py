@@ -124,9 +124,12 @@ class _Positions:
         self.view = view
         self.latest: int | None = None
         self.shown = False
+        self.closed = False
         self._task: asyncio.Task[None] | None = None
 
     def __call__(self, position: int) -> None:
+        if self.closed:  # the reply has started (or ended): no notice any more
+            return
         self.latest = position
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._show())
@@ -141,6 +144,7 @@ class _Positions:
                 log.warning("could not show the place in line", exc_info=True)
 
     async def close(self) -> None:
+        self.closed = True
         self.latest = None
         if self._task is not None:
             with contextlib.suppress(Exception):
