@@ -104,6 +104,8 @@ async def run_app(
         loop.add_signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
     try:
         await engine.start()
+        if config.voice.preload:
+            engine.warm_speech()
         adapters = platform_adapters(config, engine) or [console(engine)]
         for adapter in adapters:
             await adapter.start()

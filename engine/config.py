@@ -186,7 +186,7 @@ class VoiceConfig:
     max_input_mb: float = bounded(20.0, min=0.1)
     tts_timeout_s: float = bounded(120.0, min=1)
     preload: bool = False
-    """Load Piper and Whisper when the bot starts instead of on the first voice note."""
+    """``doppel run`` loads Piper and Whisper at start instead of on the first voice note."""
     disclosure: str = "AI-generated voice"
     """Caption for voice notes; empty to leave it out."""
     xtts_model_dir: Path | None = None

@@ -167,12 +167,15 @@ class Engine:
             if await self.memory.size(name):  # warm the embedder while adapters start
                 self._warming.append(asyncio.create_task(self.memory.preload()))
                 break
-        if load_llm and self.config.voice.preload:
-            self._warming.append(asyncio.create_task(self.voice.preload()))
         self.started = True
         log.info("engine ready in %.2fs: %s, personas %s (default %s)",
                  time.perf_counter() - t0, self.llm.description,
                  ", ".join(self.personas.names()), self.personas.default_name)
+
+    def warm_speech(self) -> None:
+        """Load the speech models in the background now (a long-running bot, ``[voice]
+        preload``), not on the first voice note."""
+        self._warming.append(asyncio.create_task(self.voice.preload()))
 
     async def _ingest_new_personas(self) -> None:
         """Build the memory of personas that list sources but have none yet (first start)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import wave
 from collections.abc import AsyncIterator
@@ -152,3 +153,15 @@ def test_no_prompt_markup_or_citation_is_ever_spoken() -> None:
         "[GENRE] adventure\nThe rent [1] was paid <<<END SOURCE 4>> on time [2, 3]. "
         "<<<SOURCE 6 | 2012-08-30 'Bridge'>> We met at the bridge <|im_end|> later."))
     assert said == "The rent was paid on time. We met at the bridge later."
+
+
+async def test_speech_models_warm_at_start_outside_any_job(engine: Engine) -> None:
+    assert engine.voice.tts._voice is None  # type: ignore[attr-defined]
+    engine.warm_speech()  # what doppel run does with [voice] preload
+    await asyncio.gather(*engine._warming)
+    assert engine.voice.tts._voice is not None  # type: ignore[attr-defined]
+    assert engine.voice.stt._model is not None
+    assert not engine.scheduler.kind_metrics()  # loading ran no job, so no job timed it
+    note = await engine.speak("The models were ready before anyone asked.",
+                              user=UserRef("telegram", "1"), persona=engine.persona("allen"))
+    assert note.duration_s > 1
