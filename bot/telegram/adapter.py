@@ -252,12 +252,6 @@ class TelegramAdapter:
         await chat_turn(self.engine, self.view(update, context), user_ref(update), text,
                         chat_key=chat_key(update), spoken=spoken)
 
-    async def _send_voice(self, context: Context, chat_id: int, ogg: bytes,
-                          duration: float) -> None:
-        caption = self.engine.voice_caption or None
-        await context.bot.send_voice(chat_id, voice=ogg, duration=max(1, round(duration)),
-                                     caption=caption)
-
     async def audio(self, update: Update, context: Context) -> None:
         msg = update.effective_message
         assert msg is not None
@@ -367,7 +361,7 @@ class TelegramAdapter:
             async with chat_action(context.bot, int(chat_id), ChatAction.RECORD_VOICE):
                 parts = await self.engine.stories.narrate(user, button_number(value))
             for part in parts:
-                await self._send_voice(context, int(chat_id), part.ogg, part.duration_s)
+                await self.view(update, context).voice(part, ())
         elif action == "open":
             r = await self.engine.stories.open(user, button_number(value))
             await StreamedReply(context.bot, int(chat_id)).finish(
@@ -400,7 +394,7 @@ class TelegramAdapter:
             async with chat_action(context.bot, chat_id, ChatAction.RECORD_VOICE):
                 persona = await self.engine.current_persona(user, chat_key(update))
                 note = await self.engine.speak(last.content, user=user, persona=persona)
-            await self._send_voice(context, chat_id, note.ogg, note.duration_s)
+            await self.view(update, context).voice(note, ())
             return
         question = next((m for m in reversed(history) if m.role == "user"), None)
         if question is None:
