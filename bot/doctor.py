@@ -192,15 +192,12 @@ def lock_drift(lock: Path) -> tuple[int, list[str]]:
 
 def _packages(prefix: Path | None = None, locks: Path = LOCKS) -> Finding:
     """Installed versions against the lock that ``.ci/setup`` installed this environment
-    from (its stamp file in the environment says which)."""
-    stamps = sorted((prefix or Path(sys.prefix)).glob(".doppel-setup-*"))
-    if not stamps:
+    from (it names that lock in the environment's ``.doppel-lock``)."""
+    marker = (prefix or Path(sys.prefix)) / ".doppel-lock"
+    if not marker.is_file():
         return Finding(WARN, "packages", f"{sys.prefix} was not made by .ci/setup: no lock "
                                          "to compare with")
-    extras = stamps[-1].name.removeprefix(".doppel-setup-").split("-")
-    name = ("xtts" if "xtts" in extras else "dev" if "dev" in extras else
-            "train" if "train" in extras else "runtime")
-    lock = locks / f"{name}.txt"
+    lock = locks / Path(marker.read_text().strip()).name
     if not lock.is_file():
         return Finding(WARN, "packages", f"{lock} is missing")
     pinned, drift = lock_drift(lock)

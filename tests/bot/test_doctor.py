@@ -75,9 +75,9 @@ def test_lock_drift_names_each_package_changed_by_hand(tmp_path: Path) -> None:
     env = tmp_path / "venv"
     env.mkdir()
     assert _packages(env).status == WARN  # not made by .ci/setup
-    (env / ".doppel-setup-dev").write_text("x")
+    (env / ".doppel-lock").write_text("dev.txt\n")
     found = _packages(env, tmp_path)
     assert found.status == WARN and "2 of 3 differ from dev.txt: ruff" in found.detail
     # This test environment, made by .ci/setup from the real lock, matches it.
-    if sorted(Path(sys.prefix).glob(".doppel-setup-*")):
+    if (Path(sys.prefix) / ".doppel-lock").is_file():
         assert _packages(locks=LOCKS).status == OK, _packages(locks=LOCKS).detail
