@@ -34,11 +34,11 @@ def temp_config(data_dir: Path, personas_dir: Path | None = None, default: str |
     )
 
 
-async def memory_engine(cfg: Config) -> Engine:
+async def memory_engine(cfg: Config, *, load_llm: bool = False) -> Engine:
     from engine.engine import Engine
 
     engine = Engine(cfg)
-    await engine.start(load_llm=False)
+    await engine.start(load_llm=load_llm)
     return engine
 
 

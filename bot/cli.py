@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot import cli_train
+from bot import cli_model, cli_train
 from engine.config import Config, load_config
 from engine.errors import DoppelError
 from engine.records import UserRef
@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate config.toml and the personas, then exit")
     sub.add_parser("doctor", help="report models, GPU, ffmpeg, database, disk and tokens")
     cli_train.add_parser(sub)
+    cli_model.add_parser(sub)
     sub.add_parser("health", help="exit 0 if a `doppel run` on this data dir is alive "
                                   "(the container health check)")
     worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
@@ -425,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_user_data(config, args))
             case "train":
                 return cli_train.run(config, args)
+            case "model":
+                return cli_model.run(config, args)
             case "health":
                 from bot.app import health
 

@@ -31,6 +31,9 @@ class TurnMessage:
     _: KW_ONLY
     canned: str | None = None
     """A reply decided without the model (memory has nothing on a factual question)."""
+    lead: str = ""
+    """Text the reply opens with, decided by the engine (the sentence of memory that
+    answers the question); the model's reply follows it."""
 
     def render(self, count: Callable[[str], int]) -> str:
         if not self.hits:
@@ -71,6 +74,9 @@ class ChatTurn:
         stream = CleanStream()  # no prompt markup ever leaves, not even half of it
         params = self.params.with_(stop=tuple(dict.fromkeys((*self.params.stop, *STOP))))
         tokens = 0
+        lead = self.message.lead
+        if lead:
+            self._emit(ctx, lead + "\n\n")
         for piece in self.llm.stream_chat(messages, params, lambda: ctx.cancelled):
             if first is None:
                 first = time.perf_counter() - t0
@@ -84,6 +90,8 @@ class ChatTurn:
         text, truncated = stream.text, False
         if tokens >= params.max_tokens and not ctx.cancelled:  # ran out of room mid-reply
             text, truncated = end_at_sentence(text)
+        if lead:
+            text = f"{lead}\n\n{text}" if text.strip() else lead
         return Completion(text, tokens, first, time.perf_counter() - t0, truncated=truncated)
 
     def _emit(self, ctx: JobContext, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,16 @@ class PersonaProfile:
     style_notes: str = ""
     """How the person writes: tone, length, habits, sign-off."""
     greeting: str = ""
+    """What the persona says to a bare "Hi" (and first, in the console)."""
+    introduction: str = ""
+    """What the persona says to "Who are you?"; unset: the first sentence of
+    ``system_prompt`` in the first person ("You are X, ..." becomes "I'm X, ...")."""
     unknown_reply: str = "I don't remember anything about that, and I'd rather not guess."
     """Said when memory has nothing on a factual question (instead of inventing)."""
+    decline_reply: str = ("I can't do that. Ask me about my work or what I've written, "
+                          "and I'll tell you what I remember.")
+    """Said to a message that tries to override the persona's instructions or to collect
+    other people's contact details."""
     language: str = "en"
     owners: tuple[str, ...] = ()
     """Users who manage this persona (its voices, ...), as ``platform:id``."""
@@ -76,6 +85,17 @@ class Persona:
         if self.profile.style_notes.strip():
             parts.append("How you write: " + self.profile.style_notes.strip())
         return "\n\n".join(p for p in parts if p)
+
+    def introduction(self) -> str:
+        """Who the persona is, in its own words, from its profile alone (nothing invented)."""
+        if self.profile.introduction.strip():
+            return self.profile.introduction.strip()
+        prompt = " ".join(self.profile.system_prompt.split())
+        first = re.split(r"(?<=[.!?])\s", prompt, maxsplit=1)[0]
+        m = re.match(r"you are (.+)", first, re.IGNORECASE)
+        if m is None:
+            return f"I'm {self.profile.display_name}."
+        return "I'm " + re.sub(r"\byour\b", "my", re.sub(r"\byou\b", "I", m.group(1)))
 
     def source_files(self) -> list[Path]:
         files: set[Path] = set()

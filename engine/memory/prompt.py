@@ -6,7 +6,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from engine.memory.retrieve import Hit, fts_query
+from engine.memory.retrieve import Hit
 
 GROUNDED_RULES = (
     "Before the user's message come SOURCES: excerpts of your own mail and documents. "
@@ -23,26 +23,6 @@ UNGROUNDED_RULES = (
     "Nothing in your mail or documents matches this message. If it asks about facts, "
     "events, people, numbers or dates, say plainly, in your own voice, that you don't "
     "remember or don't know; never invent them. Small talk is fine."
-)
-def asks_for_facts(message: str, persona_name: str = "") -> bool:
-    """A question with content words ("What did Lucy pay in May?"), as opposed to small talk
-    ("Hi Phillip, how are you?") or a statement. Without memory, the first gets an honest
-    refusal. Greetings and the persona's own name are not content."""
-    text = message.strip().lower()
-    question = text.endswith("?") or text.split(" ", 1)[0] in _QUESTION_WORDS
-    if not question:
-        return False
-    ignore = _SMALL_TALK | set(re.findall(r"\w+", persona_name.lower()))
-    return any(w.strip('"') not in ignore for w in fts_query(message).split(" OR ") if w)
-
-
-_QUESTION_WORDS = frozenset(
-    "what which who whom whose when where why how did do does is are was were can could "
-    "will would should have has had tell".split()
-)
-_SMALL_TALK = frozenset(
-    "hi hello hey dear good morning afternoon evening day today doing going well fine "
-    "ok okay thanks thank cheers yes yeah sure great nice".split()
 )
 _FENCE_OPEN = "<<<"
 _FENCE_CLOSE = ">>>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -113,35 +114,37 @@ class Candidate:
 RRF_K = 60
 
 
-LEXICAL_TOP = 3
-"""Full-text ranks that count as keyword support for the relevance gate."""
+KEYWORD_WEIGHT = 0.25
+"""How much a candidate's share of the question's (rarity-weighted) words adds to its
+fused rank (tuned on the Allen set: hit@1 76% -> 86%, hit@5 unchanged)."""
 
 
 def select_hits(query: NDArray[np.float32], candidates: list[Candidate], k: int, lam: float,
-                min_score: float, min_score_keywords: float | None = None) -> list[Hit]:
+                judge: Callable[[list[Candidate], NDArray[np.float32]], list[float] | None]
+                | None = None) -> list[Hit]:
     """Hybrid choice of ``k`` hits from vector and full-text candidates.
 
-    The gate: memory "has nothing" unless some candidate's cosine similarity reaches
-    ``min_score``, or a candidate among the best full-text matches reaches the lower
-    ``min_score_keywords`` (meaning and keywords agree). Then candidates are ranked by
-    reciprocal-rank fusion of their vector and full-text ranks (names, numbers and rare
-    words that embeddings blur still count), and MMR picks ``k`` that do not repeat each
-    other.
+    ``judge`` decides from the candidates and their cosine similarities whether memory
+    has anything on the question (None: nothing) and gives each candidate's share of the
+    question's words. Candidates are ranked by reciprocal-rank fusion of their vector and
+    full-text ranks (names, numbers and rare words that embeddings blur still count) plus
+    that share, and MMR picks ``k`` that do not repeat each other.
     """
     if not candidates:
         return []
     vectors = np.stack([c.vector for c in candidates]).astype(np.float32)
     cosine = vectors @ query
-    keyword_floor = min_score if min_score_keywords is None else min_score_keywords
-    supported = [float(cosine[i]) for i, c in enumerate(candidates)
-                 if c.lexical_rank is not None and c.lexical_rank <= LEXICAL_TOP]
-    if float(cosine.max()) < min_score and max(supported, default=-2.0) < keyword_floor:
+    coverage = judge(candidates, cosine) if judge is not None else []
+    if coverage is None:
         return []
     fused = np.array([
         sum(1.0 / (RRF_K + r) for r in (c.vector_rank, c.lexical_rank) if r is not None)
         for c in candidates
     ], dtype=np.float32)
     relevance = fused / fused.max()
+    if coverage:
+        relevance = relevance + KEYWORD_WEIGHT * np.asarray(coverage, dtype=np.float32)
+        relevance = relevance / relevance.max()
     chosen = mmr_by(relevance, vectors, k, lam)
     return [
         Hit(

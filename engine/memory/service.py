@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from engine.config import MemoryConfig
 from engine.memory.embed import Embedder, Vectors
+from engine.memory.relevance import Evidence, Gate, TermStats, weigh
 from engine.memory.retrieve import Candidate, Filters, Hit, fts_query, select_hits
 from engine.memory.store import VectorStore
 from engine.memory.style import StyleProfile
@@ -41,6 +42,9 @@ class Memory:
                          and url.database not in (None, "", ":memory:") else None)
         self._fts: sqlite3.Connection | None = None
         self._styles: dict[str, StyleProfile | None] = {}
+        self._terms: dict[str, TermStats] = {}
+        self.gate = Gate(cfg.min_score, cfg.min_score_keywords, cfg.min_coverage,
+                         cfg.min_specificity, cfg.min_information, cfg.max_unseen)
 
     # Everything below that touches the model or Chroma runs on the embed thread.
 
@@ -82,6 +86,20 @@ class Memory:
     def forget_cached(self, persona: str) -> None:
         self._sizes.pop(persona, None)
         self._styles.pop(persona, None)
+        self._terms.pop(persona, None)
+
+    async def term_stats(self, persona: str) -> TermStats:
+        """How many chunks contain each word, and the years memory spans (cached; refreshed
+        after ingest)."""
+        if persona not in self._terms:
+            async with self.db.session() as s:
+                rows = (await s.execute(
+                    select(MemoryChunk.subject, MemoryChunk.text, MemoryChunk.sent_at)
+                    .where(MemoryChunk.persona == persona))).all()
+            self._terms[persona] = TermStats.build(
+                (f"{subject}\n{text}" for subject, text, _ in rows),
+                (sent.year for _, _, sent in rows if sent is not None))
+        return self._terms[persona]
 
     async def recall(
         self,
@@ -94,28 +112,44 @@ class Memory:
         priority: Priority = Priority.INTERACTIVE,
         min_score: float | None = None,
     ) -> list[Hit]:
-        """Chunks of the persona's memory that answer ``question``; [] when nothing clears
-        the relevance gate."""
+        """Chunks of the persona's memory that answer ``question``; [] when the relevance
+        decision says memory has nothing. ``min_score`` set: only that cosine similarity
+        decides (-1: always the best ``k``)."""
         if not question.strip():
             return []
         size = await self.size(persona)
         if size == 0:
             return []
         top_k = k or self.cfg.top_k
-        gate = self.cfg.min_score if min_score is None else min_score
-        keyword_gate = self.cfg.min_score_keywords if min_score is None else min_score
         where = filters.where() if filters else None
+        stats = await self.term_stats(persona)
         await self.preload()
 
         def run(ctx: JobContext) -> list[Hit]:
             vec = self.embedder.embed([question])[0]
             n = min(max(self.cfg.candidates, top_k), size)
             candidates = self._candidates(persona, question, vec, n, where)
-            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, gate, keyword_gate)
+
+            def judge(found: list[Candidate], cosine: Any) -> list[float] | None:
+                evidence = self.evidence(question, found, cosine, stats)
+                if min_score is not None:
+                    ok = float(cosine.max()) >= min_score
+                else:
+                    ok = evidence.relevant(self.gate)
+                return list(evidence.coverages) if ok else None
+
+            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, judge)
 
         job = self.scheduler.submit(EMBED, run, user=user, kind="recall", priority=priority,
                                     timeout_s=30)
         return await job.result()
+
+    @staticmethod
+    def evidence(question: str, candidates: list[Candidate], cosine: Any,
+                 stats: TermStats | None) -> Evidence:
+        content = [w.strip('"') for w in fts_query(question).split(" OR ") if w]
+        return weigh(question, [f"{c.meta.get('subject', '')}\n{c.text}" for c in candidates],
+                     [float(x) for x in cosine], stats, content)
 
     def _candidates(self, persona: str, question: str, vec: Vectors, n: int,
                     where: dict[str, Any] | None) -> list[Candidate]:

@@ -1,0 +1,203 @@
+"""Does the persona sound like the person? A blind authorship classifier scores replies.
+
+The classifier (character 2-4-grams, TF-IDF, logistic regression) is trained on 70% of
+the person's own mail (the part they wrote, quotes and forwards cut as at ingest) against
+two other writers in ``shared/corpus/``: Vince Kaminski's own mail and TinyStories. It
+never sees the other 30% of the person's mail; its accuracy on that held-out part (and on
+held-out text of the others) is reported, and the held-out mail's mean score is the
+ceiling. Then it scores replies to the same messages from friends and colleagues:
+
+- ``plain``: the bundled model with no persona ("You are a helpful assistant.");
+- ``persona``: the persona through the engine (system prompt, style profile, memory, the
+  engine's quotes), memory built from the training 70% only;
+- ``persona + fine-tune``: the same with the persona's LoRA (``persona.toml``
+  ``lora_path``), when one is given with ``--lora``.
+
+A score is the classifier's probability that the person wrote the text (0-1).
+
+    .venv/bin/python bench/persona_eval.py [--person allen] [--lora PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from _common import CORPUS, memory_engine, temp_config, write
+
+from engine.engine import Engine
+from engine.llm.base import ChatMessage
+from engine.memory.clean import strip_mail
+from engine.memory.ingest import Ingestor
+from engine.memory.parse import parse_file
+from engine.records import UserRef
+
+PEOPLE: dict[str, dict[str, Any]] = {
+    "allen": {"name": "Phillip Allen", "mail": CORPUS / "enron-allen-p" / "sent_mail.mbox",
+              "system": "You are Phillip Allen, a natural gas trader at Enron in Houston who "
+                        "also manages rental properties and is building a house."},
+}
+OTHERS = {"kaminski": CORPUS / "enron-kaminski-v" / "sent_items.mbox"}
+STORIES = CORPUS / "stories" / "tinystories.jsonl"
+MESSAGES = [
+    "Can you send me the rent numbers for last month?",
+    "The builder says the framing will be two weeks late. What should I tell him?",
+    "Are you coming to the desk meeting tomorrow?",
+    "What do you think gas prices will do this winter?",
+    "Lucy wants to know if she can hire someone to fix the roof.",
+    "Could you look over the loan documents before Friday?",
+    "The tenants in #12 are late again. How do you want to handle it?",
+    "Do you have time to interview an analyst next week?",
+    "Thanks for the help with the spreadsheet yesterday.",
+    "How is the house project coming along?",
+    "Can we move our call to Thursday afternoon?",
+    "Should we make an offer on the apartment complex in San Marcos?",
+]
+
+
+def own_texts(mbox: Path, min_chars: int = 80) -> list[str]:
+    out = []
+    for doc in parse_file(mbox):
+        text, _ = strip_mail(doc.text)
+        text = " ".join(text.split())
+        if len(text) >= min_chars:
+            out.append(text)
+    return out
+
+
+def split(texts: list[str], share: float, seed: int = 7) -> tuple[list[str], list[str]]:
+    shuffled = texts[:]
+    random.Random(seed).shuffle(shuffled)
+    cut = int(len(shuffled) * share)
+    return shuffled[:cut], shuffled[cut:]
+
+
+def train_classifier(person: list[str], others: list[str]) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True,
+                        min_df=2, max_features=200_000),
+        LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced"))
+    model.fit(person + others, [1] * len(person) + [0] * len(others))
+    return model
+
+
+def score(model: Any, texts: list[str]) -> float:
+    if not texts:
+        return float("nan")
+    return round(float(model.predict_proba(texts)[:, 1].mean()), 3)
+
+
+async def plain_replies(engine: Engine) -> list[str]:
+    def run() -> list[str]:
+        out = []
+        for message in MESSAGES:
+            messages = [ChatMessage("system", "You are a helpful assistant."),
+                        ChatMessage("user", message)]
+            out.append("".join(engine.llm.stream_chat(messages, engine.sampling, lambda: False)))
+        return out
+
+    return await asyncio.to_thread(run)
+
+
+async def persona_replies(engine: Engine, persona: str) -> list[str]:
+    out = []
+    for i, message in enumerate(MESSAGES):
+        user = UserRef("bench", str(i), f"Colleague {i}")  # each message a fresh chat
+        reply = await engine.chat(user, message, persona=persona)
+        out.append("".join([c async for c in reply]))
+    return out
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--person", choices=sorted(PEOPLE), default="allen")
+    ap.add_argument("--lora", type=Path, help="a GGUF LoRA of the chat model for this person")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    spec = PEOPLE[args.person]
+
+    t0 = time.perf_counter()
+    person_train, person_test = split(own_texts(spec["mail"]), 0.7)
+    other_train: list[str] = []
+    other_test: list[str] = []
+    for path in OTHERS.values():
+        a, b = split(own_texts(path), 0.7)
+        other_train += a
+        other_test += b
+    stories = [json.loads(line)["text"] for line in STORIES.read_text().splitlines()[:600]]
+    a, b = split(stories, 0.7)
+    other_train += a
+    other_test += b
+    classifier = train_classifier(person_train, other_train)
+    predicted = classifier.predict(person_test + other_test)
+    truth = [1] * len(person_test) + [0] * len(other_test)
+    accuracy = sum(int(p == t) for p, t in zip(predicted, truth, strict=True)) / len(truth)
+
+    result: dict[str, Any] = {
+        "bench": "persona_eval", "person": args.person,
+        "classifier": {"person_train": len(person_train), "person_test": len(person_test),
+                       "others_train": len(other_train), "others_test": len(other_test),
+                       "held_out_accuracy": round(accuracy, 3)},
+        "scores": {"own_held_out_mail": score(classifier, person_test),
+                   "other_writers_held_out": score(classifier, other_test)},
+        "messages": MESSAGES,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        mail = Path(tmp) / "train.mbox"
+        train_set = set(person_train)
+        # Memory from the training 70% only: the held-out mail must not be quoted back.
+        docs = [d for d in parse_file(spec["mail"])
+                if " ".join(strip_mail(d.text)[0].split()) in train_set]
+        mail.write_text("".join(_as_mbox(d) for d in docs))
+        cfg = temp_config(Path(tmp) / "data")
+        engine = await memory_engine(cfg, load_llm=True)
+        try:
+            persona = engine.personas.get(args.person)
+            await Ingestor(engine.memory, persona).run([mail])
+            result["replies"] = {"plain": await plain_replies(engine),
+                                 "persona": await persona_replies(engine, args.person)}
+        finally:
+            await engine.stop()
+        if args.lora:
+            lora_cfg = replace(cfg, llm=replace(cfg.llm, lora_path=args.lora))
+            engine = await memory_engine(lora_cfg, load_llm=True)
+            try:
+                result["replies"]["persona + fine-tune"] = await persona_replies(
+                    engine, args.person)
+            finally:
+                await engine.stop()
+    for name, replies in result["replies"].items():
+        result["scores"][name] = score(classifier, replies)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    path = write("persona_eval", result, args.out)
+
+    c = result["classifier"]
+    print(f"classifier: {c['person_train']} of the person's mails vs {c['others_train']} "
+          f"texts of 2 other writers; held-out accuracy {c['held_out_accuracy']:.1%}")
+    for name, value in result["scores"].items():
+        print(f"  {name:24} {value:.2f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _as_mbox(doc: Any) -> str:
+    """One parsed mail back as an mbox entry (headers ingest reads, body as parsed)."""
+    date = doc.date.strftime("%a, %d %b %Y %H:%M:%S %z") if doc.date else ""
+    body = doc.text.replace("\nFrom ", "\n>From ")
+    return (f"From bench Thu Jan  1 00:00:00 2001\nFrom: {doc.sender}\nTo: {doc.recipients}\n"
+            f"Subject: {doc.subject}\nMessage-ID: {doc.message_id}\nDate: {date}\n\n{body}\n\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

@@ -1,0 +1,107 @@
+"""The sentence of memory that answers a question, quoted by the engine itself: a small
+model often paraphrases retrieved mail wrongly or not at all, so when memory has the
+answer the reply opens with it ("On 23 Aug 2001 I wrote to Laura: “...” [1]")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from engine.memory.relevance import MIN_DOCS, TermStats, terms
+from engine.memory.retrieve import Hit, fts_query
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n\s*\n|\n(?=\s*(?:\d+[.)]|[-*•])\s)")
+_SALUTATION = re.compile(r"^\s*(?:(?:dear|hi|hello|hey)\s+)?([A-Z][a-z]+(?: [A-Z][a-z]+)?)"
+                         r"\s*(?:,|:|\n)")
+_MAX_CHARS = 320
+_MIN_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Quote:
+    sentence: str
+    hit: Hit
+    number: int
+    """The hit's source number, as cited: [1] is the first hit."""
+
+    def render(self) -> str:
+        when = ""
+        if self.hit.date:
+            try:
+                d = date.fromisoformat(self.hit.date)
+                when = f"On {d.day} {d.strftime('%b %Y')}"
+            except ValueError:
+                when = f"On {self.hit.date}"
+        if self.hit.kind == "own":
+            m = _SALUTATION.match(self.hit.text)
+            to = f" to {m.group(1)}" if m and m.group(1).lower() not in _NOT_NAMES else ""
+            lead = f"{when} I wrote{to}" if when else f"I wrote{to}"
+        else:  # a document, or mail written to the person
+            name = self.hit.citation(self.number).removeprefix(f"[{self.number}] ")
+            if self.hit.date:
+                name = name.removeprefix(self.hit.date).strip()
+            what = "in" if self.hit.kind == "document" else "a mail I got,"
+            lead = f"{when}, {what} {name}" if when else f"In {name}"
+        return f"{lead}: “{self.sentence}” [{self.number}]"
+
+
+_NOT_NAMES = frozenset("thanks thank please regards all yes no ok okay sorry fyi hello hi "
+                       "dear team folks everyone guys".split())
+
+
+_HEADERISH = re.compile(r"<\[email\]>|\[mailto:|please respond to|^(from|to|cc|sent|subject):"
+                        r"|\b\d\d?/\d\d?/\d{2,4} \d\d?:\d\d|-{3,}|\*{3,}", re.IGNORECASE)
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences, without its salutation or quoted mail headers."""
+    body = _SALUTATION.sub("", text, count=1)
+    out = []
+    for part in _SENTENCE.split(body):
+        part = " ".join(part.split())
+        if len(part) >= 12 and re.search(r"[A-Za-z]{3}", part) and not _HEADERISH.search(part):
+            out.append(part)
+    return out
+
+
+def _window(found: list[str], i: int) -> str:
+    """Sentence ``i`` and what follows it (the answer often comes right after the words
+    the question repeats: "Here are the key contacts." then the list), within the quote's
+    length."""
+    text = found[i]
+    for after in found[i + 1:]:
+        if len(text) >= _MIN_CHARS:
+            break
+        text = f"{text} {after}"
+    if len(text) > _MAX_CHARS:
+        text = text[:_MAX_CHARS].rsplit(" ", 1)[0] + " ..."
+    return text
+
+
+def best_quote(question: str, hits: list[Hit], stats: TermStats | None,
+               min_information: float = 0.65) -> Quote | None:
+    """The sentence among ``hits`` that shares the most (rarity-weighted) words with the
+    question, preferring the person's own words and better-ranked hits; None when no
+    sentence shares enough to be the answer."""
+    words = list(dict.fromkeys(w.strip('"') for w in fts_query(question).split(" OR ") if w))
+    if not words or not hits:
+        return None
+    known = stats if stats and stats.docs >= MIN_DOCS else None
+    top = known.max_idf if known else 1.0
+
+    def idf(word: str) -> float:
+        return known.idf(word) if known else 1.0
+
+    best: tuple[float, int, str] | None = None
+    for n, hit in enumerate(hits, start=1):
+        weight = (1.0 if hit.kind != "context" else 0.8) / (1 + 0.1 * (n - 1))
+        found = sentences(hit.text)
+        for i in range(len(found)):
+            present = set(terms(found[i]))
+            score = sum(idf(w) for w in words if w in present) / top * weight
+            if best is None or score > best[0]:
+                best = (score, n, _window(found, i))
+    if best is None or best[0] < min_information:
+        return None
+    return Quote(best[2], hits[best[1] - 1], best[1])
