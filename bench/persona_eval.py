@@ -123,6 +123,7 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--person", choices=sorted(PEOPLE), default="allen")
     ap.add_argument("--lora", type=Path, help="a GGUF LoRA of the chat model for this person")
+    ap.add_argument("--model", type=Path, help="a GGUF chat model instead of the bundled one")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     spec = PEOPLE[args.person]
@@ -146,6 +147,7 @@ async def main() -> int:
 
     result: dict[str, Any] = {
         "bench": "persona_eval", "person": args.person,
+        "model": str(args.model or "bundled SmolLM2-135M-Instruct"),
         "classifier": {"person_train": len(person_train), "person_test": len(person_test),
                        "others_train": len(other_train), "others_test": len(other_test),
                        "held_out_accuracy": round(accuracy, 3)},
@@ -161,6 +163,8 @@ async def main() -> int:
                 if " ".join(strip_mail(d.text)[0].split()) in train_set]
         mail.write_text("".join(_as_mbox(d) for d in docs))
         cfg = temp_config(Path(tmp) / "data")
+        if args.model:
+            cfg = replace(cfg, llm=replace(cfg.llm, model_path=args.model))
         engine = await memory_engine(cfg, load_llm=True)
         try:
             persona = engine.personas.get(args.person)

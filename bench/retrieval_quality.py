@@ -32,6 +32,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +115,16 @@ def _mail_rank(order: list[int], ids: list[str], gold: list[str], depth: int = 2
     return None
 
 
-async def run_set(name: str, work: Path, answers: bool) -> dict[str, Any]:
+async def run_set(name: str, work: Path, answers: bool,
+                  model: Path | None = None) -> dict[str, Any]:
     spec = SETS[name]
     items = [json.loads(line) for line in spec["questions"].read_text().splitlines()
              if line.strip()]
     personas = work / "personas"
     _persona_dir(personas, name, spec)
     cfg = temp_config(work / "data", personas, name)
+    if model is not None:
+        cfg = replace(cfg, llm=replace(cfg.llm, model_path=model))
     engine = await memory_engine(cfg, load_llm=answers)
     rows: list[dict[str, Any]] = []
     try:
@@ -161,6 +165,7 @@ async def run_set(name: str, work: Path, answers: bool) -> dict[str, Any]:
 
     return {
         "set": name,
+        "model": str(model or "bundled SmolLM2-135M-Instruct") if answers else None,
         "tuned_on": spec["tuned_on"],
         "corpus": str(spec["mail"].relative_to(CORPUS)),
         "chunks": report.chunks_added,
@@ -219,12 +224,14 @@ async def main() -> int:
                     help="keep ingested data here and reuse it on the next run")
     ap.add_argument("--answers", action="store_true",
                     help="also ask the model each answerable question (slow on a CPU)")
+    ap.add_argument("--model", type=Path, help="a GGUF chat model instead of the bundled one")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.set or list(SETS):
-            results.append(await run_set(name, (args.work or Path(tmp)) / name, args.answers))
+            results.append(await run_set(name, (args.work or Path(tmp)) / name, args.answers,
+                                         args.model))
     for result in results:
         _print(result)
     path = write("retrieval_quality", {"bench": "retrieval_quality", "targets_not_tuned_on":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from engine.config import Config, config_from_dict
 from engine.engine import Engine
@@ -21,6 +22,13 @@ SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Property tests: no per-example time limit (a busy machine is slow, never wrong), and the
+# same examples on every run, so that a fresh clone's CI does not stumble on a new one;
+# HYPOTHESIS_PROFILE=explore searches new examples.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 MakeConfig = Callable[..., Config]
 

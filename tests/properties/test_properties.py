@@ -47,8 +47,10 @@ def test_speech_chunks_are_never_empty_or_unspeakable(text: str) -> None:
                                      fullmatch=True))
 def test_cleanup_drops_urls_markdown_and_emoji(text: str, url: str) -> None:
     cleaned = clean_for_speech(f"**{text}** see {url} 🙂 `code`")
-    assert "http" not in cleaned and "**" not in cleaned and "🙂" not in cleaned
-    assert "`" not in cleaned
+    # What was added around the text is gone (the text itself may say "http" or "`").
+    for mark in ("http", "**", "🙂", "`"):
+        assert cleaned.count(mark) <= text.count(mark), mark
+    assert url not in cleaned
 
 
 NUMERIC_KEYS = [("engine", "queue_size"), ("engine", "rate_per_minute"), ("llm", "n_ctx"),
