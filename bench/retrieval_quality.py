@@ -38,6 +38,7 @@ from typing import Any
 
 from _common import CORPUS, ROOT, memory_engine, temp_config, write
 
+from engine.errors import DoppelError
 from engine.memory.ingest import Ingestor
 
 SETS: dict[str, dict[str, Any]] = {
@@ -136,9 +137,15 @@ async def run_set(name: str, work: Path, answers: bool,
             q, gold = item["question"], item["message_ids"]
             hits = await engine.memory.recall(name, q, k=20, min_score=-1)
             ids = [h.message_id for h in hits]
-            _, decided, message = await engine.ground(engine.personas.get(name), q, "bench")
+            grounded = await engine.ground(engine.personas.get(name), q, "bench")
+            decided, message = grounded.hits, grounded.message
             fact = item.get("answer")
-            reply = (await engine.ask(name, q)).answer if answers and gold else None
+            reply = None
+            if answers and gold:
+                try:
+                    reply = (await engine.ask(name, q)).answer
+                except DoppelError as exc:  # e.g. the leak guard stopped a recital
+                    reply = f"[{type(exc).__name__}: {exc.user_message}]"
             rank = next((i + 1 for i, m in enumerate(dict.fromkeys(ids)) if m in gold), None)
             rows.append({
                 "question": q,

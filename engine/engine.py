@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.chat_turn import ChatTurn, TurnMessage
+from engine.chat_turn import ChatTurn
 from engine.config import Config
 from engine.conversations import ConversationState, ConversationStore
 from engine.errors import (
@@ -24,15 +24,12 @@ from engine.errors import (
     NotAllowed,
     SchedulerStopped,
 )
+from engine.grounding import Grounding, ground
 from engine.inbox import Inbox
 from engine.llm.base import Completion, LLMBackend, SamplingParams
 from engine.llm.factory import make_backend
 from engine.locking import DataDirLock
 from engine.memory.embed import Embedder
-from engine.memory.evidence import best_quote
-from engine.memory.intent import Intent, classify
-from engine.memory.prompt import GROUNDED_RULES, PRIVACY_RULES, UNGROUNDED_RULES
-from engine.memory.redact import redact_hit
 from engine.memory.retrieve import Hit
 from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
@@ -289,7 +286,8 @@ class Engine:
         history = list(state.history)[:-1]  # the prompt takes the new message separately
         partial: list[str] = []
         try:
-            system, hits, message = await self.ground(p, text, user.key)
+            grounded = await self.ground(p, text, user.key)
+            system, hits, message = grounded.system, grounded.hits, grounded.message
             job = self.scheduler.submit(
                 LLM,
                 ChatTurn(self.llm, system, history, message, params or self.sampling, partial),
@@ -359,7 +357,8 @@ class Engine:
         """Answer one question from the persona's memory, outside any conversation."""
         text = self._check_text(question)
         p = self.personas.get(persona)
-        system, hits, message = await self.ground(p, text, "operator:ask")
+        grounded = await self.ground(p, text, "operator:ask")
+        system, hits, message = grounded.system, grounded.hits, grounded.message
         job = self.scheduler.submit(
             LLM, ChatTurn(self.llm, system, [], message, params or self.sampling, []),
             user="operator:ask", kind="ask", priority=Priority.INTERACTIVE,
@@ -382,37 +381,9 @@ class Engine:
             )
         return text
 
-    async def ground(self, persona: Persona, text: str,
-                     user_key: str) -> tuple[str, list[Hit], TurnMessage]:
-        """The system prompt, the memory hits and the user's turn for one question."""
-        system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
-        style = await self.memory.style(persona.name)
-        if style is not None and style.mails:
-            system += "\n\nYour writing style, measured from your mail: " + style.describe()
-        intent = classify(text, persona.display_name)
-        # Decided here, not by a small model that may invent facts about the person or be
-        # talked out of its role.
-        canned = {Intent.INJECTION: persona.profile.decline_reply,
-                  Intent.GREETING: persona.profile.greeting.strip(),
-                  Intent.IDENTITY: persona.introduction()}.get(intent)
-        if canned:
-            return system, [], TurnMessage(text, [], canned=canned)
-        if not await self.memory.size(persona.name):
-            return system, [], TurnMessage(text, [])
-        cfg = self.config.memory
-        hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)
-                for h in await self.memory.recall(persona.name, text, user=user_key)]
-        if not hits and intent is Intent.FACT:
-            # The engine, not a model that may invent, answers a factual question that
-            # memory has nothing on. Conversation (greetings, opinions) goes to the model.
-            return system, [], TurnMessage(text, [], canned=persona.profile.unknown_reply)
-        rules = GROUNDED_RULES if hits else UNGROUNDED_RULES
-        quote = (best_quote(text, hits, await self.memory.term_stats(persona.name),
-                            self.memory.gate.min_information)
-                 if hits else None)
-        return f"{system}\n\n{rules}", hits, TurnMessage(
-            text, hits, self.config.memory.context_tokens,
-            lead=quote.render() if quote else "")
+    async def ground(self, persona: Persona, text: str, user_key: str) -> Grounding:
+        """What the model is given for ``text`` (or the reply decided without it)."""
+        return await ground(self.memory, self.config.memory, persona, text, user_key)
 
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
         return self.personas.get(name) if name else await self.current_persona(user, chat_key)
