@@ -380,11 +380,21 @@ async def _ask(config: Config, persona: str, as_json: bool) -> int:
     await engine.start()
     try:
         p = engine.personas.get(persona)
+        failed = 0
         for line in sys.stdin:
             question = line.strip()
             if not question:
                 continue
-            result = await engine.ask(p.name, question)
+            try:
+                result = await engine.ask(p.name, question)
+            except DoppelError as exc:  # one question's failure never drops the rest
+                failed += 1
+                if as_json:
+                    print(json.dumps({"question": question, "error": exc.user_message}),
+                          flush=True)
+                else:
+                    print(f"? {question}\n{exc.user_message}\n", flush=True)
+                continue
             if as_json:
                 print(json.dumps({
                     "question": result.question, "answer": result.answer,
@@ -398,7 +408,7 @@ async def _ask(config: Config, persona: str, as_json: bool) -> int:
                 print()
     finally:
         await engine.stop()
-    return 0
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

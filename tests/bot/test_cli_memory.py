@@ -97,3 +97,14 @@ def test_demo_persona_answers_with_citations_on_first_start(tmp_path: Path) -> N
     answer, sources = proc.stdout.rstrip("\n").rsplit("\n", 1)
     assert answer.strip()
     assert sources.startswith("Sources: [1] 2001-04-23 'Johnnie, Thank you for meeting")
+
+
+def test_ask_answers_every_question_even_after_one_fails(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    stdin = "x" * 5000 + "\nWho won the 2018 FIFA World Cup?\n"
+    done = doppel(cfg, "ask", "allen", "--json", stdin=stdin)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1, done.stderr  # something failed, and said so
+    assert "too long" in rows[0]["error"] and "answer" not in rows[0]
+    assert rows[1]["question"] == "Who won the 2018 FIFA World Cup?"
+    assert rows[1]["answer"] and not rows[1]["grounded"]  # the rest still answered
