@@ -41,7 +41,7 @@ def chunk_text(text: str, size: int, overlap: int, count: Callable[[str], int]) 
         step = max(1, int(len(words) * size / n))
         for i in range(0, len(words), step):
             piece = " ".join(words[i:i + step])
-            units.append((piece, count(piece)))
+            units.extend(_by_chars(piece, count(piece), size, count))
     chunks: list[str] = []
     current: list[tuple[str, int]] = []
     total = 0
@@ -61,6 +61,21 @@ def chunk_text(text: str, size: int, overlap: int, count: Callable[[str], int]) 
     if current:
         chunks.append(_join(current))
     return chunks
+
+
+def _by_chars(piece: str, n: int, size: int,
+              count: Callable[[str], int]) -> list[tuple[str, int]]:
+    """A piece still longer than ``size`` tokens (a word without spaces: a hash, a base64
+    blob, a 5 MB line) cut by characters, so that no chunk is ever over ``size``."""
+    if n <= size:
+        return [(piece, n)]
+    step = max(1, int(len(piece) * size / n * 0.9))
+    out = []
+    for i in range(0, len(piece), step):
+        part = piece[i:i + step]
+        out.extend(_by_chars(part, count(part), size, count) if len(part) > 1 else
+                   [(part, count(part))])
+    return out
 
 
 def _join(units: list[tuple[str, int]]) -> str:

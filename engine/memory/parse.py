@@ -67,6 +67,7 @@ MAX_ZIP_RATIO = 200
 """A .docx expanding past these is treated as a zip bomb."""
 MAX_PDF_PAGES = 3000
 MAX_TEXT_CHARS = 20_000_000
+"""The most text one file may hold (PDF text; .txt/.md files by size)."""
 
 
 def parse_file(path: Path) -> list[SourceDoc]:
@@ -81,6 +82,14 @@ def parse_file(path: Path) -> list[SourceDoc]:
             if _binary(data):
                 raise ParseError("not a mail: binary data")
             return [_from_email(_read_email(data), str(path))]
+        if suffix in (".txt", ".md"):
+            if size > MAX_TEXT_CHARS:  # at least as many bytes as characters
+                raise ParseError(f"too large for a text file ({size / 1e6:.0f} MB; the limit "
+                                 f"is {MAX_TEXT_CHARS / 1e6:.0f} MB)")
+            data = path.read_bytes()
+            if _binary(data):
+                raise ParseError("not text: binary data")
+            return [SourceDoc(decode_bytes(data), False, str(path), subject=path.stem)]
         if suffix == ".mbox":
             return _parse_mbox(path)
         if suffix == ".msg":
@@ -89,9 +98,6 @@ def parse_file(path: Path) -> list[SourceDoc]:
             return [_parse_pdf(path)]
         if suffix == ".docx":
             return [_parse_docx(path)]
-        if suffix in (".txt", ".md"):
-            return [SourceDoc(decode_bytes(path.read_bytes()), False, str(path),
-                              subject=path.stem)]
     except ParseError:
         raise
     except Exception as exc:  # a library's own error on a broken file: report and skip
@@ -158,10 +164,13 @@ def _read_email(data: bytes) -> EmailMessage:
 def _parse_mbox(path: Path) -> list[SourceDoc]:
     box = mailbox.mbox(str(path), create=False)
     try:
-        return [_from_email(_read_email(m.as_bytes()), f"{path}#{i}")
+        docs = [_from_email(_read_email(m.as_bytes()), f"{path}#{i}")
                 for i, m in enumerate(box)]
     finally:
         box.close()
+    if not docs:
+        raise ParseError("no mails in it (an mbox starts each mail with a 'From ' line)")
+    return docs
 
 
 def _header(msg: EmailMessage, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from pathlib import Path
 
@@ -64,8 +65,18 @@ def test_each_hostile_file_is_refused_with_a_reason(tmp_path: Path) -> None:
         many_pages(tmp_path / "huge.pdf", 3001): r"too many pages \(3001",
         broken_msg(tmp_path / "broken.msg"): "",  # the OLE library's own words
         tmp_path / "junk.eml": "binary data",
+        tmp_path / "random.txt": "not text: binary data",
+        tmp_path / "sparse.txt": r"too large \(1074 MB; the limit is 210 MB\)",
+        tmp_path / "big.txt": r"too large for a text file \(31 MB; the limit is 20 MB\)",
+        tmp_path / "junk.mbox": "no mails in it",
     }
     (tmp_path / "junk.eml").write_bytes(bytes(range(256)) * 64)
+    (tmp_path / "random.txt").write_bytes(random.Random(3).randbytes(64 * 1024))
+    with (tmp_path / "sparse.txt").open("wb") as f:  # 1 GiB on paper, nothing on disk
+        f.truncate(1024 ** 3)
+    with (tmp_path / "big.txt").open("wb") as f:
+        f.truncate(30 * 1024 ** 2)
+    (tmp_path / "junk.mbox").write_text("just some words\nand no mail headers at all\n")
     for path, reason in cases.items():
         with pytest.raises(ParseError, match=reason or None):
             parse_file(path)
@@ -97,3 +108,14 @@ async def test_ingest_keeps_the_good_and_reports_the_bad(memory_engine: Engine,
     assert report.files_indexed == 2 and report.chunks_added >= 1
     hits = await memory_engine.memory.recall("allen", "When is the storage report due?")
     assert hits and hits[0].message_id == "<good@example.com>"
+
+
+def test_a_long_line_without_spaces_never_makes_an_oversized_chunk(
+        memory_engine: Engine) -> None:
+    from engine.memory.chunk import chunk_text
+
+    count = memory_engine.memory.embedder.count_tokens
+    line = "a" * 200_000 + " and then some words. " + "x" * 50_000
+    chunks = chunk_text(line, 500, 50, count)
+    assert all(count(c) <= 500 for c in chunks)
+    assert "".join("".join(chunks).split()).count("a") >= 200_000  # nothing dropped
