@@ -62,6 +62,8 @@ class StyleProfile:
         return " ".join(lines)
 
 
+_ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+|\b[\w-]+\.(?:com|net|org|edu|gov)\b",
+                        re.IGNORECASE)
 _GREETING_WORDS = {"hi", "hello", "dear", "hey", "all", "team", "folks", "everyone", "good"}
 
 
@@ -94,7 +96,8 @@ def build_profile(mails: Sequence[str]) -> StyleProfile:
     sentences = sum(max(1, len(re.findall(r"[.!?]+(\s|$)", m))) for m in mails)
     contractions = sum(1 for ws in words for w in ws if "'" in w.strip("'"))
     grams: Counter[str] = Counter()
-    for ws in words:
+    for mail in mails:
+        ws = _WORD.findall(_ADDRESSES.sub(" ", mail))  # "enron com" is not a phrase
         low = [w.lower() for w in ws]
         seen: set[str] = set()
         for size in (2, 3):
@@ -102,6 +105,8 @@ def build_profile(mails: Sequence[str]) -> StyleProfile:
                 gram = low[i:i + size]
                 if gram[0] in _STOP or gram[-1] in _STOP:
                     continue
+                if all(w[:1].isupper() for w in ws[i:i + size]):
+                    continue  # a name ("Phillip Allen", "Kipp Flores") is not style
                 seen.add(" ".join(gram))
         grams.update(seen)  # count mails, not repetitions inside one mail
     phrases = [g for g, c in grams.most_common(40) if c >= max(3, n // 50)][:8]
