@@ -179,7 +179,15 @@ def _header(msg: EmailMessage, name: str) -> str:
     except (ValueError, IndexError, TypeError):  # malformed header the parser cannot model
         raw = msg.get_all(name, failobj=[])
         value = raw[0] if raw else None
-    return " ".join(str(value).split()) if value is not None else ""
+    if value is None:
+        return ""
+    text = str(value)
+    if "\ufffd" in text:  # raw 8-bit bytes in the header: read them as the body's charset
+        raw_value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")
+        if any("\udc80" <= c <= "\udcff" for c in raw_value):
+            data = raw_value.encode("ascii", "surrogateescape")
+            text = decode_bytes(data, msg.get_content_charset())
+    return " ".join(text.split())
 
 
 def _body(msg: EmailMessage) -> tuple[str, bool]:
@@ -277,7 +285,7 @@ def _parse_pdf(path: Path) -> SourceDoc:
         raise ParseError("no text layer (scanned or image-only PDF)")
     title = ""
     if reader.metadata is not None and reader.metadata.title:
-        title = str(reader.metadata.title)
+        title = _title(str(reader.metadata.title))
     return SourceDoc(text, False, str(path), subject=title or path.stem)
 
 
@@ -291,5 +299,15 @@ def _parse_docx(path: Path) -> SourceDoc:
         for row in table.rows:
             cells = list(dict.fromkeys(c.text.strip() for c in row.cells))
             parts.append(" | ".join(c for c in cells if c))
-    title = document.core_properties.title or path.stem
+    title = _title(document.core_properties.title or "") or path.stem
     return SourceDoc("\n".join(parts), False, str(path), subject=title)
+
+
+_PLACEHOLDER_TITLE = re.compile(r"^\W*(anonymous|untitled|no title|none|title|document\d*)\W*$",
+                                re.IGNORECASE)
+
+
+def _title(title: str) -> str:
+    """A document's own title, or "" for a placeholder ("(anonymous)", "Untitled")."""
+    title = " ".join(title.split())
+    return "" if _PLACEHOLDER_TITLE.match(title) else title

@@ -125,3 +125,22 @@ def test_notes_reply_header_is_cut() -> None:
     body = ("Sounds good.\n\nPhillip\n\n\n\"Jane Doe\" <jd@x.com> on 10/03/2000 10:02:13 AM\n"
             "To: Phillip K Allen/HOU/ECT@ECT\ncc:\nSubject: plans\n\nThe old text")
     assert strip_mail(body)[0] == "Sounds good.\n\nPhillip"
+
+
+def test_a_raw_8bit_subject_is_read_in_the_mails_charset(tmp_path: Path) -> None:
+    mail = tmp_path / "cafe.eml"
+    mail.write_bytes(b"From: a@example.com\nSubject: Caf\xe9 rent\n"
+                     b"Content-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9 body\n")
+    doc = parse_file(mail)[0]
+    assert (doc.subject, doc.text.strip()) == ("Café rent", "Café body")
+
+
+def test_a_placeholder_pdf_title_gives_way_to_the_file_name(tmp_path: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(DOCS / "pdf" / "google_docs_export.pdf"))
+    writer.add_metadata({"/Title": "(anonymous)"})
+    path = tmp_path / "rent-report.pdf"
+    with path.open("wb") as f:
+        writer.write(f)
+    assert parse_file(path)[0].subject == "rent-report"
