@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot import cli_model, cli_train
 from engine.config import Config, load_config
-from engine.errors import DoppelError
+from engine.errors import DoppelError, UserNotFound
 from engine.records import UserRef
 
 if TYPE_CHECKING:
@@ -239,7 +239,11 @@ async def _user_data(config: Config, args: argparse.Namespace) -> int:
     try:
         user = UserRef(platform, user_id)
         if args.command == "export":
-            data = await engine.export(user)
+            try:
+                data = await engine.export(user)
+            except UserNotFound:
+                print(f"doppel: nothing is stored about {args.user}", file=sys.stderr)
+                return 1
             await asyncio.to_thread(args.output.write_bytes, data)
             print(f"{args.output}: {len(data)} bytes")
         else:

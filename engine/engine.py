@@ -23,6 +23,7 @@ from engine.errors import (
     ModelError,
     NotAllowed,
     SchedulerStopped,
+    UserNotFound,
 )
 from engine.grounding import Grounding, ground
 from engine.inbox import Inbox
@@ -349,8 +350,10 @@ class Engine:
         """Everything stored about the user, as a zip (``/export``)."""
         from engine.export import export_user
 
-        return await export_user(self.db, await self.conversations.find_user_id(user),
-                                 self.voice.library.root, user)
+        user_id = await self.conversations.find_user_id(user)
+        if user_id is None:
+            raise UserNotFound(user.key)
+        return await export_user(self.db, user_id, self.voice.library.root, user)
 
     async def ask(self, persona: str, question: str, *,
                   params: SamplingParams | None = None) -> AskResult:

@@ -63,6 +63,16 @@ class PersonaNotFound(InputError):
         self.available = available
 
 
+class UserNotFound(InputError):
+    """Nothing is stored about the user (export of someone who never wrote)."""
+
+    user_message = "Nothing is stored about you yet."
+
+    def __init__(self, who: str) -> None:
+        super().__init__(f"no user {who}")
+        self.who = who
+
+
 class FeatureUnavailable(DoppelError):
     """The feature is not set up on this installation; ``user_message`` says what it needs."""
 

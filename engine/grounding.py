@@ -1,5 +1,5 @@
 """What the model is given for one message, and what the engine answers without it: the
-intent comes first (greeting, "who are you", injection: answered from the persona's
+intent comes first ("who are you" and injections are answered from the persona's
 profile), then memory (a factual question it has nothing on gets the honest "I don't
 remember"; one it answers opens with the quoted sentence)."""
 
@@ -36,7 +36,6 @@ async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
     # Decided here, not by a small model that may invent facts about the person or be
     # talked out of its role.
     canned = {Intent.INJECTION: persona.profile.decline_reply,
-              Intent.GREETING: persona.profile.greeting.strip(),
               Intent.IDENTITY: persona.introduction()}.get(intent)
     if canned:
         return Grounding(system, [], TurnMessage(text, [], canned=canned))

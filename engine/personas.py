@@ -22,7 +22,7 @@ class PersonaProfile:
     style_notes: str = ""
     """How the person writes: tone, length, habits, sign-off."""
     greeting: str = ""
-    """What the persona says to a bare "Hi" (and first, in the console)."""
+    """What the persona says first (the console, a new voice)."""
     introduction: str = ""
     """What the persona says to "Who are you?"; unset: the first sentence of
     ``system_prompt`` in the first person ("You are X, ..." becomes "I'm X, ...")."""

@@ -9,18 +9,20 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from engine.engine import Engine, UserRef
-from engine.errors import DoppelError, InputError, QueueFull, UserQueueFull
+from engine.errors import DoppelError, InputError, QueueFull, UserNotFound, UserQueueFull
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
 
 
 class Interact(BaseModel):
     user: str = Field(min_length=1, max_length=64, description="Your id for the end user")
-    text: str = Field(min_length=1, max_length=8000)
+    text: str = Field(min_length=1, description="At most [engine] max_message_chars "
+                                                  "characters (the engine says so)")
     persona: str | None = None
     chat: str = Field("", max_length=100, description="Conversation scope, e.g. a room id")
     voice: bool = Field(False, description="Also return a voice note URL")
@@ -65,9 +67,18 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.exception_handler(DoppelError)
     async def doppel_error(request: Request, exc: DoppelError) -> JSONResponse:
+        if isinstance(exc, UserNotFound):
+            return JSONResponse({"error": "nothing is stored about this user"}, status_code=404)
         status = 429 if isinstance(exc, QueueFull | UserQueueFull) else (
             400 if isinstance(exc, InputError) else 500)
         return JSONResponse({"error": exc.user_message}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """Which field is wrong and why, without echoing what was sent (it may be huge)."""
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg")}
+                  for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "details": errors}, status_code=422)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

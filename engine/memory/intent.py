@@ -19,8 +19,6 @@ class Intent(Enum):
     answered in persona, with memory if it has something, never refused."""
     INJECTION = "injection"
     """Tries to override the persona's instructions or to harvest contact details."""
-    GREETING = "greeting"
-    """Only a greeting ("Hi Phillip!"): the persona's own greeting answers it."""
     IDENTITY = "identity"
     """"Who are you?": the persona's profile answers it, so that nothing about the person
     is invented."""
@@ -40,9 +38,6 @@ _INJECTION = [re.compile(p, re.IGNORECASE) for p in (
     r"|contact (details|info)|passwords?|social security|credit card)",
 )]
 
-_GREETING = re.compile(
-    r"^\W*((hi|hello|hey|hiya|howdy|yo|greetings|good (morning|afternoon|evening|day))"
-    r"(\s+there)?)\W*(\w+\W*){0,2}$", re.IGNORECASE)
 _IDENTITY = re.compile(
     r"\bwho (are|r) (you|u)\b|\btell me (a bit |a little )?about yourself\b"
     r"|\bintroduce yourself\b|\bwhat do you do( for a living)?\W*$", re.IGNORECASE)
@@ -69,18 +64,9 @@ def classify(message: str, persona_name: str = "") -> Intent:
         return Intent.INJECTION
     if _IDENTITY.search(text):
         return Intent.IDENTITY
-    match = _GREETING.match(text)
-    if match and _only_names(text[match.end(1):], persona_name):
-        return Intent.GREETING
     if any(p.search(text) for p in _CHAT):
         return Intent.CHAT
     return Intent.FACT if asks_for_facts(text, persona_name) else Intent.CHAT
-
-
-def _only_names(rest: str, persona_name: str) -> bool:
-    """After the greeting word, nothing but the persona's name (or none)."""
-    names = set(re.findall(r"\w+", persona_name.lower()))
-    return all(w in names for w in re.findall(r"\w+", rest.lower()))
 
 
 def asks_for_facts(message: str, persona_name: str = "") -> bool:

@@ -22,7 +22,8 @@ PRIVACY_RULES = (
 UNGROUNDED_RULES = (
     "Nothing in your mail or documents matches this message. If it asks about facts, "
     "events, people, numbers or dates, say plainly, in your own voice, that you don't "
-    "remember or don't know; never invent them. Small talk is fine."
+    "remember or don't know; never invent them. Small talk is fine, but say nothing about "
+    "yourself, your work or your plans beyond what these instructions say."
 )
 _FENCE_OPEN = "<<<"
 _FENCE_CLOSE = ">>>"

@@ -38,7 +38,6 @@ def test_operator_exports_then_forgets_a_user(tmp_path: Path,
     assert "forgot telegram:42" in capsys.readouterr().out
     assert main(["--config", str(cfg), "forget", "telegram:42", "--yes"]) == 0
     assert "nothing stored about telegram:42" in capsys.readouterr().out  # and none made
-    assert main(["--config", str(cfg), "export", "telegram:42", "-o", str(out)]) == 0
-    empty = json.loads(zipfile.ZipFile(io.BytesIO(out.read_bytes())).read("doppel-export.json"))
-    assert empty["user"] is None and empty["conversations"] == []
+    assert main(["--config", str(cfg), "export", "telegram:42", "-o", str(out)]) == 1
+    assert "nothing is stored about telegram:42" in capsys.readouterr().err
     assert main(["--config", str(cfg), "forget", "telegram42", "--yes"]) == 2

@@ -151,6 +151,16 @@ async def test_export_then_forget_over_http(client: httpx.AsyncClient, engine: E
     r = await client.delete("/v1/users/ann", params={"confirm": "true"}, headers=AUTH)
     assert r.json() == {"forgotten": True}
     r = await client.get("/v1/export", params={"user": "ann"}, headers=AUTH)
-    assert json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read(
-        "doppel-export.json"))["conversations"] == []
+    assert (r.status_code, r.json()) == (404, {"error": "nothing is stored about this user"})
     assert (await client.get("/v1/export", params={"user": "ann"})).status_code == 401
+
+
+async def test_invalid_input_is_named_never_echoed(client: httpx.AsyncClient,
+                                                   engine: Engine) -> None:
+    huge = "z" * 100_000
+    r = await client.post("/v1/interact", json={"user": "ann", "text": huge}, headers=AUTH)
+    assert r.status_code == 400 and "4000" in r.json()["error"]  # the engine's own limit
+    assert huge[:50] not in r.text
+    r = await client.post("/v1/interact", json={"user": "u" * 500, "text": huge}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "body.user"
+    assert huge[:50] not in r.text and "u" * 100 not in r.text

@@ -269,7 +269,10 @@ async def test_voice_cloning_without_xtts_says_what_it_needs(tg: TelegramAdapter
 async def test_export_sends_the_users_data_as_a_document(tg: TelegramAdapter,
                                                          wire: RecordingRequest,
                                                          engine: Engine) -> None:
-    await engine.set_reply_mode(UserRef("telegram", "12345678"), "both")
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/export"))
+    assert wire.named("sendDocument") == []  # nothing stored yet: said so, no empty zip
+    assert sent_texts(wire)[-1] == "Nothing is stored about you yet."
+    await engine.set_reply_mode(UserRef("telegram", "10081232"), "both")  # the sender
     await feed(tg, fixture("private_command_bot_command_entity.json", text="/export"))
     [doc] = wire.named("sendDocument")
     assert doc["_files"]["document"][:2] == b"PK"

@@ -30,6 +30,7 @@ def test_questions_about_facts_are_looked_up(text: str) -> None:
     "What's my name?",
     "Hi Phillip, how are you?",
     "Hello, can you help me with something?",
+    "Hi", "Hello Phillip!", "good morning", "Hey there, Phillip",
 ])
 def test_conversation_is_never_treated_as_a_lookup(text: str) -> None:
     assert classify(text, "Phillip Allen") is Intent.CHAT
@@ -44,12 +45,6 @@ def test_conversation_is_never_treated_as_a_lookup(text: str) -> None:
 ])
 def test_attempts_to_break_role_or_harvest_contacts_are_declined(text: str) -> None:
     assert classify(text) is Intent.INJECTION
-
-
-@pytest.mark.parametrize("text", ["Hi", "Hello Phillip!", "good morning", "Hey there, Phillip",
-                                  "hi phillip allen"])
-def test_a_bare_greeting_is_answered_with_the_personas_own(text: str) -> None:
-    assert classify(text, "Phillip Allen") is Intent.GREETING
 
 
 @pytest.mark.parametrize("text", ["Who are you?", "Tell me about yourself.", "Hi! Who are you?",
