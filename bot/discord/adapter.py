@@ -15,7 +15,7 @@ from discord import app_commands
 
 from bot.discord import commands
 from bot.discord.components import ComponentHandler
-from bot.discord.stream import DiscordTurnView
+from bot.discord.stream import DiscordTurnView, connection_gone
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
 from bot.ordering import ChatOrder
@@ -166,6 +166,9 @@ class DiscordAdapter:
     async def on_event_error(self, event: str, *args: Any, **kwargs: Any) -> None:
         error = sys.exc_info()[1]
         message = args[0] if args and isinstance(args[0], discord.Message) else None
+        if error is not None and connection_gone(error):  # shutting down: nothing to tell
+            log.warning("Discord event %s ended with the connection closed: %s", event, error)
+            return
         if isinstance(error, DoppelError) and message is not None:
             text = error.user_message
         else:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+import aiohttp
 import discord
 
 from bot.pacing import PacedReply
@@ -66,6 +67,17 @@ class StreamedReply(PacedReply[Editable]):
             await message.edit(content=text, view=buttons)
         except discord.HTTPException as exc:
             log.warning("edit failed: %s", exc)
+        except Exception as exc:
+            if not connection_gone(exc):
+                raise
+            log.warning("edit lost, the connection to Discord is closed: %s", exc)
+
+
+def connection_gone(exc: BaseException) -> bool:
+    """The HTTP session to Discord is closed or dropped (at shutdown): nothing can be sent,
+    and nothing is wrong with the turn itself."""
+    return isinstance(exc, aiohttp.ClientError | ConnectionError) or (
+        isinstance(exc, RuntimeError) and "Session is closed" in str(exc))
 
 
 def view_of(buttons: Sequence[Button]) -> Buttons | None:
