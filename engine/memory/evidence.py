@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from engine.memory.relevance import MIN_DOCS, TermStats, terms
-from engine.memory.retrieve import Hit, fts_query
+from engine.memory.relevance import TermStats, rarity, terms
+from engine.memory.retrieve import Hit, content_words
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n\s*\n|\n(?=\s*(?:\d+[.)]|[-*•])\s)")
 _SALUTATION = re.compile(r"^\s*(?:(?:dear|hi|hello|hey)\s+)?([A-Z][a-z]+(?: [A-Z][a-z]+)?)"
@@ -84,14 +84,10 @@ def best_quote(question: str, hits: list[Hit], stats: TermStats | None,
     """The sentence among ``hits`` that shares the most (rarity-weighted) words with the
     question, preferring the person's own words and better-ranked hits; None when no
     sentence shares enough to be the answer."""
-    words = list(dict.fromkeys(w.strip('"') for w in fts_query(question).split(" OR ") if w))
+    words = content_words(question)
     if not words or not hits:
         return None
-    known = stats if stats and stats.docs >= MIN_DOCS else None
-    top = known.max_idf if known else 1.0
-
-    def idf(word: str) -> float:
-        return known.idf(word) if known else 1.0
+    idf, top = rarity(stats)
 
     best: tuple[float, int, str] | None = None
     for n, hit in enumerate(hits, start=1):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from engine.memory.retrieve import fts_query
+from engine.memory.retrieve import content_words
 
 
 class Intent(Enum):
@@ -78,7 +78,7 @@ def asks_for_facts(message: str, persona_name: str = "") -> bool:
     if not question:
         return False
     ignore = _SMALL_TALK | set(re.findall(r"\w+", persona_name.lower()))
-    return any(w.strip('"') not in ignore for w in fts_query(message).split(" OR ") if w)
+    return any(w not in ignore for w in content_words(message))
 
 
 _QUESTION_WORDS = frozenset(

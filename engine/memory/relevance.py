@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _WORD = re.compile(r"\w+")
@@ -58,6 +58,14 @@ class TermStats:
     @property
     def max_idf(self) -> float:
         return self.idf("\0")
+
+
+def rarity(stats: TermStats | None) -> tuple[Callable[[str], float], float]:
+    """Each word's IDF and the largest possible IDF; with too few chunks to tell (or no
+    statistics), every word weighs 1."""
+    if stats is None or stats.docs < MIN_DOCS:
+        return (lambda _word: 1.0), 1.0
+    return stats.idf, stats.max_idf
 
 
 @dataclass(frozen=True)
@@ -126,14 +134,10 @@ def weigh(question: str, passages: list[str], cosines: list[float],
     if not words:
         return Evidence(best_cos, 0.0, 0.0, 0.0, 0.0, 0.0, out_of_time,
                         tuple(0.0 for _ in passages))
-    known = stats if stats and stats.docs >= MIN_DOCS else None
-
-    def idf(word: str) -> float:
-        return known.idf(word) if known else 1.0
-
-    top = known.max_idf if known else 1.0
+    idf, top = rarity(stats)
     mass = sum(idf(w) for w in words)
-    unseen = sum(idf(w) for w in words if known.df.get(w, 0) == 0) / mass if known else 0.0
+    unseen = (sum(idf(w) for w in words if stats.df.get(w, 0) == 0) / mass
+              if stats is not None and stats.docs >= MIN_DOCS else 0.0)
     coverage = specificity = information = support = 0.0
     shares = []
     for text, cos in zip(passages, cosines, strict=True):

@@ -95,10 +95,15 @@ _STOP = frozenset(
 )
 
 
+def content_words(question: str) -> list[str]:
+    """The question's content words, lower case, each once, in order."""
+    words = [w for w in re.findall(r"\w+", question.lower()) if w not in _STOP and len(w) > 1]
+    return list(dict.fromkeys(words))
+
+
 def fts_query(question: str) -> str:
     """An FTS5 MATCH expression: the question's content words, any of them."""
-    words = [w for w in re.findall(r"\w+", question.lower()) if w not in _STOP and len(w) > 1]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return " OR ".join(f'"{w}"' for w in content_words(question))
 
 
 @dataclass

@@ -15,7 +15,14 @@ from sqlalchemy.engine import make_url
 from engine.config import MemoryConfig
 from engine.memory.embed import Embedder, Vectors
 from engine.memory.relevance import Evidence, Gate, TermStats, weigh
-from engine.memory.retrieve import Candidate, Filters, Hit, fts_query, select_hits
+from engine.memory.retrieve import (
+    Candidate,
+    Filters,
+    Hit,
+    content_words,
+    fts_query,
+    select_hits,
+)
 from engine.memory.store import VectorStore
 from engine.memory.style import StyleProfile
 from engine.scheduler import JobContext, Priority, Scheduler
@@ -147,9 +154,8 @@ class Memory:
     @staticmethod
     def evidence(question: str, candidates: list[Candidate], cosine: Any,
                  stats: TermStats | None) -> Evidence:
-        content = [w.strip('"') for w in fts_query(question).split(" OR ") if w]
         return weigh(question, [f"{c.meta.get('subject', '')}\n{c.text}" for c in candidates],
-                     [float(x) for x in cosine], stats, content)
+                     [float(x) for x in cosine], stats, content_words(question))
 
     def _candidates(self, persona: str, question: str, vec: Vectors, n: int,
                     where: dict[str, Any] | None) -> list[Candidate]:

@@ -41,9 +41,9 @@ def _hit(text: str, kind: str = "own", date: str = "2001-08-23") -> Hit:
 
 
 def _evidence(question: str, cosine: float, passages: list[str] | None = None) -> bool:
-    from engine.memory.retrieve import fts_query
+    from engine.memory.retrieve import content_words
 
-    content = [w.strip('"') for w in fts_query(question).split(" OR ") if w]
+    content = content_words(question)
     found = passages or [MAIL, *OTHER]
     cosines = [cosine] + [cosine - 0.2] * (len(found) - 1)
     return weigh(question, found, cosines, STATS, content).relevant(Gate())
