@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from bot import cli_model, cli_train
 from engine.config import Config, load_config
 from engine.errors import DoppelError, UserNotFound
-from engine.records import UserRef
 
 if TYPE_CHECKING:
+    from engine.conversations import KnownUser
     from engine.engine import Engine
     from engine.memory.retrieve import Hit
 
@@ -59,11 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
                                            "redis_url with this machine's model")
     worker.add_argument("--name", default="", help="worker name (default: host-pid)")
+    users = sub.add_parser("users", help="list the people Doppel has stored something about")
+    users.add_argument("search", nargs="?", default="", help="part of a name or id")
+    who = "platform:id (telegram:12345), a platform id or a name; `doppel users` lists them"
     export = sub.add_parser("export", help="a zip of everything stored about one user")
-    export.add_argument("user", help="platform:id, e.g. telegram:12345 or discord:6789")
+    export.add_argument("user", help=who)
     export.add_argument("-o", "--output", type=Path, required=True)
     forget = sub.add_parser("forget", help="delete everything stored about one user")
-    forget.add_argument("user", help="platform:id, e.g. telegram:12345 or discord:6789")
+    forget.add_argument("user", help=who)
     forget.add_argument("--yes", action="store_true", help="really delete (required)")
 
     persona = sub.add_parser("persona", help="list personas or show one")
@@ -89,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
                     + ", ".join(sorted(STORY_COMMANDS)) + ".")
     story.add_argument("action", choices=sorted(STORY_COMMANDS))
     story.add_argument("args", nargs=argparse.REMAINDER)
+    story.set_defaults(help_of=story)
 
     for name, text in (("recall", "what memory finds for each question on stdin"),
                        ("ask", "the persona's grounded answer to each question on stdin")):
@@ -100,9 +104,29 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--after", type=_date, help="only mail from this date (YYYY-MM-DD)")
             cmd.add_argument("--before", type=_date, help="only mail before this date")
             cmd.add_argument("--thread", help="only this thread (subject, Re:/Fwd: ignored)")
+    _everywhere(parser, sub)
     return parser
 
 
+def _everywhere(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction[Any]) -> None:
+    """``--config`` and ``-v`` work after the command too (``doppel check --config X``)."""
+    for child in sub.choices.values():
+        child.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                           help="config file (as before the command)")
+        child.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="debug logging")
+        for action in child._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _everywhere(child, action)
+
+
+def _wants_help(args: argparse.Namespace) -> bool:
+    """``doppel story create --help``: the words after the action are the story's, but a
+    help flag among them asks for help, never for a story about "--help"."""
+    return args.command == "story" and any(a in ("-h", "--help") for a in args.args)
+
+
+STORY_NEEDS_MODEL = {"create", "suggest", "narrate"}
 STORY_COMMANDS = {
     "create": "/story", "suggest": "/suggest", "history": "/stories", "open": "/open",
     "fav": "/fav", "unfav": "/unfav", "favourites": "/favourites", "delete": "/delete-story",
@@ -115,7 +139,10 @@ async def _story(config: Config, action: str, args: list[str]) -> int:
     from bot.console import ConsoleAdapter
 
     engine = _engine(config)
-    await engine.start()
+    if action in STORY_NEEDS_MODEL:
+        await engine.start()
+    else:  # history, favourites, ...: records only, so they work beside a running bot
+        await engine.start(exclusive=False)
     try:
         adapter = ConsoleAdapter(engine)
         if action == "clear" and args == ["yes"]:  # confirmation given on the command line
@@ -223,32 +250,57 @@ def _worker(config: Config, name: str) -> int:
     return 0
 
 
+def _user_line(u: KnownUser) -> str:
+    return (f"{u.ref.key:<28} {u.ref.display_name or '-':<24} "
+            f"last seen {u.last_seen:%Y-%m-%d %H:%M}")
+
+
+async def _users(config: Config, search: str) -> int:
+    engine = _engine(config)
+    await engine.start(exclusive=False)
+    try:
+        found = await engine.conversations.find_users(search)
+    finally:
+        await engine.stop()
+    for u in found:
+        print(_user_line(u))
+    if not found:
+        print("No one matches." if search else "No one has talked to Doppel yet.")
+    return 0
+
+
 async def _user_data(config: Config, args: argparse.Namespace) -> int:
     """``doppel export USER -o FILE`` / ``doppel forget USER --yes`` (operators, e.g. for a
-    deletion request that came by mail)."""
-    platform, sep, user_id = args.user.partition(":")
-    if not sep or not platform or not user_id:
-        print("doppel: give the user as platform:id, e.g. telegram:12345", file=sys.stderr)
-        return 2
-    if args.command == "forget" and not args.yes:
-        print(f"This deletes everything stored about {args.user}. Add --yes to do it.",
-              file=sys.stderr)
-        return 1
+    deletion request that came by mail). USER is a platform:id, an id or a name."""
     engine = _engine(config)
-    await engine.start(load_llm=False)
+    # An export only reads records: it works beside a running bot. Forgetting also cancels
+    # the user's running requests and deletes their voices: it needs the data dir alone.
+    await engine.start(load_llm=False, exclusive=args.command == "forget")
     try:
-        user = UserRef(platform, user_id)
+        found = await engine.conversations.find_users(args.user)
+        if len(found) != 1:
+            print(f"doppel: {len(found) or 'no'} users match {args.user!r}"
+                  + (":\n" + "\n".join(_user_line(u) for u in found) +
+                     "\nGive one of these platform:ids." if found else
+                     "; `doppel users` lists everyone stored"), file=sys.stderr)
+            return 1
+        user = found[0].ref
+        who = f"{user.key}" + (f" ({user.display_name})" if user.display_name else "")
         if args.command == "export":
             try:
                 data = await engine.export(user)
             except UserNotFound:
-                print(f"doppel: nothing is stored about {args.user}", file=sys.stderr)
+                print(f"doppel: nothing is stored about {who}", file=sys.stderr)
                 return 1
             await asyncio.to_thread(args.output.write_bytes, data)
-            print(f"{args.output}: {len(data)} bytes")
+            print(f"{args.output}: everything stored about {who}, {len(data)} bytes")
+        elif not args.yes:
+            print(f"This deletes everything stored about {who}. Add --yes to do it.",
+                  file=sys.stderr)
+            return 1
         else:
-            found = await engine.forget(user)
-            print(f"forgot {args.user}" if found else f"nothing stored about {args.user}")
+            await engine.forget(user)
+            print(f"forgot {who}")
     finally:
         await engine.stop()
     return 0
@@ -270,7 +322,8 @@ async def _migrate(config: Config) -> int:
 def _persona_list(config: Config) -> int:
     from engine.personas import PersonaRegistry
 
-    registry = PersonaRegistry.load(config.personas.dir, config.personas.default)
+    registry = PersonaRegistry.load(config.personas.dir, config.personas.default,
+                                    config_name=config.name)
     for p in registry.all():
         mark = "*" if p.name == registry.default_name else " "
         print(f"{mark} {p.name:<14} {p.display_name}: {p.profile.description}")
@@ -279,7 +332,7 @@ def _persona_list(config: Config) -> int:
 
 async def _persona_show(config: Config, name: str) -> int:
     engine = _engine(config)
-    await engine.start(load_llm=False)
+    await engine.start(exclusive=False)
     try:
         p = engine.personas.get(name)
         stats = await engine.memory.stats(p.name)
@@ -290,8 +343,15 @@ async def _persona_show(config: Config, name: str) -> int:
         print(f"  directory: {p.directory}")
         print(f"  sources: {', '.join(p.sources.globs) or 'none'}; "
               f"own addresses: {', '.join(p.sources.addresses) or 'none'}")
-        print(f"  memory: {stats['files']} files, {stats['chunks']} chunks "
-              f"({', '.join(f'{n} {k}' for k, n in stats['by_kind'].items()) or 'empty'})")
+        sources = p.source_files()
+        if not stats["files"] and sources:
+            print(f"  memory: not built yet from its {len(sources)} source files; "
+                  + ("the first `doppel run` or `doppel chat` builds it (or " if
+                     config.memory.auto_ingest else "build it with ")
+                  + f"`doppel ingest {p.name}`" + (")" if config.memory.auto_ingest else ""))
+        else:
+            print(f"  memory: {stats['files']} files, {stats['chunks']} chunks "
+                  f"({', '.join(f'{n} {k}' for k, n in stats['by_kind'].items()) or 'empty'})")
         print("  style:", style.describe() if style and style.mails else
               "not measured yet (run `doppel ingest`)")
         print("\nSystem prompt:\n" + p.system_message())
@@ -417,6 +477,9 @@ async def _ask(config: Config, persona: str, as_json: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if _wants_help(args):
+        args.help_of.print_help()
+        return 0
     try:
         config = load_config(args.config)
     except DoppelError as exc:
@@ -438,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_serve(config, args.host, args.port))
             case "export" | "forget":
                 return asyncio.run(_user_data(config, args))
+            case "users":
+                return asyncio.run(_users(config, args.search))
             case "train":
                 return cli_train.run(config, args)
             case "model":

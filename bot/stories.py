@@ -184,8 +184,14 @@ class StoryCommands:
                                 "(/genre add NAME [description])") + "\n")
 
     async def genre(self, arg: str) -> None:
-        action, _, rest = arg.strip().partition(" ")
-        name, _, description = rest.strip().partition(" ")
+        """``/genre add NAME [description]``: NAME is one word (``space_pirates``) or quoted
+        (``"space pirates"``, as ``doppel story genre add "space pirates"`` passes it)."""
+        try:
+            action, name, *more = [*shlex.split(arg), "", ""]
+            description = " ".join(more).strip()
+        except ValueError:  # an apostrophe in a description: plain words then
+            action, _, rest = arg.strip().partition(" ")
+            name, _, description = rest.strip().partition(" ")
         if action == "add" and name:
             await self.stories.add_genre(self.user, name.replace("_", " "), description)
             self.write(f"Added the genre '{name.replace('_', ' ').lower()}'.\n")
@@ -223,7 +229,7 @@ class StoryCommands:
     async def narrate(self, arg: str) -> None:
         story_id = _story_id(arg)
         parts = await self.stories.narrate(self.user, story_id)
-        folder = self.engine.config.storage.data_dir / "voice"
+        folder = self.engine.user_files(self.user) / "voice"  # forget removes it
         folder.mkdir(parents=True, exist_ok=True)
         for i, part in enumerate(parts, 1):
             suffix = f"-part{i}" if len(parts) > 1 else ""

@@ -278,6 +278,11 @@ class Config:
     source: Path | None = None
     """The file this was loaded from (not a TOML key)."""
 
+    @property
+    def name(self) -> str:
+        """How errors name the config file."""
+        return str(self.source) if self.source else "config.toml"
+
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, validate and resolve a config file. Raises :class:`ConfigError` with one line."""

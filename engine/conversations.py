@@ -2,7 +2,8 @@
 
 A chat turn must not wait on the database before the model starts, so the ids and
 the recent history of active conversations are cached (LRU); writes go to SQLite right
-after the job is queued. This process is the only writer, so the cache stays true.
+after the job is queued. Only the process holding the data dir writes conversations (the
+commands beside it touch stories and settings), so the cache stays true.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import select, update
@@ -17,6 +19,7 @@ from sqlalchemy import select, update
 from engine.errors import InputError
 from engine.llm.base import ChatMessage
 from engine.records import StoredMessage, UserRef
+from engine.reply_text import visible
 from engine.storage import repo
 from engine.storage.db import Database
 from engine.storage.models import Conversation, Favourite, Message, User, utcnow
@@ -57,6 +60,12 @@ class ConversationState:
         del self.history[:-HISTORY_ROWS]
 
 
+@dataclass(frozen=True)
+class KnownUser:
+    ref: UserRef
+    last_seen: datetime
+
+
 class ConversationStore:
     def __init__(self, db: Database, *, cache_size: int = 512) -> None:
         self.db = db
@@ -69,8 +78,10 @@ class ConversationStore:
         uid = self._users.get_fresh(user.key)
         if uid is None:
             async with self.db.session() as s, s.begin():
+                name = " ".join(visible(user.display_name).split()) if user.display_name \
+                    else user.display_name
                 row = await repo.get_or_create_user(s, user.platform, user.user_id,
-                                                    user.display_name)
+                                                    name[:200] if name else None)
                 uid = row.id
             self._users.put(user.key, uid)
         return uid
@@ -83,6 +94,21 @@ class ConversationStore:
                 uid = await s.scalar(select(User.id).where(
                     User.platform == user.platform, User.platform_user_id == user.user_id))
         return uid
+
+    async def find_users(self, query: str = "") -> list[KnownUser]:
+        """Users whose ``platform:id``, id or name matches ``query`` (all when empty): an
+        exact key or id first, else names containing it, newest activity first."""
+        q = query.strip()
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(User).order_by(User.last_seen_at.desc()))).all()
+        users = [KnownUser(UserRef(r.platform, r.platform_user_id, r.display_name),
+                           r.last_seen_at) for r in rows]
+        if not q:
+            return users
+        exact = [u for u in users if q in (u.ref.key, u.ref.user_id)
+                 or (u.ref.display_name or "").casefold() == q.casefold()]
+        return exact or [u for u in users if q.casefold() in
+                         f"{u.ref.key} {u.ref.display_name or ''}".casefold()]
 
     async def persona_choice(self, user: UserRef, chat_key: str, *,
                              fallback: bool = True) -> str | None:

@@ -92,7 +92,8 @@ class Engine:
     def __init__(self, config: Config, *, llm: LLMBackend | None = None,
                  embedder: Embedder | None = None) -> None:
         self.config = config
-        self.personas = PersonaRegistry.load(config.personas.dir, config.personas.default)
+        self.personas = PersonaRegistry.load(config.personas.dir, config.personas.default,
+                                             config_name=config.name)
         if llm is None:
             llm = make_backend(config.llm)
         self.llm = llm
@@ -127,6 +128,7 @@ class Engine:
         self.generation_s = 0.0
         """Totals over completed replies, for tokens/s in metrics."""
         self.started = False
+        self.exclusive = True
 
     def _story_model(self, config: Config) -> tuple[LLMBackend, str]:
         """The chat model, or a separate story model on its own worker when configured."""
@@ -141,16 +143,24 @@ class Engine:
         self.scheduler.add_resource(STORY_LLM, workers=1)
         return self._story_llm, STORY_LLM
 
-    async def start(self, *, load_llm: bool = True) -> None:
+    async def start(self, *, load_llm: bool = True, exclusive: bool = True) -> None:
         """Open storage, start the workers, load the model (``load_llm=False`` for tools that
-        only need memory, such as ``doppel ingest``)."""
+        only need memory, such as ``doppel ingest``).
+
+        ``exclusive=False`` is for commands that only read or change records in the
+        database (``persona show``, ``story history``, ``users``, ``export``): they run beside
+        a server on the same data dir (SQLite in WAL mode allows that), never load a model,
+        never open the embedded vector store and never touch the server's unfinished work.
+        """
         t0 = time.perf_counter()
-        self._lock.acquire()
+        self.exclusive = exclusive
+        if exclusive:
+            self._lock.acquire()
+        else:
+            self.memory.shared, load_llm = True, False
         await self.db.start()
-        self._interrupted = await self.conversations.recover_interrupted()
-        if self._interrupted:
-            log.warning("%d conversation(s) had a reply cut off by the last shutdown; their "
-                        "users are told when they write next", len(self._interrupted))
+        if exclusive:
+            await self._recover()
         await self.scheduler.start()
         if load_llm:
             await self.scheduler.run_on(LLM, self.llm.load)
@@ -158,7 +168,7 @@ class Engine:
                 await self.scheduler.run_on(STORY_LLM, self._story_llm.load)
             if self.config.memory.auto_ingest:
                 await self._ingest_new_personas()
-        for name in self.personas.names():
+        for name in self.personas.names() if exclusive else []:
             if await self.memory.size(name):  # warm the embedder while adapters start
                 self._warming.append(asyncio.create_task(self.memory.preload()))
                 break
@@ -166,6 +176,16 @@ class Engine:
         log.info("engine ready in %.2fs: %s, personas %s (default %s)",
                  time.perf_counter() - t0, self.llm.description,
                  ", ".join(self.personas.names()), self.personas.default_name)
+
+    async def _recover(self) -> None:
+        """Work the last process left unfinished (it was killed): replies and stories."""
+        self._interrupted = await self.conversations.recover_interrupted()
+        if self._interrupted:
+            log.warning("%d conversation(s) had a reply cut off by the last shutdown; their "
+                        "users are told when they write next", len(self._interrupted))
+        if stories := await self.stories.recover_interrupted():
+            log.warning("%d stor%s cut off by the last shutdown; kept with the text "
+                        "written so far", stories, "y was" if stories == 1 else "ies were")
 
     def warm_speech(self) -> None:
         """Load the speech models in the background now (a long-running bot, ``[voice]
@@ -204,7 +224,8 @@ class Engine:
         if self._story_llm is not None:
             self._story_llm.close()
         await self.db.close()
-        self._lock.release()
+        if self.exclusive:
+            self._lock.release()
         self.started = False
         log.info("engine stopped")
 

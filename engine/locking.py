@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -26,17 +27,25 @@ class DataDirLock:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            pid = f.read().strip() or "?"
+            pid, _, command = f.read().strip().partition("\n")
             f.close()
             raise DataDirLocked(
-                f"another Doppel process (pid {pid}) is using {self.path.parent}; "
-                "stop it first (`doppel ingest` and `doppel run` cannot share a data dir)"
+                f"another Doppel process (pid {pid or '?'}"
+                + (f", `{command}`" if command else "") + f") is using {self.path.parent}; "
+                "stop it first. Commands that only read or change your records (persona "
+                "show, story history, users, export) work beside it."
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()}\n{self.command()}")
         f.flush()
         self._file = f
+
+    @staticmethod
+    def command() -> str:
+        """This process's command line, as the holder is named to whoever waits."""
+        args = [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv else ["?"]
+        return " ".join(args)[:200].replace("\n", " ")
 
     def release(self) -> None:
         if self._file is not None:

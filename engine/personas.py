@@ -133,23 +133,27 @@ def load_persona(directory: Path) -> Persona:
 class PersonaRegistry:
     """All personas found under one directory, loaded and validated once at start."""
 
-    def __init__(self, personas: dict[str, Persona], default: str) -> None:
+    def __init__(self, personas: dict[str, Persona], default: str, *,
+                 config_name: str = "config.toml") -> None:
         if default not in personas:
             raise ConfigError(
-                f"config.toml: [personas] default is {default!r}, but there is no such persona "
+                f"{config_name}: [personas] default is {default!r}, but there is no such persona "
                 f"(found: {', '.join(sorted(personas)) or 'none'})"
             )
         self._personas = personas
         self.default_name = default
 
     @classmethod
-    def load(cls, directory: Path, default: str) -> PersonaRegistry:
+    def load(cls, directory: Path, default: str, *,
+             config_name: str = "config.toml") -> PersonaRegistry:
+        """The personas under ``directory``; ``config_name`` (the config file that chose
+        ``default``) is named in errors."""
         personas = {
             d.name: load_persona(d)
             for d in sorted(directory.iterdir())
             if d.is_dir() and (d / PERSONA_FILE).is_file()
         }
-        return cls(personas, default)
+        return cls(personas, default, config_name=config_name)
 
     @property
     def default(self) -> Persona:

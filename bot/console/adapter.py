@@ -85,7 +85,8 @@ class ConsoleAdapter:
         self._task: asyncio.Task[None] | None = None
         self.story_commands = StoryCommands(engine, self.user, self._write)
         self.voice = voice
-        self.voice_dir = engine.config.storage.data_dir / "voice"
+        self.voice_dir = engine.user_files(self.user) / "voice"
+        """Voice notes and narrations made for this user: ``forget`` removes them."""
         self._spoken: VoiceNote | None = None
         self._voice_count = 0
         self.voice_commands = VoiceCommands(engine, self.user, self._write, self._next_line,
@@ -308,7 +309,8 @@ class ConsoleAdapter:
                 self._write("Done: I have forgotten everything about you.\n")
         elif name == "/export":
             data = await self.engine.export(self.user)
-            path = self.engine.config.storage.data_dir / f"export-{int(time.time())}.zip"
+            path = self.engine.user_files(self.user) / f"export-{int(time.time())}.zip"
+            path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(path.write_bytes, data)
             self._write(f"Everything stored about you: {path} ({len(data) // 1024 + 1} KB)\n")
         elif name == "/continue":

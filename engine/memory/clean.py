@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from engine.reply_text import visible
+
 # A line where quoted or forwarded material begins: everything from it on is dropped.
 _CUT_LINE = re.compile(
     r"""^\s*(
@@ -37,13 +39,12 @@ _DISCLAIMER = re.compile(
     r"|(to unsubscribe\b)|(mailing list\b.{0,80}\blistinfo\b)",
     re.IGNORECASE,
 )
-_INVISIBLE = re.compile(r"[\u200b\u200c\u200d\ufeff]")
 
 
 def strip_mail(text: str) -> tuple[str, list[str]]:
     """The person's own part of a mail body, and what was removed (for the ingest report)."""
     removed: list[str] = []
-    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = visible(text.replace("\r\n", "\n").replace("\r", "\n"))
     text = text.replace("\xa0", " ")
 
     cut = len(text)
@@ -84,8 +85,10 @@ def strip_mail(text: str) -> tuple[str, list[str]]:
 
 
 def normalise(text: str) -> str:
-    """Trim trailing spaces, collapse runs of blank lines and of spaces."""
-    lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in text.replace("\r\n", "\n").split("\n")]
+    """Trim trailing spaces, collapse runs of blank lines and of spaces; drop control and
+    invisible characters (NULs, zero-width spaces)."""
+    text = visible(text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in text.split("\n")]
     out = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", out).strip()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import email.utils
 import mailbox
 import re
@@ -18,6 +19,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MAIL_SUFFIXES = {".eml", ".mbox", ".msg"}
 DOC_SUFFIXES = {".pdf", ".docx", ".txt", ".md"}
@@ -101,8 +104,21 @@ def parse_file(path: Path) -> list[SourceDoc]:
     except ParseError:
         raise
     except Exception as exc:  # a library's own error on a broken file: report and skip
-        raise ParseError(f"{type(exc).__name__}: {exc}") from exc
+        log.debug("reading %s failed", path, exc_info=True)
+        raise ParseError(f"damaged, or not really {KIND_NAMES.get(suffix, suffix)} "
+                         f"({_short(exc)})") from exc
     raise ParseError(f"unsupported file type {suffix!r}")
+
+
+KIND_NAMES = {".eml": "a mail (.eml)", ".mbox": "a mailbox (.mbox)",
+              ".msg": "an Outlook message (.msg)", ".pdf": "a PDF",
+              ".docx": "a Word document (.docx)", ".txt": "a text file", ".md": "a text file"}
+
+
+def _short(exc: Exception) -> str:
+    """A library's complaint in a few plain words, for the person: no class names."""
+    text = " ".join(str(exc).split()).strip("'\"")
+    return (text[:80] + "…" if len(text) > 80 else text) or "it could not be read"
 
 
 def _binary(data: bytes) -> bool:
@@ -293,7 +309,13 @@ def _parse_docx(path: Path) -> SourceDoc:
     import docx
 
     _check_zip(path)
-    document = docx.Document(str(path))
+    try:
+        document = docx.Document(str(path))
+    except KeyError as exc:  # python-docx finds none of the transitional relationships
+        if "relationship" in str(exc):
+            raise ParseError("a Strict Open XML document, which cannot be read: save it in "
+                             "Word as a standard .docx and ingest again") from exc
+        raise
     parts = [p.text for p in document.paragraphs]
     for table in document.tables:
         for row in table.rows:

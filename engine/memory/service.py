@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from engine.config import MemoryConfig
+from engine.locking import DataDirLocked
 from engine.memory.embed import Embedder, Vectors
 from engine.memory.relevance import Evidence, Gate, TermStats, weigh
 from engine.memory.retrieve import (
@@ -50,6 +51,9 @@ class Memory:
         self._fts: sqlite3.Connection | None = None
         self._styles: dict[str, StyleProfile | None] = {}
         self._terms: dict[str, TermStats] = {}
+        self.shared = False
+        """Set when the engine runs beside another process on the data dir (read-only
+        commands): an embedded Chroma must not be opened by two processes."""
         self.gate = Gate(cfg.min_score, cfg.min_score_keywords, cfg.min_coverage,
                          cfg.min_specificity, cfg.min_information, cfg.max_unseen)
 
@@ -58,6 +62,9 @@ class Memory:
     @property
     def store(self) -> VectorStore:
         if self._store is None:
+            if self.shared and not self.cfg.chroma_url:
+                raise DataDirLocked("this command runs beside another Doppel process and "
+                                    "may not open the memory's vector store; stop it first")
             self._store = VectorStore(self.chroma_path, self.cfg.chroma_url)
         return self._store
 

@@ -64,10 +64,27 @@ class Database:
         await self.migrate("head")
 
     async def migrate(self, revision: str = "head") -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(
-                lambda sync: command.upgrade(alembic_config(sync), revision)
-            )
+        """Upgrade to ``revision``. On SQLite, foreign keys are off while revisions run:
+        a revision that rebuilds a table (copy, drop, rename) would otherwise cascade the
+        drop to every row that refers to it (favourites of messages, ...). They are
+        checked once the schema is in place."""
+        sqlite = self.engine.dialect.name == "sqlite"
+        async with self.engine.connect() as conn:
+            if sqlite:  # must precede the transaction: SQLite ignores it inside one
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                await conn.run_sync(
+                    lambda sync: command.upgrade(alembic_config(sync), revision)
+                )
+                await conn.commit()
+                if sqlite:
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"database upgrade left {len(broken)} rows "
+                                           f"with a missing parent: {broken[:5]}")
+            finally:
+                if sqlite:
+                    await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         log.info("database at %s is at revision %s", self.safe_url, revision)
 
     async def current_revision(self) -> str | None:

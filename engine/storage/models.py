@@ -43,6 +43,12 @@ def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected
     return not (type_ == "table" and name is not None and name.startswith(FTS_TABLE))
 
 
+NEVER_REUSED = {"sqlite_autoincrement": True}
+"""SQLite's AUTOINCREMENT: a deleted row's id is never given to a new row (exports,
+citations and buttons refer to ids; a forgotten user's must not come back as someone
+else's). Other databases never reuse sequence values anyway."""
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -59,7 +65,7 @@ class User(Base):
     """A person on one platform (``console``, ``discord``, ``telegram``)."""
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -73,6 +79,7 @@ class PersonaRecord(Base):
     """A persona that has been used; the persona itself lives in ``persona_data/``."""
 
     __tablename__ = "personas"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -83,7 +90,8 @@ class Conversation(Base):
     """One thread of chat between a user and a persona in one chat (DM, channel, console)."""
 
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_lookup", "user_id", "persona_id", "chat_key"),)
+    __table_args__ = (Index("ix_conversations_lookup", "user_id", "persona_id", "chat_key"),
+                      NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = _user_fk()
@@ -104,6 +112,7 @@ class Message(Base):
             "'interrupted', 'truncated')", name="status"
         ),
         Index("ix_messages_conversation", "conversation_id", "id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -122,7 +131,7 @@ class Message(Base):
 
 class Story(Base):
     __tablename__ = "stories"
-    __table_args__ = (Index("ix_stories_user_created", "user_id", "created_at"),)
+    __table_args__ = (Index("ix_stories_user_created", "user_id", "created_at"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = _user_fk()
@@ -175,6 +184,7 @@ class Favourite(Base):
         CheckConstraint(
             "(story_id IS NULL) != (message_id IS NULL)", name="exactly_one_target"
         ),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -188,7 +198,7 @@ class Favourite(Base):
 
 class SavedPrompt(Base):
     __tablename__ = "saved_prompts"
-    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    __table_args__ = (UniqueConstraint("user_id", "name"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = _user_fk()
@@ -204,7 +214,7 @@ class SavedPrompt(Base):
 
 class CustomGenre(Base):
     __tablename__ = "custom_genres"
-    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    __table_args__ = (UniqueConstraint("user_id", "name"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = _user_fk()
@@ -233,7 +243,7 @@ class MemoryFile(Base):
     """A source file ingested into a persona's memory (for incremental re-runs and --prune)."""
 
     __tablename__ = "memory_files"
-    __table_args__ = (UniqueConstraint("persona", "path"),)
+    __table_args__ = (UniqueConstraint("persona", "path"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     persona: Mapped[str] = mapped_column(String(100))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from engine.errors import InputError
 from engine.llm.base import SamplingParams
+from engine.reply_text import visible
 
 GENRES = ("adventure", "fantasy", "fairy tale", "mystery", "science fiction", "animals",
           "friendship", "bedtime", "funny", "educational")
@@ -41,7 +42,7 @@ class StoryRequest:
 
 def normalise(request: StoryRequest, custom_genres: list[str]) -> StoryRequest:
     """Check and canonicalise a request; raises InputError with a kind, clear message."""
-    genre = " ".join(request.genre.lower().replace("_", " ").split()) or "adventure"
+    genre = " ".join(visible(request.genre).lower().replace("_", " ").split()) or "adventure"
     genre = {"sci-fi": "science fiction", "scifi": "science fiction",
              "fairytale": "fairy tale"}.get(genre, genre)
     known = {g.lower(): g for g in custom_genres}
@@ -74,8 +75,9 @@ def normalise(request: StoryRequest, custom_genres: list[str]) -> StoryRequest:
     if not 1 <= request.best_of <= 8:
         raise InputError("best_of out of range", user_message="best-of-N takes N from 1 to 8.")
     return replace(request, genre=known.get(genre, genre), age_group=age, language=lang,
-                   length=length, preset=preset, characters=request.characters.strip(),
-                   prompt=request.prompt.strip())
+                   length=length, preset=preset,
+                   characters=visible(request.characters).strip(),
+                   prompt=visible(request.prompt).strip())
 
 
 def sampling_for(request: StoryRequest, seed: int | None) -> SamplingParams:

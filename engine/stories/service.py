@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.conversations import ConversationStore
@@ -19,7 +19,7 @@ from engine.errors import FeatureUnavailable, InputError, ModelError
 from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
 from engine.ratelimit import RateLimiter
 from engine.records import UserRef
-from engine.reply_text import CleanStream, end_at_sentence
+from engine.reply_text import CleanStream, end_at_sentence, visible
 from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.storage.models import CustomGenre, Favourite, SavedPrompt, Story, StorySuggestion
@@ -90,6 +90,40 @@ class StoryReply:
         return await asyncio.shield(self._done)
 
 
+class _PartialSaver:
+    """Saves a story's text so far while it is written: the worker thread hands over the
+    latest text; one write at a time, always of the newest text."""
+
+    def __init__(self, db: Database, story_id: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.db = db
+        self.story_id = story_id
+        self.loop = loop
+        self.latest: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def save(self, text: str) -> None:
+        """From the worker thread."""
+        self.loop.call_soon_threadsafe(self._schedule, text)
+
+    def _schedule(self, text: str) -> None:
+        self.latest = text
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self.latest is not None:
+            text, self.latest = self.latest, None
+            async with self.db.session() as s, s.begin():
+                await s.execute(update(Story).where(Story.id == self.story_id,
+                                                    Story.status == "pending")
+                                .values(content=text))
+
+    async def flush(self) -> None:
+        """Wait for the write in flight (the job has ended: no new text comes)."""
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
 class Narrator:
     """Hook for the voice pipeline: turns a story into voice notes (one per chapter)."""
 
@@ -125,11 +159,23 @@ class Stories:
         if self.rate is not None:
             self.rate.take(user.key, cost=2.0)  # a story is a bigger job than a chat turn
         uid = await self.users.user_id(user)
-        job = self.scheduler.submit(
-            self.resource, self._write_job(req, sampling_for(req, seed)), user=user.key,
-            kind="story", priority=Priority.STORY, timeout_s=self.timeout_s,
-            on_position=on_position)
-        task = asyncio.create_task(self._store(uid, chat_key, req, job))
+        # The row exists while the story is written ('pending', its text saved sentence by
+        # sentence): a process killed meanwhile leaves the partial story, found at start.
+        row = Story(user_id=uid, chat_key=chat_key, genre=req.genre, status="pending",
+                    characters=req.characters, prompt=req.prompt, age_group=req.age_group,
+                    language=req.language, length=req.length, sampling=req.preset)
+        async with self.db.session() as s, s.begin():
+            s.add(row)
+        saver = _PartialSaver(self.db, row.id, asyncio.get_running_loop())
+        try:
+            job = self.scheduler.submit(
+                self.resource, self._write_job(req, sampling_for(req, seed), saver.save),
+                user=user.key, kind="story", priority=Priority.STORY,
+                timeout_s=self.timeout_s, on_position=on_position)
+        except BaseException:
+            await self._discard(row.id)
+            raise
+        task = asyncio.create_task(self._store(row.id, req, job, saver))
         self._tasks.add(task)
         task.add_done_callback(self._forget)
         return StoryReply(req, job, task)
@@ -139,8 +185,11 @@ class Stories:
         if not task.cancelled():
             task.exception()  # read by StoryReply.result(); never an unhandled warning
 
-    def _write_job(self, req: StoryRequest,
-                   params: SamplingParams) -> Callable[[JobContext], _Output]:
+    def _write_job(self, req: StoryRequest, params: SamplingParams,
+                   on_text: Callable[[str], None] = lambda _text: None,
+                   ) -> Callable[[JobContext], _Output]:
+        """The writing job; ``on_text`` gets the text so far after each streamed sentence
+        (called on the worker thread)."""
         messages = story_messages(req)
 
         def candidate(ctx: JobContext, emit: bool, seed_offset: int) -> _Output:
@@ -160,6 +209,7 @@ class Stories:
                     text += sentence
                     if emit:
                         ctx.emit(sentence)
+                        on_text(text)
             pending += stream.close()
             if tokens >= p.max_tokens and not ctx.cancelled:  # cut off: end at a sentence
                 pending = end_at_sentence(text + pending)[0][len(text):]
@@ -181,23 +231,50 @@ class Stories:
 
         return run
 
-    async def _store(self, uid: int, chat_key: str, req: StoryRequest,
-                     job: Job[_Output]) -> StoryRecord:
-        out = await job.result()  # errors (cancel, timeout, model) propagate to result()
-        if out.filtered:
-            raise InputError("story failed the content filter",
-                             user_message=safety.OUTPUT_REFUSAL)
-        if not out.text.strip():
-            raise ModelError("empty story", user_message="I couldn't think of a story just "
-                                                         "now. Please try again.")
+    async def _store(self, story_id: int, req: StoryRequest, job: Job[_Output],
+                     saver: _PartialSaver) -> StoryRecord:
+        try:
+            out = await job.result()  # errors (cancel, timeout, model) propagate
+            if out.filtered:
+                raise InputError("story failed the content filter",
+                                 user_message=safety.OUTPUT_REFUSAL)
+            if not out.text.strip():
+                raise ModelError("empty story", user_message="I couldn't think of a story "
+                                                             "just now. Please try again.")
+        except BaseException:  # a failed story is not kept (the user was told why)
+            await saver.flush()
+            await self._discard(story_id)
+            raise
+        await saver.flush()
         title, body = split_title(out.text, req)
-        row = Story(user_id=uid, chat_key=chat_key, title=title[:300], genre=req.genre,
-                    characters=req.characters, prompt=req.prompt, age_group=req.age_group,
-                    language=req.language, length=req.length, content=body,
-                    sampling=req.preset, tokens=out.tokens, score=out.score)
         async with self.db.session() as s, s.begin():
-            s.add(row)
+            row = await s.get(Story, story_id)
+            if row is None:  # the user was forgotten meanwhile
+                raise InputError("story gone", user_message="That story was deleted.")
+            row.title, row.content, row.status = title[:300], body, "complete"
+            row.tokens, row.score = out.tokens, out.score
         return StoryRecord.of(row)
+
+    async def _discard(self, story_id: int) -> None:
+        async with self.db.session() as s, s.begin():
+            await s.execute(delete(Story).where(Story.id == story_id))
+
+    async def recover_interrupted(self) -> int:
+        """At start: stories still ``pending`` were cut off by a crash. Those with text are
+        kept as ``interrupted`` (in the history, marked so); empty ones are dropped."""
+        kept = 0
+        async with self.db.session() as s, s.begin():
+            rows = (await s.scalars(select(Story).where(Story.status == "pending"))).all()
+            for row in rows:
+                if not row.content.strip():
+                    await s.delete(row)
+                    continue
+                title, body = split_title(row.content, StoryRequest(
+                    genre=row.genre, characters=row.characters, prompt=row.prompt))
+                row.title = f"{title[:280]} (unfinished)"
+                row.content, row.status = body, "interrupted"
+                kept += 1
+        return kept
 
     async def narrate(self, user: UserRef, story_id: int) -> list[VoiceNote]:
         return await self.narrator.narrate(await self.open(user, story_id), user.key)
@@ -248,7 +325,7 @@ class Stories:
                                          .order_by(CustomGenre.name))).all())
 
     async def add_genre(self, user: UserRef, name: str, description: str = "") -> None:
-        name = " ".join(name.lower().split())
+        name, description = " ".join(visible(name).lower().split()), visible(description)
         if not 2 <= len(name) <= 40:
             raise InputError("bad genre name", user_message="A genre name needs 2 to 40 "
                                                             "characters.")
@@ -269,7 +346,7 @@ class Stories:
     # -- saved prompts ----------------------------------------------------------------------
 
     async def save_prompt(self, user: UserRef, name: str, request: StoryRequest) -> None:
-        name = name.strip()
+        name = " ".join(visible(name).split())
         if not 1 <= len(name) <= 60:
             raise InputError("bad prompt name", user_message="A saved prompt needs a name "
                                                              "of 1 to 60 characters.")
@@ -323,7 +400,8 @@ class Stories:
         timezone, newest first; ``search`` matches title, prompt, characters or text."""
         uid = await self.users.user_id(user)
         tz = zone(await self.timezone(user))
-        query = select(Story).where(Story.user_id == uid, Story.in_history.is_(True))
+        query = select(Story).where(Story.user_id == uid, Story.in_history.is_(True),
+                                    Story.status != "pending")
         if search.strip():
             like = f"%{search.strip()}%"
             query = query.where(or_(Story.title.ilike(like), Story.prompt.ilike(like),

@@ -18,7 +18,8 @@ from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParam
 class FakeLLM(LLMBackend):
     message_overhead_tokens = 2
     HANG = "<hang until cancelled>"
-    """A scripted reply that produces nothing until the job is cancelled or times out."""
+    """A scripted reply that produces nothing until the job is cancelled or times out;
+    after words ("Once upon a time. <hang ...>"), those words first."""
 
     def __init__(
         self,
@@ -68,11 +69,8 @@ class FakeLLM(LLMBackend):
             if should_stop():
                 return
         text = self.replies.popleft() if self.replies else self.default
-        if text == self.HANG:
-            while not should_stop():
-                time.sleep(0.005)
-            return
-        for i, word in enumerate(text.split(" ")[: params.max_tokens]):
+        text, hang, _ = text.partition(self.HANG)  # "words <hang ...>": the words, then hang
+        for i, word in enumerate(text.split(" ")[: params.max_tokens] if text else []):
             if should_stop():
                 return
             if self.token_delay_s:
@@ -80,6 +78,8 @@ class FakeLLM(LLMBackend):
             if meter is not None:  # a fake score: longer words are less likely
                 meter.add(-len(word) / 10)
             yield word if i == 0 else " " + word
+        while hang and not should_stop():
+            time.sleep(0.005)
 
 
 async def introduced(engine: Any, *users: Any) -> None:

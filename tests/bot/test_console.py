@@ -201,7 +201,7 @@ async def test_console_story_flow_suggest_write_favourite_find_clear(config: Con
     assert "I don't know the genre 'horror'." in out
     assert "That isn't something I can put in a children's story." in out
     assert "You have no story #99." in out
-    narrated = config.storage.data_dir / "voice" / "story-1.ogg"
+    [narrated] = config.storage.data_dir.glob("users/*/voice/story-1.ogg")
     assert f"Story #1 read aloud: {narrated}" in out
 
 
@@ -234,9 +234,21 @@ async def test_console_voice_mode_writes_voice_notes(config: Config) -> None:
     assert "Reply mode: both." in out
     line = next(ln for ln in out.splitlines() if ln.startswith("(voice note: "))
     path = Path(line.removeprefix("(voice note: ").split(",")[0])
-    assert path.parent == config.storage.data_dir / "voice"
+    assert path.parent.parent.parent == config.storage.data_dir / "users"
     assert (await asyncio.to_thread(path.read_bytes))[:4] == b"OggS"
     assert "AI-generated voice" in line
+
+
+async def test_forget_removes_the_voice_notes_narrations_and_exports_made_for_you(
+        config: Config) -> None:
+    llm = FakeLLM(["Jeff, the rent roll came in today.", "Tiny Turtle\nTim swam. The end."])
+    script = ("/voice both\nwhere is the rent roll?\n/story a turtle\n/narrate 1\n/export\n")
+    out = await run_repl(config, llm, script)
+    made = [p for p in config.storage.data_dir.rglob("*") if p.suffix in (".ogg", ".zip")]
+    assert {p.suffix for p in made} == {".ogg", ".zip"} and "read aloud" in out
+    out = await run_repl(config, FakeLLM(), "/forget yes\n")
+    assert "I have forgotten everything about you." in out
+    assert [p for p in config.storage.data_dir.rglob("*") if p.suffix in (".ogg", ".zip")] == []
 
 
 @pytest.mark.model

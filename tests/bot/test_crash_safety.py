@@ -83,7 +83,7 @@ def test_kill_during_speech_loses_nothing(tmp_path: Path) -> None:
     stored = rows(db)
     assert stored[0][:2] == ("user", "Tell me about the little red hen.")
     assert stored[1][2] in ("complete", "truncated", "pending")
-    assert not list((tmp_path / "data" / "voice").glob("*.ogg.tmp"))
+    assert not list((tmp_path / "data").rglob("*.ogg.tmp"))
     subprocess.run(doppel("--config", str(cfg), "migrate"), check=True, timeout=HANG_S,
                    capture_output=True, env=doppel_env(), cwd=ROOT)
     assert rows(db)[:1] == stored[:1]

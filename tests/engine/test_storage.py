@@ -64,3 +64,53 @@ async def test_deleting_a_user_cascades_to_their_conversations(tmp_path: Path) -
         assert await s.scalar(select(func.count()).select_from(Conversation)) == 0
         assert await s.scalar(select(func.count()).select_from(Message)) == 0
     await db.close()
+
+
+async def test_an_upgrade_that_rebuilds_tables_keeps_the_rows_that_refer_to_them(
+        tmp_path: Path) -> None:
+    """Revisions rebuild SQLite tables (copy, drop, rename); with foreign keys on, the drop
+    would cascade: a favourited message's star was lost upgrading 0005 -> 0006."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    await db.migrate("0005")
+    async with db.engine.begin() as conn:
+        for sql in (
+            "INSERT INTO users VALUES (1, 'telegram', '42', 'Ann', '2026-01-01', '2026-01-01')",
+            "INSERT INTO personas VALUES (1, 'allen', '2026-01-01')",
+            "INSERT INTO conversations VALUES (1, 1, 1, '', '2026-01-01', NULL)",
+            "INSERT INTO messages VALUES (1, 1, 'assistant', 'hi', 'complete', 1, '2026-01-01')",
+            "INSERT INTO favourites VALUES (1, 1, NULL, 1, '2026-01-01')",
+        ):
+            await conn.exec_driver_sql(sql)
+    await db.start()  # to head
+    async with db.engine.connect() as conn:
+        favourites = (await conn.exec_driver_sql("SELECT id, message_id FROM favourites")).all()
+        fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+    await db.close()
+    assert [tuple(f) for f in favourites] == [(1, 1)]
+    assert fks == 1  # on again for the application
+
+
+async def test_a_deleted_users_ids_are_never_given_to_someone_else(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    await db.start()
+
+    async def someone(name: str) -> tuple[int, int]:
+        async with db.session() as s, s.begin():
+            u = await repo.get_or_create_user(s, "telegram", name, name)
+            p = await repo.get_or_create_persona(s, "allen")
+            conv = await repo.open_conversation(s, u.id, p.id, "")
+            msg = await repo.add_message(s, conv.id, "user", "hi")
+            return u.id, msg.id
+
+    first = await someone("ann")
+    async with db.session() as s, s.begin():  # ann is forgotten: the newest rows go
+        await s.delete(await s.get(User, first[0]))
+    second = await someone("bob")
+    async with db.engine.connect() as conn:
+        plain = (await conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE "
+            "'%AUTOINCREMENT%' AND name IN ('users', 'personas', 'conversations', 'messages', "
+            "'stories', 'favourites', 'saved_prompts', 'custom_genres', 'memory_files')")).all()
+    await db.close()
+    assert second[0] > first[0] and second[1] > first[1]
+    assert plain == []

@@ -3,14 +3,18 @@ genres, saved prompts, history by date and timezone, favourites and clearing."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
+from engine.config import Config
 from engine.engine import Engine, UserRef
-from engine.errors import InputError
+from engine.errors import DoppelError, InputError
 from engine.scheduler import Priority
+from engine.storage.models import Story
 from engine.stories import safety
 from engine.stories.dates import group_by_date, group_label
 from engine.stories.options import StoryRequest
@@ -228,3 +232,47 @@ async def test_timezone_setting(engine: Engine) -> None:
     with pytest.raises(InputError) as err_tz:
         await engine.stories.set_timezone(KID, "Mars/Olympus")
     assert "Asia/Kolkata" in err_tz.value.user_message
+
+
+async def test_a_story_cut_off_by_a_crash_is_kept_with_its_text(
+        engine: Engine, fake_llm: FakeLLM, config: Config) -> None:
+    """The row exists while the story is written and holds each finished sentence; after a
+    crash (the process gone without stopping) the next start keeps it as unfinished."""
+    fake_llm.replies.append("The Lost Kite\nMia had a red kite. The wind took it away. Then "
+                            + FakeLLM.HANG)
+    reply = await engine.stories.create(KID, StoryRequest(prompt="a lost kite"))
+    chunks = aiter(reply)
+    shown = ""
+    while "away." not in shown:
+        shown += await anext(chunks)
+    assert await engine.stories.history(KID) == []  # being written: not listed yet
+
+    async def saved() -> str:
+        async with engine.db.session() as s:
+            row = (await s.scalars(select(Story))).one()
+        return row.content
+
+    while "away." not in await saved():  # noqa: ASYNC110 (the row is what a restart sees)
+        await asyncio.sleep(0.01)
+    # A crash: nothing of this engine runs any more; a new process starts on the same data.
+    engine._lock.release()
+    restarted = Engine(config, llm=FakeLLM())
+    await restarted.start()
+    try:
+        [(label, [story])] = await restarted.stories.history(KID)
+        assert story.title == "The Lost Kite (unfinished)"
+        assert story.content == "Mia had a red kite. The wind took it away."
+        assert story.status == "interrupted" and label == "Today"
+    finally:
+        await restarted.stop()
+        engine._lock.acquire()
+
+
+async def test_a_failed_story_leaves_no_row(engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("Half\nOne sentence. Two " + FakeLLM.HANG)
+    reply = await engine.stories.create(KID, StoryRequest())
+    assert engine.cancel(KID) == 1
+    with pytest.raises(DoppelError):
+        await reply.result()
+    async with engine.db.session() as s:
+        assert (await s.scalars(select(Story))).all() == []

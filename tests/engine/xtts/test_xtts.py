@@ -180,6 +180,6 @@ async def test_console_clones_a_voice_and_then_speaks_in_it(
     assert "is now Phillip Allen's voice; consent of Phillip Allen recorded. Sample:" in out
     assert " * v" in out and "studio" in out and "consent of Phillip Allen" in out
     assert "(voice note:" in out
-    voice_dir = config.storage.data_dir / "voice"
+    [voice_dir] = config.storage.data_dir.glob("users/*/voice")
     assert len(list(voice_dir.glob("voice-*-sample.ogg"))) == 1
     assert len(list(voice_dir.glob("reply-*.ogg"))) == 1
