@@ -103,7 +103,7 @@ async def run_app(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
     try:
-        await engine.start()
+        await engine.start(background_ingest=True)
         if config.voice.preload:
             engine.warm_speech()
         adapters = platform_adapters(config, engine) or [console(engine)]

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot import cli_model, cli_train
+from bot import cli_memory, cli_model, cli_tokens, cli_train
 from engine.config import Config, load_config
-from engine.errors import DoppelError, UserNotFound
+from engine.errors import DoppelError, InputError, UserNotFound
 
 if TYPE_CHECKING:
     from engine.conversations import KnownUser
@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="report models, GPU, ffmpeg, database, disk and tokens")
     cli_train.add_parser(sub)
     cli_model.add_parser(sub)
+    cli_tokens.add_parser(sub)
+    cli_memory.add_parser(sub)
     sub.add_parser("health", help="exit 0 if a `doppel run` on this data dir is alive "
                                   "(the container health check)")
     worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
@@ -83,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--prune", action="store_true",
                         help="drop memory of files under PATHS that no longer exist")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+    ingest.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="leave out matching files or folders (gitignore-style: "
+                             "LICENSES/, *.log, /drafts); repeatable. A .doppelignore "
+                             "file in a folder given lists more, one a line")
 
     story = sub.add_parser(
         "story", help="children's stories: create, suggest, history, favourites, ...",
@@ -213,7 +219,8 @@ async def _serve(config: Config, host: str | None, port: int | None) -> int:
     await engine.start()
     try:
         if not os.environ.get(config.api.key_env):
-            log.warning("%s is not set: only /health is served", config.api.key_env)
+            log.warning("%s is not set: /health and user keys (`doppel api-token create`) "
+                        "are served; metrics and key management need it", config.api.key_env)
         server = uvicorn.Server(uvicorn.Config(
             create_app(engine), host=host or config.api.host, port=port or config.api.port,
             log_level="info", lifespan="off"))
@@ -361,23 +368,29 @@ async def _persona_show(config: Config, name: str) -> int:
 
 
 class _Bar:
-    """tqdm progress over documents (on stderr; silent when stderr is not a terminal)."""
+    """tqdm progress over the bytes to read, with the documents done (on stderr; silent
+    when stderr is not a terminal)."""
 
     def __init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=0, unit="doc", desc="ingest", disable=not sys.stderr.isatty())
+        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="ingest",
+                        disable=not sys.stderr.isatty())
+        self.docs = 0
 
-    def add_total(self, n: int) -> None:
-        self.bar.total = (self.bar.total or 0) + n
+    def start(self, total_bytes: int) -> None:
+        self.bar.total = total_bytes
         self.bar.refresh()
 
-    def advance(self, n: int) -> None:
-        self.bar.update(n)
+    def advance(self, n_bytes: int, docs: int) -> None:
+        if docs:
+            self.docs += docs
+            self.bar.set_postfix_str(f"{self.docs} docs", refresh=False)
+        self.bar.update(n_bytes)
 
 
 async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
-                  as_json: bool) -> int:
+                  as_json: bool, exclude: list[str]) -> int:
     from engine.memory.ingest import Ingestor
 
     missing = [str(p) for p in paths if not p.exists()]
@@ -396,12 +409,24 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
                       file=sys.stderr)
                 return 2
         bar = _Bar()
-        report = await Ingestor(engine.memory, p, progress=bar).run(paths, prune=prune,
-                                                                    roots=roots)
+        try:
+            report = await Ingestor(engine.memory, p, progress=bar).run(
+                paths, prune=prune, roots=roots, exclude=exclude)
+        except asyncio.CancelledError:  # Ctrl-C: what is committed stays
+            bar.bar.close()
+            print(f"\nstopped after {bar.docs} documents; run the same command again to go "
+                  "on where it stopped", file=sys.stderr)
+            raise
         bar.bar.close()
     finally:
-        await engine.stop()
-    print(json.dumps(report.as_dict()) if as_json else report.summary())
+        await engine.stop(grace_s=0)
+    if as_json:  # with this process's peak memory, for scripts and bench/ingest.py
+        import resource
+
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        print(json.dumps({**report.as_dict(), "peak_rss_mb": round(peak_mb)}))
+    else:
+        print(report.summary())
     return 0
 
 
@@ -476,7 +501,12 @@ async def _ask(config: Config, persona: str, as_json: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "ingest" and not any(e.startswith("-") for e in extra):
+        args.paths += [Path(e) for e in extra]  # `ingest allen --prune mail/`: paths anywhere
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if _wants_help(args):
         args.help_of.print_help()
         return 0
@@ -507,6 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cli_train.run(config, args)
             case "model":
                 return cli_model.run(config, args)
+            case "api-token":
+                return cli_tokens.run(config, args)
+            case "memory":
+                return cli_memory.run(config, args)
             case "health":
                 from bot.app import health
 
@@ -529,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_persona_show(config, args.name))
             case "ingest":
                 return asyncio.run(_ingest(config, args.persona, args.paths, args.prune,
-                                           args.json))
+                                           args.json, args.exclude))
             case "recall":
                 return asyncio.run(_recall(config, args.persona, args.k, args.json,
                                            args.after, args.before, args.thread))
@@ -538,8 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "story":
                 return asyncio.run(_story(config, args.action, args.args))
     except DoppelError as exc:
-        # Config, persona and lock problems are the operator's: print the precise line.
-        print(f"doppel: {exc}", file=sys.stderr)
+        # Config, persona and lock problems are the operator's: print the precise line;
+        # a rejected input says what the person can do.
+        print(f"doppel: {exc.user_message if isinstance(exc, InputError) else exc}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.api_tokens import ApiTokens
 from engine.chat_turn import ChatTurn
 from engine.config import Config
 from engine.conversations import ConversationState, ConversationStore
@@ -86,6 +87,24 @@ class ChatReply:
         return await asyncio.shield(self._done)
 
 
+class BuildProgress:
+    """How far a memory being built at start has got (the ingest's progress)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+
+    def start(self, total_bytes: int) -> None:
+        self.total = total_bytes
+
+    def advance(self, n_bytes: int, docs: int) -> None:
+        self.done += n_bytes
+
+    @property
+    def percent(self) -> int:
+        return min(99, int(100 * self.done / self.total)) if self.total else 0
+
+
 class Engine:
     """Build it, ``await start()``, hand it to adapters, ``await stop()`` at the end."""
 
@@ -101,6 +120,7 @@ class Engine:
         self.db = Database(config.storage.effective_database_url)
         self.conversations = ConversationStore(self.db)
         self.inbox = Inbox(self.db)
+        self.api_tokens = ApiTokens(self.db, self.conversations)
         self.rate = RateLimiter(config.engine.rate_per_minute, config.engine.rate_burst)
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=config.llm.workers)
@@ -120,6 +140,9 @@ class Engine:
         self._lock = DataDirLock(config.storage.data_dir)
         self._tasks: set[asyncio.Task[ChatResult]] = set()
         self._disclosed: set[tuple[str, str]] = set()
+        self.building: dict[str, BuildProgress] = {}
+        """Personas whose memory is being built at start, and how far it got."""
+        self._building_task: asyncio.Task[None] | None = None
         self._interrupted: set[int] = set()
         """Conversations whose last reply a crash cut off (found at start)."""
         self._warming: list[asyncio.Task[None]] = []
@@ -143,9 +166,12 @@ class Engine:
         self.scheduler.add_resource(STORY_LLM, workers=1)
         return self._story_llm, STORY_LLM
 
-    async def start(self, *, load_llm: bool = True, exclusive: bool = True) -> None:
+    async def start(self, *, load_llm: bool = True, exclusive: bool = True,
+                    background_ingest: bool = False) -> None:
         """Open storage, start the workers, load the model (``load_llm=False`` for tools that
-        only need memory, such as ``doppel ingest``).
+        only need memory, such as ``doppel ingest``). A persona whose memory is not built
+        yet gets it built now; with ``background_ingest`` (a bot) while people already
+        talk, each told how far it got.
 
         ``exclusive=False`` is for commands that only read or change records in the
         database (``persona show``, ``story history``, ``users``, ``export``): they run beside
@@ -166,7 +192,9 @@ class Engine:
             await self.scheduler.run_on(LLM, self.llm.load)
             if self._story_llm is not None:
                 await self.scheduler.run_on(STORY_LLM, self._story_llm.load)
-            if self.config.memory.auto_ingest:
+            if self.config.memory.auto_ingest and background_ingest:
+                self._building_task = asyncio.create_task(self._ingest_new_personas())
+            elif self.config.memory.auto_ingest:
                 await self._ingest_new_personas()
         for name in self.personas.names() if exclusive else []:
             if await self.memory.size(name):  # warm the embedder while adapters start
@@ -193,15 +221,26 @@ class Engine:
         self._warming.append(asyncio.create_task(self.voice.preload()))
 
     async def _ingest_new_personas(self) -> None:
-        """Build the memory of personas that list sources but have none yet (first start)."""
+        """Build the memory of personas that list sources but have none yet (first start),
+        or finish one a stopped start left partly read."""
+        from engine.memory.catalog import files
         from engine.memory.ingest import Ingestor
 
+        todo = []
         for persona in self.personas.all():
-            if await self.memory.size(persona.name) or not persona.source_files():
-                continue
+            known = await files(self.memory, persona.name)
+            if persona.source_files() and (not known or not all(f.complete for f in known)):
+                todo.append(persona)
+                self.building[persona.name] = BuildProgress()
+        for persona in todo:
             log.info("building %s's memory from %d source files (first start)",
                      persona.name, len(persona.source_files()))
-            report = await Ingestor(self.memory, persona).run(persona.source_files())
+            try:
+                report = await Ingestor(self.memory, persona,
+                                        progress=self.building[persona.name]
+                                        ).run(persona.source_files())
+            finally:
+                del self.building[persona.name]
             log.info("%s", report.summary().replace("\n", ";"))
 
     async def drain(self) -> None:
@@ -209,9 +248,13 @@ class Engine:
         ``[engine] shutdown_grace_s`` to finish, then cancel them (their text is kept)."""
         await self.scheduler.stop()
 
-    async def stop(self) -> None:
-        """Finish or cancel running jobs, store their replies, release the model and database."""
-        await self.scheduler.stop()
+    async def stop(self, *, grace_s: float | None = None) -> None:
+        """Finish or cancel running jobs (within ``grace_s``, default ``[engine]
+        shutdown_grace_s``), store their replies, release the model and database."""
+        if self._building_task is not None:  # the next start goes on where it stopped
+            self._building_task.cancel()
+            await asyncio.gather(self._building_task, return_exceptions=True)
+        await self.scheduler.stop(grace_s)
         for warming in self._warming:
             try:
                 await warming
@@ -303,6 +346,10 @@ class Engine:
             self._interrupted.discard(state.conversation_id)
             notice = ("My last reply to you was cut off when I restarted; ask again if you "
                       "still need it.")
+        if (build := self.building.get(p.name)) is not None:
+            notice = " ".join(filter(None, (notice, (
+                f"I'm still reading my memory for the first time ({build.percent}% done), "
+                "so I may not remember everything yet."))))
         exchange = await self.conversations.begin_exchange(state, text)
         reply_id = exchange[1]
         history = list(state.history)[:-1]  # the prompt takes the new message separately

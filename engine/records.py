@@ -21,6 +21,12 @@ class UserRef:
     def key(self) -> str:
         return f"{self.platform}:{self.user_id}"
 
+    @classmethod
+    def parse(cls, text: str, platform: str = "api") -> UserRef:
+        """``telegram:42`` is that Telegram user; a bare id is one of ``platform``."""
+        name, sep, user_id = text.partition(":")
+        return cls(name, user_id) if sep and name and user_id else cls(platform, text)
+
 
 @dataclass(frozen=True)
 class StoredMessage:

@@ -1,11 +1,18 @@
 """A small HTTP API over the engine: chat with SSE streaming, stories, favourites, audio,
-health and Prometheus metrics. Adapter only: every decision is the engine's."""
+health and Prometheus metrics. Adapter only: every decision is the engine's.
+
+Two kinds of key: the operator key (the variable named by ``[api] key_env``) acts for any
+user (``user`` in the request) and alone may read metrics and manage keys; a user key
+(``doppel api-token create``, ``POST /v1/tokens``) acts only for its own user, within its
+scopes (``chat``; ``account`` to export or delete that user's data).
+"""
 
 import hmac
 import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -13,14 +20,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from engine.api_tokens import TokenInfo
 from engine.engine import Engine, UserRef
 from engine.errors import DoppelError, InputError, QueueFull, UserNotFound, UserQueueFull
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
 
+USER_FIELD = ("Your id for the end user (operator key); a user key acts for its own user "
+              "and may leave it out")
+
 
 class Interact(BaseModel):
-    user: str = Field(min_length=1, max_length=64, description="Your id for the end user")
+    user: str | None = Field(None, min_length=1, max_length=64, description=USER_FIELD)
     text: str = Field(min_length=1, description="At most [engine] max_message_chars "
                                                   "characters (the engine says so)")
     persona: str | None = None
@@ -29,7 +40,7 @@ class Interact(BaseModel):
 
 
 class StoryIn(BaseModel):
-    user: str = Field(min_length=1, max_length=64)
+    user: str | None = Field(None, min_length=1, max_length=64, description=USER_FIELD)
     genre: str = "adventure"
     characters: str = ""
     prompt: str = ""
@@ -39,15 +50,57 @@ class StoryIn(BaseModel):
     sampling: str = "top_p"
 
 
-def authorised(request: Request) -> None:
-    """Bearer-key check; with no key configured nothing but /health is served."""
-    key: str = request.app.state.api_key
+class TokenIn(BaseModel):
+    user: str = Field(min_length=1, max_length=100,
+                      description="platform:id (telegram:42), or an API user's id")
+    scopes: list[str] = Field(["chat"], description="chat, account")
+    name: str = Field("", max_length=100)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request's key speaks for."""
+
+    admin: bool
+    user: UserRef | None = None
+    scopes: frozenset[str] = frozenset()
+
+    def acting_for(self, given: str | None, scope: str = "chat") -> UserRef:
+        """The user this request acts for: the operator names one; a user key is its user,
+        and naming anyone else is refused."""
+        if self.admin:
+            if not given:
+                raise HTTPException(422, "name the user: the operator key acts for anyone")
+            return UserRef.parse(given)
+        assert self.user is not None
+        if scope not in self.scopes:
+            raise HTTPException(403, f"this key lacks the '{scope}' scope")
+        if given and UserRef.parse(given) != UserRef(self.user.platform, self.user.user_id):
+            raise HTTPException(403, "this key acts only for its own user")
+        return self.user
+
+
+async def caller(request: Request) -> Caller:
+    """The bearer key's caller; 401 without a valid key."""
     given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not key or not hmac.compare_digest(given.encode(), key.encode()):
+    operator: str = request.app.state.api_key
+    if operator and hmac.compare_digest(given.encode(), operator.encode()):
+        return Caller(admin=True)
+    engine: Engine = request.app.state.engine
+    token = await engine.api_tokens.verify(given) if given else None
+    if token is None:
         raise HTTPException(401, "missing or wrong API key")
+    return Caller(admin=False, user=token.user, scopes=token.scopes)
 
 
-Auth = Annotated[None, Depends(authorised)]
+def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
+    if not who.admin:
+        raise HTTPException(403, "only the operator key may do this")
+    return who
+
+
+Auth = Annotated[Caller, Depends(caller)]
+Admin = Annotated[Caller, Depends(admin)]
 
 
 def _sse(event: str, data: Any) -> str:
@@ -64,6 +117,7 @@ def create_app(engine: Engine) -> FastAPI:
     """The ASGI app for an engine that the caller starts and stops."""
     app = FastAPI(title="Doppel API", version="1", description=__doc__)
     app.state.api_key = os.environ.get(engine.config.api.key_env, "")
+    app.state.engine = engine
 
     @app.exception_handler(DoppelError)
     async def doppel_error(request: Request, exc: DoppelError) -> JSONResponse:
@@ -85,7 +139,7 @@ def create_app(engine: Engine) -> FastAPI:
         return {"ok": engine.started, "queues": engine.scheduler.stats()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics(_: Auth) -> str:
+    async def metrics(_: Admin) -> str:
         lines = ["# TYPE doppel_queue_depth gauge", "# TYPE doppel_running gauge"]
         for res, s in engine.scheduler.stats().items():
             lines.append(f'doppel_queue_depth{{resource="{res}"}} {s["queued"]}')
@@ -106,9 +160,9 @@ def create_app(engine: Engine) -> FastAPI:
         return "\n".join(lines) + "\n"
 
     @app.post("/v1/interact")
-    async def interact(body: Interact, _: Auth) -> StreamingResponse:
+    async def interact(body: Interact, who: Auth) -> StreamingResponse:
         """Server-sent events: ``chunk`` events with text, then one ``done`` event."""
-        user = UserRef("api", body.user)
+        user = who.acting_for(body.user)
         reply = await engine.chat(user, body.text, chat_key=body.chat, persona=body.persona)
 
         async def events() -> AsyncIterator[str]:
@@ -141,50 +195,78 @@ def create_app(engine: Engine) -> FastAPI:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.get("/v1/audio/{owner}/{name}")
-    async def audio(owner: str, name: str, _: Auth) -> Response:
+    async def audio(owner: str, name: str, who: Auth) -> Response:
         if not owner.isalnum() or not name.removesuffix(".ogg").isalnum() \
                 or not name.endswith(".ogg"):
             raise HTTPException(404, "no such audio")
+        if not who.admin and owner != engine.user_files(who.acting_for(None)).name:
+            raise HTTPException(404, "no such audio")  # another user's: as if not there
         path = engine.config.storage.data_dir / "users" / owner / name
         if not path.is_file():
             raise HTTPException(404, "no such audio")
         return Response(path.read_bytes(), media_type="audio/ogg")
 
     @app.get("/v1/export")
-    async def export(user: str, _: Auth) -> Response:
-        """A zip of everything stored about ``user``."""
-        return Response(await engine.export(UserRef("api", user)),
+    async def export(who: Auth, user: str | None = None) -> Response:
+        """A zip of everything stored about ``user`` (a user key: its own user)."""
+        return Response(await engine.export(who.acting_for(user, "account")),
                         media_type="application/zip", headers={
                             "Content-Disposition": 'attachment; filename="doppel-export.zip"'})
 
     @app.delete("/v1/users/{user}")
-    async def forget(user: str, _: Auth, confirm: bool = False) -> dict[str, Any]:
-        """Delete everything stored about ``user`` (``?confirm=true`` required)."""
+    async def forget(user: str, who: Auth, confirm: bool = False) -> dict[str, Any]:
+        """Delete everything stored about ``user`` (``?confirm=true`` required); a user
+        key may delete only its own user (and with it, itself)."""
+        target = who.acting_for(user, "account")
         if not confirm:
             raise HTTPException(400, "add ?confirm=true: this deletes everything about the "
                                      "user")
-        return {"forgotten": await engine.forget(UserRef("api", user))}
+        return {"forgotten": await engine.forget(target)}
 
     @app.post("/v1/stories")
-    async def create_story(body: StoryIn, _: Auth) -> dict[str, Any]:
+    async def create_story(body: StoryIn, who: Auth) -> dict[str, Any]:
         fields = body.model_dump(exclude={"user", "sampling"})
-        reply = await engine.stories.create(UserRef("api", body.user),
+        reply = await engine.stories.create(who.acting_for(body.user),
                                             StoryRequest(**fields, preset=body.sampling))
         return _story_json(await reply.result())
 
     @app.get("/v1/stories")
-    async def stories(user: str, _: Auth, search: str = "") -> dict[str, Any]:
-        groups = await engine.stories.history(UserRef("api", user), search=search)
+    async def stories(who: Auth, user: str | None = None, search: str = "") -> dict[str, Any]:
+        groups = await engine.stories.history(who.acting_for(user), search=search)
         return {"groups": [{"label": label, "stories": [_story_json(r) for r in records]}
                            for label, records in groups]}
 
     @app.post("/v1/stories/{story_id}/favourite")
-    async def favourite(story_id: int, user: str, _: Auth, on: bool = True) -> dict[str, Any]:
-        return _story_json(await engine.stories.favourite(UserRef("api", user), story_id, on))
+    async def favourite(story_id: int, who: Auth, user: str | None = None,
+                        on: bool = True) -> dict[str, Any]:
+        return _story_json(await engine.stories.favourite(who.acting_for(user), story_id, on))
 
     @app.get("/v1/favourites")
-    async def favourites(user: str, _: Auth) -> dict[str, Any]:
+    async def favourites(who: Auth, user: str | None = None) -> dict[str, Any]:
         return {"stories": [_story_json(r) for r in
-                            await engine.stories.favourites(UserRef("api", user))]}
+                            await engine.stories.favourites(who.acting_for(user))]}
+
+    @app.post("/v1/tokens")
+    async def create_token(body: TokenIn, _: Admin) -> dict[str, Any]:
+        """A key for one user; its ``secret`` is shown here once and never again."""
+        info, secret = await engine.api_tokens.create(UserRef.parse(body.user), body.scopes,
+                                                      body.name)
+        return {**_token_json(info), "secret": secret}
+
+    @app.get("/v1/tokens")
+    async def tokens(_: Admin) -> dict[str, Any]:
+        return {"tokens": [_token_json(t) for t in await engine.api_tokens.list()]}
+
+    @app.delete("/v1/tokens/{token_id}")
+    async def revoke(token_id: int, _: Admin) -> dict[str, Any]:
+        if not await engine.api_tokens.revoke(token_id):
+            raise HTTPException(404, "no such key")
+        return {"revoked": token_id}
 
     return app
+
+
+def _token_json(t: TokenInfo) -> dict[str, Any]:
+    return {"id": t.id, "user": t.user.key, "scopes": sorted(t.scopes), "name": t.name,
+            "created_at": t.created_at.isoformat(),
+            "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None}

@@ -14,16 +14,17 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
+from engine.memory.catalog import drop_files
 from engine.memory.chunk import DuplicateFilter, chunk_text, signature_bytes
 from engine.memory.clean import normalise, strip_mail, thread_key
-from engine.memory.parse import ParseError, SourceDoc, iter_files, parse_file
+from engine.memory.parse import ParseError, Skipped, SourceDoc, iter_files, read_file
 from engine.memory.service import EMBED, Memory
 from engine.memory.style import build_profile
 from engine.personas import Persona
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 DOCS_PER_JOB = 128
 """Documents per embedding job: big enough to batch well, small enough (~1 s) that a chat
 retrieval never waits long behind an ingest."""
+EMBED_STEP = 32
+"""Chunks embedded between checks for a stop request."""
 
 
 @dataclass
@@ -45,6 +48,8 @@ class IngestReport:
     files_indexed: int = 0
     files_failed: dict[str, str] = field(default_factory=dict)
     files_pruned: int = 0
+    documents_resumed: int = 0
+    """Documents a stopped run had already stored (not read again)."""
     mails_own: int = 0
     mails_context: int = 0
     documents: int = 0
@@ -65,6 +70,7 @@ class IngestReport:
             "persona": self.persona, "files_seen": self.files_seen,
             "files_unchanged": self.files_unchanged, "files_indexed": self.files_indexed,
             "files_failed": self.files_failed, "files_pruned": self.files_pruned,
+            "documents_resumed": self.documents_resumed,
             "mails_kept": self.mails_kept, "mails_own": self.mails_own,
             "mails_context": self.mails_context, "documents": self.documents,
             "dropped": dict(self.dropped), "removed_parts": dict(self.removed_parts),
@@ -81,6 +87,9 @@ class IngestReport:
             f"  mails kept: {self.mails_kept} ({self.mails_own} by the persona, "
             f"{self.mails_context} as context); documents: {self.documents}",
         ]
+        if self.documents_resumed:
+            lines.append(f"  resumed: {self.documents_resumed} documents were already in "
+                         "from the run that stopped")
         if self.dropped:
             lines.append("  dropped: " + ", ".join(f"{n} {why}" for why, n in
                                                    self.dropped.most_common()))
@@ -97,11 +106,11 @@ class IngestReport:
 
 
 class Progress(Protocol):
-    def add_total(self, n: int) -> None:
-        """``n`` more documents are known to come."""
+    def start(self, total_bytes: int) -> None:
+        """The bytes of all files to read, known before reading starts."""
 
-    def advance(self, n: int) -> None:
-        """``n`` more documents are done."""
+    def advance(self, n_bytes: int, docs: int) -> None:
+        """``n_bytes`` more read, ``docs`` more documents done."""
 
 
 @dataclass
@@ -112,45 +121,84 @@ class _Prepared:
     text: str
     kind: str
     index: int
+    file_id: int
+    digest: str
 
 
-def _sha256(path: Path) -> str:
+@dataclass
+class _File:
+    """A file being read: its row, and how far the documents committed so far reach."""
+
+    path: Path
+    digest: str
+    row_id: int = 0
+    skip: int = 0
+    """Documents a stopped run already committed (resumed past)."""
+    read: int = 0
+    documents: int = 0
+    chunks: int = 0
+    finished: bool = False
+
+
+HASH_STEP = 64 << 20
+"""Bytes hashed per thread hop: a stop request waits at most for one step."""
+READ_STEP = 64
+"""Documents parsed per thread hop."""
+
+
+def _sha256_part(h: Any, f: Any) -> bool:
+    data = f.read(HASH_STEP)
+    h.update(data)
+    return len(data) == HASH_STEP
+
+
+async def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+        while await asyncio.to_thread(_sha256_part, h, f):
+            pass
     return h.hexdigest()
 
 
-def _prepare(docs: list[SourceDoc], addresses: set[str],
-             report: IngestReport) -> list[_Prepared]:
-    out: list[_Prepared] = []
-    for i, doc in enumerate(docs):
-        if doc.is_mail:
-            text, removed = strip_mail(doc.text)
-            report.removed_parts.update(removed)
-            if not text:
-                reason = ("forward or quote only" if removed else "empty body")
-                report.dropped[f"mails: {reason}"] += 1
-                continue
-            own = doc.sender_address in addresses
-            kind = "own" if own else "context"
-            if own:
-                report.mails_own += 1
-            else:
-                report.mails_context += 1
-        else:
-            text = normalise(doc.text)
-            if not text:
-                report.dropped["documents: no text"] += 1
-                continue
-            kind = "document"
-            report.documents += 1
-        out.append(_Prepared(doc, text, kind, i))
+def _take(it: Iterator[tuple[int, SourceDoc | Skipped, int]], n: int
+          ) -> list[tuple[int, SourceDoc | Skipped, int]]:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) >= n:
+            break
     return out
 
 
+def _prepare(doc: SourceDoc, addresses: set[str], report: IngestReport
+             ) -> tuple[str, str] | None:
+    """(cleaned text, kind) of one document, or None when nothing of it is kept."""
+    if doc.is_mail:
+        text, removed = strip_mail(doc.text)
+        report.removed_parts.update(removed)
+        if not text:
+            reason = ("forward or quote only" if removed else "empty body")
+            report.dropped[f"mails: {reason}"] += 1
+            return None
+        own = doc.sender_address in addresses
+        if own:
+            report.mails_own += 1
+        else:
+            report.mails_context += 1
+        return text, "own" if own else "context"
+    text = normalise(doc.text)
+    if not text:
+        report.dropped["documents: no text"] += 1
+        return None
+    report.documents += 1
+    return text, "document"
+
+
 class Ingestor:
+    """Reads files into a persona's memory: streamed (a mailbox mail by mail, in bounded
+    memory), batched across files (many small files cost little more than one big one),
+    committed batch by batch (a stopped run resumes where it stopped)."""
+
     def __init__(self, memory: Memory, persona: Persona, *,
                  progress: Progress | None = None) -> None:
         self.memory = memory
@@ -158,29 +206,39 @@ class Ingestor:
         self.progress = progress
         self.addresses = {a.lower() for a in persona.sources.addresses}
         self.dups = DuplicateFilter(memory.cfg.near_duplicate)
+        self._batch: list[_Prepared] = []
+        self._open: dict[int, _File] = {}
 
     async def run(self, paths: list[Path], *, prune: bool = False,
-                  roots: list[Path] | None = None) -> IngestReport:
-        """Ingest ``paths``. With ``prune``, known files under ``roots`` (default: ``paths``)
-        that were not seen now are dropped from memory."""
+                  roots: list[Path] | None = None, exclude: Sequence[str] = ()
+                  ) -> IngestReport:
+        """Ingest ``paths`` (minus ``exclude`` globs and ``.doppelignore`` patterns). With
+        ``prune``, known files under ``roots`` (default: ``paths``) not seen now are
+        dropped from memory."""
         t0 = time.perf_counter()
         name = self.persona.name
         report = IngestReport(persona=name)
-        files = list(iter_files(paths))
+        files = list(iter_files(paths, exclude))
         report.files_seen = len(files)
         db = self.memory.db
         async with db.session() as s:
             known = {r.path: r for r in (await s.scalars(
                 select(MemoryFile).where(MemoryFile.persona == name))).all()}
-        todo: list[tuple[Path, str]] = []
+        todo: list[_File] = []
+        stale: list[MemoryFile] = []
         for path in files:
-            digest = await asyncio.to_thread(_sha256, path)
+            digest = await _sha256(path)
             row = known.get(str(path.resolve()))
             if row is not None and row.sha256 == digest:
                 report.files_unchanged += 1
                 continue
-            todo.append((path, digest))
-        stale = [known[str(p.resolve())] for p, _ in todo if str(p.resolve()) in known]
+            item = _File(path, digest)
+            if row is not None and not row.sha256 and row.reading_sha256 == digest:
+                item.row_id, item.skip = row.id, row.docs_read  # a stopped run: resume
+                item.documents, item.chunks = row.documents, row.chunks
+            elif row is not None:
+                stale.append(row)
+            todo.append(item)
         if prune:
             prune_roots = [p.resolve() for p in (roots or paths)]
             present = {str(p.resolve()) for p in files}
@@ -188,76 +246,112 @@ class Ingestor:
                     and any(Path(path).is_relative_to(x) for x in prune_roots)]
             stale += gone
             report.files_pruned = len(gone)
-        await self._drop_files(stale)
+        await self._drop_ids([r.id for r in stale])
 
         async with db.session() as s:
             rows = (await s.execute(select(MemoryChunk.content_hash, MemoryChunk.minhash)
                                     .where(MemoryChunk.persona == name))).all()
         self.dups.load((h, m) for h, m in rows)
+        if self.progress:
+            self.progress.start(sum(f.path.stat().st_size for f in todo))
 
-        for path, digest in todo:
-            try:
-                docs = await asyncio.to_thread(parse_file, path)
-            except ParseError as exc:
-                report.files_failed[str(path)] = str(exc)
-                log.warning("skipping %s: %s", path, exc)
-                continue
-            prepared = _prepare(docs, self.addresses, report)
-            if self.progress:
-                self.progress.add_total(len(prepared))
-            await self._index_file(path, digest, prepared, report)
-            report.files_indexed += 1
+        for item in todo:
+            await self._read(item, report)
+        await self._flush(report)
 
         await self._update_style()
         self.memory.forget_cached(name)
         report.seconds = time.perf_counter() - t0
         return report
 
-    async def _drop_files(self, rows: list[MemoryFile]) -> None:
-        if not rows:
+    async def _read(self, item: _File, report: IngestReport) -> None:
+        """Stream one file's documents into the batch; the file is done when its last
+        batch is committed."""
+        stream = read_file(item.path, item.skip)
+        done_bytes = 0
+        report.documents_resumed += item.skip
+        try:
+            first = await asyncio.to_thread(_take, stream, READ_STEP)
+        except ParseError as exc:
+            report.files_failed[str(item.path)] = str(exc)
+            log.warning("skipping %s: %s", item.path, exc)
+            if self.progress:
+                self.progress.advance(item.path.stat().st_size, 0)
+            if item.row_id:
+                await self._drop_ids([item.row_id])
             return
-        ids = [r.id for r in rows]
-        async with self.memory.db.session() as s, s.begin():
-            chunk_ids = list((await s.scalars(
-                select(MemoryChunk.id).where(MemoryChunk.file_id.in_(ids)))).all())
-            await s.execute(delete(MemoryChunk).where(MemoryChunk.file_id.in_(ids)))
-            await s.execute(delete(MemoryFile).where(MemoryFile.id.in_(ids)))
-        await self.memory.scheduler.run_on(
-            EMBED, lambda: self.memory.store.delete(self.persona.name, chunk_ids))
+        if not item.row_id:
+            async with self.memory.db.session() as s, s.begin():
+                row = MemoryFile(persona=self.persona.name, path=str(item.path.resolve()),
+                                 sha256="", reading_sha256=item.digest,
+                                 size=item.path.stat().st_size)
+                s.add(row)
+                await s.flush()
+                item.row_id = row.id
+        self._open[item.row_id] = item
+        item.read = item.skip
+        steps = first
+        while steps:
+            for index, doc, end in steps:
+                if isinstance(doc, Skipped):
+                    report.dropped[f"mails: {doc.reason}"] += 1
+                elif (prepared := _prepare(doc, self.addresses, report)) is not None:
+                    self._batch.append(_Prepared(doc, *prepared, index, item.row_id,
+                                                 item.digest))
+                item.read = index + 1
+                if len(self._batch) >= DOCS_PER_JOB:
+                    await self._flush(report)
+                if self.progress:
+                    self.progress.advance(end - done_bytes, 0)
+                done_bytes = end
+            if self.progress:
+                self.progress.advance(0, len(steps))
+            steps = await asyncio.to_thread(_take, stream, READ_STEP)
+        item.finished = True
+        report.files_indexed += 1
+        if not any(p.file_id == item.row_id for p in self._batch):
+            await self._flush(report, embed=False)  # nothing waits: mark it done now
 
-    async def _index_file(self, path: Path, digest: str, prepared: list[_Prepared],
-                          report: IngestReport) -> None:
-        name = self.persona.name
-        # The file row gets its digest only together with its chunks (one transaction at
-        # the end): a run killed in between leaves a row that the next run sees as changed
-        # and indexes again, never a file marked done without its chunks.
-        async with self.memory.db.session() as s, s.begin():
-            frow = MemoryFile(persona=name, path=str(path.resolve()),  # noqa: ASYNC240
-                              sha256="", size=path.stat().st_size,  # noqa: ASYNC240
-                              documents=len(prepared))
-            s.add(frow)
-            await s.flush()
-            file_id = frow.id
-        chunks: list[MemoryChunk] = []
-        for start in range(0, len(prepared), DOCS_PER_JOB):
-            batch = prepared[start:start + DOCS_PER_JOB]
+    async def _flush(self, report: IngestReport, *, embed: bool = True) -> None:
+        """Chunk, embed and store the batch; then record how far each file got, and mark
+        the files whose every document is in."""
+        batch, self._batch = (self._batch, []) if embed else ([], self._batch)
+        rows: list[MemoryChunk] = []
+        if batch:
             job = self.memory.scheduler.submit(
-                EMBED, self._chunk_job(batch, file_id, digest, report), user="operator:ingest",
+                EMBED, self._chunk_job(batch, report), user="operator:ingest",
                 kind="ingest", priority=Priority.BATCH,
                 timeout_s=self.memory.scheduler.config.batch_timeout_s,
             )
-            chunks.extend(await job.result())
-            if self.progress:
-                self.progress.advance(len(batch))
+            try:
+                rows = await job.result()
+            except asyncio.CancelledError:  # Ctrl-C: stop the embedding, keep what is in
+                self.memory.scheduler.cancel(job)
+                raise
+        waiting = {p.file_id for p in self._batch}
         async with self.memory.db.session() as s, s.begin():
-            s.add_all(chunks)
-            frow2 = await s.get(MemoryFile, file_id)
-            if frow2 is not None:
-                frow2.chunks, frow2.sha256 = len(chunks), digest
-        report.chunks_added += len(chunks)
+            s.add_all(rows)
+            for file_id, item in list(self._open.items()):
+                item.chunks += sum(r.file_id == file_id for r in rows)
+                item.documents += sum(p.file_id == file_id for p in batch)
+                done = item.finished and file_id not in waiting
+                row = await s.get(MemoryFile, file_id)
+                if row is None:
+                    continue
+                # A rerun resumes at the first document not committed yet.
+                pending = [p.index for p in self._batch if p.file_id == file_id]
+                row.docs_read = min(pending) if pending else item.read
+                row.documents, row.chunks = item.documents, item.chunks
+                if done:
+                    row.sha256, row.reading_sha256 = item.digest, ""
+                    del self._open[file_id]
+        report.chunks_added += len(rows)
 
-    def _chunk_job(self, batch: list[_Prepared], file_id: int, digest: str,
-                   report: IngestReport) -> Callable[[JobContext], list[MemoryChunk]]:
+    async def _drop_ids(self, ids: list[int]) -> None:
+        await drop_files(self.memory, self.persona.name, ids)
+
+    def _chunk_job(self, batch: list[_Prepared], report: IngestReport
+                   ) -> Callable[[JobContext], list[MemoryChunk]]:
         cfg = self.memory.cfg
         persona = self.persona.name
 
@@ -277,18 +371,23 @@ class Ingestor:
                         continue
                     self.dups.add(h, mh)
                     rows.append(MemoryChunk(
-                        id=f"{digest[:16]}-{item.index}-{j}", persona=persona, file_id=file_id,
+                        id=f"{item.digest[:16]}-{item.index}-{j}", persona=persona,
+                        file_id=item.file_id,
                         kind=item.kind, text=piece, content_hash=h,
                         minhash=signature_bytes(mh), source=doc.source,
                         message_id=doc.message_id[:300], subject=doc.subject,
                         sender=doc.sender[:300], recipients=doc.recipients,
                         thread=thread_key(doc.subject), sent_at=doc.date,
                     ))
-            self.memory.embed_and_store(
-                persona, [r.id for r in rows], [r.text for r in rows],
-                [_metadata(r, file_id) for r in rows],
-                [_embedding_text(r) for r in rows],
-            )
+            for start in range(0, len(rows), EMBED_STEP):
+                if ctx.cancelled:  # stopped: what is embedded is upserted again next time
+                    break
+                part = rows[start:start + EMBED_STEP]
+                self.memory.embed_and_store(
+                    persona, [r.id for r in part], [r.text for r in part],
+                    [_metadata(r, r.file_id) for r in part],
+                    [_embedding_text(r) for r in part],
+                )
             return rows
 
         return run

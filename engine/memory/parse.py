@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import email
 import email.policy
-import logging
 import email.utils
-import mailbox
+import fnmatch
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,62 @@ class SourceDoc:
         return email.utils.parseaddr(self.sender)[1].lower()
 
 
-def iter_files(paths: list[Path]) -> Iterator[Path]:
-    """Files with a known suffix under ``paths`` (recursive), sorted, each once."""
+IGNORE_FILE = ".doppelignore"
+
+
+def iter_files(paths: list[Path], exclude: Sequence[str] = ()) -> Iterator[Path]:
+    """Files with a known suffix under ``paths`` (recursive), sorted, each once; minus those
+    matching ``exclude`` or a ``.doppelignore`` in a folder given (see :func:`ignored`)."""
     seen: set[Path] = set()
     for root in paths:
-        candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
+        if root.is_dir():
+            patterns = [*exclude, *read_ignore_file(root / IGNORE_FILE)]
+            candidates = [p for p in sorted(root.rglob("*"))
+                          if not ignored(p.relative_to(root), patterns)]
+        else:
+            candidates = [] if ignored(Path(root.name), exclude) else [root]
         for p in candidates:
             if p.is_file() and p.suffix.lower() in SUFFIXES and p.resolve() not in seen:
                 seen.add(p.resolve())
                 yield p
 
 
+def read_ignore_file(path: Path) -> list[str]:
+    """The patterns of a ``.doppelignore``: one a line, ``#`` comments, blank lines skipped."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def ignored(relative: Path, patterns: Sequence[str]) -> bool:
+    """Whether a path (relative to the folder ingested) matches one of gitignore-style
+    ``patterns``: ``LICENSES/`` (a folder anywhere), ``SOURCES.md`` or ``*.log`` (a name
+    anywhere), ``/drafts`` (anchored at the folder), ``notes/*.txt`` (a relative path)."""
+    parts = relative.parts
+    posix = relative.as_posix()
+    for raw in patterns:
+        folder_only = raw.endswith("/")
+        pattern = raw.strip("/")
+        if not pattern:
+            continue
+        if raw.startswith("/") or "/" in pattern:  # a path from the folder ingested
+            if fnmatch.fnmatchcase(posix, pattern) or any(
+                    fnmatch.fnmatchcase("/".join(parts[:i]), pattern)
+                    for i in range(1, len(parts))):
+                return True
+            continue
+        names = parts[:-1] if folder_only else parts
+        if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            return True
+    return False
+
+
 MAX_FILE_BYTES = 200 * 1024 * 1024
-"""Larger files are skipped (a mailbox that big should be split)."""
+"""Larger files are skipped; a mailbox is read as a stream and may be larger."""
+MAX_MBOX_BYTES = 8 * 1024 * 1024 * 1024
+MAX_MAIL_BYTES = 50 * 1024 * 1024
+"""A larger mail in a mailbox is skipped (with a reason); the rest of the box is read."""
 MAX_UNZIPPED_BYTES = 300 * 1024 * 1024
 MAX_ZIP_RATIO = 200
 """A .docx expanding past these is treated as a zip bomb."""
@@ -73,9 +116,83 @@ MAX_TEXT_CHARS = 20_000_000
 """The most text one file may hold (PDF text; .txt/.md files by size)."""
 
 
+@dataclass
+class Skipped:
+    """A mail in a mailbox that was not read (the rest of the box still is)."""
+
+    reason: str
+
+
+def read_file(path: Path, start: int = 0) -> Iterator[tuple[int, SourceDoc | Skipped, int]]:
+    """The documents of one file as a stream: (index, document, bytes of the file read by
+    then, for progress), from document ``start`` on (those before are not even parsed: a
+    resumed ingest). A mailbox is read mail by mail in bounded memory; other files are one
+    document. Raises :class:`ParseError` (before the first document) for a file that
+    cannot be read at all."""
+    if path.suffix.lower() != ".mbox":
+        docs = parse_file(path) if start < 1 else []
+        yield from ((i, doc, path.stat().st_size) for i, doc in enumerate(docs))
+        return
+    size = path.stat().st_size
+    if size > MAX_MBOX_BYTES:
+        raise ParseError(f"too large ({size / 1e9:.1f} GB; the limit for a mailbox is "
+                         f"{MAX_MBOX_BYTES / 1e9:.0f} GB): split it")
+    with path.open("rb") as f:
+        head = f.read(8192)
+        if _binary(head):
+            raise ParseError("not a mailbox: binary data")
+        if not (head.startswith(b"From ") or b"\nFrom " in head):
+            raise ParseError("no mails in it (an mbox starts each mail with a 'From ' line)")
+        f.seek(0)
+        for i, (data, end) in enumerate(_mbox_messages(f)):
+            if i < start:
+                continue
+            if data is None:
+                yield i, Skipped(f"a mail over {MAX_MAIL_BYTES // 2**20} MB"), end
+                continue
+            try:
+                yield i, _from_email(_read_email(data), f"{path}#{i}"), end
+            except Exception as exc:  # one broken mail never stops the box
+                log.debug("mail %d of %s unreadable", i, path, exc_info=True)
+                yield i, Skipped(f"unreadable mail ({_short(exc)})"), end
+
+
+def _mbox_messages(f: IO[bytes]) -> Iterator[tuple[bytes | None, int]]:
+    """The raw messages of an mbox (``From `` separator lines, as :mod:`mailbox` splits
+    them), each with the file offset after it; None for a message over the size limit.
+    Lines are read in bounded pieces, so a file without newlines costs no more memory."""
+    parts: list[bytes] = []
+    held = 0
+    started = False
+    at_line_start = True
+    while True:
+        line = f.readline(1 << 20)
+        if not line:
+            break
+        if at_line_start and line.startswith(b"From "):
+            if started:
+                if parts and parts[-1] in (b"\n", b"\r\n"):  # the separator's blank line
+                    parts.pop()
+                yield (b"".join(parts) if held <= MAX_MAIL_BYTES else None), f.tell() - len(line)
+            parts, held, started = [], 0, True
+        elif started:
+            held += len(line)
+            if held <= MAX_MAIL_BYTES:
+                parts.append(line)
+        at_line_start = line.endswith(b"\n")
+    if started:
+        yield (b"".join(parts) if held <= MAX_MAIL_BYTES else None), f.tell()
+
+
 def parse_file(path: Path) -> list[SourceDoc]:
+    """All documents of one file (a mailbox's mails, else one document)."""
     suffix = path.suffix.lower()
     size = path.stat().st_size
+    if suffix == ".mbox":
+        docs = [d for _, d, _ in read_file(path) if isinstance(d, SourceDoc)]
+        if not docs:
+            raise ParseError("no readable mails in it")
+        return docs
     if size > MAX_FILE_BYTES:
         raise ParseError(f"too large ({size / 1e6:.0f} MB; the limit is "
                          f"{MAX_FILE_BYTES / 1e6:.0f} MB)")
@@ -93,8 +210,6 @@ def parse_file(path: Path) -> list[SourceDoc]:
             if _binary(data):
                 raise ParseError("not text: binary data")
             return [SourceDoc(decode_bytes(data), False, str(path), subject=path.stem)]
-        if suffix == ".mbox":
-            return _parse_mbox(path)
         if suffix == ".msg":
             return [_parse_msg(path)]
         if suffix == ".pdf":
@@ -175,18 +290,6 @@ def _read_email(data: bytes) -> EmailMessage:
     msg = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
-
-
-def _parse_mbox(path: Path) -> list[SourceDoc]:
-    box = mailbox.mbox(str(path), create=False)
-    try:
-        docs = [_from_email(_read_email(m.as_bytes()), f"{path}#{i}")
-                for i, m in enumerate(box)]
-    finally:
-        box.close()
-    if not docs:
-        raise ParseError("no mails in it (an mbox starts each mail with a 'From ' line)")
-    return docs
 
 
 def _header(msg: EmailMessage, name: str) -> str:

@@ -249,10 +249,16 @@ class MemoryFile(Base):
     persona: Mapped[str] = mapped_column(String(100))
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
+    """The content's hash once the file is fully indexed; "" while it is being read."""
     size: Mapped[int] = mapped_column(Integer)
     documents: Mapped[int] = mapped_column(Integer, default=0)
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     ingested_at: Mapped[datetime] = _created()
+    reading_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """While the file is read: the hash of the content being read, so that a stopped run
+    resumes only on the same content."""
+    docs_read: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Documents (mails) of the file read and committed so far: where a rerun resumes."""
 
 
 class MemoryChunk(Base):
@@ -341,3 +347,20 @@ class ReceivedUpdate(Base):
     """The update as the platform sent it (JSON), to handle it after a restart."""
     status: Mapped[str] = mapped_column(String(16), default="received")
     received_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    """A key for the HTTP API that acts as one user, with scopes (``chat``, ``account``).
+    Only a hash of the secret is kept; it is shown once, when made."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (NEVER_REUSED,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = _user_fk()
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(100))
+    """Space-separated."""
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -108,3 +108,44 @@ def test_ask_answers_every_question_even_after_one_fails(tmp_path: Path) -> None
     assert "too long" in rows[0]["error"] and "answer" not in rows[0]
     assert rows[1]["question"] == "Who won the 2018 FIFA World Cup?"
     assert rows[1]["answer"] and not rows[1]["grounded"]  # the rest still answered
+
+
+def test_exclusions_and_the_memory_inspector(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    folder = tmp_path / "docs"
+    for name, text in {
+        "notes/storage.txt": "The storage report for Sandra is due on Friday.",
+        "notes/gas.md": "Gas prices at Henry Hub rose again this week.",
+        "LICENSES/MIT.txt": "Permission is hereby granted, free of charge, to any person.",
+        "SOURCES.md": "Mail from the Enron corpus, CC BY.",
+        "drafts/unsent.txt": "A draft I never sent about the barbecue.",
+    }.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    (folder / ".doppelignore").write_text("# licences and attributions are not memories\n"
+                                          "LICENSES/\nSOURCES.md\n")
+    proc = doppel(cfg, "ingest", "allen", str(folder), "--exclude", "/drafts", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["files_indexed"] == 2
+
+    proc = doppel(cfg, "memory", "list", "allen")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.splitlines()
+    assert [line.rsplit("/", 1)[1] for line in listed] == ["gas.md", "storage.txt"]
+    storage_id = listed[1].split()[0]
+    proc = doppel(cfg, "memory", "show", "allen", "storage.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "storage report for Sandra is due on Friday" in proc.stdout
+    assert "document" in proc.stdout
+    proc = doppel(cfg, "memory", "show", "allen", "notes")  # two match: which one?
+    assert proc.returncode == 2 and "2 files in allen's memory match 'notes'" in proc.stderr
+
+    proc = doppel(cfg, "memory", "delete", "allen", storage_id)
+    assert proc.returncode == 0, proc.stderr
+    assert "forgot" in proc.stdout and ".doppelignore" in proc.stdout
+    proc = doppel(cfg, "recall", "allen", "--json",
+                  stdin="When is the storage report for Sandra due?\n")
+    assert all("Sandra" not in h["text"] for h in json.loads(proc.stdout)["hits"])
+    proc = doppel(cfg, "memory", "list", "allen", "--json")
+    assert [json.loads(line)["path"].rsplit("/", 1)[1] for line in
+            proc.stdout.splitlines()] == ["gas.md"]

@@ -65,3 +65,29 @@ def test_records_commands_work_beside_a_running_bot_and_others_name_it(
         running.release()
     with sqlite3.connect(tmp_path / "data" / "doppel.db") as conn:  # nothing half-written
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_api_keys_are_made_listed_and_revoked_beside_a_running_server(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    running = DataDirLock(tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    running.acquire()
+    try:
+        assert main(["--config", str(cfg), "api-token", "create", "telegram:42", "--scope",
+                     "chat", "--scope", "account", "--name", "web app"]) == 0
+        made = capsys.readouterr().out
+        secret = made.splitlines()[1]
+        assert made.startswith("key 1 for telegram:42 (account, chat):")
+        assert secret.startswith("dpl_") and len(secret) > 40
+        assert main(["--config", str(cfg), "api-token", "list"]) == 0
+        listed = capsys.readouterr().out
+        assert "telegram:42" in listed and "web app" in listed and secret not in listed
+        assert main(["--config", str(cfg), "api-token", "revoke", "1"]) == 0
+        assert main(["--config", str(cfg), "api-token", "revoke", "1"]) == 1
+        assert main(["--config", str(cfg), "api-token", "list"]) == 0
+        assert "No API keys yet." in capsys.readouterr().out
+    finally:
+        running.release()
+    with sqlite3.connect(tmp_path / "data" / "doppel.db") as conn:  # only a hash is kept
+        assert secret not in str(conn.execute("SELECT * FROM api_tokens").fetchall())

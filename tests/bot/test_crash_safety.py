@@ -18,7 +18,7 @@ import pytest
 
 from tests.auxil.eventually import HANG_S
 from tests.bot.test_console import doppel, doppel_env, write_config
-from tests.conftest import ROOT
+from tests.conftest import CORPUS, ROOT
 
 pytestmark = pytest.mark.model
 
@@ -89,10 +89,23 @@ def test_kill_during_speech_loses_nothing(tmp_path: Path) -> None:
     assert rows(db)[:1] == stored[:1]
 
 
+MBOX = CORPUS / "enron-allen-p" / "sent_mail.mbox"
+
+
 def ingest(cfg: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(doppel("--config", str(cfg), "ingest", "allen", "--json", *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=doppel_env(),
                             cwd=ROOT)
+
+
+def committed(db: Path) -> bool:
+    """Whether an ingest has committed its first batch of a mailbox (and has more to go)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return bool(conn.execute("SELECT count(*) FROM memory_files WHERE sha256 = '' "
+                                     "AND docs_read > 0").fetchone()[0])
+    except sqlite3.Error:
+        return False  # not created or not migrated yet
 
 
 def memory_counts(data: Path) -> tuple[int, int]:
@@ -109,28 +122,22 @@ def test_kill_during_ingest_then_the_rerun_finishes_the_job(tmp_path: Path) -> N
     killed_dir.mkdir()
     clean_cfg, killed_cfg = write_config(clean_dir), write_config(killed_dir)
 
-    proc = ingest(killed_cfg)
+    proc = ingest(killed_cfg, str(MBOX))
     db = killed_dir / "data" / "doppel.db"
     deadline = time.monotonic() + HANG_S
-    while time.monotonic() < deadline:  # kill it once the first chunks are committed
+    while not committed(db) and time.monotonic() < deadline:  # kill it mid-mailbox
         time.sleep(0.05)
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                if conn.execute("SELECT count(*) FROM memory_chunks").fetchone()[0]:
-                    break
-        except sqlite3.Error:
-            continue  # not created or not migrated yet
     proc.send_signal(signal.SIGKILL)
     proc.wait(HANG_S)
     partial = memory_counts(killed_dir / "data")
 
-    finish = ingest(killed_cfg)
-    out, err = finish.communicate(timeout=300)
+    finish = ingest(killed_cfg, str(MBOX))
+    out, err = finish.communicate(timeout=HANG_S)
     assert finish.returncode == 0, err.decode()
-    clean = ingest(clean_cfg)
-    clean_out, err = clean.communicate(timeout=300)
+    clean = ingest(clean_cfg, str(MBOX))
+    clean_out, err = clean.communicate(timeout=HANG_S)
     assert clean.returncode == 0, err.decode()
     assert memory_counts(killed_dir / "data") == memory_counts(clean_dir / "data")
-    assert partial[1] < memory_counts(clean_dir / "data")[1]  # it really was cut short
-    assert json.loads(clean_out)["files_indexed"] == 60
-    assert 0 < json.loads(out)["files_indexed"] < 60  # the rest, not everything again
+    assert 0 < partial[1] < memory_counts(clean_dir / "data")[1]  # it really was cut short
+    assert json.loads(clean_out)["documents_resumed"] == 0
+    assert 0 < json.loads(out)["documents_resumed"] < 602  # the rest, not everything again

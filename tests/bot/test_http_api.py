@@ -164,3 +164,61 @@ async def test_invalid_input_is_named_never_echoed(client: httpx.AsyncClient,
     r = await client.post("/v1/interact", json={"user": "u" * 500, "text": huge}, headers=AUTH)
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "body.user"
     assert huge[:50] not in r.text and "u" * 100 not in r.text
+
+
+async def test_a_users_key_acts_only_for_that_user(client: httpx.AsyncClient, engine: Engine,
+                                                   fake_llm: FakeLLM) -> None:
+    async def key_for(user: str, *scopes: str) -> tuple[int, dict[str, str]]:
+        r = await client.post("/v1/tokens", json={"user": user, "scopes": list(scopes),
+                                                  "name": f"{user}'s app"}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        return r.json()["id"], {"Authorization": f"Bearer {r.json()['secret']}"}
+
+    ann_id, ann = await key_for("ann", "chat", "account")
+    _, bob = await key_for("telegram:42", "chat")
+    fake_llm.replies.extend(["Noted, Ann.", "Hi Bob."])
+    r = await client.post("/v1/interact", json={"text": "my note zq-88", "voice": True},
+                          headers=ann)
+    done = events(r.text)[-1][1]
+    assert r.status_code == 200 and done["text"] == "Noted, Ann."
+    await client.post("/v1/interact", json={"text": "hello"}, headers=bob)
+
+    # Ann's key reads and deletes Ann, and no one else.
+    assert (await client.get("/v1/export", headers=ann)).status_code == 200
+    for method, url, params in (("GET", "/v1/export", {"user": "telegram:42"}),
+                                ("GET", "/v1/stories", {"user": "telegram:42"}),
+                                ("DELETE", "/v1/users/telegram:42", {"confirm": "true"})):
+        r = await client.request(method, url, params=params, headers=ann)
+        assert r.status_code == 403 and "its own user" in r.json()["detail"]
+    r = await client.post("/v1/interact", json={"user": "telegram:42", "text": "hi"},
+                          headers=ann)
+    assert r.status_code == 403
+    their_audio = await client.get(str(done["audio_url"]), headers=bob)
+    assert their_audio.status_code == 404  # Ann's voice note is not Bob's to fetch
+    assert (await client.get(str(done["audio_url"]), headers=ann)).status_code == 200
+    # Scopes: Bob's key may chat but not export; neither may do the operator's work.
+    r = await client.get("/v1/export", headers=bob)
+    assert r.status_code == 403 and "'account' scope" in r.json()["detail"]
+    for url in ("/metrics", "/v1/tokens"):
+        assert (await client.get(url, headers=ann)).status_code == 403
+    # The operator key reaches anyone; the bot's Telegram user is the same person.
+    r = await client.get("/v1/export", params={"user": "telegram:42"}, headers=AUTH)
+    assert r.status_code == 200
+    listed = (await client.get("/v1/tokens", headers=AUTH)).json()["tokens"]
+    assert [(t["user"], t["scopes"]) for t in listed] == [("api:ann", ["account", "chat"]),
+                                                          ("telegram:42", ["chat"])]
+    assert listed[0]["last_used_at"] is not None and "secret" not in listed[0]
+    # Ann deletes herself; her key goes with her.
+    r = await client.delete("/v1/users/ann", params={"confirm": "true"}, headers=ann)
+    assert r.json() == {"forgotten": True}
+    assert (await client.get("/v1/stories", headers=ann)).status_code == 401
+    assert ann_id not in [t["id"] for t in
+                          (await client.get("/v1/tokens", headers=AUTH)).json()["tokens"]]
+    # Revoked keys stop working at once.
+    bob_id = listed[1]["id"]
+    assert (await client.delete(f"/v1/tokens/{bob_id}", headers=AUTH)).status_code == 200
+    assert (await client.get("/v1/stories", headers=bob)).status_code == 401
+    r = await client.post("/v1/tokens", json={"user": "x", "scopes": ["root"]}, headers=AUTH)
+    assert r.status_code == 400 and "not root" in r.json()["error"]
+    r = await client.get("/v1/stories", headers=AUTH)  # the operator must name the user
+    assert r.status_code == 422

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from engine.engine import Engine
+from engine.engine import Engine, UserRef
+from engine.memory.embed import Embedder, Vectors
 from engine.memory.ingest import Ingestor
 from engine.memory.style import StyleProfile
-from tests.conftest import CORPUS
+from tests.auxil.eventually import eventually
+from tests.auxil.fake_llm import FakeLLM
+from tests.conftest import CORPUS, MakeConfig
 
 
 def db_path(engine: Engine) -> Path:
@@ -113,3 +118,67 @@ async def test_unreadable_files_are_reported_and_skipped(memory_engine: Engine) 
     }
     assert report.documents >= 10 and report.chunks_added > 10
     assert "could not read" in report.summary()
+
+
+class GatedEmbedder(Embedder):
+    """The real embedder, held at a gate until the test opens it (an engine boundary)."""
+
+    def __init__(self, real: Embedder) -> None:
+        self.__dict__.update(real.__dict__)
+        self.gate = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.gate.wait()
+        return super().embed(texts)
+
+
+async def test_a_bot_builds_memory_at_first_start_while_people_are_told(
+        make_config: MakeConfig, personas_dir: Path, embedder: Embedder) -> None:
+    """`doppel run` does not keep people waiting for a first ingest: the engine is up at
+    once, memory builds in the background, and whoever talks meanwhile is told."""
+    config = make_config(personas={"dir": str(personas_dir)}, memory={"auto_ingest": True})
+    gated = GatedEmbedder(embedder)
+    engine = Engine(config, llm=FakeLLM(["Hello there.", "Jeff, hi."]), embedder=gated)
+    await engine.start(background_ingest=True)  # returns while memory is still empty
+    try:
+        await eventually(lambda: "allen" in engine.building)
+        reply = await engine.chat(UserRef("telegram", "5"), "hi", persona="allen")
+        await reply.result()
+        assert "I'm still reading my memory for the first time (" in reply.disclosure
+        gated.gate.set()
+        assert engine._building_task is not None
+        await engine._building_task
+        assert await engine.memory.size("allen") > 0 and "allen" not in engine.building
+        later = await engine.chat(UserRef("telegram", "5"), "hi again", persona="allen")
+        await later.result()
+        assert "still reading" not in later.disclosure
+    finally:
+        gated.gate.set()
+        await engine.stop()
+
+
+async def test_progress_counts_every_byte_and_document_against_a_known_total(
+        memory_engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    shutil.copy(CORPUS / "enron-allen-p" / "sent_mail.mbox", folder / "sent.mbox")
+    (folder / "note.txt").write_text("The storage report is due on Friday.\n")
+
+    class Seen:
+        def __init__(self) -> None:
+            self.done = self.docs = 0
+            self.totals: list[int] = []
+
+        def start(self, total_bytes: int) -> None:
+            self.totals.append(total_bytes)
+
+        def advance(self, n_bytes: int, docs: int) -> None:
+            self.done += n_bytes
+            self.docs += docs
+
+    seen = Seen()
+    await Ingestor(memory_engine.memory, memory_engine.personas.get("allen"),
+                   progress=seen).run([folder])
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert seen.totals == [size]  # known before reading, never grown
+    assert seen.done == size and seen.docs == 602 + 1
