@@ -562,8 +562,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "persona":
                 return asyncio.run(_persona_show(config, args.name))
             case "ingest":
-                return asyncio.run(_ingest(config, args.persona, args.paths, args.prune,
-                                           args.json, args.exclude))
+                try:
+                    return asyncio.run(_ingest(config, args.persona, args.paths, args.prune,
+                                               args.json, args.exclude))
+                except KeyboardInterrupt:
+                    # Stopped and committed (the engine is closed): leave now, without the
+                    # second or so that unloading torch and friends takes at exit.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(130)
             case "recall":
                 return asyncio.run(_recall(config, args.persona, args.k, args.json,
                                            args.after, args.before, args.thread))

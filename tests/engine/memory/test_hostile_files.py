@@ -17,7 +17,7 @@ from pypdf import PdfWriter
 
 from engine.engine import Engine
 from engine.memory.ingest import Ingestor
-from engine.memory.parse import ParseError, parse_file
+from engine.memory.parse import ParseError, Skipped, parse_file, read_file
 from tests.auxil.eventually import HANG_S
 from tests.conftest import CORPUS
 
@@ -75,7 +75,12 @@ def test_each_hostile_file_is_refused_with_a_reason(tmp_path: Path) -> None:
         tmp_path / "sparse.txt": r"too large \(1074 MB; the limit is 210 MB\)",
         tmp_path / "big.txt": r"too large for a text file \(31 MB; the limit is 20 MB\)",
         tmp_path / "junk.mbox": "no mails in it",
+        tmp_path / "zeros.mbox": "not a mailbox: binary data",
+        tmp_path / "line.txt": r"too large for a text file \(52 MB; the limit is 20 MB\)",
     }
+    with (tmp_path / "zeros.mbox").open("wb") as f:  # 1 GiB of NULs on paper
+        f.truncate(1024 ** 3)
+    (tmp_path / "line.txt").write_bytes(b"x" * (50 * 2**20))  # one 50 MB line
     (tmp_path / "junk.eml").write_bytes(bytes(range(256)) * 64)
     (tmp_path / "random.txt").write_bytes(random.Random(3).randbytes(64 * 1024))
     with (tmp_path / "sparse.txt").open("wb") as f:  # 1 GiB on paper, nothing on disk
@@ -86,6 +91,21 @@ def test_each_hostile_file_is_refused_with_a_reason(tmp_path: Path) -> None:
     for path, reason in cases.items():
         with pytest.raises(ParseError, match=reason or None):
             parse_file(path)
+
+
+def test_a_giant_mail_in_a_mailbox_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    box = tmp_path / "box.mbox"
+    with box.open("wb") as f:
+        f.write(GOOD.replace("From: ", "From phillip Mon Oct  2 09:00:00 2000\nFrom: ", 1)
+                .encode() + b"\n")
+        f.write(b"From x Mon Oct  2 09:00:00 2000\nFrom: x@example.com\nSubject: huge\n\n")
+        f.write(b"y" * (51 * 2**20) + b"\n\n")  # one 51 MB line, no spaces
+        f.write(MBOX)
+    read = [doc for _, doc, _ in read_file(box)]
+    assert [type(d).__name__ for d in read] == ["SourceDoc", "Skipped", "SourceDoc",
+                                                 "SourceDoc"]
+    assert read[1] == Skipped("a mail over 50 MB")
+    assert [d.subject for d in parse_file(box)] == ["Storage report", "Café prices", "second"]
 
 
 def test_malformed_mbox_with_mixed_charsets_still_parses(tmp_path: Path) -> None:
