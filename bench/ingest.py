@@ -20,7 +20,6 @@ import json
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 from _common import CORPUS, ROOT, cpu_count, write
 
 from engine.memory.parse import parse_file
+from tests.auxil.mailboxes import committed, one_line_mails
 
 MBOX = CORPUS / "enron-kaminski-v" / "sent_items.mbox"
 PERSONA = """[persona]
@@ -80,25 +80,6 @@ def small_files(folder: Path, n: int = 5000) -> Path:
     return folder
 
 
-def one_line_mails(path: Path, n: int = 100_000, distinct: int = 2000) -> Path:
-    pool = sentences()
-    with path.open("w") as f:
-        for i in range(n):
-            f.write(f"From v{i % 40}@example.com Mon Oct  2 09:00:00 2000\n"
-                    f"From: v{i % 40}@example.com\nSubject: note {i}\n"
-                    f"Message-ID: <m{i}@example.com>\n\n{pool[i % distinct]}\n\n")
-    return path
-
-
-def committed(db: Path) -> bool:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            return bool(conn.execute("SELECT count(*) FROM memory_files WHERE sha256 = '' "
-                                     "AND docs_read > 0").fetchone()[0])
-    except sqlite3.Error:
-        return False
-
-
 def stop_case(config: Path, box: Path) -> dict[str, Any]:
     db = config.parent / "data" / "doppel.db"
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(config),
@@ -146,7 +127,7 @@ def main() -> int:
             print(f"small files: {n} in {wall:.1f} s ({n / wall:.0f} files/s), "
                   f"{report['chunks_added']} chunks, peak RSS {report['peak_rss_mb']} MB")
         if "big-mbox" in cases or "stop" in cases:
-            box = one_line_mails(tmp / "notes.mbox")
+            box = one_line_mails(tmp / "notes.mbox", 100_000, sentences()[:2000])
             mb = box.stat().st_size / 2**20
         if "big-mbox" in cases:
             report, wall = ingest(setup(tmp / "b"), box)

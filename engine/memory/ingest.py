@@ -28,7 +28,7 @@ from engine.memory.parse import ParseError, Skipped, SourceDoc, iter_files, read
 from engine.memory.service import EMBED, Memory
 from engine.memory.style import build_profile
 from engine.personas import Persona
-from engine.scheduler import JobContext, Priority
+from engine.scheduler import Job, JobContext, Priority
 from engine.storage.models import MemoryChunk, MemoryFile, PersonaStyle
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class IngestReport:
     files_indexed: int = 0
     files_failed: dict[str, str] = field(default_factory=dict)
     files_pruned: int = 0
+    files_excluded: int = 0
+    """Files left out by --exclude, a .doppelignore or the defaults (licences, hidden)."""
     documents_resumed: int = 0
     """Documents a stopped run had already stored (not read again)."""
     mails_own: int = 0
@@ -70,6 +72,7 @@ class IngestReport:
             "persona": self.persona, "files_seen": self.files_seen,
             "files_unchanged": self.files_unchanged, "files_indexed": self.files_indexed,
             "files_failed": self.files_failed, "files_pruned": self.files_pruned,
+            "files_excluded": self.files_excluded,
             "documents_resumed": self.documents_resumed,
             "mails_kept": self.mails_kept, "mails_own": self.mails_own,
             "mails_context": self.mails_context, "documents": self.documents,
@@ -83,7 +86,9 @@ class IngestReport:
             f"Ingested into '{self.persona}' in {self.seconds:.1f}s",
             f"  files: {self.files_seen} seen, {self.files_indexed} indexed, "
             f"{self.files_unchanged} unchanged, {len(self.files_failed)} failed, "
-            f"{self.files_pruned} pruned",
+            f"{self.files_pruned} pruned"
+            + (f", {self.files_excluded} left out by exclusions" if self.files_excluded
+               else ""),
             f"  mails kept: {self.mails_kept} ({self.mails_own} by the persona, "
             f"{self.mails_context} as context); documents: {self.documents}",
         ]
@@ -207,6 +212,9 @@ class Ingestor:
         self.addresses = {a.lower() for a in persona.sources.addresses}
         self.dups = DuplicateFilter(memory.cfg.near_duplicate)
         self._batch: list[_Prepared] = []
+        """Documents read and not yet handed to the embedder."""
+        self._embedding: tuple[list[_Prepared], Job[list[MemoryChunk]]] | None = None
+        """The batch being embedded meanwhile."""
         self._open: dict[int, _File] = {}
 
     async def run(self, paths: list[Path], *, prune: bool = False,
@@ -218,8 +226,9 @@ class Ingestor:
         t0 = time.perf_counter()
         name = self.persona.name
         report = IngestReport(persona=name)
-        files = list(iter_files(paths, exclude))
-        report.files_seen = len(files)
+        left_out: list[Path] = []
+        files = list(iter_files(paths, exclude, left_out))
+        report.files_seen, report.files_excluded = len(files), len(left_out)
         db = self.memory.db
         async with db.session() as s:
             known = {r.path: r for r in (await s.scalars(
@@ -257,7 +266,8 @@ class Ingestor:
 
         for item in todo:
             await self._read(item, report)
-        await self._flush(report)
+        await self._send(report)
+        await self._settle(report)
 
         await self._update_style()
         self.memory.forget_cached(name)
@@ -300,29 +310,37 @@ class Ingestor:
                                                  item.digest))
                 item.read = index + 1
                 if len(self._batch) >= DOCS_PER_JOB:
-                    await self._flush(report)
+                    await self._send(report)
                 if self.progress:
                     self.progress.advance(end - done_bytes, 0)
                 done_bytes = end
             if self.progress:
                 self.progress.advance(0, len(steps))
             steps = await asyncio.to_thread(_take, stream, READ_STEP)
-        item.finished = True
+        item.finished = True  # marked done at the commit that holds its last document
         report.files_indexed += 1
-        if not any(p.file_id == item.row_id for p in self._batch):
-            await self._flush(report, embed=False)  # nothing waits: mark it done now
 
-    async def _flush(self, report: IngestReport, *, embed: bool = True) -> None:
-        """Chunk, embed and store the batch; then record how far each file got, and mark
-        the files whose every document is in."""
-        batch, self._batch = (self._batch, []) if embed else ([], self._batch)
-        rows: list[MemoryChunk] = []
+    async def _send(self, report: IngestReport) -> None:
+        """Hand the batch to the embedder, once the batch before it is committed: one batch
+        is embedded while the next is read."""
+        await self._settle(report)
+        batch, self._batch = self._batch, []
         if batch:
             job = self.memory.scheduler.submit(
                 EMBED, self._chunk_job(batch, report), user="operator:ingest",
                 kind="ingest", priority=Priority.BATCH,
                 timeout_s=self.memory.scheduler.config.batch_timeout_s,
             )
+            self._embedding = (batch, job)
+
+    async def _settle(self, report: IngestReport) -> None:
+        """Wait for the batch being embedded and commit it; record how far each file got,
+        and mark the files whose every document is in."""
+        batch: list[_Prepared] = []
+        rows: list[MemoryChunk] = []
+        if self._embedding is not None:
+            batch, job = self._embedding
+            self._embedding = None
             try:
                 rows = await job.result()
             except asyncio.CancelledError:  # Ctrl-C: stop the embedding, keep what is in
@@ -334,7 +352,6 @@ class Ingestor:
             for file_id, item in list(self._open.items()):
                 item.chunks += sum(r.file_id == file_id for r in rows)
                 item.documents += sum(p.file_id == file_id for p in batch)
-                done = item.finished and file_id not in waiting
                 row = await s.get(MemoryFile, file_id)
                 if row is None:
                     continue
@@ -342,7 +359,7 @@ class Ingestor:
                 pending = [p.index for p in self._batch if p.file_id == file_id]
                 row.docs_read = min(pending) if pending else item.read
                 row.documents, row.chunks = item.documents, item.chunks
-                if done:
+                if item.finished and file_id not in waiting:
                     row.sha256, row.reading_sha256 = item.digest, ""
                     del self._open[file_id]
         report.chunks_added += len(rows)

@@ -53,19 +53,32 @@ class SourceDoc:
 
 
 IGNORE_FILE = ".doppelignore"
+DEFAULT_EXCLUDE = (".*", "LICENSE*", "LICENCE*", "COPYING*", "LICENSES/")
+"""Left out of every folder ingested: hidden files and folders, and licence texts (they
+are not anyone's writing). A file named on the command line is always read."""
 
 
-def iter_files(paths: list[Path], exclude: Sequence[str] = ()) -> Iterator[Path]:
+def iter_files(paths: list[Path], exclude: Sequence[str] = (),
+               excluded: list[Path] | None = None) -> Iterator[Path]:
     """Files with a known suffix under ``paths`` (recursive), sorted, each once; minus those
-    matching ``exclude`` or a ``.doppelignore`` in a folder given (see :func:`ignored`)."""
+    matching :data:`DEFAULT_EXCLUDE`, ``exclude`` or a ``.doppelignore`` in a folder given
+    (see :func:`ignored`), which are added to ``excluded``."""
     seen: set[Path] = set()
     for root in paths:
         if root.is_dir():
-            patterns = [*exclude, *read_ignore_file(root / IGNORE_FILE)]
-            candidates = [p for p in sorted(root.rglob("*"))
-                          if not ignored(p.relative_to(root), patterns)]
+            patterns = [*DEFAULT_EXCLUDE, *exclude, *read_ignore_file(root / IGNORE_FILE)]
+            candidates = []
+            for p in sorted(root.rglob("*")):
+                if not ignored(p.relative_to(root), patterns):
+                    candidates.append(p)
+                elif excluded is not None and p.is_file() and p.suffix.lower() in SUFFIXES:
+                    excluded.append(p)
+        elif ignored(Path(root.name), exclude):
+            candidates = []
+            if excluded is not None:
+                excluded.append(root)
         else:
-            candidates = [] if ignored(Path(root.name), exclude) else [root]
+            candidates = [root]
         for p in candidates:
             if p.is_file() and p.suffix.lower() in SUFFIXES and p.resolve() not in seen:
                 seen.add(p.resolve())

@@ -122,11 +122,12 @@ def test_exclusions_and_the_memory_inspector(tmp_path: Path) -> None:
     }.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
-    (folder / ".doppelignore").write_text("# licences and attributions are not memories\n"
-                                          "LICENSES/\nSOURCES.md\n")
+    (folder / ".doppelignore").write_text("# attributions are not memories either\n"
+                                          "SOURCES.md\n")  # LICENSES/: left out anyway
     proc = doppel(cfg, "ingest", "allen", str(folder), "--exclude", "/drafts", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["files_indexed"] == 2
+    report = json.loads(proc.stdout)
+    assert (report["files_indexed"], report["files_excluded"]) == (2, 3)
 
     proc = doppel(cfg, "memory", "list", "allen")
     assert proc.returncode == 0, proc.stderr

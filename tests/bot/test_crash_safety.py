@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.auxil.eventually import HANG_S
+from tests.auxil.mailboxes import committed
 from tests.bot.test_console import doppel, doppel_env, write_config
 from tests.conftest import CORPUS, ROOT
 
@@ -96,16 +97,6 @@ def ingest(cfg: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(doppel("--config", str(cfg), "ingest", "allen", "--json", *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=doppel_env(),
                             cwd=ROOT)
-
-
-def committed(db: Path) -> bool:
-    """Whether an ingest has committed its first batch of a mailbox (and has more to go)."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            return bool(conn.execute("SELECT count(*) FROM memory_files WHERE sha256 = '' "
-                                     "AND docs_read > 0").fetchone()[0])
-    except sqlite3.Error:
-        return False  # not created or not migrated yet
 
 
 def memory_counts(data: Path) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from engine.engine import Engine
 from engine.memory.ingest import Ingestor
 from engine.memory.parse import ParseError, Skipped, parse_file, read_file
 from tests.auxil.eventually import HANG_S
+from tests.auxil.mailboxes import committed, one_line_mails
 from tests.conftest import CORPUS
 
 DOCS = CORPUS / "docs"
@@ -147,31 +148,22 @@ def test_a_long_line_without_spaces_never_makes_an_oversized_chunk(
     assert "".join("".join(chunks).split()).count("a") >= 200_000  # nothing dropped
 
 
-def one_line_mails(path: Path, n: int, distinct: int = 200) -> Path:
-    """An mbox of ``n`` one-line mails; their lines repeat after ``distinct`` (repeats are
-    found as duplicates, so the embedder's share of the work stays small)."""
+def random_lines(n: int) -> list[str]:
     rng = random.Random(11)
     letters = "abcdefghijklmnopqrstuvwxyz"
     words = ["".join(rng.choice(letters) for _ in range(rng.randint(3, 9)))
              for _ in range(2000)]
-    lines = [" ".join(rng.choice(words) for _ in range(12)).capitalize() + "."
-             for _ in range(distinct)]
-    with path.open("w") as f:
-        for i in range(n):
-            f.write(f"From sender{i % 40}@example.com Mon Oct  2 09:00:00 2000\n"
-                    f"From: sender{i % 40}@example.com\nSubject: note {i}\n"
-                    f"Message-ID: <m{i}@example.com>\n\n{lines[i % distinct]}\n\n")
-    return path
+    return [" ".join(rng.choice(words) for _ in range(12)).capitalize() + "."
+            for _ in range(n)]
 
 
 @pytest.mark.model
 def test_a_100k_mail_mbox_streams_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     from tests.bot.test_console import doppel, doppel_env, write_config
-    from tests.bot.test_crash_safety import committed
     from tests.conftest import ROOT
 
     cfg = write_config(tmp_path)
-    box = one_line_mails(tmp_path / "notes.mbox", 100_000)
+    box = one_line_mails(tmp_path / "notes.mbox", 100_000, random_lines(200))
     command = doppel("--config", str(cfg), "ingest", "allen", str(box), "--json")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=doppel_env(), cwd=ROOT)

@@ -151,3 +151,34 @@ def test_a_placeholder_pdf_title_gives_way_to_the_file_name(tmp_path: Path) -> N
     with path.open("wb") as f:
         writer.write(f)
     assert parse_file(path)[0].subject == "rent-report"
+
+
+@pytest.mark.parametrize(("path", "patterns", "left_out"), [
+    ("LICENSES/MIT.txt", ["LICENSES/"], True),
+    ("a/LICENSES/MIT.txt", ["LICENSES/"], True),
+    ("LICENSES", ["LICENSES/"], False),  # a file of that name is not the folder
+    ("notes/SOURCES.md", ["SOURCES.md"], True),
+    ("notes/run.log.txt", ["*.log.txt"], True),
+    ("drafts/x.txt", ["/drafts"], True),
+    ("mail/drafts/x.txt", ["/drafts"], False),  # anchored at the folder ingested
+    ("mail/drafts/x.txt", ["mail/drafts"], True),
+    ("notes/a.txt", ["notes/*.txt"], True),
+    ("notes/a.txt", ["# a comment?", "other/"], False),
+])
+def test_exclusion_patterns_read_like_gitignore(path: str, patterns: list[str],
+                                                left_out: bool) -> None:
+    from engine.memory.parse import ignored
+
+    assert ignored(Path(path), patterns) is left_out
+
+
+def test_licences_and_hidden_files_are_left_out_of_folders_by_default(tmp_path: Path) -> None:
+    for name in ("mail/a.eml", "LICENSE.txt", "LICENSES/CC-BY.txt", ".git/notes.txt",
+                 "mail/.draft.eml", "COPYING.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    left_out: list[Path] = []
+    found = list(iter_files([tmp_path], excluded=left_out))
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["mail/a.eml"]
+    assert len(left_out) == 5
+    assert list(iter_files([tmp_path / "LICENSE.txt"])) == [tmp_path / "LICENSE.txt"]
