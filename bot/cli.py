@@ -412,14 +412,18 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
         try:
             report = await Ingestor(engine.memory, p, progress=bar).run(
                 paths, prune=prune, roots=roots, exclude=exclude)
-        except asyncio.CancelledError:  # Ctrl-C: what is committed stays
+        except asyncio.CancelledError:
+            # Ctrl-C. Every batch is committed whole or not at all, so leave now, as from a
+            # kill -9 after the last commit (which the next run goes on from): waiting for
+            # the embedding in hand or for torch to unload would take seconds.
             bar.bar.close()
             print(f"\nstopped after {bar.docs} documents; run the same command again to go "
-                  "on where it stopped", file=sys.stderr)
-            raise
+                  "on where it stopped", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(130)
         bar.bar.close()
     finally:
-        await engine.stop(grace_s=0)
+        await engine.stop()
     if as_json:  # with this process's peak memory, for scripts and bench/ingest.py
         print(json.dumps({**report.as_dict(), "peak_rss_mb": round(_peak_rss_mb())}))
     else:
@@ -571,15 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "persona":
                 return asyncio.run(_persona_show(config, args.name))
             case "ingest":
-                try:
-                    return asyncio.run(_ingest(config, args.persona, args.paths, args.prune,
-                                               args.json, args.exclude))
-                except KeyboardInterrupt:
-                    # Stopped and committed (the engine is closed): leave now, without the
-                    # second or so that unloading torch and friends takes at exit.
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(130)
+                return asyncio.run(_ingest(config, args.persona, args.paths, args.prune,
+                                           args.json, args.exclude))
             case "recall":
                 return asyncio.run(_recall(config, args.persona, args.k, args.json,
                                            args.after, args.before, args.thread))

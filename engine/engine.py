@@ -248,13 +248,12 @@ class Engine:
         ``[engine] shutdown_grace_s`` to finish, then cancel them (their text is kept)."""
         await self.scheduler.stop()
 
-    async def stop(self, *, grace_s: float | None = None) -> None:
-        """Finish or cancel running jobs (within ``grace_s``, default ``[engine]
-        shutdown_grace_s``), store their replies, release the model and database."""
+    async def stop(self) -> None:
+        """Finish or cancel running jobs, store their replies, release the model and database."""
         if self._building_task is not None:  # the next start goes on where it stopped
             self._building_task.cancel()
             await asyncio.gather(self._building_task, return_exceptions=True)
-        await self.scheduler.stop(grace_s)
+        await self.scheduler.stop()
         for warming in self._warming:
             try:
                 await warming
