@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot import cli_memory, cli_model, cli_tokens, cli_train
+from bot import cli_memory, cli_model, cli_tokens, cli_train, cli_users
 from engine.config import Config, load_config
-from engine.errors import DoppelError, InputError, UserNotFound
+from engine.errors import DoppelError, InputError
 
 if TYPE_CHECKING:
-    from engine.conversations import KnownUser
     from engine.engine import Engine
     from engine.memory.retrieve import Hit
 
@@ -61,15 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="serve LLM jobs from the Redis queue in [llm] "
                                            "redis_url with this machine's model")
     worker.add_argument("--name", default="", help="worker name (default: host-pid)")
-    users = sub.add_parser("users", help="list the people Doppel has stored something about")
-    users.add_argument("search", nargs="?", default="", help="part of a name or id")
-    who = "platform:id (telegram:12345), a platform id or a name; `doppel users` lists them"
-    export = sub.add_parser("export", help="a zip of everything stored about one user")
-    export.add_argument("user", help=who)
-    export.add_argument("-o", "--output", type=Path, required=True)
-    forget = sub.add_parser("forget", help="delete everything stored about one user")
-    forget.add_argument("user", help=who)
-    forget.add_argument("--yes", action="store_true", help="really delete (required)")
+    cli_users.add_parser(sub)
 
     persona = sub.add_parser("persona", help="list personas or show one")
     psub = persona.add_subparsers(dest="persona_command", required=True)
@@ -254,62 +245,6 @@ def _worker(config: Config, name: str) -> int:
     finally:
         backend.close()
     log.info("worker stopped after %d job(s)", served)
-    return 0
-
-
-def _user_line(u: KnownUser) -> str:
-    return (f"{u.ref.key:<28} {u.ref.display_name or '-':<24} "
-            f"last seen {u.last_seen:%Y-%m-%d %H:%M}")
-
-
-async def _users(config: Config, search: str) -> int:
-    engine = _engine(config)
-    await engine.start(exclusive=False)
-    try:
-        found = await engine.conversations.find_users(search)
-    finally:
-        await engine.stop()
-    for u in found:
-        print(_user_line(u))
-    if not found:
-        print("No one matches." if search else "No one has talked to Doppel yet.")
-    return 0
-
-
-async def _user_data(config: Config, args: argparse.Namespace) -> int:
-    """``doppel export USER -o FILE`` / ``doppel forget USER --yes`` (operators, e.g. for a
-    deletion request that came by mail). USER is a platform:id, an id or a name."""
-    engine = _engine(config)
-    # An export only reads records: it works beside a running bot. Forgetting also cancels
-    # the user's running requests and deletes their voices: it needs the data dir alone.
-    await engine.start(load_llm=False, exclusive=args.command == "forget")
-    try:
-        found = await engine.conversations.find_users(args.user)
-        if len(found) != 1:
-            print(f"doppel: {len(found) or 'no'} users match {args.user!r}"
-                  + (":\n" + "\n".join(_user_line(u) for u in found) +
-                     "\nGive one of these platform:ids." if found else
-                     "; `doppel users` lists everyone stored"), file=sys.stderr)
-            return 1
-        user = found[0].ref
-        who = f"{user.key}" + (f" ({user.display_name})" if user.display_name else "")
-        if args.command == "export":
-            try:
-                data = await engine.export(user)
-            except UserNotFound:
-                print(f"doppel: nothing is stored about {who}", file=sys.stderr)
-                return 1
-            await asyncio.to_thread(args.output.write_bytes, data)
-            print(f"{args.output}: everything stored about {who}, {len(data)} bytes")
-        elif not args.yes:
-            print(f"This deletes everything stored about {who}. Add --yes to do it.",
-                  file=sys.stderr)
-            return 1
-        else:
-            await engine.forget(user)
-            print(f"forgot {who}")
-    finally:
-        await engine.stop()
     return 0
 
 
@@ -542,10 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_migrate(config))
             case "serve":
                 return asyncio.run(_serve(config, args.host, args.port))
-            case "export" | "forget":
-                return asyncio.run(_user_data(config, args))
-            case "users":
-                return asyncio.run(_users(config, args.search))
+            case "export" | "forget" | "users":
+                return cli_users.run(config, args)
             case "train":
                 return cli_train.run(config, args)
             case "model":

@@ -32,6 +32,7 @@ from engine.llm.base import Completion, LLMBackend, SamplingParams
 from engine.llm.factory import make_backend
 from engine.locking import DataDirLock
 from engine.memory.embed import Embedder
+from engine.memory.first_build import BuildProgress, build_missing
 from engine.memory.retrieve import Hit
 from engine.memory.service import EMBED, Memory
 from engine.personas import Persona, PersonaRegistry
@@ -85,24 +86,6 @@ class ChatReply:
 
     async def result(self) -> ChatResult:
         return await asyncio.shield(self._done)
-
-
-class BuildProgress:
-    """How far a memory being built at start has got (the ingest's progress)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
-
-    def start(self, total_bytes: int) -> None:
-        self.total = total_bytes
-
-    def advance(self, n_bytes: int, docs: int) -> None:
-        self.done += n_bytes
-
-    @property
-    def percent(self) -> int:
-        return min(99, int(100 * self.done / self.total)) if self.total else 0
 
 
 class Engine:
@@ -193,9 +176,9 @@ class Engine:
             if self._story_llm is not None:
                 await self.scheduler.run_on(STORY_LLM, self._story_llm.load)
             if self.config.memory.auto_ingest and background_ingest:
-                self._building_task = asyncio.create_task(self._ingest_new_personas())
+                self._building_task = asyncio.create_task(self._build_memories())
             elif self.config.memory.auto_ingest:
-                await self._ingest_new_personas()
+                await self._build_memories()
         for name in self.personas.names() if exclusive else []:
             if await self.memory.size(name):  # warm the embedder while adapters start
                 self._warming.append(asyncio.create_task(self.memory.preload()))
@@ -220,28 +203,8 @@ class Engine:
         preload``), not on the first voice note."""
         self._warming.append(asyncio.create_task(self.voice.preload()))
 
-    async def _ingest_new_personas(self) -> None:
-        """Build the memory of personas that list sources but have none yet (first start),
-        or finish one a stopped start left partly read."""
-        from engine.memory.catalog import files
-        from engine.memory.ingest import Ingestor
-
-        todo = []
-        for persona in self.personas.all():
-            known = await files(self.memory, persona.name)
-            if persona.source_files() and (not known or not all(f.complete for f in known)):
-                todo.append(persona)
-                self.building[persona.name] = BuildProgress()
-        for persona in todo:
-            log.info("building %s's memory from %d source files (first start)",
-                     persona.name, len(persona.source_files()))
-            try:
-                report = await Ingestor(self.memory, persona,
-                                        progress=self.building[persona.name]
-                                        ).run(persona.source_files())
-            finally:
-                del self.building[persona.name]
-            log.info("%s", report.summary().replace("\n", ";"))
+    async def _build_memories(self) -> None:
+        await build_missing(self.memory, self.personas.all(), self.building)
 
     async def drain(self) -> None:
         """Shutdown, first step: refuse new work, drop queued jobs, give running ones
