@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from bot.cli import peak_rss_mb as peak_rss_mb  # noqa: E402 (this process's own peak)
 from engine.config import Config, load_config  # noqa: E402
 
 if TYPE_CHECKING:
@@ -40,10 +40,6 @@ async def memory_engine(cfg: Config, *, load_llm: bool = False) -> Engine:
     engine = Engine(cfg)
     await engine.start(load_llm=load_llm)
     return engine
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cpu_count() -> int:

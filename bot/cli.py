@@ -136,10 +136,8 @@ async def _story(config: Config, action: str, args: list[str]) -> int:
     from bot.console import ConsoleAdapter
 
     engine = _engine(config)
-    if action in STORY_NEEDS_MODEL:
-        await engine.start()
-    else:  # history, favourites, ...: records only, so they work beside a running bot
-        await engine.start(exclusive=False)
+    # History, favourites, ...: records only, so they work beside a running bot.
+    await engine.start(exclusive=action in STORY_NEEDS_MODEL)
     try:
         adapter = ConsoleAdapter(engine)
         if action == "clear" and args == ["yes"]:  # confirmation given on the command line
@@ -287,10 +285,10 @@ async def _persona_show(config: Config, name: str) -> int:
               f"own addresses: {', '.join(p.sources.addresses) or 'none'}")
         sources = p.source_files()
         if not stats["files"] and sources:
-            print(f"  memory: not built yet from its {len(sources)} source files; "
-                  + ("the first `doppel run` or `doppel chat` builds it (or " if
-                     config.memory.auto_ingest else "build it with ")
-                  + f"`doppel ingest {p.name}`" + (")" if config.memory.auto_ingest else ""))
+            how = (f"the first `doppel run` or `doppel chat` builds it (or `doppel ingest "
+                   f"{p.name}`)" if config.memory.auto_ingest
+                   else f"build it with `doppel ingest {p.name}`")
+            print(f"  memory: not built yet from its {len(sources)} source files; {how}")
         else:
             print(f"  memory: {stats['files']} files, {stats['chunks']} chunks "
                   f"({', '.join(f'{n} {k}' for k, n in stats['by_kind'].items()) or 'empty'})")
@@ -360,13 +358,13 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
     finally:
         await engine.stop()
     if as_json:  # with this process's peak memory, for scripts and bench/ingest.py
-        print(json.dumps({**report.as_dict(), "peak_rss_mb": round(_peak_rss_mb())}))
+        print(json.dumps({**report.as_dict(), "peak_rss_mb": round(peak_rss_mb())}))
     else:
         print(report.summary())
     return 0
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """This process's peak resident memory. Linux's VmHWM counts this program only;
     getrusage's figure also carries a parent's peak across fork and exec."""
     try:

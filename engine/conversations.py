@@ -78,10 +78,8 @@ class ConversationStore:
         uid = self._users.get_fresh(user.key)
         if uid is None:
             async with self.db.session() as s, s.begin():
-                name = " ".join(visible(user.display_name).split()) if user.display_name \
-                    else user.display_name
-                row = await repo.get_or_create_user(s, user.platform, user.user_id,
-                                                    name[:200] if name else None)
+                name = " ".join(visible(user.display_name or "").split())[:200] or None
+                row = await repo.get_or_create_user(s, user.platform, user.user_id, name)
                 uid = row.id
             self._users.put(user.key, uid)
         return uid
