@@ -10,12 +10,13 @@ ceiling. Then it scores replies to the same messages from friends and colleagues
 - ``plain``: the bundled model with no persona ("You are a helpful assistant.");
 - ``persona``: the persona through the engine (system prompt, style profile, memory, the
   engine's quotes), memory built from the training 70% only;
-- ``persona + fine-tune``: the same with the persona's LoRA (``persona.toml``
-  ``lora_path``), when one is given with ``--lora``.
+- ``persona + fine-tune``: the same with the persona's LoRA (``persona.toml`` ``[model]
+  lora_path``): with ``--train``, made here by ``doppel train persona``'s code from the
+  same training 70% of the mail (never the held-out part); or one given with ``--lora``.
 
 A score is the classifier's probability that the person wrote the text (0-1).
 
-    .venv/bin/python bench/persona_eval.py [--person allen] [--lora PATH]
+    .venv/bin/python bench/persona_eval.py [--person allen] [--train [--epochs N]] [--lora PATH]
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, memory_engine, temp_config, write
+from _common import CORPUS, ROOT, memory_engine, temp_config, write
 
+from engine.config_edit import set_persona_lora
 from engine.engine import Engine
 from engine.llm.base import ChatMessage
 from engine.memory.clean import strip_mail
@@ -123,6 +126,11 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--person", choices=sorted(PEOPLE), default="allen")
     ap.add_argument("--lora", type=Path, help="a GGUF LoRA of the chat model for this person")
+    ap.add_argument("--train", action="store_true",
+                    help="fine-tune the persona on the training 70%% of the mail first")
+    ap.add_argument("--epochs", type=int, help="with --train: override [train.persona] epochs")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="with --train: where to train")
     ap.add_argument("--model", type=Path, help="a GGUF chat model instead of the bundled one")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -162,7 +170,11 @@ async def main() -> int:
         docs = [d for d in parse_file(spec["mail"])
                 if " ".join(strip_mail(d.text)[0].split()) in train_set]
         mail.write_text("".join(_as_mbox(d) for d in docs))
-        cfg = temp_config(Path(tmp) / "data")
+        personas = Path(tmp) / "personas"
+        shutil.copytree(ROOT / "persona_data" / args.person, personas / args.person,
+                        ignore=shutil.ignore_patterns("fine-tune"))
+        set_persona_lora(personas / args.person, None)  # a fine-tune made elsewhere: not here
+        cfg = temp_config(Path(tmp) / "data", personas, args.person)
         if args.model:
             cfg = replace(cfg, llm=replace(cfg.llm, model_path=args.model))
         engine = await memory_engine(cfg, load_llm=True)
@@ -173,9 +185,12 @@ async def main() -> int:
                                  "persona": await persona_replies(engine, args.person)}
         finally:
             await engine.stop()
-        if args.lora:
-            lora_cfg = replace(cfg, llm=replace(cfg.llm, lora_path=args.lora))
-            engine = await memory_engine(lora_cfg, load_llm=True)
+        lora = args.lora
+        if args.train:
+            lora, result["fine_tune"] = fine_tune(cfg, persona, mail, args)
+        if lora:
+            set_persona_lora(personas / args.person, lora.resolve())
+            engine = await memory_engine(cfg, load_llm=True)
             try:
                 result["replies"]["persona + fine-tune"] = await persona_replies(
                     engine, args.person)
@@ -191,8 +206,30 @@ async def main() -> int:
           f"texts of 2 other writers; held-out accuracy {c['held_out_accuracy']:.1%}")
     for name, value in result["scores"].items():
         print(f"  {name:24} {value:.2f}")
+    if "fine_tune" in result:
+        from engine.training.persona import summary
+
+        print("fine-tune: " + "\n".join(summary(result["fine_tune"])))
     print(f"wrote {path}")
     return 0
+
+
+def fine_tune(cfg: Any, persona: Any, mail: Path, args: argparse.Namespace,
+              ) -> tuple[Path, dict[str, Any]]:
+    """``doppel train persona`` on the training mail: the adapter and its figures."""
+    from engine.llm.llama_cpp import bundled_model_path
+    from engine.training.persona import brief, examples_from_mail, read_mails, train_persona
+
+    train_cfg = cfg.train.for_persona()
+    train_cfg = replace(train_cfg, device=args.device,
+                        epochs=args.epochs or train_cfg.epochs)
+    docs, _ = read_mails([mail])
+    examples, report = examples_from_mail(docs, persona.sources.addresses)
+    lora, figures = train_persona(persona, examples, brief(persona),
+                                  cfg.llm.model_path or bundled_model_path(),
+                                  cfg.storage.data_dir, train_cfg)
+    figures["kinds"] = dict(report.kinds)
+    return lora, figures
 
 
 def _as_mbox(doc: Any) -> str:

@@ -294,10 +294,27 @@ async def _persona_show(config: Config, name: str) -> int:
                   f"({', '.join(f'{n} {k}' for k, n in stats['by_kind'].items()) or 'empty'})")
         print("  style:", style.describe() if style and style.mails else
               "not measured yet (run `doppel ingest`)")
+        print("  fine-tune:", _fine_tune_line(p.model.lora_path, p.name))
         print("\nSystem prompt:\n" + p.system_message())
     finally:
         await engine.stop()
     return 0
+
+
+def _fine_tune_line(lora: Path | None, name: str) -> str:
+    import json
+
+    from engine.llm.llama_cpp import lora_sidecar
+
+    if lora is None:
+        return f"none (`doppel train persona {name}` makes one from its mail)"
+    sidecar = lora_sidecar(lora)
+    if not sidecar.is_file():
+        return str(lora)
+    made = json.loads(sidecar.read_text(encoding="utf-8"))
+    before, after = made.get("val_loss", ["?", "?"])
+    return (f"{lora} (on {made.get('base_name')}, from {made['examples']['train']} of their "
+            f"exchanges; loss on held-out mail {before} -> {after})")
 
 
 class _Bar:

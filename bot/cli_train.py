@@ -1,4 +1,9 @@
-"""``doppel train``: prepare, scratch, lora, eval and use (story models, start to finish).
+"""``doppel train``: a persona's own fine-tune (``persona``), and story models start to
+finish (prepare, scratch, lora, eval and use).
+
+A persona that writes like the person, in one command (it sets ``[model] lora_path``)::
+
+    doppel train persona allen
 
 From a folder of stories to the model ``/story`` uses, in three commands::
 
@@ -25,7 +30,8 @@ OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 def add_parser(sub: Any) -> None:
-    train = sub.add_parser("train", help="make story models: prepare, scratch, lora, eval, use")
+    train = sub.add_parser("train", help="fine-tune a persona on its mail (persona); make story "
+                                        "models (prepare, scratch, lora, eval, use)")
     tsub = train.add_subparsers(dest="train_command", required=True)
     prep = tsub.add_parser("prepare", help="a story dataset: cleaned, deduplicated, in the "
                                            "[GENRE]/[CHARACTERS]/[PROMPT]/[STORY] format, "
@@ -77,12 +83,30 @@ def add_parser(sub: Any) -> None:
     ev.add_argument("--samples", type=int, default=4, help="stories to sample (default 4)")
     ev.add_argument("--max-new-tokens", type=int, default=80)
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    persona = tsub.add_parser(
+        "persona", help="a LoRA of the chat model on the person's own mail, served for this "
+                        "persona (sets [model] lora_path in its persona.toml)")
+    persona.add_argument("name", help="the persona (a folder under persona_data/)")
+    persona.add_argument("paths", nargs="*", type=Path,
+                         help="mail to learn from (default: the persona's [sources] and "
+                              "every file ingested into its memory)")
+    persona.add_argument("--resume", action="store_true",
+                         help="carry on from the last checkpoint of this persona's fine-tune")
+    persona.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                         help="override [train] device")
+    persona.add_argument("--epochs", type=int, help="override [train.persona] epochs")
+    persona.add_argument("--steps", type=int, help="stop after this many optimiser steps")
+    persona.add_argument("--minutes", type=float, help="stop (and export) after this long")
+    persona.add_argument("--outtype", choices=OUTTYPES, default="f16",
+                         help="GGUF tensor type (default f16)")
+    persona.add_argument("--no-use", action="store_true",
+                         help="make the adapter but leave persona.toml as it is")
     use = tsub.add_parser("use", help="make a trained model the /story model in config.toml")
     use.add_argument("run", type=Path, help="a folder made by `train scratch` or `train lora`")
 
 
 def _train_config(config: Config, args: argparse.Namespace) -> TrainConfig:
-    cfg = config.train
+    cfg = config.train.for_persona() if args.train_command == "persona" else config.train
     changes: dict[str, Any] = {}
     for arg, key in (("device", "device"), ("epochs", "epochs"), ("steps", "max_steps"),
                      ("minutes", "max_minutes")):
@@ -135,6 +159,77 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _persona_files(config: Config, name: str) -> list[Path]:
+    """The persona's ``[sources]`` files and the files ingested into its memory."""
+    from engine.engine import Engine
+    from engine.memory.catalog import files
+
+    engine = Engine(config)
+    await engine.start(exclusive=False)  # reads records only: fine beside a running bot
+    try:
+        persona = engine.personas.get(name)
+        ingested = [Path(e.path) for e in await files(engine.memory, name)]
+    finally:
+        await engine.stop()
+    return sorted(set(persona.source_files()) | {p for p in ingested if p.is_file()})
+
+
+async def _persona(config: Config, args: argparse.Namespace, cfg: TrainConfig) -> int:
+    from engine.config_edit import set_persona_lora
+    from engine.llm.llama_cpp import bundled_model_path
+    from engine.personas import PersonaRegistry
+    from engine.training.persona import (
+        brief,
+        examples_from_mail,
+        read_mails,
+        train_persona,
+    )
+    from engine.training.persona import (
+        summary as persona_summary,
+    )
+
+    if config.llm.backend != "llama_cpp":
+        print(f"doppel: a persona fine-tune is served by llama.cpp, but [llm] backend is "
+              f"{config.llm.backend!r} in {config.name}", file=sys.stderr)
+        return 2
+    persona = PersonaRegistry.load(config.personas.dir, config.personas.default,
+                                   config_name=config.name).get(args.name)
+    paths = args.paths or await _persona_files(config, persona.name)
+    if not paths:
+        print(f"doppel: {persona.name} has no mail to learn from: give files, or ingest its "
+              f"mail first (doppel ingest {persona.name} PATH)", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"doppel: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    from engine.memory.parse import iter_files
+
+    docs, unreadable = await asyncio.to_thread(read_mails, list(iter_files(paths)))
+    for line in unreadable:
+        print(f"  not read: {line}")
+    examples, report = examples_from_mail(docs, persona.sources.addresses,
+                                          max_prompt_words=cfg.persona.max_prompt_words,
+                                          max_reply_words=cfg.persona.max_reply_words)
+    print(f"{report.own} of {report.mails} mails are {persona.display_name}'s own: "
+          f"{len(examples)} exchanges ({', '.join(f'{n} {k}' for k, n in report.kinds.items())})"
+          f"; training on {report.splits['train']}, validating on "
+          f"{report.splits['validation']}")
+    base = config.llm.model_path or bundled_model_path()
+    lora, figures = await asyncio.to_thread(
+        train_persona, persona, examples, brief(persona), base, config.storage.data_dir, cfg,
+        resume=args.resume, outtype=args.outtype)
+    print("\n".join(persona_summary(figures)))
+    print(f"adapter: {lora}")
+    if args.no_use:
+        print(f"persona.toml unchanged: set [model] lora_path = \"{lora}\" to serve it")
+    else:
+        set_persona_lora(persona.directory, lora)
+        print(f"{persona.directory / 'persona.toml'}: [model] lora_path set; "
+              f"{persona.display_name} speaks with it from the next start")
+    return 0
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     try:
         return _dispatch(config, args)
@@ -159,6 +254,8 @@ def _dispatch(config: Config, args: argparse.Namespace) -> int:
         print(f"{config.source}: [stories] {shown}; /story uses it from the next start")
         return 0
     cfg = _train_config(config, args)
+    if cmd == "persona":
+        return asyncio.run(_persona(config, args, cfg))
     if cmd == "scratch":
         from engine.training.scratch import summary, train_scratch
 

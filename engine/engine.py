@@ -17,6 +17,7 @@ from engine.chat_turn import ChatTurn
 from engine.config import Config
 from engine.conversations import ConversationState, ConversationStore
 from engine.errors import (
+    ConfigError,
     DoppelError,
     InputError,
     JobCancelled,
@@ -35,7 +36,7 @@ from engine.memory.embed import Embedder
 from engine.memory.first_build import BuildProgress, build_missing
 from engine.memory.retrieve import Hit
 from engine.memory.service import EMBED, Memory
-from engine.personas import Persona, PersonaRegistry
+from engine.personas import PERSONA_FILE, Persona, PersonaRegistry
 from engine.ratelimit import RateLimiter
 from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.reply_text import is_blank, visible
@@ -99,6 +100,7 @@ class Engine:
         if llm is None:
             llm = make_backend(config.llm)
         self.llm = llm
+        self._persona_llms = self._persona_models()
         self.sampling = SamplingParams.from_config(config.llm)
         self.db = Database(config.storage.effective_database_url)
         self.conversations = ConversationStore(self.db)
@@ -135,6 +137,25 @@ class Engine:
         """Totals over completed replies, for tokens/s in metrics."""
         self.started = False
         self.exclusive = True
+
+    def _persona_models(self) -> dict[str, LLMBackend]:
+        """The chat model with each persona's own LoRA (``persona.toml`` ``[model]``)."""
+        out: dict[str, LLMBackend] = {}
+        for p in self.personas.all():
+            lora = p.model.lora_path
+            if lora is None:
+                continue
+            where = p.directory / PERSONA_FILE
+            try:
+                out[p.name] = self.llm.with_lora(lora, p.model.lora_scale)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: [model] lora_path: {exc}") from None
+        return out
+
+    def llm_for(self, persona: Persona) -> LLMBackend:
+        """The model that writes this persona's replies (the chat model, with the persona's
+        fine-tune when it has one)."""
+        return self._persona_llms.get(persona.name, self.llm)
 
     def _story_model(self, config: Config) -> tuple[LLMBackend, str]:
         """The chat model, or a separate story model on its own worker when configured."""
@@ -173,6 +194,8 @@ class Engine:
         await self.scheduler.start()
         if load_llm:
             await self.scheduler.run_on(LLM, self.llm.load)
+            for tuned in self._persona_llms.values():
+                await self.scheduler.run_on(LLM, tuned.load)
             if self._story_llm is not None:
                 await self.scheduler.run_on(STORY_LLM, self._story_llm.load)
             if self.config.memory.auto_ingest and background_ingest:
@@ -321,7 +344,8 @@ class Engine:
             system, hits, message = grounded.system, grounded.hits, grounded.message
             job = self.scheduler.submit(
                 LLM,
-                ChatTurn(self.llm, system, history, message, params or self.sampling, partial),
+                ChatTurn(self.llm_for(p), system, history, message, params or self.sampling,
+                         partial),
                 user=user.key,
                 kind="chat",
                 priority=Priority.INTERACTIVE,
@@ -393,7 +417,7 @@ class Engine:
         grounded = await self.ground(p, text, "operator:ask")
         system, hits, message = grounded.system, grounded.hits, grounded.message
         job = self.scheduler.submit(
-            LLM, ChatTurn(self.llm, system, [], message, params or self.sampling, []),
+            LLM, ChatTurn(self.llm_for(p), system, [], message, params or self.sampling, []),
             user="operator:ask", kind="ask", priority=Priority.INTERACTIVE,
             timeout_s=self.config.engine.chat_timeout_s,
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError, PersonaNotFound
-from engine.typed_toml import build_dataclass
+from engine.typed_toml import bounded, build_dataclass
 
 PERSONA_FILE = "persona.toml"
 
@@ -56,10 +56,19 @@ class PersonaSources:
 
 
 @dataclass(frozen=True)
+class PersonaModel:
+    lora_path: Path | None = None
+    """A LoRA of the chat model for this persona (GGUF; ``doppel train persona`` makes it and
+    sets this), applied by llama.cpp to the chat model for this persona's replies only."""
+    lora_scale: float = bounded(1.0, min=0.0, max=4.0)
+
+
+@dataclass(frozen=True)
 class PersonaFile:
     persona: PersonaProfile
     voice: PersonaVoice = field(default_factory=PersonaVoice)
     sources: PersonaSources = field(default_factory=PersonaSources)
+    model: PersonaModel = field(default_factory=PersonaModel)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class Persona:
     profile: PersonaProfile
     voice: PersonaVoice
     sources: PersonaSources
+    model: PersonaModel = field(default_factory=PersonaModel)
 
     @property
     def display_name(self) -> str:
@@ -121,12 +131,17 @@ def load_persona(directory: Path) -> Persona:
     for clip in spec.voice.reference_clips:
         if not clip.is_file():
             raise ConfigError(f"{where} [voice] reference_clips: {clip} is not a file")
+    lora = spec.model.lora_path
+    if lora is not None and not lora.is_file():
+        raise ConfigError(f"{where} [model] lora_path: {lora} is not a file (make one with "
+                          f"`doppel train persona {directory.name}`)")
     return Persona(
         name=directory.name,
         directory=directory,
         profile=spec.persona,
         voice=spec.voice,
         sources=spec.sources,
+        model=spec.model,
     )
 
 

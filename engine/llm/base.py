@@ -5,9 +5,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 from engine.config import LLMConfig
+from engine.errors import ConfigError
 
 Role = Literal["system", "user", "assistant"]
 
@@ -97,6 +99,12 @@ class LLMBackend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release the model."""
+
+    def with_lora(self, path: Path, scale: float = 1.0) -> LLMBackend:
+        """This model with a LoRA applied, for one persona's replies (loaded by the view's
+        ``load``, after this model's). Backends that serve a model elsewhere cannot."""
+        raise ConfigError(f"{self.description} cannot apply a LoRA (only [llm] backend "
+                          "\"llama_cpp\" can)")
 
     @abc.abstractmethod
     def count_tokens(self, text: str) -> int:

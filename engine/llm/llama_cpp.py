@@ -1,8 +1,13 @@
-"""llama-cpp-python backend: any GGUF, chat template from the file, optional LoRA, GPU layers."""
+"""llama-cpp-python backend: any GGUF, chat template from the file, LoRAs, GPU layers.
+
+One model in memory serves every persona: a persona's LoRA (``persona.toml`` ``[model]``)
+is loaded once beside it and switched on for that persona's turns only (the prompt cache
+is dropped when the adapter changes, since it was computed with other weights)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +41,25 @@ def bundled_model_path() -> Path:
     return path
 
 
+def lora_sidecar(lora: Path) -> Path:
+    """The JSON beside a LoRA that says which model it was trained on (``base_name``,
+    ``base_bytes``), written by ``doppel train persona``."""
+    return lora.with_name(lora.name + ".json")
+
+
+def check_lora_base(lora: Path, model: Path) -> None:
+    """A LoRA fits only the model it was trained on: refuse another one rather than serve
+    noise (llama.cpp itself only checks the tensor shapes)."""
+    sidecar = lora_sidecar(lora)
+    if not sidecar.is_file() or not model.is_file():
+        return
+    trained_on = json.loads(sidecar.read_text(encoding="utf-8"))
+    if trained_on.get("base_bytes") != model.stat().st_size:
+        raise ConfigError(f"{lora.name} was trained on {trained_on.get('base_name')}, but the "
+                          f"chat model is {model.name}: train it again on this model or "
+                          "remove lora_path")
+
+
 class LlamaCppBackend(LLMBackend):
     message_overhead_tokens = 6  # ChatML: "<|im_start|>role\n" ... "<|im_end|>\n"
 
@@ -43,6 +67,11 @@ class LlamaCppBackend(LLMBackend):
         self.cfg = cfg
         self.model_path = cfg.model_path or bundled_model_path()
         self._llm: Any = None
+        self._adapters: dict[Path, Any] = {}
+        self._active: tuple[Path, float] | None = None
+        """The LoRA the context applies now (None: the bare model)."""
+        self._default = (cfg.lora_path, 1.0) if cfg.lora_path else None
+        """``[llm] lora_path``: applied to every turn that names no LoRA of its own."""
 
     @property
     def n_ctx(self) -> int:
@@ -71,14 +100,57 @@ class LlamaCppBackend(LLMBackend):
                 n_batch=self.cfg.n_batch,
                 n_threads=self.cfg.n_threads or os.cpu_count() or 1,
                 n_gpu_layers=self.cfg.n_gpu_layers,
-                lora_path=str(self.cfg.lora_path) if self.cfg.lora_path else None,
                 chat_format=self.cfg.chat_format or None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"could not load {self.model_path}: {exc}") from exc
+        self._adapters.clear()
+        self._active = None
+        if self.cfg.lora_path:
+            self.load_lora(self.cfg.lora_path)
+            self._use(self._default)
+
+    def load_lora(self, path: Path) -> None:
+        """Read a GGUF LoRA of this model (once); llama.cpp checks it fits the model."""
+        import llama_cpp
+
+        if path in self._adapters:
+            return
+        adapter = llama_cpp.llama_adapter_lora_init(self.llama._model.model,
+                                                    str(path).encode("utf-8"))
+        if not adapter:
+            raise ModelError(f"could not load the LoRA {path}: not a GGUF LoRA of "
+                             f"{self.model_path.name}")
+        self._adapters[path] = adapter
+
+    def _use(self, lora: tuple[Path, float] | None) -> None:
+        """Apply ``lora`` (None: none) to the context, if it is not applied already."""
+        import ctypes
+
+        import llama_cpp
+
+        lora = lora or self._default
+        if lora == self._active:
+            return
+        if lora is None:
+            failed = llama_cpp.llama_set_adapters_lora(self.llama._ctx.ctx, None, 0, None)
+        else:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[lora[0]])
+            scales = (ctypes.c_float * 1)(lora[1])
+            failed = llama_cpp.llama_set_adapters_lora(self.llama._ctx.ctx, adapters, 1, scales)
+        if failed:
+            raise ModelError(f"llama.cpp could not apply the LoRA {lora}")
+        self.llama.reset()  # the cached prompt was evaluated with other weights
+        self._active = lora
+
+    def with_lora(self, path: Path, scale: float = 1.0) -> LLMBackend:
+        check_lora_base(path, self.model_path)
+        return _LoraView(self, path, scale)
 
     def close(self) -> None:
+        self._adapters.clear()  # llama.cpp frees adapters with their model
+        self._active = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None
@@ -93,6 +165,18 @@ class LlamaCppBackend(LLMBackend):
         should_stop: Callable[[], bool],
         meter: LogprobMeter | None = None,
     ) -> Iterator[str]:
+        return self.generate(messages, params, should_stop, meter, None)
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        should_stop: Callable[[], bool],
+        meter: LogprobMeter | None,
+        lora: tuple[Path, float] | None,
+    ) -> Iterator[str]:
+        """:meth:`stream_chat` with ``lora`` applied (None: ``[llm] lora_path``, if set)."""
+        self._use(lora)
         extra: dict[str, Any] = {}
         if meter is not None:
             extra["logits_processor"] = _meter_processor(meter)
@@ -118,6 +202,38 @@ class LlamaCppBackend(LLMBackend):
                     yield piece
         finally:
             chunks.close()
+
+
+class _LoraView(LLMBackend):
+    """The shared model with one persona's LoRA: the same weights in memory, the adapter
+    switched on for this view's turns."""
+
+    def __init__(self, base: LlamaCppBackend, path: Path, scale: float) -> None:
+        self.base, self.lora = base, (path, scale)
+        self.message_overhead_tokens = base.message_overhead_tokens
+
+    @property
+    def n_ctx(self) -> int:
+        return self.base.n_ctx
+
+    @property
+    def description(self) -> str:
+        return f"{self.base.description} + LoRA {self.lora[0].name}"
+
+    def load(self) -> None:
+        self.base.load_lora(self.lora[0])
+
+    def count_tokens(self, text: str) -> int:
+        return self.base.count_tokens(text)
+
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        should_stop: Callable[[], bool],
+        meter: LogprobMeter | None = None,
+    ) -> Iterator[str]:
+        return self.base.generate(messages, params, should_stop, meter, self.lora)
 
 
 def _meter_processor(meter: LogprobMeter) -> Any:

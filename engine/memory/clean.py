@@ -41,18 +41,13 @@ _DISCLAIMER = re.compile(
 )
 
 
-def strip_mail(text: str) -> tuple[str, list[str]]:
-    """The person's own part of a mail body, and what was removed (for the ingest report)."""
-    removed: list[str] = []
-    text = visible(text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = text.replace("\xa0", " ")
-
-    cut = len(text)
-    for pattern, reason in ((_ON_WROTE_SPLIT, "quoted reply"), (_HEADER_BLOCK, "quoted reply"),
-                            (_NOTES_HEADER, "quoted reply")):
+def _cut_point(text: str) -> tuple[int, str]:
+    """Where quoted or forwarded material begins (``len(text)``: nowhere), and which."""
+    cut, why = len(text), ""
+    for pattern in (_ON_WROTE_SPLIT, _HEADER_BLOCK, _NOTES_HEADER):
         m = pattern.search(text)
         if m and m.start() < cut:
-            cut, why = m.start(), reason
+            cut, why = m.start(), "quoted reply"
     pos = 0
     for line in text.split("\n"):
         if pos >= cut:
@@ -60,9 +55,47 @@ def strip_mail(text: str) -> tuple[str, list[str]]:
         if _CUT_LINE.match(line):
             low = line.lower()
             why = "forwarded block" if ("forward" in low or "begin" in low) else "quoted reply"
-            cut = pos
-            break
+            return pos, why
         pos += len(line) + 1
+    return cut, why
+
+
+_QUOTED_HEADER = re.compile(r"^\s*(from|sent|date|to|cc|bcc|subject)\s*:", re.I)
+
+
+def quoted_body(text: str) -> str:
+    """The message a mail answers or forwards, as quoted below the sender's own part: its
+    header lines dropped, its own quotes and forwards cut as :func:`strip_mail` cuts them;
+    "" when the mail quotes nothing."""
+    text = visible(text.replace("\r\n", "\n").replace("\r", "\n")).replace("\xa0", " ")
+    cut, _ = _cut_point(text)
+    if cut >= len(text):
+        quoted = [ln.lstrip()[1:] for ln in text.split("\n") if ln.lstrip().startswith(">")]
+        return strip_mail("\n".join(quoted))[0] if quoted else ""
+    lines = text[cut:].split("\n")[1:]  # the cut line itself ("--- Forwarded by ...")
+    head = lines[:30]
+    subject = next((i for i, ln in enumerate(head) if ln.strip().lower().startswith("subject:")),
+                   None)
+    if subject is not None:
+        body = lines[subject + 1:]
+    else:
+        start = 0
+        for i, line in enumerate(head):
+            if _QUOTED_HEADER.match(line) or not line.strip():
+                start = i + 1
+            elif start:
+                break
+        body = lines[start:]
+    return strip_mail("\n".join(ln[1:] if ln.startswith(">") else ln for ln in body))[0]
+
+
+def strip_mail(text: str) -> tuple[str, list[str]]:
+    """The person's own part of a mail body, and what was removed (for the ingest report)."""
+    removed: list[str] = []
+    text = visible(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.replace("\xa0", " ")
+
+    cut, why = _cut_point(text)
     if cut < len(text):
         removed.append(why)
         text = text[:cut]
@@ -91,6 +124,26 @@ def normalise(text: str) -> str:
     lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in text.split("\n")]
     out = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+def unwrap(text: str, widest: int = 100) -> str:
+    """Undo the hard line-wrapping of mail clients (lines cut at about 72-80 characters):
+    a line break stays where the next word would still have fitted on the line (a list, a
+    sign-off, a short line), and goes where greedy wrapping put it. Text whose longest line
+    is over ``widest`` characters was not wrapped and is returned as it is."""
+    lines = text.split("\n")
+    width = max((len(ln) for ln in lines), default=0)
+    if width > widest:
+        return text
+    out: list[str] = []
+    for before, line in zip(["", *lines], lines, strict=False):
+        # a wrap where the line's first word did not fit on the line before
+        if (out and before.strip() and line.strip()
+                and len(before) + 1 + len(line.split()[0]) > width):
+            out[-1] = f"{out[-1]} {line.strip()}"
+            continue
+        out.append(line)
+    return "\n".join(out)
 
 
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|wg|tr|sv)\s*(\[\d+\])?\s*:\s*)+", re.I)

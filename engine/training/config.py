@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from engine.errors import ConfigError
@@ -52,6 +52,21 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
+class PersonaTrainConfig:
+    """``doppel train persona``: what differs from the story defaults of ``[train]`` (a
+    persona's mail is a few hundred short exchanges, trained on a CPU in minutes)."""
+
+    epochs: int = bounded(2, min=1, max=1000)
+    block_size: int = bounded(256, min=32, max=32768)
+    batch_size: int = bounded(8, min=1, max=4096)
+    learning_rate: float = bounded(5e-4, min=0, max=1)
+    warmup_steps: int = bounded(10, min=0)
+    max_prompt_words: int = bounded(150, min=5)
+    """What the person answered is cut to this many words (and to half a block)."""
+    max_reply_words: int = bounded(300, min=5)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """``doppel train``: the shared training loop, the scratch model and LoRA fine-tunes."""
 
@@ -75,6 +90,14 @@ class TrainConfig:
     """Evaluations without a better validation loss before stopping; 0: never stop early."""
     scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    persona: PersonaTrainConfig = field(default_factory=PersonaTrainConfig)
+
+    def for_persona(self) -> TrainConfig:
+        """The loop's settings for ``train persona``: ``[train.persona]`` over ``[train]``."""
+        p = self.persona
+        return replace(self, epochs=p.epochs, block_size=p.block_size,
+                       batch_size=p.batch_size, learning_rate=p.learning_rate,
+                       warmup_steps=p.warmup_steps)
 
 
 def check_train(cfg: TrainConfig, name: str) -> None:

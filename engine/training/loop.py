@@ -49,16 +49,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_blocks(sequences: Sequence[Sequence[int]], block_size: int) -> torch.Tensor:
-    """Token sequences packed end to end into rows of ``block_size + 1`` (input and target)."""
+def make_blocks(sequences: Sequence[Sequence[int]], block_size: int,
+                masks: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+    """Token sequences packed end to end into rows of ``block_size + 1`` (input and target).
+
+    With ``masks`` (1 where a token is to be learned, 0 where it is only context, such as a
+    chat prompt) the result has shape ``(rows, 2, block_size + 1)``: ids, then the mask;
+    the loss is taken on masked-in targets only."""
     stream = [t for seq in sequences for t in seq]
     rows = (len(stream) - 1) // block_size
     if rows < 1:
         raise InputError("too few tokens", user_message=(
             f"The data has {len(stream)} tokens, fewer than one block of {block_size + 1}: "
-            "add stories or lower [train] block_size."))
+            "add more text or lower [train] block_size."))
     starts = range(0, rows * block_size, block_size)
-    return torch.tensor([stream[s:s + block_size + 1] for s in starts], dtype=torch.long)
+    ids = torch.tensor([stream[s:s + block_size + 1] for s in starts], dtype=torch.long)
+    if masks is None:
+        return ids
+    flags = [m for mask in masks for m in mask]
+    if len(flags) != len(stream):
+        raise ValueError("every token needs a mask flag")
+    learn = torch.tensor([flags[s:s + block_size + 1] for s in starts], dtype=torch.long)
+    keep = learn[:, 1:].sum(dim=1) > 0  # a row of context alone teaches nothing
+    return torch.stack([ids, learn], dim=1)[keep]
+
+
+def targets(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets of a batch of blocks; targets that are only context
+    (mask 0) are -100, which the loss ignores."""
+    if batch.dim() == 2:
+        return batch[:, :-1], batch[:, 1:]
+    ids, learn = batch[:, 0], batch[:, 1]
+    y = ids[:, 1:].masked_fill(learn[:, 1:] == 0, -100)
+    return ids[:, :-1], y
+
+
+def learned_tokens(batch: torch.Tensor) -> int:
+    """Targets the loss is taken on."""
+    return int((targets(batch)[1] != -100).sum())
 
 
 def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -68,9 +96,10 @@ def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def batch_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    x, y = batch[:, :-1], batch[:, 1:]
+    x, y = targets(batch)
     logits = logits_of(model, x)
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
+                                       ignore_index=-100)
 
 
 @torch.no_grad()
@@ -86,7 +115,9 @@ def evaluate_loss(model: nn.Module, blocks: torch.Tensor, batch_size: int, devic
         batch = blocks[start:start + batch_size].to(device)
         with _autocast(device):
             loss = batch_loss(model, batch)
-        n = batch[:, 1:].numel()
+        n = learned_tokens(batch)
+        if not n:
+            continue
         total += float(loss) * n
         count += n
     model.train(was_training)
@@ -212,7 +243,7 @@ class _Run:
         self.opt.step()
         self.sched.step()
         self.result.steps += 1
-        self.result.tokens += batch[:, 1:].numel()
+        self.result.tokens += targets(batch)[1].numel()
         value = float(loss.detach())
         self.window.append(value)
         return value

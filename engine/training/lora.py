@@ -136,12 +136,23 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "stage"
 
 
+def attach_lora(model: Any, cfg: TrainConfig, device: torch.device, qlora: bool) -> Any:
+    """The base wrapped with fresh LoRA weights as ``[train.lora]`` shapes them."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if qlora:
+        model = prepare_model_for_kbit_training(model)  # type: ignore[no-untyped-call]
+    lc = cfg.lora
+    model = get_peft_model(model, LoraConfig(
+        r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, task_type="CAUSAL_LM",
+        target_modules=list(lc.target_modules) or "all-linear"))
+    return model.to(device)
+
+
 def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
                resume: bool = False, qlora: bool = False, merge: bool = False,
                export: bool = True, base_gguf: Path | None = None, outtype: str = "f16",
                converters_dir: Path | None = None) -> TrainedRun:
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     if resume:
@@ -152,13 +163,8 @@ def train_lora(base_spec: str, dataset: Path, out: Path, cfg: TrainConfig, *,
     base, gguf_of_base = resolve_base(base_spec, out)
     base_gguf = base_gguf or gguf_of_base
     tokenizer, model = load_base(base, device, qlora)
-    if qlora:
-        model = prepare_model_for_kbit_training(model)  # type: ignore[no-untyped-call]
+    model = attach_lora(model, cfg, device, qlora)
     lc = cfg.lora
-    model = get_peft_model(model, LoraConfig(
-        r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, task_type="CAUSAL_LM",
-        target_modules=list(lc.target_modules) or "all-linear"))
-    model.to(device)
     last_fields = lc.stages[-1].fields
 
     def blocks(split: str, fields: tuple[str, ...]) -> torch.Tensor:

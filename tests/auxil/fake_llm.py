@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
@@ -41,6 +42,10 @@ class FakeLLM(LLMBackend):
         self.threads: set[int] = set()
         self.loaded = False
         self.closed = False
+        self.adapters: list[Path | None] = []
+        """The LoRA of each generation (None: the bare model), in order."""
+        self.loras_loaded: list[Path] = []
+        self._lora: Path | None = None
 
     @property
     def n_ctx(self) -> int:
@@ -55,6 +60,9 @@ class FakeLLM(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def with_lora(self, path: Path, scale: float = 1.0) -> LLMBackend:
+        return _FakeLora(self, path)
+
     def stream_chat(
         self,
         messages: Sequence[ChatMessage],
@@ -62,6 +70,8 @@ class FakeLLM(LLMBackend):
         should_stop: Callable[[], bool],
         meter: LogprobMeter | None = None,
     ) -> Iterator[str]:
+        self.adapters.append(self._lora)
+        self._lora = None
         self.threads.add(threading.get_ident())
         self.prompts.append(list(messages))
         self.started.set()
@@ -80,6 +90,33 @@ class FakeLLM(LLMBackend):
             yield word if i == 0 else " " + word
         while hang and not should_stop():
             time.sleep(0.005)
+
+
+class _FakeLora(LLMBackend):
+    """The fake model "with a LoRA": the same scripted replies, the adapter recorded."""
+
+    def __init__(self, base: FakeLLM, path: Path) -> None:
+        self.base, self.path = base, path
+
+    @property
+    def n_ctx(self) -> int:
+        return self.base.n_ctx
+
+    def load(self) -> None:
+        self.base.loras_loaded.append(self.path)
+
+    def count_tokens(self, text: str) -> int:
+        return self.base.count_tokens(text)
+
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        should_stop: Callable[[], bool],
+        meter: LogprobMeter | None = None,
+    ) -> Iterator[str]:
+        self.base._lora = self.path  # the fake and its view are one unit
+        yield from self.base.stream_chat(messages, params, should_stop, meter)
 
 
 async def introduced(engine: Any, *users: Any) -> None:

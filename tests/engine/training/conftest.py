@@ -8,6 +8,7 @@ configs, real data, real llama.cpp loading the exported GGUF.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ from bot.cli import main
 from engine.config import Config
 from engine.engine import Engine, UserRef
 from engine.stories.options import StoryRequest
+from engine.training import converters
+from engine.training.config import ScratchModelConfig
+from engine.training.scratch import build_llama
+from engine.training.tokenizer import load_tokenizer, write_hf_files
 from tests.auxil.fake_llm import FakeLLM
 from tests.bot.test_console import write_config
 from tests.conftest import CORPUS
@@ -83,6 +88,18 @@ def scratch_run(train_home: Path, dataset: Path) -> Path:
     assert main(["--config", str(train_home / "config.toml"), "train", "scratch",
                  str(dataset), "-o", str(out), "--outtype", "f32"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base(train_home: Path, scratch_run: Path) -> tuple[Path, Path]:
+    """A random 2-layer Llama as a Hugging Face folder (with the corpus tokenizer) and its GGUF."""
+    folder = train_home / "base"
+    vocab = load_tokenizer(scratch_run / "tokenizer").get_piece_size()
+    model = build_llama(ScratchModelConfig(n_layer=2, n_embd=64, n_head=4), vocab, 64, seed=99)
+    model.save_pretrained(folder)
+    shutil.copy(scratch_run / "tokenizer" / "tokenizer.model", folder)
+    write_hf_files(folder)
+    return folder, converters.hf_to_gguf(folder, train_home / "base.gguf", outtype="f32")
 
 
 def story_on(config: Config, user: UserRef) -> tuple[str, FakeLLM]:

@@ -4,7 +4,6 @@ and merged exports that llama.cpp loads, the engine serving /story with the adap
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,10 @@ from bot.cli import main
 from engine.config import load_config
 from engine.engine import UserRef
 from engine.training import converters
-from engine.training.config import ScratchModelConfig
 from engine.training.outputs import read_report
-from engine.training.scratch import build_llama
-from engine.training.tokenizer import load_tokenizer, write_hf_files
 from tests.engine.training.conftest import story_on, tiny_config
 
 PROMPT = "[GENRE] animals\n[CHARACTERS] Lily\n[PROMPT] a lost ball\n[STORY]"
-
-
-@pytest.fixture(scope="session")
-def tiny_base(train_home: Path, scratch_run: Path) -> tuple[Path, Path]:
-    """A random 2-layer Llama as a Hugging Face folder (with the corpus tokenizer) and its GGUF."""
-    folder = train_home / "base"
-    vocab = load_tokenizer(scratch_run / "tokenizer").get_piece_size()
-    model = build_llama(ScratchModelConfig(n_layer=2, n_embd=64, n_head=4), vocab, 64, seed=99)
-    model.save_pretrained(folder)
-    shutil.copy(scratch_run / "tokenizer" / "tokenizer.model", folder)
-    write_hf_files(folder)
-    return folder, converters.hf_to_gguf(folder, train_home / "base.gguf", outtype="f32")
 
 
 @pytest.fixture(scope="session")
