@@ -14,8 +14,8 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bot.cli import peak_rss_mb as peak_rss_mb  # noqa: E402 (this process's own peak)
 from engine.config import Config, load_config  # noqa: E402
+from engine.procinfo import peak_rss_mb as peak_rss_mb  # noqa: E402 (this process's own)
 
 if TYPE_CHECKING:
     from engine.engine import Engine

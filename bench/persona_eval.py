@@ -45,7 +45,8 @@ from engine.records import UserRef
 PEOPLE: dict[str, dict[str, Any]] = {
     "allen": {"name": "Phillip Allen", "mail": CORPUS / "enron-allen-p" / "sent_mail.mbox",
               "system": "You are Phillip Allen, a natural gas trader at Enron in Houston who "
-                        "also manages rental properties and is building a house."},
+                        "also manages rental properties and is building a house.",
+              "sign_off": "Phillip"},
 }
 OTHERS = {"kaminski": CORPUS / "enron-kaminski-v" / "sent_items.mbox"}
 STORIES = CORPUS / "stories" / "tinystories.jsonl"
@@ -99,6 +100,14 @@ def score(model: Any, texts: list[str]) -> float:
     if not texts:
         return float("nan")
     return round(float(model.predict_proba(texts)[:, 1].mean()), 3)
+
+
+def style(texts: list[str], sign_off: str) -> dict[str, float]:
+    """Mean words, and the share of texts that end with the person's sign-off."""
+    words = [len(t.split()) for t in texts]
+    signed = [t.rstrip(" .,\n").endswith(sign_off) for t in texts]
+    return {"words": round(sum(words) / max(len(words), 1), 1),
+            "signed_off": round(sum(signed) / max(len(signed), 1), 2)}
 
 
 async def plain_replies(engine: Engine) -> list[str]:
@@ -196,8 +205,10 @@ async def main() -> int:
                     engine, args.person)
             finally:
                 await engine.stop()
+    result["style"] = {"own_held_out_mail": style(person_test, spec["sign_off"])}
     for name, replies in result["replies"].items():
         result["scores"][name] = score(classifier, replies)
+        result["style"][name] = style(replies, spec["sign_off"])
     result["seconds"] = round(time.perf_counter() - t0, 1)
     path = write("persona_eval", result, args.out)
 
@@ -205,7 +216,10 @@ async def main() -> int:
     print(f"classifier: {c['person_train']} of the person's mails vs {c['others_train']} "
           f"texts of 2 other writers; held-out accuracy {c['held_out_accuracy']:.1%}")
     for name, value in result["scores"].items():
-        print(f"  {name:24} {value:.2f}")
+        shape = result["style"].get(name)
+        print(f"  {name:24} {value:.2f}" + (
+            f"   {shape['words']:5.0f} words, {shape['signed_off']:.0%} signed off"
+            if shape else ""))
     if "fine_tune" in result:
         from engine.training.persona import summary
 

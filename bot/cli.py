@@ -375,22 +375,12 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
     finally:
         await engine.stop()
     if as_json:  # with this process's peak memory, for scripts and bench/ingest.py
+        from engine.procinfo import peak_rss_mb
+
         print(json.dumps({**report.as_dict(), "peak_rss_mb": round(peak_rss_mb())}))
     else:
         print(report.summary())
     return 0
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux's VmHWM counts this program only;
-    getrusage's figure also carries a parent's peak across fork and exec."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(status.split("VmHWM:")[1].split()[0]) / 1024
-    except (OSError, IndexError, ValueError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _hit_json(hit: Hit, n: int) -> dict[str, Any]:

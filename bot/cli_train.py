@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.config import Config
 from engine.errors import InputError
+from engine.personas import Persona
 from engine.training.config import TrainConfig
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -46,30 +47,34 @@ def add_parser(sub: Any) -> None:
                       help="derive missing genre/characters/prompt by rules (default) or "
                            "by asking the configured LLM (rules fill what it gets wrong)")
 
-    def budget(p: argparse.ArgumentParser) -> None:
-        p.add_argument("dataset", type=Path, help="a folder made by `doppel train prepare`")
-        p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    def budget(p: argparse.ArgumentParser, table: str = "[train]") -> None:
+        """Where it runs, how long, and the export: every training command's flags."""
         p.add_argument("--resume", action="store_true",
-                       help="carry on from the checkpoints in the output folder")
+                       help="carry on from the last checkpoint of an earlier run")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"),
                        help="override [train] device")
-        p.add_argument("--epochs", type=int, help="override [train] epochs")
-        p.add_argument("--steps", type=int, help="override [train] max_steps")
-        p.add_argument("--minutes", type=float, help="override [train] max_minutes")
-        p.add_argument("--no-export", action="store_true", help="skip the GGUF export")
+        p.add_argument("--epochs", type=int, help=f"override {table} epochs")
+        p.add_argument("--steps", type=int, help="stop after this many optimiser steps")
+        p.add_argument("--minutes", type=float, help="stop (and export) after this long")
         p.add_argument("--outtype", choices=OUTTYPES, default="f16",
                        help="GGUF tensor type (default f16)")
 
+    def story_budget(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dataset", type=Path, help="a folder made by `doppel train prepare`")
+        p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+        budget(p)
+        p.add_argument("--no-export", action="store_true", help="skip the GGUF export")
+
     scratch = tsub.add_parser("scratch", help="a small Llama-architecture story model (and an "
                                               "LSTM baseline) from scratch, exported to GGUF")
-    budget(scratch)
+    story_budget(scratch)
     scratch.add_argument("--no-baseline", action="store_true", help="skip the LSTM baseline")
     lora = tsub.add_parser("lora", help="LoRA/QLoRA fine-tune of a local Hugging Face model "
                                         "through the [train.lora] curriculum stages")
     lora.add_argument("--base", required=True,
                       help="a Hugging Face model folder, a .gguf file, or 'bundled' (the "
                            "default chat model, SmolLM2-135M-Instruct)")
-    budget(lora)
+    story_budget(lora)
     lora.add_argument("--qlora", action="store_true", help="4-bit base (CUDA + bitsandbytes)")
     lora.add_argument("--merge", action="store_true",
                       help="export one merged GGUF instead of a GGUF LoRA adapter")
@@ -90,15 +95,7 @@ def add_parser(sub: Any) -> None:
     persona.add_argument("paths", nargs="*", type=Path,
                          help="mail to learn from (default: the persona's [sources] and "
                               "every file ingested into its memory)")
-    persona.add_argument("--resume", action="store_true",
-                         help="carry on from the last checkpoint of this persona's fine-tune")
-    persona.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                         help="override [train] device")
-    persona.add_argument("--epochs", type=int, help="override [train.persona] epochs")
-    persona.add_argument("--steps", type=int, help="stop after this many optimiser steps")
-    persona.add_argument("--minutes", type=float, help="stop (and export) after this long")
-    persona.add_argument("--outtype", choices=OUTTYPES, default="f16",
-                         help="GGUF tensor type (default f16)")
+    budget(persona, "[train.persona]")
     persona.add_argument("--no-use", action="store_true",
                          help="make the adapter but leave persona.toml as it is")
     use = tsub.add_parser("use", help="make a trained model the /story model in config.toml")
@@ -159,19 +156,23 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _persona_files(config: Config, name: str) -> list[Path]:
-    """The persona's ``[sources]`` files and the files ingested into its memory."""
-    from engine.engine import Engine
-    from engine.memory.catalog import files
+async def _persona_files(config: Config, persona: Persona) -> list[Path]:
+    """The persona's ``[sources]`` files and the files ingested into its memory (read from
+    the database alone: no engine, whose start would refuse the adapter being replaced)."""
+    from sqlalchemy import select
 
-    engine = Engine(config)
-    await engine.start(exclusive=False)  # reads records only: fine beside a running bot
+    from engine.storage.db import Database
+    from engine.storage.models import MemoryFile
+
+    db = Database(config.storage.effective_database_url)
+    await db.start()
     try:
-        persona = engine.personas.get(name)
-        ingested = [Path(e.path) for e in await files(engine.memory, name)]
+        async with db.session() as s:
+            ingested = (await s.scalars(select(MemoryFile.path).where(
+                MemoryFile.persona == persona.name))).all()
     finally:
-        await engine.stop()
-    return sorted(set(persona.source_files()) | {p for p in ingested if p.is_file()})
+        await db.close()
+    return sorted(set(persona.source_files()) | {p for p in map(Path, ingested) if p.is_file()})
 
 
 async def _persona(config: Config, args: argparse.Namespace, cfg: TrainConfig) -> int:
@@ -194,7 +195,7 @@ async def _persona(config: Config, args: argparse.Namespace, cfg: TrainConfig) -
         return 2
     persona = PersonaRegistry.load(config.personas.dir, config.personas.default,
                                    config_name=config.name).get(args.name)
-    paths = args.paths or await _persona_files(config, persona.name)
+    paths = args.paths or await _persona_files(config, persona)
     if not paths:
         print(f"doppel: {persona.name} has no mail to learn from: give files, or ingest its "
               f"mail first (doppel ingest {persona.name} PATH)", file=sys.stderr)

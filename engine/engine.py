@@ -146,6 +146,9 @@ class Engine:
             if lora is None:
                 continue
             where = p.directory / PERSONA_FILE
+            if not lora.is_file():  # checked here, not on loading: `train persona` mends it
+                raise ConfigError(f"{where}: [model] lora_path: {lora} is not a file (make one "
+                                  f"with `doppel train persona {p.name}`)")
             try:
                 out[p.name] = self.llm.with_lora(lora, p.model.lora_scale)
             except ConfigError as exc:

@@ -39,6 +39,12 @@ class JobCancelled(SchedulerError):
 class JobTimeout(SchedulerError):
     user_message = "That took too long and was stopped. Please try again, perhaps shorter."
 
+    def __init__(self, message: str = "", *, user_message: str | None = None,
+                 partial: object = None) -> None:
+        super().__init__(message, user_message=user_message)
+        self.partial = partial
+        """What the job returned once told to stop (a story's text so far), if anything."""
+
 
 class SchedulerStopped(SchedulerError):
     user_message = "Doppel is shutting down. Please try again shortly."

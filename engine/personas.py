@@ -131,10 +131,6 @@ def load_persona(directory: Path) -> Persona:
     for clip in spec.voice.reference_clips:
         if not clip.is_file():
             raise ConfigError(f"{where} [voice] reference_clips: {clip} is not a file")
-    lora = spec.model.lora_path
-    if lora is not None and not lora.is_file():
-        raise ConfigError(f"{where} [model] lora_path: {lora} is not a file (make one with "
-                          f"`doppel train persona {directory.name}`)")
     return Persona(
         name=directory.name,
         directory=directory,

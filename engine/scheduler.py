@@ -440,7 +440,9 @@ class Scheduler:
         error = fut.exception()
         metrics = self._metrics[job.kind]
         if job._timed_out:
-            job._finish(JobState.TIMED_OUT, error=JobTimeout("timed out"), now=now)
+            partial = fut.result() if error is None else None
+            job._finish(JobState.TIMED_OUT, error=JobTimeout("timed out", partial=partial),
+                        now=now)
         elif job._cancel_event.is_set():
             job._finish(JobState.CANCELLED, error=JobCancelled("cancelled"), now=now)
         elif error is not None:

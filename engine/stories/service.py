@@ -8,14 +8,14 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.conversations import ConversationStore
-from engine.errors import FeatureUnavailable, InputError, ModelError
+from engine.errors import FeatureUnavailable, InputError, JobTimeout, ModelError
 from engine.llm.base import LLMBackend, LogprobMeter, SamplingParams
 from engine.ratelimit import RateLimiter
 from engine.records import UserRef
@@ -33,9 +33,14 @@ from engine.stories.prompt import (
     story_messages,
     suggestion_messages,
 )
+from engine.stories.quality import LoopGuard, min_words, right_script, words
 from engine.voice.audio import VoiceNote
 
 SENTENCE_END = re.compile(r"[.!?।\n][\"')\]]?\s")
+HOLD_WORDS = 25
+"""Words of a story held back until they pass the language and loop checks."""
+ATTEMPTS = 3
+"""Tries at a story whose start failed those checks (nothing of it was shown)."""
 STOP = ("\n[GENRE]",)
 """A story model trained on the /story format starts its next request's tags after a story."""
 
@@ -70,6 +75,29 @@ class _Output:
     tokens: int
     score: float | None
     filtered: bool
+    problem: str = ""
+    """"" (a story), "language", "loop" or "short" (see :mod:`engine.stories.quality`)."""
+    shown: bool = False
+    """Some of it was streamed to the user."""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problem or self.filtered)
+
+
+def _pick(outs: list[_Output]) -> _Output:
+    """The best candidate: a story of the length asked for over a short one, a short one
+    over one that loops, then the wrong script, then one the content filter stopped; among
+    stories the highest body score, among the rest the longest."""
+    if not outs:
+        return _Output("", 0, None, False, "short")
+
+    def rank(o: _Output) -> tuple[int, float]:
+        grade = 0 if o.filtered else {"language": 1, "loop": 2, "short": 3}.get(o.problem, 4)
+        return (grade, (o.score if o.score is not None else float("-inf")) if grade == 4
+                else float(len(o.text)))
+
+    return max(outs, key=rank)
 
 
 class StoryReply:
@@ -189,44 +217,114 @@ class Stories:
                    on_text: Callable[[str], None] = lambda _text: None,
                    ) -> Callable[[JobContext], _Output]:
         """The writing job; ``on_text`` gets the text so far after each streamed sentence
-        (called on the worker thread)."""
-        messages = story_messages(req)
+        (called on the worker thread).
 
-        def candidate(ctx: JobContext, emit: bool, seed_offset: int) -> _Output:
+        The first words are held back until they are in the script of the language asked
+        for and not going round in circles; a candidate that fails there is thrown away
+        unseen and written again (up to :data:`ATTEMPTS` times, repeating less). A loop
+        later on ends the story at its last good sentence. ``best_of_n`` writes N
+        candidates unseen and keeps the best (:func:`_pick`): long enough, no loop, the
+        right script, then the highest mean log-probability of its body (the title left
+        out, so a short "title and one line" cannot win on likelihood)."""
+        messages = story_messages(req)
+        least = min_words(req.max_tokens)
+
+        def candidate(ctx: JobContext, emit: bool, attempt: int) -> _Output:
             meter = LogprobMeter()
-            p = params if params.seed is None else params.with_(seed=params.seed + seed_offset)
-            text, pending, tokens = "", "", 0
-            stream = CleanStream()  # the prompt's tag lines never reach a title or a voice
+            p = params if params.seed is None else params.with_(seed=params.seed + attempt)
+            if attempt and emit:  # written again after a bad start: repeat less
+                p = p.with_(repeat_penalty=max(p.repeat_penalty, 1.3))
             p = p.with_(stop=tuple(dict.fromkeys((*p.stop, *STOP))))
+            text, pending, tokens, problem = "", "", 0, ""
+            released = 0  # characters of ``text`` past the start checks (and emitted)
+            guard = LoopGuard()
+            stream = CleanStream()  # the prompt's tag lines never reach a title or a voice
+            title_end: tuple[float, int] | None = None  # the meter when the title ended
+
+            def out(filtered: bool = False) -> _Output:
+                body = ((meter.total - title_end[0], meter.tokens - title_end[1])
+                        if title_end else (meter.total, meter.tokens))
+                score = body[0] / body[1] if body[1] else meter.mean
+                return _Output(text, tokens, score, filtered, problem, emit and released > 0)
+
+            def release(final: bool = False) -> None:
+                """Emit the text so far once its start has passed the checks."""
+                nonlocal released, problem
+                if not released and not final and len(words(text)) < HOLD_WORDS:
+                    return  # still holding
+                if not released and not right_script(text, req.language):
+                    problem = "language"
+                    return
+                if emit and len(text) > released:
+                    ctx.emit(text[released:])
+                    on_text(text)
+                released = max(len(text), 1)
+
             for piece in self.llm.stream_chat(messages, p, lambda: ctx.cancelled, meter):
                 tokens += 1
                 pending += stream.feed(piece)
                 # Only whole sentences leave, and only after passing the filter.
-                while (m := SENTENCE_END.search(pending)) is not None:
+                while not problem and (m := SENTENCE_END.search(pending)) is not None:
                     sentence, pending = pending[:m.end()], pending[m.end():]
                     if safety.flagged(sentence):
-                        return _Output(text + sentence, tokens, meter.mean, True)
+                        text += sentence
+                        return out(filtered=True)
+                    if guard.sentence(sentence):
+                        problem, pending = "loop", ""
+                        break
                     text += sentence
-                    if emit:
-                        ctx.emit(sentence)
-                        on_text(text)
-            pending += stream.close()
-            if tokens >= p.max_tokens and not ctx.cancelled:  # cut off: end at a sentence
-                pending = end_at_sentence(text + pending)[0][len(text):]
-            if safety.flagged(pending):
-                return _Output(text + pending, tokens, meter.mean, True)
-            if emit and pending:
-                ctx.emit(pending)
-            return _Output(text + pending, tokens, meter.mean, False)
+                    if title_end is None and "\n" in sentence and text.strip():
+                        title_end = (meter.total, meter.tokens)
+                    release()
+                if not problem and guard.runs_on(pending):
+                    problem, pending = "loop", ""
+                if problem:
+                    break
+            if not problem:
+                pending += stream.close()
+                if ctx.cancelled:  # stopped (a timeout keeps the text): whole sentences only
+                    pending = ""
+                elif tokens >= p.max_tokens:  # cut off: end at a sentence
+                    pending = end_at_sentence(text + pending)[0][len(text):]
+                if safety.flagged(pending):
+                    text += pending
+                    return out(filtered=True)
+                if guard.sentence(pending):
+                    problem = "loop"
+                else:
+                    text += pending
+            if problem != "language" and not right_script(text, req.language):
+                problem = "language"
+            elif problem == "loop" and len(words(text)) >= least:
+                problem = ""  # it went round in circles late: the story ends before that
+            elif not problem and len(words(text)) < least:
+                problem = "short"
+            if problem in ("", "short") or released:  # a story, or one partly shown
+                release(final=True)
+            return out()
 
         def run(ctx: JobContext) -> _Output:
             if req.preset != "best_of_n":
-                return candidate(ctx, True, 0)
-            outs = [candidate(ctx, False, i) for i in range(req.best_of) if not ctx.cancelled]
-            clean = [o for o in outs if not o.filtered and o.text.strip()] or outs
-            best = max(clean, key=lambda o: o.score if o.score is not None else float("-inf"))
-            if not best.filtered:
+                tries: list[_Output] = []
+                for attempt in range(ATTEMPTS):
+                    tries.append(candidate(ctx, True, attempt))
+                    last = tries[-1]
+                    if last.problem in ("", "short") or last.shown or last.filtered \
+                            or ctx.cancelled:
+                        return last  # a short story is still a story: kept as written
+                return shown(ctx, _pick(tries))  # all three failed: the best of them
+            outs: list[_Output] = []
+            for i in range(req.best_of):
+                if ctx.cancelled:
+                    break  # timed out or cancelled: the best of those written
+                outs.append(candidate(ctx, False, i))
+            return shown(ctx, _pick(outs))
+
+        def shown(ctx: JobContext, best: _Output) -> _Output:
+            """Emit a candidate written unseen, if it is to be kept."""
+            if best.text and not best.shown and not best.filtered and best.problem != "language":
                 ctx.emit(best.text)
+                return replace(best, shown=True)
             return best
 
         return run
@@ -234,7 +332,20 @@ class Stories:
     async def _store(self, story_id: int, req: StoryRequest, job: Job[_Output],
                      saver: _PartialSaver) -> StoryRecord:
         try:
-            out = await job.result()  # errors (cancel, timeout, model) propagate
+            try:
+                out = await job.result()  # errors (cancel, model) propagate
+            except JobTimeout as exc:  # keep what was written, if anything was
+                if not isinstance(exc.partial, _Output) or not exc.partial.text.strip():
+                    raise
+                out, unfinished = exc.partial, True
+            else:
+                unfinished = False
+            if out.problem == "language":
+                raise FeatureUnavailable("story in another language", user_message=(
+                    f"The story model ({self.llm.description}) writes no "
+                    f"{req.language_name}: it answered in another language three times. "
+                    "A multilingual model can, for example `doppel model pull qwen2.5-7b` "
+                    "(an 8 GB GPU, or 16 GB of memory)."))
             if out.filtered:
                 raise InputError("story failed the content filter",
                                  user_message=safety.OUTPUT_REFUSAL)
@@ -247,11 +358,14 @@ class Stories:
             raise
         await saver.flush()
         title, body = split_title(out.text, req)
+        if unfinished:
+            title = f"{title[:280]} (unfinished)"
         async with self.db.session() as s, s.begin():
             row = await s.get(Story, story_id)
             if row is None:  # the user was forgotten meanwhile
                 raise InputError("story gone", user_message="That story was deleted.")
-            row.title, row.content, row.status = title[:300], body, "complete"
+            row.title, row.content = title[:300], body
+            row.status = "interrupted" if unfinished else "complete"
             row.tokens, row.score = out.tokens, out.score
         return StoryRecord.of(row)
 

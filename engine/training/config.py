@@ -33,6 +33,8 @@ class ScratchModelConfig:
     """0: as many as n_head (grouped-query attention when smaller)."""
     intermediate_size: int = bounded(0, min=0)
     """0: about 8/3 x n_embd, rounded to 64."""
+    dropout: float = bounded(0.0, min=0.0, max=0.9)
+    """Attention dropout (regularises a model large for its data)."""
     lstm_layers: int = bounded(2, min=1, max=8)
     """The LSTM baseline trained beside it for comparison (same tokenizer and budget)."""
 
@@ -88,6 +90,10 @@ class TrainConfig:
     eval_batches: int = bounded(20, min=1)
     patience: int = bounded(2, min=0)
     """Evaluations without a better validation loss before stopping; 0: never stop early."""
+    checkpoint_minutes: float = bounded(5.0, min=0)
+    """A full checkpoint (weights and optimiser, for ``--resume``) at the first evaluation
+    this long after the last one, and at the end; 0: at every evaluation. The best weights
+    are kept whenever validation improves."""
     scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     persona: PersonaTrainConfig = field(default_factory=PersonaTrainConfig)

@@ -8,6 +8,7 @@ adapter for ``train lora``. Writes ``eval_report.json``, ``samples.md`` and ``lo
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,10 +132,14 @@ def evaluate_run(run: Path, dataset: Path, cfg: TrainConfig, *, samples: int = 4
     texts: dict[str, dict[str, list[str]]] = {}
     for c in cands:
         c.model.to(device).eval()
-        blocks = make_blocks([c.encode(r) for r in test], cfg.block_size)
+        encoded = [c.encode(r) for r in test]
+        blocks = make_blocks(encoded, cfg.block_size)
         loss = evaluate_loss(c.model, blocks, cfg.batch_size, device)
+        tokens, chars = sum(map(len, encoded)), sum(len(c.decode(e)) for e in encoded)
         entry: dict[str, Any] = {"test_loss": round(loss, 4),
-                                 "perplexity": round(perplexity(loss), 2)}
+                                 "perplexity": round(perplexity(loss), 2),
+                                 # comparable across tokenizers, unlike perplexity
+                                 "bits_per_char": round(loss * tokens / chars / math.log(2), 3)}
         if c.generates:
             texts[c.name] = {m: [_generate(c, c.prompt_ids(r), m, max_new_tokens, device, cfg.seed)
                                  for r in shown] for m in DECODING}

@@ -2,8 +2,10 @@
 
 AdamW, linear warmup then cosine decay to a tenth of the rate, gradient clipping, bf16
 autocast on a GPU, validation a set number of times per epoch, early stopping on validation
-loss (the best weights are kept and restored), a checkpoint after every evaluation, and
-``resume`` that carries on from it with the same data order. Budgets: epochs, optimiser
+loss (the best weights are kept whenever it improves, and restored at the end), a full
+checkpoint every ``checkpoint_minutes`` (not at every evaluation: on a GPU writing them
+would take longer than the training) and at the end, and ``resume`` that carries on from
+the last one with the same data order. Budgets: epochs, optimiser
 steps, minutes. Progress bars show loss and ETA.
 """
 
@@ -139,6 +141,10 @@ class FitResult:
     stopped: str = "finished"
     """finished, early stop, step budget or time budget."""
     history: list[dict[str, float]] = field(default_factory=list)
+    checkpoints: int = 0
+    checkpoint_s: float = 0.0
+    """Seconds spent writing checkpoints and best weights (the GPU idles meanwhile)."""
+    eval_s: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -208,6 +214,9 @@ class _Run:
         self.done_before = 0.0  # seconds spent before a resume
         self.started = time.perf_counter()
         self.window: list[float] = []  # training losses since the last evaluation
+        self.last_checkpoint = time.perf_counter()
+        self.best: dict[str, torch.Tensor] | None = None
+        """Best weights not yet written (written with the next checkpoint)."""
 
     @property
     def checkpoint_path(self) -> Path:
@@ -227,10 +236,28 @@ class _Run:
         self.started = time.perf_counter()
 
     def save_checkpoint(self) -> None:
+        t0 = time.perf_counter()
         self.result.seconds = self.elapsed()
+        self.result.checkpoints += 1
+        self.flush_best()  # the best weights so far, as the checkpoint knows them
         _save({"model": _trainable(self.model), "optimizer": self.opt.state_dict(),
                "scheduler": self.sched.state_dict(), "result": asdict(self.result),
                "bad_evals": self.bad_evals}, self.checkpoint_path)
+        self.last_checkpoint = time.perf_counter()
+        self.result.checkpoint_s += self.last_checkpoint - t0
+
+    def flush_best(self) -> None:
+        """Write the best weights kept in memory, if any are not on disk yet."""
+        if self.best is not None:
+            t0 = time.perf_counter()
+            _save(self.best, self.run_dir / BEST)
+            self.best = None
+            self.result.checkpoint_s += time.perf_counter() - t0
+
+    def checkpoint_due(self) -> bool:
+        """A checkpoint every ``checkpoint_minutes`` (0: at every evaluation)."""
+        interval = self.cfg.checkpoint_minutes * 60
+        return time.perf_counter() - self.last_checkpoint >= interval
 
     def step(self, batch: torch.Tensor) -> float:
         """One optimiser step on ``batch``; its training loss."""
@@ -251,7 +278,9 @@ class _Run:
     def evaluate(self, val: torch.Tensor, elapsed: float) -> dict[str, float]:
         """Validation loss; keeps the best weights, counts evaluations without progress."""
         result, cfg = self.result, self.cfg
+        t0 = time.perf_counter()
         val_loss = evaluate_loss(self.model, val, cfg.batch_size, self.device, cfg.eval_batches)
+        result.eval_s += time.perf_counter() - t0
         point: dict[str, float] = {
             "step": result.steps, "epoch": result.steps / self.per_epoch,
             "train_loss": sum(self.window) / len(self.window), "val_loss": val_loss,
@@ -261,7 +290,9 @@ class _Run:
         self.window.clear()
         if val_loss < result.best_val_loss:
             result.best_val_loss, self.bad_evals = val_loss, 0
-            _save(_trainable(self.model), self.run_dir / BEST)
+            t0 = time.perf_counter()
+            self.best = _trainable(self.model)  # in memory; on disk with the next checkpoint
+            result.checkpoint_s += time.perf_counter() - t0
         else:
             self.bad_evals += 1
             if cfg.patience and self.bad_evals >= cfg.patience:
@@ -320,13 +351,15 @@ def fit(model: nn.Module, train: torch.Tensor, val: torch.Tensor, cfg: TrainConf
                         on_eval(point)
                     if out_of_time and result.stopped == "finished":
                         result.stopped = "time budget"
-                    run.save_checkpoint()
+                    if run.checkpoint_due():
+                        run.save_checkpoint()
                 if last and total < planned and result.stopped == "finished":
                     result.stopped = "step budget"
                 if result.stopped != "finished" or last:
                     break
     finally:
         bar.close()
+    run.flush_best()
     _restore_best(model, run_dir)
     run.save_checkpoint()
     (run_dir / "history.json").write_text(json.dumps(result.history, indent=1),

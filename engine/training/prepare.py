@@ -25,7 +25,6 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.llm.base import ChatMessage, LLMBackend, SamplingParams
-from engine.memory.chunk import DuplicateFilter
 from engine.stories.options import GENRES
 
 SPLITS = (("train", 81), ("validation", 9), ("test", 10))
@@ -189,6 +188,8 @@ def prepare(stories: Iterable[dict[str, Any]], *, min_words: int = 100,
             labeler: Labeler | None = None) -> tuple[list[Example], PrepareReport]:
     """Clean, filter, deduplicate and split; fields the source lacks come from ``labeler``
     (the configured LLM) where it gives a usable answer, else from rules."""
+    from engine.memory.chunk import DuplicateFilter  # MinHash (datasketch): only here
+
     report = PrepareReport()
     dups = DuplicateFilter(near_duplicate)
     examples: list[Example] = []

@@ -66,6 +66,7 @@ def llama_config(sc: ScratchModelConfig, vocab_size: int, block_size: int) -> An
         num_hidden_layers=sc.n_layer, num_attention_heads=sc.n_head,
         num_key_value_heads=sc.n_kv_head or sc.n_head, max_position_embeddings=block_size,
         rms_norm_eps=1e-5, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=None,
+        attention_dropout=sc.dropout,
         tie_word_embeddings=False,
     )
 
@@ -84,6 +85,9 @@ def n_params(model: nn.Module) -> int:
 def _fit_summary(r: FitResult, untrained: float, params: int) -> dict[str, Any]:
     return {"parameters": params, "steps": r.steps, "tokens": r.tokens,
             "seconds": round(r.seconds, 2), "tokens_per_s": round(r.tokens_per_s, 1),
+            "checkpoints": r.checkpoints, "checkpoint_s": round(r.checkpoint_s, 2),
+            "checkpoint_share": round(r.checkpoint_s / r.seconds, 3) if r.seconds else 0.0,
+            "eval_s": round(r.eval_s, 2),
             "stopped": r.stopped, "untrained_val_loss": round(untrained, 4),
             "best_val_loss": round(r.best_val_loss, 4),
             "val_perplexity": round(perplexity(r.best_val_loss), 2)}
@@ -98,7 +102,13 @@ def summary(report: dict[str, Any]) -> list[str]:
             lines.append(f"  {key}: {m['parameters']:,} parameters, {m['steps']} steps, "
                          f"{m['tokens_per_s']:,.0f} tokens/s, validation perplexity "
                          f"{perplexity(m['untrained_val_loss']):,.0f} -> "
-                         f"{m['val_perplexity']}, {m['stopped']}")
+                         f"{m['val_perplexity']}, {m['stopped']}; checkpoints "
+                         f"{m.get('checkpoint_share', 0):.1%} of the time")
+    if "tokens_per_parameter" in report:
+        lines.append(f"  data: {report['train_tokens']:,} training tokens, "
+                     f"{report['tokens_per_parameter']:.2f} per parameter of the transformer"
+                     + (" (a model this large will overfit: early stopping keeps the best "
+                        "weights)" if report["tokens_per_parameter"] < 0.05 else ""))
     return lines
 
 
@@ -129,6 +139,8 @@ def train_scratch(dataset: Path, out: Path, cfg: TrainConfig, *, resume: bool = 
     result = fit(model, train, val, cfg, run_dir=out / "runs" / "llama", device=device,
                  resume=resume, label="transformer")
     report["transformer"] = _fit_summary(result, untrained, n_params(model))
+    report["train_tokens"] = int(train.numel())
+    report["tokens_per_parameter"] = round(train.numel() / n_params(model), 4)
     hf = out / "hf"
     model.to("cpu").save_pretrained(hf, safe_serialization=True)
     shutil.copy(tok_dir / "tokenizer.model", hf / "tokenizer.model")

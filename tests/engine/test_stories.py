@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from engine.config import Config
 from engine.engine import Engine, UserRef
-from engine.errors import DoppelError, InputError
+from engine.errors import DoppelError, FeatureUnavailable, InputError
 from engine.scheduler import Priority
 from engine.storage.models import Story
 from engine.stories import safety
@@ -23,6 +23,10 @@ from tests.auxil.fake_llm import FakeLLM
 
 KID = UserRef("discord", "77", "Kid")
 OTHER = UserRef("telegram", "88", "Other")
+PARK = ("Tim went to the park with his big sister and their small brown dog. They played "
+        "on the swings and the slide until the sun was low in the sky.")
+KITE = ("Mia had a red kite with a long blue tail that danced high above the park. The wind "
+        "took it over the tall trees and far away.")
 
 
 async def write(engine: Engine, req: StoryRequest, user: UserRef = KID) -> StoryRecord:
@@ -73,11 +77,10 @@ async def test_unsuitable_requests_are_refused_kindly(engine: Engine, fake_llm: 
 
 async def test_unsuitable_output_is_stopped_and_not_stored(engine: Engine,
                                                            fake_llm: FakeLLM) -> None:
-    fake_llm.replies.append("A Day Out\nTim went to the park. There was blood everywhere. "
-                            "The end.")
+    fake_llm.replies.append(f"A Day Out\n{PARK} There was blood everywhere. The end.")
     reply = await engine.stories.create(KID, StoryRequest())
     shown = "".join([c async for c in reply])
-    assert "blood" not in shown and "Tim went to the park." in shown
+    assert "blood" not in shown and PARK in shown  # stopped at the sentence
     with pytest.raises(InputError) as err:
         await reply.result()
     assert err.value.user_message == safety.OUTPUT_REFUSAL
@@ -102,17 +105,64 @@ async def test_bad_options_say_what_is_allowed(engine: Engine) -> None:
         assert words in err.value.user_message
 
 
+def tale(words: str, n: int = 12) -> str:
+    """A story of ``n`` different sentences made of ``words`` (long enough to count)."""
+    return " ".join(f"{words} number {i}." for i in range(n))
+
+
 async def test_best_of_n_keeps_the_most_likely_story(engine: Engine, fake_llm: FakeLLM) -> None:
     # The fake scores long words as less likely: the second candidate must win.
-    fake_llm.replies.extend(["Extraordinarily\nIncomprehensibly magnificent dinosaurs.",
-                             "Sun Day\nA cat sat in the sun.",
-                             "Notably\nUnquestionably peculiar circumstances."])
+    sunny = "Sun Day\n" + tale("A cat sat in the sun")
+    fake_llm.replies.extend(["Extraordinarily\n" + tale("Incomprehensibly magnificent "
+                                                         "dinosaurs wandered"),
+                             sunny,
+                             "Notably\n" + tale("Unquestionably peculiar circumstances "
+                                                 "unfolded")])
     reply = await engine.stories.create(KID, StoryRequest(preset="best_of_n", best_of=3))
     chunks = [c async for c in reply]
     record = await reply.result()
-    assert chunks == ["Sun Day\nA cat sat in the sun."]  # only the winner is shown
+    assert chunks == [sunny]  # only the winner is shown
     assert (record.title, record.sampling) == ("Sun Day", "best_of_n")
     assert len(fake_llm.prompts) == 3
+
+
+async def test_best_of_n_never_picks_a_short_or_looping_candidate(engine: Engine,
+                                                                 fake_llm: FakeLLM) -> None:
+    """A title and one line, or a line said over and over, is likelier word for word than a
+    story of long words: it must lose all the same."""
+    story = "The Long Walk\n" + tale("Extraordinary adventurers wandered northwards")
+    fake_llm.replies.extend(["Title: The Lost Map\nA dog ran.",
+                             "Go\n" + "A cat sat. " * 30,
+                             story])
+    reply = await engine.stories.create(KID, StoryRequest(preset="best_of_n", best_of=3))
+    assert [c async for c in reply] == [story]
+    assert (await reply.result()).title == "The Long Walk"
+
+
+async def test_a_story_in_the_wrong_language_is_written_again_then_refused(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.extend([f"The Rabbit\n{PARK} {PARK}"] * 3)
+    reply = await engine.stories.create(KID, StoryRequest(language="hi"))
+    assert [c async for c in reply] == []  # English never shown for a Hindi request
+    with pytest.raises(FeatureUnavailable) as err:
+        await reply.result()
+    assert "writes no Hindi" in err.value.user_message
+    assert "doppel model pull" in err.value.user_message
+    assert len(fake_llm.prompts) == 3 and await engine.stories.history(KID) == []
+
+
+async def test_a_loop_at_the_start_is_thrown_away_and_one_later_ends_the_story(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.extend(["Title: The Lost Treasure Map\n" * 8,
+                             f"The Kite\n{PARK} {tale('Mia flew her kite')} "
+                             + "and the others, " * 40])
+    reply = await engine.stories.create(KID, StoryRequest(preset="greedy"))
+    shown = "".join([c async for c in reply])
+    record = await reply.result()
+    assert "Treasure" not in shown and record.title == "The Kite"
+    assert record.content.endswith("Mia flew her kite number 11.")  # the run-on is cut
+    assert "and the others" not in shown
+    assert len(fake_llm.prompts) == 2
 
 
 async def test_suggestions_are_cached_per_day_and_per_choice(engine: Engine,
@@ -238,8 +288,7 @@ async def test_a_story_cut_off_by_a_crash_is_kept_with_its_text(
         engine: Engine, fake_llm: FakeLLM, config: Config) -> None:
     """The row exists while the story is written and holds each finished sentence; after a
     crash (the process gone without stopping) the next start keeps it as unfinished."""
-    fake_llm.replies.append("The Lost Kite\nMia had a red kite. The wind took it away. Then "
-                            + FakeLLM.HANG)
+    fake_llm.replies.append(f"The Lost Kite\n{KITE} Then " + FakeLLM.HANG)
     reply = await engine.stories.create(KID, StoryRequest(prompt="a lost kite"))
     chunks = aiter(reply)
     shown = ""
@@ -261,7 +310,7 @@ async def test_a_story_cut_off_by_a_crash_is_kept_with_its_text(
     try:
         [(label, [story])] = await restarted.stories.history(KID)
         assert story.title == "The Lost Kite (unfinished)"
-        assert story.content == "Mia had a red kite. The wind took it away."
+        assert story.content == KITE
         assert story.status == "interrupted" and label == "Today"
     finally:
         await restarted.stop()
@@ -276,3 +325,22 @@ async def test_a_failed_story_leaves_no_row(engine: Engine, fake_llm: FakeLLM) -
         await reply.result()
     async with engine.db.session() as s:
         assert (await s.scalars(select(Story))).all() == []
+
+
+async def test_a_story_that_runs_out_of_time_keeps_what_was_written(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append(f"The Lost Kite\n{KITE} Then " + FakeLLM.HANG)
+    reply = await engine.stories.create(KID, StoryRequest(prompt="a lost kite"))
+    chunks = aiter(reply)
+    shown = ""
+    while "away." not in shown:
+        shown += await anext(chunks)
+    # What the scheduler does when a job passes its timeout, done here at a known point
+    # rather than waited for.
+    reply.job._timed_out = True
+    reply.job._cancel_event.set()
+    record = await reply.result()
+    assert (record.title, record.content) == ("The Lost Kite (unfinished)", KITE)
+    assert record.status == "interrupted"
+    [(_, [listed])] = await engine.stories.history(KID)
+    assert listed.id == record.id

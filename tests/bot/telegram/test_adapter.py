@@ -136,7 +136,7 @@ async def test_story_flow_with_keyboards(tg: TelegramAdapter, wire: RecordingReq
     await feed(tg, fixture("private_command_bot_command_entity.json", text="/story"))
     genres = wire.named("sendMessage")[-1]["reply_markup"]["inline_keyboard"]
     assert genres[0][0]["callback_data"] == "sf|adventure"
-    fake_llm.replies.append("Moon Nap\nThe moon yawned and slept.")
+    fake_llm.replies.append("चाँद की नींद\nचाँद ने जम्हाई ली और सो गया।")  # Hindi, as asked
     for data in ("sf|bedtime", "sf|bedtime|3-5", "sf|bedtime|3-5|hi",
                  "sf|bedtime|3-5|hi|short"):
         press = fixture("callback_query_inline_keyboard.json")

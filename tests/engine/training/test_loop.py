@@ -16,7 +16,8 @@ from engine.training.loop import evaluate_loss, fit, make_blocks, pick_device
 from engine.training.scratch import LSTMLanguageModel, build_llama
 
 CFG = TrainConfig(device="cpu", block_size=16, batch_size=8, learning_rate=3e-3,
-                  warmup_steps=4, epochs=2, evals_per_epoch=2, eval_batches=4, patience=0)
+                  warmup_steps=4, epochs=2, evals_per_epoch=2, eval_batches=4, patience=0,
+                  checkpoint_minutes=0)
 VOCAB = 50
 
 
@@ -64,6 +65,18 @@ def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path: Path)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(),
                                  strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_checkpoints_come_by_time_not_at_every_evaluation(tmp_path: Path) -> None:
+    train, val = data(1, 64), data(2, 16)
+    every = fit(tiny_llama(), train, val, CFG, run_dir=tmp_path / "a",
+                device=torch.device("cpu"))
+    assert len(every.history) == 5 and every.checkpoints == 6  # each evaluation, the end
+    hourly = fit(tiny_llama(), train, val, replace(CFG, checkpoint_minutes=60),
+                 run_dir=tmp_path / "b", device=torch.device("cpu"))
+    assert len(hourly.history) == 5 and hourly.checkpoints == 1  # the end only
+    assert (tmp_path / "b" / "checkpoint.pt").is_file() and (tmp_path / "b" / "best.pt").is_file()
+    assert hourly.checkpoint_s > 0 and hourly.eval_s > 0
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path: Path) -> None:

@@ -122,9 +122,11 @@ def test_the_loss_is_taken_on_the_persons_words_only() -> None:
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory, tiny_base: tuple[Path, Path]) -> Path:
     """``doppel train persona allen`` through the CLI, on a tiny random Llama as the
-    chat model; returns the config file."""
+    chat model, for a persona whose earlier adapter is gone; returns the config file."""
     home = tmp_path_factory.mktemp("persona-tune")
-    persona_dir(home)
+    folder = persona_dir(home)
+    # an adapter since deleted: the persona cannot be served, but it can be trained again
+    (folder / "persona.toml").write_text(PERSONA + '[model]\nlora_path = "fine-tune/gone.gguf"\n')
     cfg = at(tiny_config(home, "[train.persona]\nblock_size = 64\nbatch_size = 8\n"
                                       "learning_rate = 0.01\n"),
              home / "personas", f'model_path = "{tiny_base[1]}"\n')
@@ -142,6 +144,7 @@ def test_train_persona_installs_an_adapter_for_the_chat_model(tuned: Path,
     toml = (persona.directory / "persona.toml").read_text()
     assert 'lora_path = "fine-tune/persona-lora.gguf"' in toml  # moves with the folder
     assert toml.startswith(PERSONA)  # the rest stays as written
+    assert "gone.gguf" not in toml
     sidecar = lora_sidecar(persona.model.lora_path).read_text()
     assert tiny_base[1].name in sidecar
     work = config.storage.data_dir / "training" / "persona-allen"
