@@ -16,9 +16,11 @@ import asyncio
 import itertools
 import json
 import math
+import re
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from _common import ROOT, cpu_count, temp_config, write
 from engine.engine import Engine, UserRef
 from engine.storage.models import Story
 from engine.stories.options import StoryRequest
+from engine.stories.quality import LoopGuard, min_words, right_script
 
 REQUESTS = ROOT / "bench" / "data" / "story_requests.jsonl"
 
@@ -37,18 +40,31 @@ def distinct_2(text: str) -> float:
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
+def loops(text: str) -> bool:
+    """Does the story go round in circles (as the engine's guard judges it)?"""
+    guard = LoopGuard()
+    return any([guard.sentence(s) for s in re.split(r"(?<=[.!?।\n])\s+", text)]) \
+        or guard.runs_on(text)
+
+
 async def main() -> int:
     import sacrebleu
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="top_p", help="greedy, top_k, top_p or best_of_n")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--story-model", type=Path,
+                    help="a story model GGUF (e.g. from `bench/train.py --out DIR`: "
+                         "DIR/model/model.gguf) as [stories] model_path")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     items = [json.loads(line) for line in REQUESTS.read_text().splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(temp_config(Path(tmp)))
+        cfg = temp_config(Path(tmp))
+        if args.story_model:
+            cfg = replace(cfg, stories=replace(cfg.stories, model_path=args.story_model))
+        engine = Engine(cfg)
         await engine.start()
         user = UserRef("bench", "stories")
         try:
@@ -64,7 +80,8 @@ async def main() -> int:
                 try:
                     record = await reply.result()
                 except Exception as exc:  # a refused or empty story is a data point too
-                    rows.append({"request": item, "error": str(exc)})
+                    rows.append({"request": item, "error": getattr(exc, "user_message",
+                                                                   str(exc))})
                     continue
                 run_s = reply.job.run_s or float("nan")
                 async with engine.db.session() as s:
@@ -76,6 +93,12 @@ async def main() -> int:
                     "tokens": tokens, "first_text_s": first, "run_s": run_s,
                     "tok_s": tokens / run_s if run_s else None,
                     "distinct_2": distinct_2(record.content),
+                    "words": len(record.content.split()),
+                    "right_script": right_script(record.title + "\n" + record.content,
+                                                 req.language),
+                    "loops": loops(record.content),
+                    "length_in_range": min_words(req.max_tokens) <= len(record.content.split())
+                    <= req.max_tokens,
                     "perplexity": math.exp(-score) if score is not None else None,
                 })
         finally:
@@ -86,7 +109,7 @@ async def main() -> int:
                                  [[r["request"]["reference"] for r in with_ref]]) if with_ref \
         else None
     summary = {
-        "bench": "story_eval", "model": engine.llm.description, "preset": args.preset,
+        "bench": "story_eval", "model": engine.stories.llm.description, "preset": args.preset,
         "cpus": cpu_count(), "requests": len(rows), "stories": len(ok),
         "refused_or_failed": len(rows) - len(ok),
         "first_text_s_median": statistics.median(r["first_text_s"] for r in ok
@@ -96,6 +119,11 @@ async def main() -> int:
         "perplexity_median": statistics.median(r["perplexity"] for r in ok
                                                if r["perplexity"] is not None),
         "bleu": bleu.score if bleu else None,
+        # asked for Hindi or English: written in that script, or refused saying so
+        "language_accuracy": sum(1 for r in ok if r["right_script"]) / max(len(ok), 1),
+        "wrong_language_refused": sum(1 for r in rows if "writes no" in r.get("error", "")),
+        "loop_rate": sum(1 for r in ok if r["loops"]) / max(len(ok), 1),
+        "length_in_range": sum(1 for r in ok if r["length_in_range"]) / max(len(ok), 1),
         "bleu_references": len(with_ref),
         "rows": rows,
     }
@@ -105,6 +133,9 @@ async def main() -> int:
           f"{summary['tok_s_mean']:.1f} tok/s, distinct-2 {summary['distinct_2_mean']:.3f}, "
           f"perplexity {summary['perplexity_median']:.2f} (median), "
           f"BLEU {summary['bleu']:.2f} on {len(with_ref)} references")
+    print(f"  stories in the script asked for {summary['language_accuracy']:.0%}, "
+          f"{summary['wrong_language_refused']} refused as in another language; loops "
+          f"{summary['loop_rate']:.0%}; length in range {summary['length_in_range']:.0%}")
     print(f"wrote {path}")
     return 0
 

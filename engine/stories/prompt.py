@@ -66,13 +66,30 @@ def suggestion_messages(genre: str, language: str, age_group: str) -> list[ChatM
 
 
 _BULLET = re.compile(r"^\s*([-*•]|\d+[.)]|[a-e][.)])\s*")
+_CHATTER = re.compile(r"^(sure|certainly|of course|here (are|is)|here's|these (stories|ideas)|"
+                      r"i hope|enjoy|let me know|feel free)\b|\b(story )?ideas (for|in|"
+                      r"written)\b|:$", re.IGNORECASE)
+_FIRST_SENTENCE = re.compile(r"^(.+?[.!?।])(\s|$)")
 
 
-def parse_suggestions(text: str) -> list[str]:
+def parse_suggestions(text: str, language: str = "en", *, cut_off: bool = False) -> list[str]:
+    """The ideas in a model's answer: one a line, bullets and numbers dropped; a line that
+    talks about the list ("Here are five ideas ...", "These stories are ...") is not an
+    idea; a long idea is cut to its first sentence; ideas in another script than the
+    language's are dropped, and so is the last line of an answer that was ``cut_off``."""
+    from engine.stories.quality import right_script
+
+    lines = [ln for ln in text.splitlines() if _BULLET.sub("", ln).strip()]
+    if cut_off and lines:
+        lines = lines[:-1]  # the model ran out of tokens inside it
     ideas = []
-    for line in text.splitlines():
-        idea = _BULLET.sub("", line).strip().strip('"')
-        if 3 <= len(idea.split()) <= 25 and not idea.endswith(":"):
+    for line in lines:
+        idea = _BULLET.sub("", line).strip().strip('"*').strip()
+        if _CHATTER.search(idea):
+            continue
+        if len(idea.split()) > 25 and (m := _FIRST_SENTENCE.match(idea)):
+            idea = m.group(1)
+        if 3 <= len(idea.split()) <= 25 and right_script(idea, language):
             ideas.append(idea)
     return list(dict.fromkeys(ideas))
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
+_LETTER = r"(?:[^\W_]|[\u0900-\u0963\u0966-\u097f])"  # with Devanagari's vowel signs
+_WORD = re.compile(rf"{_LETTER}+(?:['\u2019]{_LETTER}+)?")
 _DEVANAGARI = ("\u0900", "\u097f")
 
 

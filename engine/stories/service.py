@@ -232,8 +232,9 @@ class Stories:
         def candidate(ctx: JobContext, emit: bool, attempt: int) -> _Output:
             meter = LogprobMeter()
             p = params if params.seed is None else params.with_(seed=params.seed + attempt)
-            if attempt and emit:  # written again after a bad start: repeat less
-                p = p.with_(repeat_penalty=max(p.repeat_penalty, 1.3))
+            if attempt and emit:  # written again after a bad start: repeat less (greedy
+                # decoding would otherwise write the same again)
+                p = p.with_(repeat_penalty=max(p.repeat_penalty, 1.15 + 0.15 * attempt))
             p = p.with_(stop=tuple(dict.fromkeys((*p.stop, *STOP))))
             text, pending, tokens, problem = "", "", 0, ""
             released = 0  # characters of ``text`` past the start checks (and emitted)
@@ -411,12 +412,14 @@ class Stories:
         messages = suggestion_messages(req.genre, req.language, req.age_group)
         params = SamplingParams(max_tokens=160, temperature=0.9, top_p=0.95)
 
-        def run(ctx: JobContext) -> str:
-            return "".join(self.llm.stream_chat(messages, params, lambda: ctx.cancelled))
+        def run(ctx: JobContext) -> list[str]:
+            pieces = list(self.llm.stream_chat(messages, params, lambda: ctx.cancelled))
+            return parse_suggestions("".join(pieces), req.language,
+                                     cut_off=len(pieces) >= params.max_tokens)
 
         job = self.scheduler.submit(self.resource, run, user=user.key, kind="suggestions",
                                     priority=Priority.STORY, timeout_s=self.timeout_s)
-        ideas = [i for i in parse_suggestions(await job.result()) if not safety.flagged(i)]
+        ideas = [i for i in await job.result() if not safety.flagged(i)]
         pool = [f.format(g=req.genre) for f in FALLBACK[req.language]]
         random.Random(f"{day}{req.genre}{req.age_group}{time.monotonic() if refresh else ''}"
                       ).shuffle(pool)

@@ -18,7 +18,7 @@ from engine.storage.models import Story
 from engine.stories import safety
 from engine.stories.dates import group_by_date, group_label
 from engine.stories.options import StoryRequest
-from engine.stories.service import StoryRecord
+from engine.stories.service import StoryRecord, StoryReply
 from tests.auxil.fake_llm import FakeLLM
 
 KID = UserRef("discord", "77", "Kid")
@@ -284,16 +284,23 @@ async def test_timezone_setting(engine: Engine) -> None:
     assert "Asia/Kolkata" in err_tz.value.user_message
 
 
-async def test_a_story_cut_off_by_a_crash_is_kept_with_its_text(
-        engine: Engine, fake_llm: FakeLLM, config: Config) -> None:
-    """The row exists while the story is written and holds each finished sentence; after a
-    crash (the process gone without stopping) the next start keeps it as unfinished."""
+async def kite_written_so_far(engine: Engine, fake_llm: FakeLLM) -> StoryReply:
+    """A story whose model stops after two sentences (until the job is stopped), once
+    those are shown."""
     fake_llm.replies.append(f"The Lost Kite\n{KITE} Then " + FakeLLM.HANG)
     reply = await engine.stories.create(KID, StoryRequest(prompt="a lost kite"))
     chunks = aiter(reply)
     shown = ""
     while "away." not in shown:
         shown += await anext(chunks)
+    return reply
+
+
+async def test_a_story_cut_off_by_a_crash_is_kept_with_its_text(
+        engine: Engine, fake_llm: FakeLLM, config: Config) -> None:
+    """The row exists while the story is written and holds each finished sentence; after a
+    crash (the process gone without stopping) the next start keeps it as unfinished."""
+    await kite_written_so_far(engine, fake_llm)
     assert await engine.stories.history(KID) == []  # being written: not listed yet
 
     async def saved() -> str:
@@ -329,12 +336,7 @@ async def test_a_failed_story_leaves_no_row(engine: Engine, fake_llm: FakeLLM) -
 
 async def test_a_story_that_runs_out_of_time_keeps_what_was_written(
         engine: Engine, fake_llm: FakeLLM) -> None:
-    fake_llm.replies.append(f"The Lost Kite\n{KITE} Then " + FakeLLM.HANG)
-    reply = await engine.stories.create(KID, StoryRequest(prompt="a lost kite"))
-    chunks = aiter(reply)
-    shown = ""
-    while "away." not in shown:
-        shown += await anext(chunks)
+    reply = await kite_written_so_far(engine, fake_llm)
     # What the scheduler does when a job passes its timeout, done here at a known point
     # rather than waited for.
     reply.job._timed_out = True
@@ -344,3 +346,33 @@ async def test_a_story_that_runs_out_of_time_keeps_what_was_written(
     assert record.status == "interrupted"
     [(_, [listed])] = await engine.stories.history(KID)
     assert listed.id == record.id
+
+
+# What SmolLM2-135M-Instruct answered to the suggestion prompt here (seeds 1-3).
+SMOL_ENGLISH = (
+    "Here are five fun and creative story ideas for children aged 6-8 in English.\n"
+    "1. The Little Red Hen - A brave and lovable animal that is also a kind of a lion. The "
+    "story about the little red hen with a noble heart will have many adventures, but the "
+    "most popular one would be the story of a lamb who became a king.\n\n"
+    "2. The Magic Scarecrow - This is an interesting story of how a humble animal can become "
+    "a powerful hero in a magical world. His")
+SMOL_LIST = ("Here's five creative ideas for children aged 6-8 that combine elements of "
+             "storytelling with fun animal activities:\n\n1. The Rainbow Bridge\n2. The Lost "
+             "One: A Guide to the Last Kingdom\n3. The Baby-Babbler\n\nThese stories are full "
+             "of imagination and encourage creative storytelling skills in children.")
+SMOL_HINDI = ("Here are five fantasy story ideas written in Hindi and in Devanagari script, "
+              "edited for clarity:\n1. A Shadow Weaver (स्पुरांवे) - नमन सत्रूनियाकी\n"
+              "2. चाँद पर रहने वाली एक नन्ही परी की कहानी\n3.  \nThe Star of")
+
+
+def test_suggestions_keep_the_models_ideas_and_drop_its_chatter() -> None:
+    from engine.stories.prompt import parse_suggestions
+
+    assert parse_suggestions(SMOL_ENGLISH, cut_off=True) == [
+        "The Little Red Hen - A brave and lovable animal that is also a kind of a lion."]
+    assert parse_suggestions(SMOL_LIST) == ["The Rainbow Bridge",
+                                            "The Lost One: A Guide to the Last Kingdom"]
+    assert parse_suggestions(SMOL_HINDI, "hi", cut_off=True) == [
+        "चाँद पर रहने वाली एक नन्ही परी की कहानी"]
+    assert parse_suggestions("1. A girl who has a bright idea to save the park") == [
+        "A girl who has a bright idea to save the park"]

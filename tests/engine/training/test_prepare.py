@@ -79,7 +79,15 @@ def test_cli_with_the_users_favourite_stories(tmp_path: Path) -> None:
     import asyncio
 
     cfg = write_config(tmp_path)
-    story = " ".join(["Luna the owl flew over the quiet forest to visit her friend."] * 12)
+    story = ("Luna the owl lived in a hollow oak at the edge of a quiet forest. Every night "
+             "she flew over the pines to visit her friend Pip, a hedgehog who could not "
+             "fly. One evening the wind was strong and Luna was afraid to leave her tree. "
+             "Pip waited by the stream, watching the sky, until he grew worried. He walked "
+             "all the way to the old oak, step by tiny step, and called her name. Luna "
+             "peeked out and saw him shivering in the grass. She swooped down, wrapped him "
+             "in her soft wings, and together they watched the clouds race past the moon. "
+             "From then on, on windy nights, Pip came to visit Luna instead, and neither of "
+             "them was ever lonely again.")  # a story (one line said 12 times is a loop)
 
     async def favourite() -> None:
         from engine.config import load_config
