@@ -62,6 +62,7 @@ async def main() -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = temp_config(Path(tmp))
+        cfg = replace(cfg, engine=replace(cfg.engine, rate_per_minute=0))  # one user, 23 asks
         if args.story_model:
             cfg = replace(cfg, stories=replace(cfg.stories, model_path=args.story_model))
         engine = Engine(cfg)

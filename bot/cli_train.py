@@ -215,7 +215,8 @@ async def _persona(config: Config, args: argparse.Namespace, cfg: TrainConfig) -
     print(f"{report.own} of {report.mails} mails are {persona.display_name}'s own: "
           f"{len(examples)} exchanges ({', '.join(f'{n} {k}' for k, n in report.kinds.items())})"
           f"; training on {report.splits['train']}, validating on "
-          f"{report.splits['validation']}")
+          f"{report.splits['validation']}"
+          + "".join(f"; left out {n}: {why}" for why, n in sorted(report.dropped.items())))
     base = config.llm.model_path or bundled_model_path()
     lora, figures = await asyncio.to_thread(
         train_persona, persona, examples, brief(persona), base, config.storage.data_dir, cfg,

@@ -41,6 +41,8 @@ HOLD_WORDS = 25
 """Words of a story held back until they pass the language and loop checks."""
 ATTEMPTS = 3
 """Tries at a story whose start failed those checks (nothing of it was shown)."""
+STUB_WORDS = 10
+"""Fewer words than this is no story at all (a title, a tag, a link): written again."""
 STOP = ("\n[GENRE]",)
 """A story model trained on the /story format starts its next request's tags after a story."""
 
@@ -300,7 +302,8 @@ class Stories:
                 problem = ""  # it went round in circles late: the story ends before that
             elif not problem and len(words(text)) < least:
                 problem = "short"
-            if problem in ("", "short") or released:  # a story, or one partly shown
+            stub = problem == "short" and len(words(text)) < STUB_WORDS
+            if (problem in ("", "short") and not stub) or released:  # a story, or one shown
                 release(final=True)
             return out()
 
@@ -310,8 +313,8 @@ class Stories:
                 for attempt in range(ATTEMPTS):
                     tries.append(candidate(ctx, True, attempt))
                     last = tries[-1]
-                    if last.problem in ("", "short") or last.shown or last.filtered \
-                            or ctx.cancelled:
+                    if not last.problem or last.shown or last.filtered or ctx.cancelled or (
+                            last.problem == "short" and len(words(last.text)) >= STUB_WORDS):
                         return last  # a short story is still a story: kept as written
                 return shown(ctx, _pick(tries))  # all three failed: the best of them
             outs: list[_Output] = []

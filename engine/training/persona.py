@@ -25,7 +25,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,6 @@ class ExamplesReport:
     kinds: Counter[str] = field(default_factory=Counter)
     splits: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: dict(v) if isinstance(v, Counter) else v for k, v in asdict(self).items()}
 
 
 def _without_name_greeting(text: str) -> str:

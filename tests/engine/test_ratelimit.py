@@ -31,7 +31,8 @@ def test_bucket_allows_a_burst_then_the_rate() -> None:
 
 async def test_engine_refuses_chat_and_story_beyond_the_limit(make_config: MakeConfig) -> None:
     engine = Engine(make_config(engine={"rate_per_minute": 1, "rate_burst": 3}),
-                    llm=FakeLLM(["one", "two", "three", "Title\nA story."]))
+                    llm=FakeLLM(["one", "two", "three",
+                                 "Title\nA story about a fox who found a red ball in the snow."]))
     await engine.start()
     try:
         ann, bob = UserRef("telegram", "1"), UserRef("telegram", "2")

@@ -247,8 +247,10 @@ def test_history_groups_follow_the_users_timezone() -> None:
 
 
 async def test_history_search_favourites_and_clear(engine: Engine, fake_llm: FakeLLM) -> None:
-    fake_llm.replies.extend(["Turtle Trip\nA turtle went far.", "Dragon Nap\nA dragon slept.",
-                             "Moon Cake\nThe moon baked.", "Other's\nNot yours."])
+    end = " Then everyone went home and slept well."
+    fake_llm.replies.extend([f"Turtle Trip\nA turtle went far.{end}",
+                             f"Dragon Nap\nA dragon slept.{end}",
+                             f"Moon Cake\nThe moon baked.{end}", f"Other's\nNot yours.{end}"])
     turtle = await write(engine, StoryRequest(genre="animals"))
     dragon = await write(engine, StoryRequest(genre="fantasy", prompt="a sleepy dragon"))
     await write(engine, StoryRequest(genre="funny"))
@@ -269,7 +271,7 @@ async def test_history_search_favourites_and_clear(engine: Engine, fake_llm: Fak
     assert await engine.stories.clear_history(KID, confirm=True) == 3
     assert await engine.stories.history(KID) == []
     favourites = await engine.stories.favourites(KID)
-    assert [(r.id, r.content) for r in favourites] == [(turtle.id, "A turtle went far.")]
+    assert [(r.id, r.content) for r in favourites] == [(turtle.id, f"A turtle went far.{end}")]
     with pytest.raises(InputError):
         await engine.stories.open(KID, dragon.id)
     assert [r.id for _, rs in await engine.stories.history(OTHER) for r in rs] == [theirs.id]
@@ -376,3 +378,14 @@ def test_suggestions_keep_the_models_ideas_and_drop_its_chatter() -> None:
         "चाँद पर रहने वाली एक नन्ही परी की कहानी"]
     assert parse_suggestions("1. A girl who has a bright idea to save the park") == [
         "A girl who has a bright idea to save the park"]
+
+
+async def test_a_title_and_a_tag_is_no_story_and_is_written_again(engine: Engine,
+                                                                  fake_llm: FakeLLM) -> None:
+    """What the bundled model once answered to a /story request: a title and a link tag."""
+    fake_llm.replies.extend(["Machete\n{LINK}", f"The Lost Kite\n{KITE}"])
+    reply = await engine.stories.create(KID, StoryRequest())
+    shown = "".join([c async for c in reply])
+    record = await reply.result()
+    assert "LINK" not in shown and (record.title, record.content) == ("The Lost Kite", KITE)
+    assert len(fake_llm.prompts) == 2
