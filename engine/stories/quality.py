@@ -11,6 +11,17 @@ _WORD = re.compile(rf"{_LETTER}+(?:['\u2019]{_LETTER}+)?")
 _DEVANAGARI = ("\u0900", "\u097f")
 
 
+_ECHOED_TAG = re.compile(
+    r"\[\s*(genre|age|language|length|characters|prompt|story|title)\b[^\]}\n]{0,200}"
+    r"(?:[\]}]|$)\s*:?\s*|<sep>\s*", re.IGNORECASE | re.MULTILINE)
+
+
+def strip_echoed_tags(text: str) -> str:
+    """The prompt's tags a small model echoes back ("[Age: 3-5 (very simple words)]",
+    "[TITLE] The River", "<sep>") taken out of a story's text."""
+    return _ECHOED_TAG.sub("", text)
+
+
 def script_share(text: str, language: str) -> float:
     """The share of letters in the script of ``language`` (Devanagari for Hindi, Latin for
     English); 1.0 for text without letters."""

@@ -33,7 +33,13 @@ from engine.stories.prompt import (
     story_messages,
     suggestion_messages,
 )
-from engine.stories.quality import LoopGuard, min_words, right_script, words
+from engine.stories.quality import (
+    LoopGuard,
+    min_words,
+    right_script,
+    strip_echoed_tags,
+    words,
+)
 from engine.voice.audio import VoiceNote
 
 SENTENCE_END = re.compile(r"[.!?।\n][\"')\]]?\s")
@@ -269,6 +275,9 @@ class Stories:
                 # Only whole sentences leave, and only after passing the filter.
                 while not problem and (m := SENTENCE_END.search(pending)) is not None:
                     sentence, pending = pending[:m.end()], pending[m.end():]
+                    sentence = strip_echoed_tags(sentence)
+                    if not sentence.strip() and not text.strip():
+                        continue  # nothing but an echoed tag before the story
                     if safety.flagged(sentence):
                         text += sentence
                         return out(filtered=True)
@@ -284,7 +293,7 @@ class Stories:
                 if problem:
                     break
             if not problem:
-                pending += stream.close()
+                pending = strip_echoed_tags(pending + stream.close())
                 if ctx.cancelled:  # stopped (a timeout keeps the text): whole sentences only
                     pending = ""
                 elif tokens >= p.max_tokens:  # cut off: end at a sentence

@@ -389,3 +389,14 @@ async def test_a_title_and_a_tag_is_no_story_and_is_written_again(engine: Engine
     record = await reply.result()
     assert "LINK" not in shown and (record.title, record.content) == ("The Lost Kite", KITE)
     assert len(fake_llm.prompts) == 2
+
+
+async def test_tags_the_model_echoes_never_reach_the_story(engine: Engine,
+                                                           fake_llm: FakeLLM) -> None:
+    """As the bundled model wrote them: the prompt's tags in other brackets and cases."""
+    fake_llm.replies.append("[Age: 3-5 (very simple words, short sentences)]\n"
+                            f"[TITLE] The Lost Kite\n{KITE}")
+    reply = await engine.stories.create(KID, StoryRequest())
+    shown = "".join([c async for c in reply])
+    record = await reply.result()
+    assert "[" not in shown and (record.title, record.content) == ("The Lost Kite", KITE)

@@ -30,3 +30,14 @@ def test_a_run_on_loop_without_a_full_stop_is_seen() -> None:
     guard = LoopGuard()
     assert not guard.runs_on("A LION, who had a great many others and a little fishing boat")
     assert guard.runs_on("A LION, longing to a greater who had " + "and the others, " * 12)
+
+
+def test_echoed_tags_are_taken_out_and_brackets_in_a_story_stay() -> None:
+    from engine.stories.quality import strip_echoed_tags
+
+    assert strip_echoed_tags("[Age: 3-5 (very simple words)] Luna was sleepy.") == \
+        "Luna was sleepy."
+    assert strip_echoed_tags("[TITLE] The River of Wonder\n") == "The River of Wonder\n"
+    assert strip_echoed_tags("[LANGUAGE: English; no violence, fear") == ""
+    assert strip_echoed_tags("<sep>Once upon a time.") == "Once upon a time."
+    assert strip_echoed_tags("Mia saw [a bird] fly.") == "Mia saw [a bird] fly."
