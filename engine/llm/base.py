@@ -123,3 +123,24 @@ class LLMBackend(abc.ABC):
         Must check ``should_stop()`` between pieces and end early when it returns True.
         With ``meter``, adds the log-probability of each sampled token to it.
         """
+
+
+class LoraView(LLMBackend):
+    """A loaded model seen with one LoRA applied (for one persona's turns): the model's
+    own weights and context, shared; a backend that can apply adapters subclasses this
+    with ``load`` (read the adapter) and ``stream_chat`` (generate with it on)."""
+
+    def __init__(self, base: LLMBackend, path: Path, scale: float = 1.0) -> None:
+        self.base, self.lora = base, (path, scale)
+        self.message_overhead_tokens = base.message_overhead_tokens
+
+    @property
+    def n_ctx(self) -> int:
+        return self.base.n_ctx
+
+    @property
+    def description(self) -> str:
+        return f"{self.base.description} + LoRA {self.lora[0].name}"
+
+    def count_tokens(self, text: str) -> int:
+        return self.base.count_tokens(text)

@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.config import LLMConfig
 from engine.errors import ConfigError, ModelError
-from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
+from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, LoraView, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -204,27 +204,13 @@ class LlamaCppBackend(LLMBackend):
             chunks.close()
 
 
-class _LoraView(LLMBackend):
-    """The shared model with one persona's LoRA: the same weights in memory, the adapter
-    switched on for this view's turns."""
+class _LoraView(LoraView):
+    """The shared model with one persona's LoRA, switched on for this view's turns."""
 
-    def __init__(self, base: LlamaCppBackend, path: Path, scale: float) -> None:
-        self.base, self.lora = base, (path, scale)
-        self.message_overhead_tokens = base.message_overhead_tokens
-
-    @property
-    def n_ctx(self) -> int:
-        return self.base.n_ctx
-
-    @property
-    def description(self) -> str:
-        return f"{self.base.description} + LoRA {self.lora[0].name}"
+    base: LlamaCppBackend
 
     def load(self) -> None:
         self.base.load_lora(self.lora[0])
-
-    def count_tokens(self, text: str) -> int:
-        return self.base.count_tokens(text)
 
     def stream_chat(
         self,

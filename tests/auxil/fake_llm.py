@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, SamplingParams
+from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, LoraView, SamplingParams
 
 
 class FakeLLM(LLMBackend):
@@ -92,21 +92,13 @@ class FakeLLM(LLMBackend):
             time.sleep(0.005)
 
 
-class _FakeLora(LLMBackend):
+class _FakeLora(LoraView):
     """The fake model "with a LoRA": the same scripted replies, the adapter recorded."""
 
-    def __init__(self, base: FakeLLM, path: Path) -> None:
-        self.base, self.path = base, path
-
-    @property
-    def n_ctx(self) -> int:
-        return self.base.n_ctx
+    base: FakeLLM
 
     def load(self) -> None:
-        self.base.loras_loaded.append(self.path)
-
-    def count_tokens(self, text: str) -> int:
-        return self.base.count_tokens(text)
+        self.base.loras_loaded.append(self.lora[0])
 
     def stream_chat(
         self,
@@ -115,7 +107,7 @@ class _FakeLora(LLMBackend):
         should_stop: Callable[[], bool],
         meter: LogprobMeter | None = None,
     ) -> Iterator[str]:
-        self.base._lora = self.path  # the fake and its view are one unit
+        self.base._lora = self.lora[0]  # the fake and its view are one unit
         yield from self.base.stream_chat(messages, params, should_stop, meter)
 
 
