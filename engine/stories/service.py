@@ -305,8 +305,8 @@ class Stories:
                     problem = "loop"
                 else:
                     text += pending
-            if problem != "language" and not right_script(text, req.language):
-                problem = "language"
+            if not released and problem != "language" and not right_script(text, req.language):
+                problem = "language"  # (a story partly shown passed this check already)
             elif problem == "loop" and len(words(text)) >= least:
                 problem = ""  # it went round in circles late: the story ends before that
             elif not problem and len(words(text)) < least:
