@@ -15,7 +15,6 @@ from engine.memory.prompt import GROUNDED_RULES, PRIVACY_RULES, UNGROUNDED_RULES
 from engine.memory.redact import redact_hit
 from engine.memory.retrieve import Hit
 from engine.memory.service import Memory
-from engine.memory.style import StyleProfile
 from engine.personas import Persona
 
 
@@ -26,18 +25,13 @@ class Grounding:
     message: TurnMessage
 
 
-def persona_system(persona: Persona, style: StyleProfile | None) -> str:
-    """The persona's system prompt before memory: profile, privacy rules, measured style."""
-    system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
-    if style is not None and style.mails:
-        system += "\n\nYour writing style, measured from your mail: " + style.describe()
-    return system
-
-
 async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
                  user_key: str) -> Grounding:
     """The system prompt, the memory hits and the user's turn for one message."""
-    system = persona_system(persona, await memory.style(persona.name))
+    system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
+    style = await memory.style(persona.name)
+    if style is not None and style.mails:
+        system += "\n\nYour writing style, measured from your mail: " + style.describe()
     intent = classify(text, persona.display_name)
     # Decided here, not by a small model that may invent facts about the person or be
     # talked out of its role.

@@ -84,13 +84,10 @@ class _Output:
     score: float | None
     filtered: bool
     problem: str = ""
-    """"" (a story), "language", "loop" or "short" (see :mod:`engine.stories.quality`)."""
+    """"" (a story), "language", "loop", "short" (still a story) or "stub" (fewer than
+    :data:`STUB_WORDS` words: none; see :mod:`engine.stories.quality`)."""
     shown: bool = False
     """Some of it was streamed to the user."""
-
-    @property
-    def ok(self) -> bool:
-        return not (self.problem or self.filtered)
 
 
 def _pick(outs: list[_Output]) -> _Output:
@@ -101,7 +98,8 @@ def _pick(outs: list[_Output]) -> _Output:
         return _Output("", 0, None, False, "short")
 
     def rank(o: _Output) -> tuple[int, float]:
-        grade = 0 if o.filtered else {"language": 1, "loop": 2, "short": 3}.get(o.problem, 4)
+        grade = 0 if o.filtered else {"language": 1, "loop": 2, "short": 3,
+                                      "stub": 3}.get(o.problem, 4)
         return (grade, (o.score if o.score is not None else float("-inf")) if grade == 4
                 else float(len(o.text)))
 
@@ -310,9 +308,8 @@ class Stories:
             elif problem == "loop" and len(words(text)) >= least:
                 problem = ""  # it went round in circles late: the story ends before that
             elif not problem and len(words(text)) < least:
-                problem = "short"
-            stub = problem == "short" and len(words(text)) < STUB_WORDS
-            if (problem in ("", "short") and not stub) or released:  # a story, or one shown
+                problem = "stub" if len(words(text)) < STUB_WORDS else "short"
+            if problem in ("", "short") or released:  # a story, or one already shown
                 release(final=True)
             return out()
 
@@ -322,8 +319,8 @@ class Stories:
                 for attempt in range(ATTEMPTS):
                     tries.append(candidate(ctx, True, attempt))
                     last = tries[-1]
-                    if not last.problem or last.shown or last.filtered or ctx.cancelled or (
-                            last.problem == "short" and len(words(last.text)) >= STUB_WORDS):
+                    if last.problem in ("", "short") or last.shown or last.filtered \
+                            or ctx.cancelled:
                         return last  # a short story is still a story: kept as written
                 return shown(ctx, _pick(tries))  # all three failed: the best of them
             outs: list[_Output] = []
