@@ -22,7 +22,7 @@ from typing import Protocol
 
 from bot.ordering import admitted
 from engine.engine import ChatReply, Engine
-from engine.errors import DoppelError, InputError
+from engine.errors import DoppelError, InputError, SchedulerStopped
 from engine.records import ChatResult, UserRef
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
@@ -195,6 +195,8 @@ async def chat_turn(engine: Engine, view: TurnView, user: UserRef, text: str, *,
         result, note = await deliver(engine, view, user, reply, spoken=spoken, prefix=prefix,
                                      on_first=positions.close)
     await positions.close()
+    if isinstance(result.error, SchedulerStopped):
+        raise result.error  # never started: the adapter keeps the message for the next start
     buttons = reply_buttons(result)
     voice_only = reply.reply_mode == "voice" and note is not None
     if not voice_only:
@@ -265,6 +267,8 @@ async def story_turn(engine: Engine, view: TurnView, user: UserRef, request: Sto
             record = await reply.result()
         except DoppelError as exc:
             await positions.close()
+            if isinstance(exc, SchedulerStopped) and not text:
+                raise  # never started: the adapter keeps the request for the next start
             await view.finish((text + "\n\n" if text else "") + exc.user_message, ())
             return None
     await positions.close()

@@ -206,14 +206,19 @@ class ConversationStore:
         return asked.id, reply.id
 
     async def abort_exchange(self, state: ConversationState, ids: tuple[int, int]) -> None:
-        """Undo :meth:`begin_exchange` for a request that could not be queued."""
+        """Undo :meth:`begin_exchange` for a request that was never answered (it could not
+        be queued, or the queue was dropped at shutdown): as if it was never sent."""
+        asked = ""
         async with self.db.session() as s, s.begin():
             for message_id in ids:
                 row = await s.get(Message, message_id)
                 if row is not None and row.conversation_id == state.conversation_id:
+                    asked = asked or (row.content if row.role == "user" else "")
                     await s.delete(row)
-        if state.history and state.history[-1].role == "user":
-            state.history.pop()
+        for i in range(len(state.history) - 1, -1, -1):  # its own line, not just the last one
+            if state.history[i] == ChatMessage("user", asked):
+                del state.history[i]
+                break
 
     async def finish_reply(self, state: ConversationState, reply_id: int, text: str, *,
                            status: str, tokens: int | None) -> int | None:

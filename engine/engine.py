@@ -339,7 +339,6 @@ class Engine:
                 f"I'm still reading my memory for the first time ({build.percent}% done), "
                 "so I may not remember everything yet."))))
         exchange = await self.conversations.begin_exchange(state, text)
-        reply_id = exchange[1]
         history = list(state.history)[:-1]  # the prompt takes the new message separately
         partial: list[str] = []
         try:
@@ -358,7 +357,7 @@ class Engine:
         except BaseException:  # refused (queue full, ...): nothing of it stays stored
             await self.conversations.abort_exchange(state, exchange)
             raise
-        task = asyncio.create_task(self._store_reply(job, partial, state, hits, reply_id))
+        task = asyncio.create_task(self._store_reply(job, partial, state, hits, exchange))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         disclosure = await self._disclose(user, p)
@@ -450,7 +449,7 @@ class Engine:
 
     async def _store_reply(self, job: Job[Completion], partial: list[str],
                            state: ConversationState, hits: list[Hit],
-                           reply_id: int) -> ChatResult:
+                           exchange: tuple[int, int]) -> ChatResult:
         completion: Completion | None = None
         error: DoppelError | None = None
         try:
@@ -464,6 +463,10 @@ class Engine:
                                                            "Please try again.")
             completion = None
         status = _status_of(error)
+        if isinstance(error, SchedulerStopped):  # never started: as if never asked
+            await self.conversations.abort_exchange(state, exchange)
+            return ChatResult(status=status, text="", message_id=None, tokens=0, error=error,
+                              wait_s=job.wait_s, sources=hits)
         tokens = len(partial)
         if completion is not None:
             self.generated_tokens += completion.tokens
@@ -472,7 +475,7 @@ class Engine:
             if completion.truncated:
                 status = "truncated"
         text = completion.text if completion else "".join(partial)
-        message_id = await self.conversations.finish_reply(state, reply_id, text,
+        message_id = await self.conversations.finish_reply(state, exchange[1], text,
                                                            status=status, tokens=tokens)
         return ChatResult(
             status=status, text=text, message_id=message_id, tokens=tokens, error=error,

@@ -51,6 +51,13 @@ class Inbox:
             await s.execute(update(ReceivedUpdate).where(*_key(platform, update_id))
                             .values(status="started"))
 
+    async def put_back(self, platform: str, update_id: str) -> None:
+        """Its handler ran but nothing of it was done (the engine stopped first): it is
+        handled again at the next start, as if it had never started."""
+        async with self.db.session() as s, s.begin():
+            await s.execute(update(ReceivedUpdate).where(*_key(platform, update_id))
+                            .values(status="received"))
+
     async def done(self, platform: str, update_id: str) -> None:
         async with self.db.session() as s, s.begin():
             await s.execute(delete(ReceivedUpdate).where(*_key(platform, update_id)))

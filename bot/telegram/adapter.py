@@ -37,7 +37,7 @@ from bot.telegram.voices import VoiceHandlers
 from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, story_buttons
 from engine.config import TelegramConfig
 from engine.engine import Engine
-from engine.errors import DoppelError, InputError
+from engine.errors import DoppelError, InputError, SchedulerStopped
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,9 @@ class TelegramAdapter:
 
     async def on_error(self, update: object, context: Context) -> None:
         err = context.error
+        if isinstance(err, SchedulerStopped) and isinstance(update, Update):
+            self.processor.keep(update)  # answered after the restart; nothing to say now
+            return
         if isinstance(err, DoppelError):
             text = err.user_message
         else:

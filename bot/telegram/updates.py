@@ -89,7 +89,8 @@ class DurableQueue(asyncio.Queue[object]):
 
 class OrderedProcessor(BaseUpdateProcessor):
     """Concurrent across chats, in arrival order within a chat; nothing starts once
-    ``stopping`` is set (its inbox row waits for the next start)."""
+    ``stopping`` is set, and one whose work the stopping engine dropped before it began
+    (see ``keep``): their inbox rows wait for the next start."""
 
     def __init__(self, inbox: Inbox, max_concurrent: int = 256) -> None:
         super().__init__(max_concurrent)
@@ -97,6 +98,7 @@ class OrderedProcessor(BaseUpdateProcessor):
         self.order = ChatOrder()
         self.stopping = False
         self.running: set[asyncio.Task[Any]] = set()
+        self.kept: set[str] = set()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         task = asyncio.current_task()
@@ -119,8 +121,18 @@ class OrderedProcessor(BaseUpdateProcessor):
         if uid is not None:
             await self.inbox.started(PLATFORM, uid)
         await coroutine  # handler errors go to the error handler; this returns normally
-        if uid is not None:
+        if uid is None:
+            return
+        if uid in self.kept:  # the stop came before its turn began: the next start has it
+            self.kept.discard(uid)
+            await self.inbox.put_back(PLATFORM, uid)
+        else:
             await self.inbox.done(PLATFORM, uid)
+
+    def keep(self, update: Update) -> None:
+        """Its handler ends without an answer because the engine stopped before its work
+        began: it waits in the inbox for the next start instead of being dropped."""
+        self.kept.add(str(update.update_id))
 
     async def initialize(self) -> None:
         self.stopping = False

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from engine.config import Config
 from engine.engine import Engine, UserRef
-from engine.errors import InputError, QueueFull
+from engine.errors import InputError, QueueFull, SchedulerStopped
 from engine.storage.models import Message
 from tests.auxil.fake_llm import FakeLLM
 from tests.conftest import MakeConfig
@@ -197,6 +197,28 @@ async def test_stop_stores_the_reply_of_a_running_job(config: Config) -> None:
     await engine2.stop()
     assert [(r.role, r.status) for r in rows] == [("user", "complete"),
                                                   ("assistant", "cancelled")]
+
+
+async def test_a_turn_still_queued_at_stop_is_not_stored(engine: Engine,
+                                                         fake_llm: FakeLLM) -> None:
+    """Dropped from the queue at shutdown, it never began: nothing of it stays, so the
+    platform can hand it in again after the restart without a doubled message."""
+    fake_llm.gate.clear()
+    first = await engine.chat(ANN, "one")
+    second = await engine.chat(ANN, "two")  # waits behind Ann's own running reply
+    assert second.position == 1
+    stopping = asyncio.create_task(engine.scheduler.stop(grace_s=0))
+    result = await second.result()
+    assert isinstance(result.error, SchedulerStopped) and result.message_id is None
+    fake_llm.gate.set()
+    await stopping
+    assert (await first.result()).status in ("complete", "cancelled")
+    async with engine.db.session() as s:
+        rows = (await s.scalars(select(Message).order_by(Message.id))).all()
+    assert [(r.role, r.content) for r in rows][:1] == [("user", "one")]
+    assert "two" not in [r.content for r in rows]
+    state = await engine.conversations.open(ANN, "allen", "")
+    assert [m.content for m in state.history if m.role == "user"] == ["one"]
 
 
 async def test_second_process_on_the_same_data_dir_is_refused(config: Config) -> None:

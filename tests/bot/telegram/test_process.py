@@ -175,8 +175,12 @@ def test_sigterm_with_a_backlog_then_restart_accounts_for_every_update(
     api, llm = servers
     cfg = write_config(tmp_path, api, llm)
     proc = holding_ann(cfg, api, llm, "Please hold this thought")
-    sent = {ANN: 1}
-    for chat, n in ((ANN, 2), (BOB, 2), (CAT, 1)):
+    # Ann's next message waits in the engine's queue behind her held reply (she is told her
+    # place); the stop drops that queue.
+    api.say(ANN, "Queued behind the held one")
+    api.wait_for(partial(place, api, ANN))
+    sent = {ANN: 2}
+    for chat, n in ((ANN, 1), (BOB, 2), (CAT, 1)):  # Ann's third: the rate limit's burst
         for i in range(n):
             api.say(chat, f"Backlog message {i}")
         sent[chat] = sent.get(chat, 0) + n
@@ -184,10 +188,12 @@ def test_sigterm_with_a_backlog_then_restart_accounts_for_every_update(
     err = stop(proc)  # the held reply never ends by itself: exiting means the grace held
     assert proc.returncode == 0, err
     assert llm.abandoned == 1  # Ann's held reply was cancelled, its text kept
-    # Each update was answered before the exit (queued ones: "shutting down"), or waits in
-    # the inbox, never started, for the next start, or was never confirmed to Telegram (the
+    assert not [t for t in api.texts(ANN) if "shutting down" in t]
+    # Each update was answered before the exit, or waits in the inbox, not started (the
+    # queued one: put back), for the next start, or was never confirmed to Telegram (the
     # stop came before the bot stored it), so Telegram sends it again.
     left = inbox(tmp_path)
+    assert "500001" in {u for u, _ in left}, left
     assert all(status == "received" for _, status in left), left
     later = {int(u) for u, _ in left} | set(api.unconfirmed())
     for chat, n in sent.items():
@@ -205,6 +211,9 @@ def test_sigterm_with_a_backlog_then_restart_accounts_for_every_update(
     finally:
         err = stop(again)
     assert again.returncode == 0, err
+    with sqlite3.connect(tmp_path / "data" / "doppel.db") as db:  # stored once, not twice
+        asked = db.execute("SELECT content FROM messages WHERE role = 'user'").fetchall()
+    assert sorted(asked).count(("Queued behind the held one",)) == 1, asked
 
 
 def test_kill_9_loses_no_confirmed_update(
