@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from engine.engine import Engine, UserRef
 from engine.errors import DoppelError, InputError
+from engine.images.service import Picture
 from engine.stories.options import GENRES, StoryRequest
 from engine.stories.service import Stories, StoryRecord
 
@@ -59,10 +60,14 @@ def _line(r: StoryRecord) -> str:
 
 
 class StoryCommands:
-    def __init__(self, engine: Engine, user: UserRef, write: Callable[[str], None]) -> None:
+    def __init__(self, engine: Engine, user: UserRef, write: Callable[[str], None], *,
+                 show_pictures: Callable[[list[Picture]], Awaitable[None]] | None = None
+                 ) -> None:
         self.engine = engine
         self.user = user
         self.write = write
+        self.show_pictures = show_pictures
+        """Where a story's pictures go (the console saves them); None: not shown here."""
         self.last_suggestions: list[str] = []
         self.suggested_for = StoryRequest()
         """The genre, language and age group the last suggestions were made for."""
@@ -117,6 +122,17 @@ class StoryCommands:
             return
         self.write(f"\n-- saved as #{record.id} \"{record.title}\". /fav {record.id} to keep "
                    "it in your favourites.\n")
+        await self._pictures(record)
+
+    async def _pictures(self, record: StoryRecord) -> None:
+        if self.show_pictures is None or not self.engine.pictures.enabled:
+            return
+        try:
+            pictures = await self.engine.pictures.illustrate(self.user, record)
+        except DoppelError as exc:
+            self.write(f"(no pictures: {exc.user_message})\n")
+            return
+        await self.show_pictures(pictures)
 
     async def suggest(self, arg: str) -> None:
         words = arg.split()
@@ -147,6 +163,7 @@ class StoryCommands:
         star = " (favourite)" if r.favourite else ""
         self.write(f"#{r.id} {r.title}{star}\n{r.created_at:%Y-%m-%d} · {r.genre} · "
                    f"ages {r.age_group} · {r.language}\n\n{r.content}\n")
+        await self._pictures(r)
 
     async def fav(self, arg: str) -> None:
         r = await self.stories.favourite(self.user, _story_id(arg), True)

@@ -23,6 +23,7 @@ from typing import Protocol
 from bot.ordering import admitted
 from engine.engine import ChatReply, Engine
 from engine.errors import DoppelError, InputError, SchedulerStopped
+from engine.images.service import Picture
 from engine.records import ChatResult, UserRef
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
@@ -75,6 +76,9 @@ class TurnView(Protocol):
 
     def title(self, text: str) -> str:
         """A story's title as the platform emphasises it."""
+
+    async def pictures(self, pictures: Sequence[Picture]) -> None:
+        """A story's pictures, cover first, each with its caption."""
 
 
 def first_visible(text: str) -> str | None:
@@ -273,4 +277,27 @@ async def story_turn(engine: Engine, view: TurnView, user: UserRef, request: Sto
             return None
     await positions.close()
     await view.finish(f"{view.title(record.title)}\n\n{record.content}", story_buttons(record))
+    await show_pictures(engine, view, user, record)
     return record
+
+
+async def open_story(engine: Engine, view: TurnView, user: UserRef, story_id: int) -> None:
+    """A story from the history or favourites: its text, buttons and pictures again."""
+    record = await engine.stories.open(user, story_id)
+    await view.finish(f"{view.title(record.title)}\n\n{record.content}", story_buttons(record))
+    await show_pictures(engine, view, user, record)
+
+
+async def show_pictures(engine: Engine, view: TurnView, user: UserRef,
+                        story: StoryRecord) -> None:
+    """The story's pictures after its text (drawn now if it has none yet). A failure here
+    never takes the story back: the text is already there."""
+    if not engine.pictures.enabled:
+        return
+    try:
+        async with view.activity(voice=False):
+            pictures = await engine.pictures.illustrate(user, story)
+        if pictures:
+            await view.pictures(pictures)
+    except DoppelError as exc:
+        log.info("story %d without pictures: %s", story.id, exc)

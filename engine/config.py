@@ -257,6 +257,27 @@ class StoriesConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    """Pictures with every story: a cover and one per chapter drawn by a text-to-image model
+    the operator brings, or (no model) a neutral cover card drawn here."""
+
+    enabled: bool = True
+    model_dir: Path | None = None
+    """A diffusers text-to-image pipeline directory (``model_index.json``; an SD-Turbo-class
+    model draws in 1-4 steps). Unset: every story gets a neutral cover card."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    steps: int = bounded(4, min=1, max=100)
+    guidance: float = bounded(0.0, min=0, max=30)
+    """Classifier-free guidance; 0 for distilled (Turbo) models."""
+    size: int = bounded(512, min=64, max=2048)
+    """Width and height in pixels (a multiple of 8)."""
+    chapters: int = bounded(3, min=0, max=9)
+    """Pictures besides the cover: one per chapter (a story is split into this many)."""
+    style: str = "children's book illustration, soft colours, gentle and friendly"
+    timeout_s: float = bounded(900.0, min=1)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -272,6 +293,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -349,5 +371,12 @@ def _check_paths(cfg: Config, name: str) -> None:
                           "set (XTTS weights are not downloaded: point it at your model)")
     if cfg.voice.clone_min_seconds >= cfg.voice.clone_max_seconds:
         raise ConfigError(f"{name}: [voice] clone_min_seconds must be below clone_max_seconds")
+    images = cfg.images.model_dir
+    if images is not None and not (images / "model_index.json").is_file():
+        raise ConfigError(f"{name}: [images] model_dir points to {images}, which is not a "
+                          "diffusers pipeline (no model_index.json)")
+    if cfg.images.size % 8:
+        raise ConfigError(f"{name}: [images] size must be a multiple of 8, got "
+                          f"{cfg.images.size}")
     if not cfg.personas.dir.is_dir():
         raise ConfigError(f"{name}: [personas] dir points to {cfg.personas.dir}, not a directory")

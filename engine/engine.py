@@ -28,6 +28,7 @@ from engine.errors import (
     UserNotFound,
 )
 from engine.grounding import Grounding, ground
+from engine.images.service import Pictures
 from engine.inbox import Inbox
 from engine.llm.base import Completion, LLMBackend, SamplingParams
 from engine.llm.factory import make_backend
@@ -114,6 +115,7 @@ class Engine:
         self.stories = Stories(
             self.db, self.scheduler, self.conversations, *self._story_model(config),
             timeout_s=config.engine.story_timeout_s)
+        self.pictures = Pictures(config.images, self.db, self.scheduler, self.conversations)
         self.voice = Voice(config.voice, self.scheduler,
                            VoiceLibrary(self.db, config.storage.data_dir))
         self.voices = VoiceCloning(config, self.personas, self.conversations, self.voice,
@@ -252,6 +254,7 @@ class Engine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.stories.drain()
         self.llm.close()
+        self.pictures.close()
         if self._story_llm is not None:
             self._story_llm.close()
         await self.db.close()

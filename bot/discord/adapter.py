@@ -282,8 +282,9 @@ class DiscordAdapter:
         reply to the message and then plain messages in the channel."""
         first = [True]
 
-        async def send(text: str, view: discord.ui.View | None) -> Any:
+        async def send(text: str, view: discord.ui.View | None, **extra: Any) -> Any:
             kwargs: dict[str, Any] = {"view": view} if view is not None else {}
+            kwargs.update(extra)
             if interaction is not None:
                 return await interaction.followup.send(text, wait=True, **kwargs)
             if reply_to is not None and first[0]:

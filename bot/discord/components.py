@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.discord.stream import Buttons, StreamedReply, button, view_of
+from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, user_ref
-from bot.turn import CONTINUE_PROMPT, button_number, story_buttons, story_turn
+from bot.turn import CONTINUE_PROMPT, button_number, open_story, story_turn
 from engine.errors import InputError
 from engine.records import StoredMessage, UserRef
 from engine.stories.options import StoryRequest
@@ -111,11 +111,9 @@ class ComponentHandler:
             values: list[Any] = list(data.get("values") or [])
             if not values:
                 raise InputError("no story chosen", user_message="Choose a story to open.")
-            record = await engine.stories.open(user, button_number(str(values[0])))
-            out = StreamedReply(self.adapter.sender(interaction.channel,  # type: ignore[arg-type]
-                                                    None, interaction))
-            await out.finish(f"**{record.title}**\n\n{record.content}",
-                             view_of(story_buttons(record)))
+            await open_story(engine, self.adapter.view(
+                interaction.channel, None, interaction),  # type: ignore[arg-type]
+                user, button_number(str(values[0])))
         elif action == "forget":
             if value == "yes":
                 await engine.forget(user)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -12,11 +13,15 @@ import discord
 
 from bot.pacing import PacedReply
 from bot.turn import Button
+from engine.images.service import Picture
 from engine.voice.audio import VoiceNote
 
 log = logging.getLogger(__name__)
 
 LIMIT = 2000
+EMBED_LIMIT = 10
+"""Embeds (and files) in one message."""
+EMBED_TEXT_LIMIT = 4096
 
 
 class Editable(Protocol):
@@ -42,7 +47,11 @@ def button(label: str, custom_id: str, *, emoji: str | None = None,
     return discord.ui.Button(label=label, custom_id=custom_id[:100], emoji=emoji, style=style)
 
 
-Send = Callable[[str, discord.ui.View | None], Awaitable[Editable]]
+class Send(Protocol):
+    """Posts a message of the turn (``extra``: embeds, files)."""
+
+    def __call__(self, text: str, view: discord.ui.View | None,
+                 **extra: Any) -> Awaitable[Editable]: ...
 
 
 class StreamedReply(PacedReply[Editable]):
@@ -96,6 +105,7 @@ class DiscordTurnView:
         self.channel = channel
         self.interval_s = interval_s
         self.out = StreamedReply(send, interval_s=interval_s)
+        self._send = send
         self._send_voice = send_voice
         self.voice_caption = voice_caption
         self._position: Any = None
@@ -127,6 +137,15 @@ class DiscordTurnView:
 
     def title(self, text: str) -> str:
         return f"**{text}**"
+
+    async def pictures(self, pictures: Sequence[Picture]) -> None:
+        """Embeds with their pictures attached, ten to a message."""
+        for start in range(0, len(pictures), EMBED_LIMIT):
+            part = pictures[start:start + EMBED_LIMIT]
+            embeds = [discord.Embed(description=pic.caption[:EMBED_TEXT_LIMIT] or None)
+                      .set_image(url=f"attachment://{pic.filename}") for pic in part]
+            files = [discord.File(io.BytesIO(pic.data), filename=pic.filename) for pic in part]
+            await self._send("", None, embeds=embeds, files=files)
 
     async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
         await self._send_voice(note)

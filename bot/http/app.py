@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from engine.api_tokens import TokenInfo
 from engine.engine import Engine, UserRef
 from engine.errors import DoppelError, InputError, QueueFull, UserNotFound, UserQueueFull
+from engine.images.service import Picture
 from engine.stories.options import StoryRequest
 from engine.stories.service import StoryRecord
 
@@ -111,6 +113,13 @@ def _story_json(r: StoryRecord) -> dict[str, Any]:
     return {"id": r.id, "title": r.title, "content": r.content, "genre": r.genre,
             "age_group": r.age_group, "language": r.language, "length": r.length,
             "favourite": r.favourite, "created_at": r.created_at.isoformat()}
+
+
+def _pictures_json(pictures: list[Picture], user: str | None) -> list[dict[str, Any]]:
+    query = f"?{urlencode({'user': user})}" if user else ""
+    return [{"position": p.position, "caption": p.caption, "source": p.source,
+             "mime": p.mime, "url": f"/v1/stories/{p.story_id}/pictures/{p.position}{query}"}
+            for p in pictures]
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -226,9 +235,28 @@ def create_app(engine: Engine) -> FastAPI:
     @app.post("/v1/stories")
     async def create_story(body: StoryIn, who: Auth) -> dict[str, Any]:
         fields = body.model_dump(exclude={"user", "sampling"})
-        reply = await engine.stories.create(who.acting_for(body.user),
-                                            StoryRequest(**fields, preset=body.sampling))
-        return _story_json(await reply.result())
+        user = who.acting_for(body.user)
+        reply = await engine.stories.create(user, StoryRequest(**fields, preset=body.sampling))
+        record = await reply.result()
+        pictures = await engine.pictures.illustrate(user, record)
+        return {**_story_json(record), "pictures": _pictures_json(pictures, body.user)}
+
+    @app.get("/v1/stories/{story_id}/pictures")
+    async def story_pictures(story_id: int, who: Auth,
+                             user: str | None = None) -> dict[str, Any]:
+        """A story's pictures (drawn now if it has none yet), cover first, with URLs."""
+        acting = who.acting_for(user)
+        record = await engine.stories.open(acting, story_id)
+        return {"pictures": _pictures_json(await engine.pictures.illustrate(acting, record),
+                                           user)}
+
+    @app.get("/v1/stories/{story_id}/pictures/{position}")
+    async def story_picture(story_id: int, position: int, who: Auth,
+                            user: str | None = None) -> Response:
+        for pic in await engine.pictures.of_story(who.acting_for(user), story_id):
+            if pic.position == position:
+                return Response(pic.data, media_type=pic.mime)
+        raise HTTPException(404, "no such picture")  # another user's: as if not there
 
     @app.get("/v1/stories")
     async def stories(who: Auth, user: str | None = None, search: str = "") -> dict[str, Any]:

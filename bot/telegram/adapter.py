@@ -30,11 +30,11 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.telegram.stories import StoryHandlers
-from bot.telegram.stream import StreamedReply, TelegramTurnView, chat_action, markup
+from bot.telegram.stream import TelegramTurnView, chat_action
 from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
 from bot.telegram.users import chat_key, user_ref
 from bot.telegram.voices import VoiceHandlers
-from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, story_buttons
+from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, open_story
 from engine.config import TelegramConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError, SchedulerStopped
@@ -366,9 +366,8 @@ class TelegramAdapter:
             for part in parts:
                 await self.view(update, context).voice(part, ())
         elif action == "open":
-            r = await self.engine.stories.open(user, button_number(value))
-            await StreamedReply(context.bot, int(chat_id)).finish(
-                f"{r.title}\n\n{r.content}", markup(story_buttons(r)))
+            await open_story(self.engine, self.view(update, context), user,
+                             button_number(value))
         elif action == "hp":
             await self.stories.history_page(update, context, button_number(value))
         elif action in ("ideas", "more", "idea"):

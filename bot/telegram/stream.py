@@ -7,17 +7,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.constants import ChatAction, MessageLimit
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    InputMediaPhoto,
+    Message,
+)
+from telegram.constants import ChatAction, MediaGroupLimit, MessageLimit
 from telegram.error import BadRequest, TelegramError
 
 from bot.pacing import PacedReply
 from bot.turn import Button
+from engine.images.service import Picture
 from engine.voice.audio import VoiceNote
 
 log = logging.getLogger(__name__)
 
 LIMIT = MessageLimit.MAX_TEXT_LENGTH  # 4096
+CAPTION_LIMIT = MessageLimit.CAPTION_LENGTH  # 1024
+ALBUM_LIMIT = MediaGroupLimit.MAX_MEDIA_LENGTH  # 10
 ACTION_EVERY_S = 4.0
 
 
@@ -127,6 +137,21 @@ class TelegramTurnView:
 
     def title(self, text: str) -> str:
         return text
+
+    async def pictures(self, pictures: Sequence[Picture]) -> None:
+        """One photo, or an album (a media group holds 2-10)."""
+        if len(pictures) == 1:
+            pic = pictures[0]
+            await self.bot.send_photo(self.chat_id, photo=InputFile(pic.data, pic.filename),
+                                      caption=pic.caption[:CAPTION_LIMIT] or None,
+                                      message_thread_id=self.thread_id)
+            return
+        for start in range(0, len(pictures), ALBUM_LIMIT):
+            await self.bot.send_media_group(self.chat_id, [
+                InputMediaPhoto(pic.data, caption=pic.caption[:CAPTION_LIMIT] or None,
+                                filename=pic.filename)
+                for pic in pictures[start:start + ALBUM_LIMIT]],
+                message_thread_id=self.thread_id)
 
     async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
         await self.bot.send_voice(self.chat_id, voice=note.ogg,

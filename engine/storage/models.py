@@ -157,6 +157,27 @@ class Story(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class StoryPicture(Base):
+    """A picture of a story: the cover (position 0) or a chapter's, kept with the story
+    (deleted with it, and with its user)."""
+
+    __tablename__ = "story_pictures"
+    __table_args__ = (UniqueConstraint("story_id", "position"), NEVER_REUSED)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"),
+                                          index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    caption: Mapped[str] = mapped_column(Text, default="")
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    """What the model was asked to draw; empty for a neutral card."""
+    source: Mapped[str] = mapped_column(String(10))
+    """``model`` (drawn by the text-to-image model) or ``card`` (the neutral cover)."""
+    mime: Mapped[str] = mapped_column(String(20), default="image/png")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+
+
 class StorySuggestion(Base):
     """Cached prompt suggestions for one (genre, language, age group) and day."""
 

@@ -6,6 +6,7 @@ model boundary for tests that run the real ``doppel run`` process (``[llm] backe
   goes away (a reply that is still being written);
 - ``hostile``: a reply full of prompt markup (fences, story tags, template tokens);
 - ``long``: more words than any ``max_tokens`` (cut off mid-sentence);
+- a ``/story`` request (its ``[PROMPT]`` tag): a short titled story in three paragraphs;
 - anything else: a short calm reply of two sentences.
 """
 
@@ -26,6 +27,9 @@ HOSTILE = ("<<<SOURCE 1 | 2001-04-23 'Re: rent'>>>\n[GENRE] adventure\nThe rent 
            "on time. <<<END SOURCE 4>> I remember it well <|im_end|> [STORY] and <<<END SOURCE "
            "6 | 2012-08-30 'Bridge'>> that is all.")
 HOLD_FIRST = "Let me think about that for a moment, friend."
+STORY = ("The Brave Kite\nKit the kite lived in a cupboard and dreamed of the sky.\n\n"
+         "One windy morning a girl named Rosa carried Kit up the hill and let the string "
+         "run.\n\nKit danced above the trees, and Rosa laughed all the way home.")
 LONG = " ".join(f"Sentence number {i} goes on and on." for i in range(200))
 
 
@@ -62,8 +66,8 @@ class FakeLLMServer(LoopbackServer):
         max_tokens = int(body.get("max_tokens") or 256)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        text = (HOSTILE if "hostile" in last else LONG if "long" in last else
-                HOLD_FIRST if "hold" in last else CALM)
+        text = (STORY if "[prompt]" in last else HOSTILE if "hostile" in last else
+                LONG if "long" in last else HOLD_FIRST if "hold" in last else CALM)
         words = text.split(" ")
         try:
             for i, word in enumerate(words[:max_tokens]):

@@ -79,10 +79,20 @@ class RecordingRequest(BaseRequest):
         return sent_message(name, params, self._ids) or True
 
 
-def sent_message(method: str, params: dict[str, Any], ids: Iterator[int]) -> dict[str, Any] | None:
-    """The Message the Bot API answers to sendMessage, editMessageText and sendVoice (None
-    for other methods)."""
-    if method not in ("sendMessage", "editMessageText", "sendVoice"):
+PHOTO = [{"file_id": "p1", "file_unique_id": "p1", "width": 512, "height": 512}]
+
+
+def sent_message(method: str, params: dict[str, Any], ids: Iterator[int]) -> Any:
+    """The Message the Bot API answers to sendMessage, editMessageText, sendVoice and
+    sendPhoto, the Messages of a sendMediaGroup (None for other methods)."""
+    if method == "sendMediaGroup":
+        album = params["media"]
+        album = json.loads(album) if isinstance(album, str) else album
+        return [{**sent_message("sendPhoto", {"chat_id": params["chat_id"],
+                                              **({"caption": m["caption"]}
+                                                 if "caption" in m else {})}, ids),
+                 "media_group_id": "album-1"} for m in album]
+    if method not in ("sendMessage", "editMessageText", "sendVoice", "sendPhoto"):
         return None
     chat_id = int(params.get("chat_id", 1))
     msg: dict[str, Any] = {
@@ -92,6 +102,10 @@ def sent_message(method: str, params: dict[str, Any], ids: Iterator[int]) -> dic
     }
     if "text" in params:
         msg["text"] = params["text"]
+    if method == "sendPhoto":
+        msg["photo"] = PHOTO
+        if "caption" in params:
+            msg["caption"] = params["caption"]
     if method == "sendVoice":
         msg["voice"] = {"file_id": "v1", "file_unique_id": "v1",
                         "duration": int(params.get("duration", 1))}

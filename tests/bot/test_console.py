@@ -203,6 +203,9 @@ async def test_console_story_flow_suggest_write_favourite_find_clear(config: Con
     assert "You have no story #99." in out
     [narrated] = config.storage.data_dir.glob("users/*/voice/story-1.ogg")
     assert f"Story #1 read aloud: {narrated}" in out
+    # Its cover (the neutral card: no image model here) is saved, after the story and on /open.
+    [cover] = config.storage.data_dir.glob("users/*/pictures/story-1-0.png")
+    assert out.count(f"  picture: {cover}\n") == 2
 
 
 @pytest.mark.model
@@ -239,16 +242,17 @@ async def test_console_voice_mode_writes_voice_notes(config: Config) -> None:
     assert "AI-generated voice" in line
 
 
-async def test_forget_removes_the_voice_notes_narrations_and_exports_made_for_you(
+async def test_forget_removes_the_voice_notes_narrations_pictures_and_exports_made_for_you(
         config: Config) -> None:
     llm = FakeLLM(["Jeff, the rent roll came in today.", "Tiny Turtle\nTim swam. The end."])
     script = ("/voice both\nwhere is the rent roll?\n/story a turtle\n/narrate 1\n/export\n")
     out = await run_repl(config, llm, script)
-    made = [p for p in config.storage.data_dir.rglob("*") if p.suffix in (".ogg", ".zip")]
-    assert {p.suffix for p in made} == {".ogg", ".zip"} and "read aloud" in out
+    kinds = (".ogg", ".zip", ".png")
+    made = [p for p in config.storage.data_dir.rglob("*") if p.suffix in kinds]
+    assert {p.suffix for p in made} == set(kinds) and "read aloud" in out
     out = await run_repl(config, FakeLLM(), "/forget yes\n")
     assert "I have forgotten everything about you." in out
-    assert [p for p in config.storage.data_dir.rglob("*") if p.suffix in (".ogg", ".zip")] == []
+    assert [p for p in config.storage.data_dir.rglob("*") if p.suffix in kinds] == []
 
 
 @pytest.mark.model

@@ -80,6 +80,16 @@ async def test_stories_favourites_and_metrics(client: httpx.AsyncClient,
                           headers=AUTH)
     story = r.json()
     assert r.status_code == 200 and story["title"] == "Moon Boat"
+    [cover] = story["pictures"]  # no image model: the neutral cover card
+    assert (cover["source"], cover["caption"]) == ("card", "Moon Boat")
+    got = await client.get(cover["url"], headers=AUTH)
+    assert got.headers["content-type"] == "image/png" and got.content.startswith(b"\x89PNG")
+    listed = await client.get(f"/v1/stories/{story['id']}/pictures", params={"user": "kid"},
+                              headers=AUTH)
+    assert listed.json()["pictures"] == [cover]
+    theirs = await client.get(f"/v1/stories/{story['id']}/pictures/0",
+                              params={"user": "stranger"}, headers=AUTH)
+    assert theirs.status_code == 404
     r = await client.post(f"/v1/stories/{story['id']}/favourite", params={"user": "kid"},
                           headers=AUTH)
     assert r.json()["favourite"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from bot.discord.adapter import DiscordAdapter
@@ -19,7 +21,7 @@ from engine.config import DiscordConfig
 from engine.engine import Engine, UserRef
 from engine.storage.models import Favourite
 from engine.stories.options import StoryRequest
-from tests.auxil.discord_api import BOT_ID, FakeDiscord, command, component, fixture
+from tests.auxil.discord_api import BOT_ID, Call, FakeDiscord, command, component, fixture
 from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.auxil.speech import words_heard
@@ -62,10 +64,19 @@ def posted(fake: FakeDiscord) -> list[dict[str, Any]]:
 
 
 def shown(fake: FakeDiscord) -> str:
-    """What the last message sent or edited says now."""
+    """What the last message sent or edited says now (a story's pictures, which follow
+    its text, are not a message that says anything)."""
     return [c.json.get("content") or "" for c in fake.calls if c.method in ("POST", "PATCH")
             and (c.path.split("/")[-2:-1] == ["messages"] or c.path.endswith("/messages")
-                 or c.path.startswith("/webhooks/"))][-1]
+                 or c.path.startswith("/webhooks/")) and not pictures_of(c)][-1]
+
+
+def pictures_of(call: Call) -> list[tuple[str, bytes]]:
+    """The pictures a message carries: its embeds' images, attached (name, bytes)."""
+    body = call.json if isinstance(call.json, dict) else {}
+    wanted = [e["image"]["url"].removeprefix("attachment://")
+              for e in body.get("embeds") or [] if "image" in e]
+    return [(name, data) for name, _, data in call.files.values() if name in wanted]
 
 
 def texts(fake: FakeDiscord) -> list[str]:
@@ -283,7 +294,9 @@ async def test_history_is_paged_embeds_with_a_select_menu(
     assert len(page2["components"][0]["components"][0]["options"]) == 2
     story_id = page2["components"][0]["components"][0]["options"][0]["value"]
     await feed(dc, "INTERACTION_CREATE", component("dp:open:", values=[story_id]))
-    assert texts(fake)[-1].startswith("**Tale 1**")
+    assert shown(fake).startswith("**Tale 1**")
+    [drawn] = [c for c in fake.calls if pictures_of(c)]  # its picture comes with it
+    assert pictures_of(drawn)[0][0] == f"story-{story_id}-0.png"
 
 
 async def test_errors_are_ephemeral_and_friendly(dc: DiscordAdapter, fake: FakeDiscord,
@@ -403,6 +416,11 @@ async def test_ideas_button_writes_that_story_and_buttons_replay_and_read_aloud(
     await feed(dc, "INTERACTION_CREATE", component(ideas[0]))
     [story] = (await engine.stories.history(DM_USER))[0][1]
     assert story.prompt == "A turtle learns to swim" and shown(fake).startswith("**Pip Swims**")
+    [drawn] = [c for c in fake.calls if pictures_of(c)]  # the cover card follows the text
+    assert [e["description"] for e in drawn.json["embeds"]] == ["Pip Swims"]
+    [(name, png)] = pictures_of(drawn)
+    assert name == f"story-{story.id}-0.png"
+    assert Image.open(io.BytesIO(png)).size == (512, 512)
 
     await feed(dc, "INTERACTION_CREATE", component(f"dp:narrate:{story.id}"))
     voice = [c for c in fake.named("POST", f"/channels/{DM_CHANNEL}/messages") if c.files]

@@ -4,11 +4,14 @@ the Bot API replaced at PTB's BaseRequest seam (tests/auxil/telegram.py)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 from telegram import Update
 
@@ -121,6 +124,9 @@ async def test_group_story_command_then_favourite(tg: TelegramAdapter, wire: Rec
     assert final["text"] == "Tiny Turtle\n\nTilly swam. She was proud of herself."
     buttons = [b["callback_data"] for b in final["reply_markup"]["inline_keyboard"][0]]
     assert buttons == [f"fav|{story.id}", f"narrate|{story.id}", "ideas|animals|en|3-5"]
+    [cover] = wire.named("sendPhoto")  # no image model: the neutral cover card, after it
+    assert cover["caption"] == "Tiny Turtle" and cover["message_thread_id"] == 134545
+    assert Image.open(io.BytesIO(cover["_files"]["photo"])).size == (512, 512)
 
     press = fixture("callback_query_inline_keyboard.json")
     press["callback_query"]["data"] = f"fav|{story.id}"
@@ -129,6 +135,36 @@ async def test_group_story_command_then_favourite(tg: TelegramAdapter, wire: Rec
     assert wire.named("answerCallbackQuery")
     favs = await engine.stories.favourites(UserRef("telegram", "5964236329"))
     assert [r.id for r in favs] == [story.id]
+
+
+async def test_a_drawn_story_arrives_with_its_pictures_as_an_album(
+        make_config: MakeConfig, tiny_diffusion: Path, fake_llm: FakeLLM,
+        wire: RecordingRequest) -> None:
+    engine = Engine(make_config(images={"model_dir": str(tiny_diffusion), "size": 64,
+                                        "steps": 1, "chapters": 2}), llm=fake_llm)
+    await engine.start()
+    try:
+        tg = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
+                             request=wire, updates_request=wire, rate_limit=False)
+        async with tg.app:
+            fake_llm.replies.append("Tiny Turtle\nTilly could not swim, so she watched the "
+                                    "ducks every day.\n\nOne morning she paddled after them "
+                                    "and swam across the whole pond.")
+            await feed(tg, fixture("supergroup_command_reply_in_thread.json",
+                                   text="/story genre=animals chars=Tilly a turtle"))
+    finally:
+        await engine.stop()
+    [album] = wire.named("sendMediaGroup")
+    media = album["media"]
+    assert [m["type"] for m in media] == ["photo"] * 3
+    assert [m.get("caption", "")[:12] for m in media] == ["Tiny Turtle", "Tilly could ",
+                                                          "One morning "]
+    for m in media:
+        name = m["media"].removeprefix("attach://")
+        assert Image.open(io.BytesIO(album["_files"][name])).size == (64, 64)
+    final = wire.named("editMessageText")[-1]  # the text came first, then the album
+    assert final["text"].startswith("Tiny Turtle") and wire.calls.index(
+        ("sendMediaGroup", album)) > wire.calls.index(("editMessageText", final))
 
 
 async def test_story_flow_with_keyboards(tg: TelegramAdapter, wire: RecordingRequest,

@@ -8,6 +8,7 @@ Nothing here waits for a wall-clock bound: each step waits for the call the bot 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import signal
@@ -18,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.turn import MIN_FIRST_CHARS, TRUNCATED_NOTE
 from tests.auxil.bot_api import TOKEN, BotApi, Call
@@ -30,7 +32,7 @@ ANN, BOB, CAT, DAN, EVE = 7001, 7002, 7003, 7004, 7005
 MARKUP = re.compile(r"<<|>>|\[(GENRE|STORY|AGE|LANGUAGE|LENGTH|PROMPT|CHARACTERS)\]|<\|")
 
 
-def write_config(tmp: Path, api: BotApi, llm: FakeLLMServer) -> Path:
+def write_config(tmp: Path, api: BotApi, llm: FakeLLMServer, extra: str = "") -> Path:
     path = tmp / "config.toml"
     path.write_text(
         f'[storage]\ndata_dir = "{tmp / "data"}"\n'
@@ -39,7 +41,7 @@ def write_config(tmp: Path, api: BotApi, llm: FakeLLMServer) -> Path:
         '[engine]\nshutdown_grace_s = 2\nrate_per_minute = 6\nrate_burst = 3\n'
         'max_pending_per_user = 4\n'
         '[memory]\nauto_ingest = false\n'
-        f'[telegram]\napi_base = "{api.base}"\nedit_interval_s = 0.3\n'
+        f'[telegram]\napi_base = "{api.base}"\nedit_interval_s = 0.3\n' + extra
     )
     return path
 
@@ -249,3 +251,31 @@ def test_kill_9_loses_no_confirmed_update(
     finally:
         err = stop(again)
     assert again.returncode == 0, err
+
+
+def test_a_story_comes_with_its_pictures_as_an_album(
+        tmp_path: Path, servers: tuple[BotApi, FakeLLMServer], tiny_diffusion: Path) -> None:
+    """The bot drawing with a (tiny, random) diffusers pipeline: the story's text, then a
+    media group of its cover and chapter pictures."""
+    api, llm = servers
+    cfg = write_config(tmp_path, api, llm, f'[images]\nmodel_dir = "{tiny_diffusion}"\n'
+                                           'size = 64\nsteps = 1\nchapters = 2\n')
+    proc = start(cfg)
+    try:
+        polling(api, proc)
+        api.say(ANN, "/story genre=animals chars=Kit a kite who wants to fly")
+        [album] = api.wait_for(lambda: api.named("sendMediaGroup", ANN))
+        [story] = finished(api, ANN)
+        assert story.text.startswith("The Brave Kite\n\nKit the kite lived in a cupboard")
+        assert story.at < album.at  # the text first; the pictures when they are drawn
+        media = json.loads(album.params["media"])
+        captions = [m.get("caption", "") for m in media]
+        assert captions[0] == "The Brave Kite" and len(captions) == 3
+        assert captions[1].startswith("Kit the kite") and captions[2].startswith("One windy")
+        for m in media:
+            picture = album.params[m["media"].removeprefix("attach://")]
+            assert Image.open(io.BytesIO(picture)).size == (64, 64)
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
