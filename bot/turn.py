@@ -254,14 +254,15 @@ def story_buttons(record: StoryRecord) -> list[Button]:
 
 
 async def story_turn(engine: Engine, view: TurnView, user: UserRef, request: StoryRequest,
-                     *, chat_key: str = "") -> StoryRecord | None:
-    """Write a story into ``view``: queued notice, activity, paced text, then the titled
-    story with its buttons; or what was written and why it stopped. None if it failed."""
+                     *, chat_key: str = "", photo: bytes | None = None) -> StoryRecord | None:
+    """Write a story into ``view`` (about ``photo``, when given): queued notice, activity,
+    paced text, then the titled story with its buttons and pictures; or what was written
+    and why it stopped. None if it failed."""
     positions = _Positions(view)
     async with view.activity(voice=False):
         try:
             reply = await engine.stories.create(user, request, chat_key=chat_key,
-                                                on_position=positions)
+                                                on_position=positions, photo=photo)
         except BaseException:
             await positions.close()
             raise

@@ -278,6 +278,28 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
+class VisionConfig:
+    """A story from a photo: a vision model describes the photo, the story is about it."""
+
+    backend: Literal["none", "openai", "llama_cpp"] = "none"
+    api_base: str = ""
+    """``openai``: an OpenAI-compatible server with a vision model (``.../v1``)."""
+    api_model: str = ""
+    api_key_env: str = ""
+    """Name of the environment variable holding the server's key (never the key)."""
+    model_path: Path | None = None
+    """``llama_cpp``: a multimodal GGUF (Gemma 3, Qwen2.5-VL, SmolVLM, ...) ..."""
+    mmproj_path: Path | None = None
+    """... and its projector GGUF (``mmproj-*.gguf``)."""
+    n_gpu_layers: int = bounded(0, min=-1)
+    n_ctx: int = bounded(4096, min=512)
+    max_photo_mb: float = bounded(10.0, min=0.1, max=50)
+    max_side: int = bounded(1024, min=64, max=4096)
+    """A photo is scaled down to this many pixels on its longer side before the model."""
+    timeout_s: float = bounded(300.0, min=1)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -294,6 +316,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -375,6 +398,16 @@ def _check_paths(cfg: Config, name: str) -> None:
     if images is not None and not (images / "model_index.json").is_file():
         raise ConfigError(f"{name}: [images] model_dir points to {images}, which is not a "
                           "diffusers pipeline (no model_index.json)")
+    vision = cfg.vision
+    if vision.backend == "openai" and not vision.api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: [vision] api_base must be an http(s) URL for backend "
+                          f"'openai', got {vision.api_base!r}")
+    if vision.backend == "llama_cpp":
+        for key, value in (("model_path", vision.model_path),
+                           ("mmproj_path", vision.mmproj_path)):
+            if value is None or not value.is_file():
+                raise ConfigError(f"{name}: [vision] {key} must name a file for backend "
+                                  f"'llama_cpp' (got {value})")
     if cfg.images.size % 8:
         raise ConfigError(f"{name}: [images] size must be a multiple of 8, got "
                           f"{cfg.images.size}")

@@ -44,6 +44,7 @@ from engine.reply_text import is_blank, visible
 from engine.scheduler import Job, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
+from engine.vision.service import PhotoReader
 from engine.voice.audio import VoiceNote
 from engine.voice.cloning import VoiceCloning
 from engine.voice.library import VoiceLibrary
@@ -121,6 +122,7 @@ class Engine:
         self.voices = VoiceCloning(config, self.personas, self.conversations, self.voice,
                                    self.may_manage)
         self.stories.narrator = VoiceNarrator(self.voice, self._narrator_persona)
+        self.stories.photos = PhotoReader(config.vision, self.scheduler)
         self.stories.rate = self.rate
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
@@ -255,6 +257,8 @@ class Engine:
         await self.stories.drain()
         self.llm.close()
         self.pictures.close()
+        if self.stories.photos is not None:
+            self.stories.photos.close()
         if self._story_llm is not None:
             self._story_llm.close()
         await self.db.close()

@@ -61,11 +61,13 @@ def register(adapter: DiscordAdapter) -> None:
     @app_commands.describe(genre="Kind of story (your own genres too)",
                            characters="Who is in it, e.g. Mia, a brave girl",
                            prompt="What happens, or @name of a saved prompt",
-                           age="Age group", language="Language", length="How long")
+                           age="Age group", language="Language", length="How long",
+                           photo="A photo: the story is about what it shows")
     @app_commands.choices(age=AGES, language=LANGS, length=SIZES)
     async def story(interaction: Interaction, genre: str = "adventure",
                     characters: str = "", prompt: str = "", age: str = "6-8",
-                    language: str = "en", length: str = "short") -> None:
+                    language: str = "en", length: str = "short",
+                    photo: discord.Attachment | None = None) -> None:
         await defer(interaction)
         request = StoryRequest(genre=genre, characters=characters, prompt=prompt,
                                age_group=age, language=language, length=length)
@@ -73,7 +75,8 @@ def register(adapter: DiscordAdapter) -> None:
             name, _, rest = prompt[1:].partition(" ")
             saved = await engine.stories.saved_prompt(user_ref(interaction.user), name)
             request = overlay(saved, replace(request, prompt=rest))
-        await components.write_story(interaction, request)
+        await components.write_story(interaction, request,
+                                     photo=await photo.read() if photo is not None else None)
 
     @story.autocomplete("genre")
     async def genre_choices(interaction: Interaction,

@@ -173,13 +173,15 @@ class ComponentHandler:
                                         view=ideas_view(ideas, genre, language, age))
 
     async def write_story(self, interaction: discord.Interaction[Any],
-                          request: StoryRequest) -> None:
-        """Stream a new story into follow-ups of the (deferred) interaction."""
+                          request: StoryRequest, *, photo: bytes | None = None) -> None:
+        """Stream a new story (about ``photo``, when given) into follow-ups of the
+        (deferred) interaction."""
         assert interaction.channel is not None
         view = self.adapter.view(interaction.channel,  # type: ignore[arg-type]
                                  None, interaction)
         await story_turn(self.engine, view, user_ref(interaction.user), request,
-                         chat_key=chat_key(interaction.channel_id, interaction.guild_id))
+                         chat_key=chat_key(interaction.channel_id, interaction.guild_id),
+                         photo=photo)
 
     async def show_history(self, interaction: discord.Interaction[Any], page: int,
                            search: str) -> None:

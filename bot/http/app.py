@@ -7,6 +7,8 @@ user (``user`` in the request) and alone may read metrics and manage keys; a use
 scopes (``chat``; ``account`` to export or delete that user's data).
 """
 
+import base64
+import binascii
 import hmac
 import json
 import os
@@ -50,6 +52,8 @@ class StoryIn(BaseModel):
     language: str = "en"
     length: str = "short"
     sampling: str = "top_p"
+    photo_base64: str | None = Field(None, max_length=70_000_000, description=(
+        "A photo (JPEG or PNG, base64): the story is about what it shows; needs [vision]"))
 
 
 class TokenIn(BaseModel):
@@ -234,9 +238,17 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.post("/v1/stories")
     async def create_story(body: StoryIn, who: Auth) -> dict[str, Any]:
-        fields = body.model_dump(exclude={"user", "sampling"})
+        fields = body.model_dump(exclude={"user", "sampling", "photo_base64"})
         user = who.acting_for(body.user)
-        reply = await engine.stories.create(user, StoryRequest(**fields, preset=body.sampling))
+        photo = None
+        if body.photo_base64 is not None:
+            try:
+                photo = base64.b64decode(body.photo_base64, validate=True)
+            except binascii.Error:
+                raise InputError("bad base64", user_message="photo_base64 is not base64.") \
+                    from None
+        reply = await engine.stories.create(user, StoryRequest(**fields, preset=body.sampling),
+                                            photo=photo)
         record = await reply.result()
         pictures = await engine.pictures.illustrate(user, record)
         return {**_story_json(record), "pictures": _pictures_json(pictures, body.user)}

@@ -119,6 +119,8 @@ class TelegramAdapter:
         app.add_handler(MessageHandler(allowed & filters.ChatType.GROUPS & text,
                                        self.group_text))
         app.add_handler(MessageHandler(allowed & (filters.VOICE | filters.AUDIO), self.audio))
+        app.add_handler(MessageHandler(allowed & filters.PHOTO & filters.CaptionRegex(
+            r"^/story(@\w+)?(\s|$)"), self.stories.photo_caption))
         app.add_handler(MessageHandler(allowed & filters.COMMAND, self.unknown_command))
         # Photos, stickers, locations, files...: say what the bot can do (privately).
         app.add_handler(MessageHandler(allowed & filters.ChatType.PRIVATE, self.other))

@@ -3,9 +3,9 @@ saved prompts and genres. Used by :class:`bot.telegram.adapter.TelegramAdapter`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, PhotoSize, Update
 from telegram.ext import ContextTypes
 
 from bot.stories import StoryCommands, overlay, parse_request
@@ -21,6 +21,11 @@ Context = ContextTypes.DEFAULT_TYPE
 HISTORY_PAGE = 8
 
 
+def largest(sizes: Sequence[PhotoSize]) -> PhotoSize:
+    """The biggest of the sizes Telegram offers of a photo."""
+    return max(sizes, key=lambda p: p.width * p.height)
+
+
 class StoryHandlers:
     def __init__(self, engine: Engine, config: TelegramConfig,
                  view: Callable[[Update, Context], TurnView]) -> None:
@@ -31,6 +36,10 @@ class StoryHandlers:
     async def story(self, update: Update, context: Context) -> None:
         msg = update.effective_message
         assert msg is not None
+        if msg.reply_to_message is not None and msg.reply_to_message.photo:
+            await self._photo_story(update, context, largest(msg.reply_to_message.photo),
+                                    " ".join(context.args or []))  # /story in reply to a photo
+            return
         if not context.args:
             await msg.reply_text("What kind of story?", reply_markup=self._genre_keyboard(
                 await self.engine.stories.genre_names(user_ref(update))))
@@ -49,10 +58,22 @@ class StoryHandlers:
                 for i in range(0, len(names), 2)]
         return InlineKeyboardMarkup(rows)
 
-    async def _write_story(self, update: Update, context: Context,
-                           req: StoryRequest) -> None:
+    async def photo_caption(self, update: Update, context: Context) -> None:
+        """A photo captioned ``/story [options]``: a story about what the photo shows."""
+        msg = update.effective_message
+        assert msg is not None and msg.caption is not None
+        args = msg.caption.split(maxsplit=1)[1] if len(msg.caption.split()) > 1 else ""
+        await self._photo_story(update, context, largest(msg.photo), args)
+
+    async def _photo_story(self, update: Update, context: Context, photo: PhotoSize,
+                           args: str) -> None:
+        data = await (await context.bot.get_file(photo.file_id)).download_as_bytearray()
+        await self._write_story(update, context, parse_request(args), photo=bytes(data))
+
+    async def _write_story(self, update: Update, context: Context, req: StoryRequest, *,
+                           photo: bytes | None = None) -> None:
         await story_turn(self.engine, self.adapter_view(update, context), user_ref(update), req,
-                         chat_key=chat_key(update))
+                         chat_key=chat_key(update), photo=photo)
 
     async def suggest(self, update: Update, context: Context) -> None:
         req = parse_request(" ".join(context.args or []))

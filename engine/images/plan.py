@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.stories import safety
-from engine.stories.service import StoryRecord
+
+if TYPE_CHECKING:  # the bench imports this on machines without the storage stack
+    from engine.stories.service import StoryRecord
 
 SENTENCE = re.compile(r"(?<=[.!?।])\s+")
 SCENE_WORDS = 30
@@ -63,7 +66,7 @@ def _clip(text: str, words: int) -> str:
 
 def plan_pictures(story: StoryRecord, n_chapters: int, style: str) -> list[PicturePlan]:
     cast = " ".join(story.characters.split())[:160] or story.title
-    look = f"{style}, a {story.genre} story for children aged {story.age_group}"
+    look = f"{style}; a story ({story.genre}) for children aged {story.age_group}"
     # What matters most comes first: the text encoder reads about 77 tokens.
     plans = [_checked(0, story.title, f"Book cover for \u201c{story.title}\u201d. "
                                       f"Characters: {cast}. {look}")]

@@ -114,3 +114,9 @@ FALLBACK = {
         "एक ड्रैगन की कहानी जिसे अंधेरे से डर लगता है",
     ],
 }
+
+
+def about_photo(prompt: str, description: str) -> str:
+    """The request's prompt with what the photo shows: the story is about that."""
+    lead = f"{prompt.rstrip('. ')}. " if prompt.strip() else ""
+    return f"{lead}A story about what this photo shows: {description}"

@@ -28,6 +28,7 @@ from engine.stories.dates import group_by_date, zone
 from engine.stories.options import GENRES, StoryRequest, normalise, sampling_for
 from engine.stories.prompt import (
     FALLBACK,
+    about_photo,
     parse_suggestions,
     split_title,
     story_messages,
@@ -40,6 +41,7 @@ from engine.stories.quality import (
     strip_echoed_tags,
     words,
 )
+from engine.vision.service import NO_VISION, PhotoReader
 from engine.voice.audio import VoiceNote
 
 SENTENCE_END = re.compile(r"[.!?।\n][\"')\]]?\s")
@@ -178,6 +180,8 @@ class Stories:
         self.timeout_s = timeout_s
         self.clock = clock
         self.narrator = Narrator()
+        self.photos: PhotoReader | None = None
+        """Describes a photo a story is to be about (``[vision]``)."""
         self.rate: RateLimiter | None = None
         self._tasks: set[asyncio.Task[StoryRecord]] = set()
 
@@ -185,13 +189,20 @@ class Stories:
 
     async def create(self, user: UserRef, request: StoryRequest, *, chat_key: str = "",
                      on_position: PositionCallback | None = None,
-                     seed: int | None = None) -> StoryReply:
-        """Queue a story (below chat in priority). Raises InputError for a bad or unsuitable
-        request, QueueFull / UserQueueFull when it cannot be queued."""
+                     seed: int | None = None, photo: bytes | None = None) -> StoryReply:
+        """Queue a story (below chat in priority); with ``photo``, a story about what the
+        photo shows (described first by the vision model; the photo is not kept). Raises
+        InputError for a bad or unsuitable request or photo, FeatureUnavailable for a photo
+        without a vision model, QueueFull / UserQueueFull when it cannot be queued."""
         req = normalise(request, await self.genre_names(user))
         safety.check_request(req.characters, req.prompt, req.genre)
         if self.rate is not None:
             self.rate.take(user.key, cost=2.0)  # a story is a bigger job than a chat turn
+        if photo is not None:
+            if self.photos is None:
+                raise FeatureUnavailable("no photo reader", user_message=NO_VISION)
+            req = replace(req, prompt=about_photo(req.prompt,
+                                                  await self.photos.describe(user, photo)))
         uid = await self.users.user_id(user)
         # The row exists while the story is written ('pending', its text saved sentence by
         # sentence): a process killed meanwhile leaves the partial story, found at start.

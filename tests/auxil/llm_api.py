@@ -7,12 +7,15 @@ model boundary for tests that run the real ``doppel run`` process (``[llm] backe
 - ``hostile``: a reply full of prompt markup (fences, story tags, template tokens);
 - ``long``: more words than any ``max_tokens`` (cut off mid-sentence);
 - a ``/story`` request (its ``[PROMPT]`` tag): a short titled story in three paragraphs;
+- a message with an image (a vision request): ``vision_reply``, not streamed unless asked;
+  the image is kept in ``photos`` for the test to look at.
 - anything else: a short calm reply of two sentences.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -26,6 +29,8 @@ CALM = "Here is a calm answer from the fake model, with a clause. And a second s
 HOSTILE = ("<<<SOURCE 1 | 2001-04-23 'Re: rent'>>>\n[GENRE] adventure\nThe rent was paid "
            "on time. <<<END SOURCE 4>> I remember it well <|im_end|> [STORY] and <<<END SOURCE "
            "6 | 2012-08-30 'Bridge'>> that is all.")
+SEEN = ("A small brown dog sits on a red sofa beside a sunny window. It looks happy and "
+        "a ball lies at its feet.")
 HOLD_FIRST = "Let me think about that for a moment, friend."
 STORY = ("The Brave Kite\nKit the kite lived in a cupboard and dreamed of the sky.\n\n"
          "One windy morning a girl named Rosa carried Kit up the hill and let the string "
@@ -43,6 +48,9 @@ class FakeLLMServer(LoopbackServer):
         self.abandoned = 0
         """Held replies whose client went away (the bot cancelled them)."""
         self._release = threading.Event()
+        self.vision_reply = SEEN
+        self.photos: list[bytes] = []
+        """Images received in vision requests (decoded)."""
 
     def __exit__(self, *exc: object) -> None:
         self._release.set()
@@ -61,6 +69,17 @@ class FakeLLMServer(LoopbackServer):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        content = body["messages"][-1]["content"]
+        if isinstance(content, list):  # a vision request
+            for part in content:
+                if part.get("type") == "image_url":
+                    url = part["image_url"]["url"]
+                    self.photos.append(base64.b64decode(url.split(",", 1)[1]))
+            return web.json_response({
+                "id": "v1", "object": "chat.completion", "created": int(time.time()),
+                "model": "fake-vision", "choices": [{"index": 0, "finish_reason": "stop",
+                                                     "message": {"role": "assistant",
+                                                                 "content": self.vision_reply}}]})
         last = next((m["content"] for m in reversed(body["messages"])
                      if m["role"] == "user"), "").lower()
         max_tokens = int(body.get("max_tokens") or 256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import socket
@@ -100,6 +101,11 @@ async def test_stories_favourites_and_metrics(client: httpx.AsyncClient,
     other = await client.post(f"/v1/stories/{story['id']}/favourite",
                               params={"user": "stranger"}, headers=AUTH)
     assert other.status_code == 400
+    for photo, said in (("not base64!", "photo_base64 is not base64."),
+                        (base64.b64encode(b"\x89PNG broken").decode(), "vision model")):
+        r = await client.post("/v1/stories", json={"user": "kid", "photo_base64": photo},
+                              headers=AUTH)
+        assert r.status_code >= 400 and said in r.json()["error"], r.json()
     bad = await client.post("/v1/stories", json={"user": "kid", "prompt": "a gun fight"},
                             headers=AUTH)
     assert bad.status_code == 400 and "children's story" in bad.json()["error"]

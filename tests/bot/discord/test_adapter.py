@@ -21,10 +21,15 @@ from engine.config import DiscordConfig
 from engine.engine import Engine, UserRef
 from engine.storage.models import Favourite
 from engine.stories.options import StoryRequest
+from engine.vision.service import NO_VISION
 from tests.auxil.discord_api import BOT_ID, Call, FakeDiscord, command, component, fixture
 from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM, introduced
+from tests.auxil.llm_api import SEEN, FakeLLMServer
 from tests.auxil.speech import words_heard
+from tests.conftest import MakeConfig
+from tests.engine.test_photo_story import STORY as PHOTO_STORY
+from tests.engine.test_photo_story import photo
 
 DM_USER = UserRef("discord", "614024381422914001")
 DM_CHANNEL = "1464011821823801768"
@@ -439,3 +444,44 @@ async def test_ideas_button_writes_that_story_and_buttons_replay_and_read_aloud(
     await feed(dc, "INTERACTION_CREATE", component("dp:say:"))
     voice = [c for c in fake.named("POST", f"/channels/{DM_CHANNEL}/messages") if c.files]
     assert len(voice) == 2
+
+
+async def test_story_with_a_photo_is_about_the_photo(make_config: MakeConfig,
+                                                     fake: FakeDiscord,
+                                                     fake_llm: FakeLLM) -> None:
+    jpeg = photo()
+    with FakeLLMServer() as vision:
+        engine = Engine(make_config(vision={"backend": "openai", "api_base": vision.base}),
+                        llm=fake_llm)
+        await engine.start()
+        adapter = DiscordAdapter(engine, DiscordConfig(api_base=f"{fake.url}/api/v10",
+                                                       edit_interval_s=0.2),
+                                 "test.bot.token", connect=False)
+        await adapter.start()
+        try:
+            fake_llm.replies.append(PHOTO_STORY)
+            data = command("story", [opt("genre", "animals"),
+                                     opt("photo", "1482449359469719266", kind=11)])
+            data["data"]["resolved"] = {"attachments": {"1482449359469719266": {
+                "id": "1482449359469719266", "filename": "dog.jpg", "size": len(jpeg),
+                "url": fake.serve("dog.jpg", jpeg), "proxy_url": fake.serve("dog.jpg", jpeg),
+                "content_type": "image/jpeg"}}}
+            await feed(adapter, "INTERACTION_CREATE", data)
+            assert len(vision.photos) == 1
+        finally:
+            await adapter.stop()
+            await engine.stop()
+    assert f"A story about what this photo shows: {SEEN}" in fake_llm.prompts[-1][-1].content
+    assert shown(fake).startswith("**Biscuit and the Red Sofa**")
+
+
+async def test_story_with_a_photo_and_no_vision_model_says_what_it_needs(
+        dc: DiscordAdapter, fake: FakeDiscord) -> None:
+    jpeg = photo()
+    data = command("story", [opt("photo", "1482449359469719267", kind=11)])
+    data["data"]["resolved"] = {"attachments": {"1482449359469719267": {
+        "id": "1482449359469719267", "filename": "dog.jpg", "size": len(jpeg),
+        "url": fake.serve("dog.jpg", jpeg), "proxy_url": fake.serve("dog.jpg", jpeg),
+        "content_type": "image/jpeg"}}}
+    await feed(dc, "INTERACTION_CREATE", data)
+    assert NO_VISION in shown(fake)

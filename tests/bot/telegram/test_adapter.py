@@ -29,11 +29,15 @@ from engine.storage.models import (
     UserSetting,
 )
 from engine.stories.options import StoryRequest
+from engine.vision.service import NO_VISION
 from tests.auxil.eventually import eventually
 from tests.auxil.fake_llm import FakeLLM, introduced
+from tests.auxil.llm_api import SEEN, FakeLLMServer
 from tests.auxil.speech import words_heard
 from tests.auxil.telegram import RecordingRequest, fixture
 from tests.conftest import MakeConfig
+from tests.engine.test_photo_story import STORY as PHOTO_STORY
+from tests.engine.test_photo_story import photo
 
 
 @pytest.fixture
@@ -165,6 +169,41 @@ async def test_a_drawn_story_arrives_with_its_pictures_as_an_album(
     final = wire.named("editMessageText")[-1]  # the text came first, then the album
     assert final["text"].startswith("Tiny Turtle") and wire.calls.index(
         ("sendMediaGroup", album)) > wire.calls.index(("editMessageText", final))
+
+
+async def test_a_photo_captioned_story_is_about_the_photo(
+        make_config: MakeConfig, fake_llm: FakeLLM) -> None:
+    with FakeLLMServer() as vision:
+        engine = Engine(make_config(vision={"backend": "openai", "api_base": vision.base}),
+                        llm=fake_llm)
+        await engine.start()
+        wire = RecordingRequest(download=photo())
+        try:
+            tg = TelegramAdapter(engine, TelegramConfig(edit_interval_s=0.3), "123:abc",
+                                 request=wire, updates_request=wire, rate_limit=False)
+            async with tg.app:
+                fake_llm.replies.append(PHOTO_STORY)
+                await feed(tg, fixture("photo_with_caption.json",
+                                       caption="/story genre=animals age=3-5"))
+        finally:
+            await engine.stop()
+        assert [p["file_id"] for p in wire.named("getFile")] == ["SAAS"]  # the largest size
+        assert len(vision.photos) == 1
+    asked = fake_llm.prompts[-1][-1].content
+    assert f"A story about what this photo shows: {SEEN}" in asked, asked
+    final = wire.named("editMessageText")[-1]
+    assert final["text"].startswith("Biscuit and the Red Sofa")
+
+
+async def test_a_photo_story_without_a_vision_model_says_what_it_needs(
+        tg: TelegramAdapter, wire: RecordingRequest) -> None:
+    wire.download = photo()
+    await feed(tg, fixture("photo_with_caption.json", caption="/story"))
+    assert sent_texts(wire)[-1] == NO_VISION
+    reply = fixture("private_command_bot_command_entity.json", text="/story",
+                    reply_to_message=fixture("photo_with_caption.json")["message"])
+    await feed(tg, reply)  # /story in reply to a photo: the same
+    assert sent_texts(wire)[-1] == NO_VISION
 
 
 async def test_story_flow_with_keyboards(tg: TelegramAdapter, wire: RecordingRequest,
