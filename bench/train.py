@@ -166,6 +166,7 @@ def main() -> None:
             "decoding": ev["models"]["trained"].get("decoding"),
             "trained_beats_baseline": ev["trained_beats_baseline"],
             "sample_openings": [s["trained"]["greedy"][:200] for s in ev["samples"]],
+            "served_openings": [s["trained"]["served"][:200] for s in ev["samples"]],
             "served": None if args.no_serve else served(run.gguf, args.served_replies, device),
             "peak_rss_mb": round(peak_rss_mb()),
         }
@@ -174,6 +175,8 @@ def main() -> None:
     print(f"  test perplexity: {report['test']}; bits per character: {report['bits_per_char']}")
     for opening in report["sample_openings"]:
         print(f"  sample (greedy): {opening!r}")
+    for opening in report["served_openings"]:
+        print(f"  sample (as /story decodes: top-p, repetition penalty): {opening!r}")
     s = report["served"]
     if s:
         print(f"  served GGUF: {s['tokens_per_s']} tokens/s, first token {s['first_token_ms']} ms")

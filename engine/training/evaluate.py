@@ -28,6 +28,9 @@ DECODING: dict[str, dict[str, Any]] = {
     "beam": {"do_sample": False, "num_beams": 4, "no_repeat_ngram_size": 3},
     "top-k": {"do_sample": True, "top_k": 40, "temperature": 0.8},
     "top-p": {"do_sample": True, "top_p": 0.9, "temperature": 0.8},
+    # What /story does by default (engine/stories/options.py sampling_for, preset top_p).
+    "served": {"do_sample": True, "top_p": 0.92, "temperature": 0.8, "min_p": 0.05,
+               "repetition_penalty": 1.15},
 }
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -446,6 +448,41 @@ async def test_ideas_button_writes_that_story_and_buttons_replay_and_read_aloud(
     assert len(voice) == 2
 
 
+@contextlib.asynccontextmanager
+async def started(engine: Engine, fake: FakeDiscord) -> AsyncIterator[DiscordAdapter]:
+    """An engine of the test's own (other settings than the ``engine`` fixture's) and its
+    adapter, started; both stopped after."""
+    await engine.start()
+    adapter = DiscordAdapter(engine, DiscordConfig(api_base=f"{fake.url}/api/v10",
+                                                   edit_interval_s=0.2), "test.bot.token",
+                             connect=False)
+    await adapter.start()
+    try:
+        yield adapter
+    finally:
+        await adapter.stop()
+        await engine.stop()
+
+
+async def test_a_drawn_story_comes_with_its_pictures_as_embeds(
+        make_config: MakeConfig, tiny_diffusion: Path, fake: FakeDiscord,
+        fake_llm: FakeLLM) -> None:
+    engine = Engine(make_config(images={"model_dir": str(tiny_diffusion), "size": 64,
+                                        "steps": 1, "chapters": 2}), llm=fake_llm)
+    async with started(engine, fake) as adapter:
+        fake_llm.replies.append(PHOTO_STORY)
+        await feed(adapter, "INTERACTION_CREATE", command("story", [opt("genre", "animals")]))
+        [story] = (await engine.stories.history(DM_USER))[0][1]
+    assert shown(fake).startswith("**Biscuit and the Red Sofa**")
+    [drawn] = [c for c in fake.calls if pictures_of(c)]
+    assert [e["description"][:10] for e in drawn.json["embeds"]] == [
+        "Biscuit an", "Biscuit th", "Every morn"]
+    names = [name for name, _ in pictures_of(drawn)]
+    assert names == [f"story-{story.id}-{n}.jpg" for n in range(3)]
+    for _, jpeg in pictures_of(drawn):
+        assert Image.open(io.BytesIO(jpeg)).size == (64, 64)
+
+
 async def test_story_with_a_photo_is_about_the_photo(make_config: MakeConfig,
                                                      fake: FakeDiscord,
                                                      fake_llm: FakeLLM) -> None:
@@ -453,12 +490,7 @@ async def test_story_with_a_photo_is_about_the_photo(make_config: MakeConfig,
     with FakeLLMServer() as vision:
         engine = Engine(make_config(vision={"backend": "openai", "api_base": vision.base}),
                         llm=fake_llm)
-        await engine.start()
-        adapter = DiscordAdapter(engine, DiscordConfig(api_base=f"{fake.url}/api/v10",
-                                                       edit_interval_s=0.2),
-                                 "test.bot.token", connect=False)
-        await adapter.start()
-        try:
+        async with started(engine, fake) as adapter:
             fake_llm.replies.append(PHOTO_STORY)
             data = command("story", [opt("genre", "animals"),
                                      opt("photo", "1482449359469719266", kind=11)])
@@ -468,9 +500,6 @@ async def test_story_with_a_photo_is_about_the_photo(make_config: MakeConfig,
                 "content_type": "image/jpeg"}}}
             await feed(adapter, "INTERACTION_CREATE", data)
             assert len(vision.photos) == 1
-        finally:
-            await adapter.stop()
-            await engine.stop()
     assert f"A story about what this photo shows: {SEEN}" in fake_llm.prompts[-1][-1].content
     assert shown(fake).startswith("**Biscuit and the Red Sofa**")
 

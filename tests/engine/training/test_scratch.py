@@ -80,7 +80,7 @@ def test_eval_report_trained_beats_untrained_with_all_decodings(scratch_run: Pat
     assert models["trained"]["perplexity"] < models["untrained"]["perplexity"] / 5
     assert models["trained"]["perplexity"] < models["lstm baseline"]["perplexity"] * 3
     for name in ("trained", "untrained"):
-        assert set(models[name]["decoding"]) == {"greedy", "beam", "top-k", "top-p"}
+        assert set(models[name]["decoding"]) == {"greedy", "beam", "top-k", "top-p", "served"}
         for d in models[name]["decoding"].values():
             assert 0 <= d["bleu"] <= 100 and 0 <= d["distinct_2"] <= 1
     assert len(r["samples"]) == 2 and r["samples"][0]["trained"]["greedy"]
