@@ -298,7 +298,12 @@ async def show_pictures(engine: Engine, view: TurnView, user: UserRef,
     try:
         async with view.activity(voice=False):
             pictures = await engine.pictures.illustrate(user, story)
-        if pictures:
-            await view.pictures(pictures)
     except DoppelError as exc:
         log.info("story %d without pictures: %s", story.id, exc)
+        return
+    if not pictures:
+        return
+    try:
+        await view.pictures(pictures)
+    except Exception:  # the platform refused them; the story itself is there
+        log.warning("could not send the pictures of story %d", story.id, exc_info=True)

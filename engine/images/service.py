@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from engine.config import ImagesConfig
 from engine.conversations import ConversationStore
@@ -107,10 +108,13 @@ class Pictures:
                     source="card", mime="image/png",
                     data=cover_card(story.title, story.genre, story.age_group,
                                     min(self.config.size, 512))))
-        async with self.db.session() as s, s.begin():
-            if await s.get(Story, story.id) is None:  # deleted while it was drawn
-                return []
-            s.add_all(rows)
+        try:
+            async with self.db.session() as s, s.begin():
+                if await s.get(Story, story.id) is None:  # deleted while it was drawn
+                    return []
+                s.add_all(rows)
+        except IntegrityError:  # drawn twice at once (opened twice): the first one stays
+            return await self.of_story(user, story.id)
         return [Picture.of(r) for r in rows]
 
     async def _draw(self, drawer: DiffusionDrawer, user: UserRef, plans: list[PicturePlan],
