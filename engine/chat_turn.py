@@ -11,7 +11,7 @@ from dataclasses import KW_ONLY, dataclass
 from engine.errors import InputError
 from engine.history import fit_history
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
-from engine.memory.prompt import LeakGuard, fence_sources, with_sources
+from engine.memory.prompt import LeakGuard, fence_sources, with_sources, with_user_facts
 from engine.memory.retrieve import Hit
 from engine.reply_text import CleanStream, end_at_sentence
 from engine.scheduler import JobContext
@@ -34,11 +34,14 @@ class TurnMessage:
     lead: str = ""
     """Text the reply opens with, decided by the engine (the sentence of memory that
     answers the question); the model's reply follows it."""
+    about_user: tuple[str, ...] = ()
+    """What this user told the persona about themselves ("Their name is Sam.")."""
 
     def render(self, count: Callable[[str], int]) -> str:
-        if not self.hits:
-            return self.text
-        return with_sources(self.text, fence_sources(self.hits, self.budget, count))
+        text = self.text
+        if self.hits:
+            text = with_sources(text, fence_sources(self.hits, self.budget, count))
+        return with_user_facts(text, self.about_user)
 
 
 @dataclass(frozen=True)

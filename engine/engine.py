@@ -7,7 +7,7 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from engine.reply_text import is_blank, visible
 from engine.scheduler import Job, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
+from engine.usermemory.store import Remembered, UserMemories
 from engine.vision.service import PhotoReader
 from engine.voice.audio import VoiceNote
 from engine.voice.cloning import VoiceCloning
@@ -107,6 +108,7 @@ class Engine:
         self.db = Database(config.storage.effective_database_url)
         self.conversations = ConversationStore(self.db)
         self.inbox = Inbox(self.db)
+        self.user_memories = UserMemories(self.db, self.conversations)
         self.api_tokens = ApiTokens(self.db, self.conversations)
         self.rate = RateLimiter(config.engine.rate_per_minute, config.engine.rate_burst)
         self.scheduler = Scheduler(config.engine)
@@ -349,7 +351,12 @@ class Engine:
         history = list(state.history)[:-1]  # the prompt takes the new message separately
         partial: list[str] = []
         try:
-            grounded = await self.ground(p, text, user.key)
+            told = await self.user_memories.learn(user, p.name, text, exchange[0])
+            if told.forgotten:
+                notice = " ".join(filter(None, (notice, "Forgotten: " + " ".join(
+                    m.to_them for m in told.forgotten))))
+            facts = await self.user_memories.recall(user, p.name, text)
+            grounded = await self.ground(p, text, user.key, facts)
             system, hits, message = grounded.system, grounded.hits, grounded.message
             job = self.scheduler.submit(
                 LLM,
@@ -447,9 +454,10 @@ class Engine:
             )
         return text
 
-    async def ground(self, persona: Persona, text: str, user_key: str) -> Grounding:
+    async def ground(self, persona: Persona, text: str, user_key: str,
+                     facts: Sequence[Remembered] = ()) -> Grounding:
         """What the model is given for ``text`` (or the reply decided without it)."""
-        return await ground(self.memory, self.config.memory, persona, text, user_key)
+        return await ground(self.memory, self.config.memory, persona, text, user_key, facts)
 
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
         return self.personas.get(name) if name else await self.current_persona(user, chat_key)

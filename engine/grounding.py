@@ -5,7 +5,9 @@ remember"; one it answers opens with the quoted sentence)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from engine.chat_turn import TurnMessage
 from engine.config import MemoryConfig
@@ -16,6 +18,7 @@ from engine.memory.redact import redact_hit
 from engine.memory.retrieve import Hit
 from engine.memory.service import Memory
 from engine.personas import Persona
+from engine.usermemory.store import Remembered, content_words
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,36 @@ class Grounding:
     message: TurnMessage
 
 
+ABOUT_ME = re.compile(r"\b(?:my|me|i|mine|i'm|myself)\b", re.IGNORECASE)
+
+
+def about_them(text: str, facts: Sequence[Remembered]) -> Remembered | None:
+    """The user's own fact that answers a question about themselves ("what is my
+    daughter's name?": "my daughter Mia is five"), if one shares its words."""
+    if not ABOUT_ME.search(text):
+        return None
+    asked = content_words(text)
+    best = max(facts, key=lambda m: len(asked & content_words(m.clause + " " + m.slot)),
+               default=None)
+    if best is None or not asked & content_words(best.clause + " " + best.slot):
+        return None
+    return best
+
+
 async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
-                 user_key: str) -> Grounding:
-    """The system prompt, the memory hits and the user's turn for one message."""
+                 user_key: str, facts: Sequence[Remembered] = ()) -> Grounding:
+    """The system prompt, the memory hits and the user's turn for one message; ``facts``:
+    what this user told the persona about themselves."""
+    grounding = await _ground(memory, cfg, persona, text, user_key, facts)
+    if not facts or (grounding.message.canned is not None and grounding.message.canned in (
+            persona.profile.decline_reply, persona.introduction())):
+        return grounding
+    return replace(grounding, message=replace(grounding.message,
+                                              about_user=tuple(m.about for m in facts)))
+
+
+async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
+                  user_key: str, facts: Sequence[Remembered]) -> Grounding:
     system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
     style = await memory.style(persona.name)
     if style is not None and style.mails:
@@ -39,6 +69,10 @@ async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
               Intent.IDENTITY: persona.introduction()}.get(intent)
     if canned:
         return Grounding(system, [], TurnMessage(text, [], canned=canned))
+    own = about_them(text, facts)
+    if own is not None:  # a question about themselves that they answered before
+        return Grounding(f"{system}\n\n{UNGROUNDED_RULES}", [],
+                         TurnMessage(text, [], lead=own.to_them))
     if not await memory.size(persona.name):
         return Grounding(system, [], TurnMessage(text, []))
     hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)

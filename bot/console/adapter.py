@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.console.voices import VOICE_HELP, VoiceCommands
+from bot.memories import memories_text
 from bot.stories import STORY_HELP, StoryCommands
 from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
 from engine.engine import ChatReply, Engine, UserRef
@@ -31,6 +32,7 @@ Commands:
   /persona          list personas          /persona NAME   talk to NAME
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
+  /memories         what you told the persona about yourself; /memories forget N
   /forget           delete everything stored about you (asks first)
   /export           a zip of everything stored about you
   /quit             leave (or Ctrl-D)
@@ -309,6 +311,9 @@ class ConsoleAdapter:
             else:
                 await self.engine.forget(self.user)
                 self._write("Done: I have forgotten everything about you.\n")
+        elif name == "/memories":
+            assert self.persona is not None
+            self._write(await memories_text(self.engine, self.user, self.persona, arg) + "\n")
         elif name == "/export":
             data = await self.engine.export(self.user)
             path = self.engine.user_files(self.user) / f"export-{int(time.time())}.zip"

@@ -13,6 +13,7 @@ from discord import app_commands
 from bot.discord.components import history_embed, ideas_view
 from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, server_key, user_ref
+from bot.memories import memories_text
 from bot.stories import StoryCommands, overlay
 from engine.errors import InputError, NotAllowed
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
@@ -248,6 +249,16 @@ def register(adapter: DiscordAdapter) -> None:
         await interaction.followup.send("Everything I store about you:", ephemeral=True,
                                         file=discord.File(io.BytesIO(data),
                                                           filename="doppel-export.zip"))
+
+    @tree.command(name="memories", description="What you told me about yourself")
+    @app_commands.describe(forget="The number of one to forget (from the list)")
+    async def memories(interaction: Interaction, forget: int | None = None) -> None:
+        await defer(interaction, ephemeral=True)
+        user = user_ref(interaction.user)
+        persona = await engine.current_persona(
+            user, chat_key(interaction.channel_id, interaction.guild_id))
+        await interaction.followup.send(await memories_text(
+            engine, user, persona, f"forget {forget}" if forget is not None else ""))
 
     @tree.command(name="forget", description="Delete everything I stored about you")
     async def forget(interaction: Interaction) -> None:

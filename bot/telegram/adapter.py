@@ -29,6 +29,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
+from bot.memories import memories_text
 from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import TelegramTurnView, chat_action
 from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
@@ -57,6 +58,7 @@ COMMANDS = [
     ("genres", "Story genres: /genres add NAME [description]"),
     ("ask", "Ask the persona in a group: /ask question"),
     ("cancel", "Stop what I'm writing for you"),
+    ("memories", "What you told me about yourself; /memories forget N"),
     ("forget", "Delete everything stored about you"),
     ("export", "A copy of everything stored about you"),
     ("help", "What I can do"),
@@ -110,7 +112,7 @@ class TelegramAdapter:
             ("history", self.stories.history), ("favourites", self.stories.favourites),
             ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
             ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
-            ("forget", self.forget), ("export", self.export),
+            ("forget", self.forget), ("export", self.export), ("memories", self.memories),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
         text = filters.TEXT & ~filters.COMMAND
@@ -327,6 +329,13 @@ class TelegramAdapter:
         data = await self.engine.export(user_ref(update))
         await msg.reply_document(data, filename="doppel-export.zip",
                                  caption="Everything I store about you.")
+
+    async def memories(self, update: Update, context: Context) -> None:
+        user, msg = user_ref(update), update.effective_message
+        assert msg is not None
+        persona = await self.engine.current_persona(user, chat_key(update))
+        await msg.reply_text(await memories_text(self.engine, user, persona,
+                                                 " ".join(context.args or [])))
 
     async def persona(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message

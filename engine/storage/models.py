@@ -178,6 +178,25 @@ class StoryPicture(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class UserMemory(Base):
+    """A fact a user told a persona about themselves ("my daughter Mia is five"), in their
+    own words; one per slot (a newer fact in the slot replaces the older)."""
+
+    __tablename__ = "user_memories"
+    __table_args__ = (UniqueConstraint("user_id", "persona", "slot"), NEVER_REUSED)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = _user_fk()
+    persona: Mapped[str] = mapped_column(String(64))
+    slot: Mapped[str] = mapped_column(String(100))
+    clause: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"))
+    """The message it was told in."""
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
 class StorySuggestion(Base):
     """Cached prompt suggestions for one (genre, language, age group) and day."""
 

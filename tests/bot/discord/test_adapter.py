@@ -514,3 +514,13 @@ async def test_story_with_a_photo_and_no_vision_model_says_what_it_needs(
         "content_type": "image/jpeg"}}}
     await feed(dc, "INTERACTION_CREATE", data)
     assert NO_VISION in shown(fake)
+
+
+async def test_memories_command_lists_and_forgets(dc: DiscordAdapter, fake: FakeDiscord,
+                                                  engine: Engine) -> None:
+    await engine.user_memories.learn(DM_USER, "allen", "Call me Sam. I have two cats.")
+    await feed(dc, "INTERACTION_CREATE", command("memories"))
+    assert "1. Your name is Sam." in shown(fake) and "2. You have two cats." in shown(fake)
+    await feed(dc, "INTERACTION_CREATE", command("memories", [opt("forget", 1, kind=4)]))
+    assert shown(fake) == "Forgotten: Your name is Sam."
+    assert [m.slot for m in await engine.user_memories.all(DM_USER, "allen")] == ["have:cats"]

@@ -410,3 +410,19 @@ async def test_updates_received_before_a_restart_are_handled_or_their_senders_to
     history = await engine.history(UserRef("telegram", "12345678"))
     assert history[0].content == "Are you there?"
     assert await engine.inbox.unhandled("telegram") == []
+
+
+async def test_memories_lists_what_they_told_and_forgets_one(tg: TelegramAdapter,
+                                                             wire: RecordingRequest) -> None:
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/memories"))
+    assert "haven't told Phillip Allen anything" in sent_texts(wire)[-1]
+    for text in ("My name is Sam and I live in Leeds.", "I'm allergic to peanuts."):
+        await feed(tg, fixture("private_command_bot_command_entity.json", text=text))
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/memories"))
+    listed = sent_texts(wire)[-1]
+    assert listed.startswith("What you told Phillip Allen about yourself:\n1. Your name is "
+                             "Sam. (") and "3. You're allergic to peanuts." in listed
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/memories forget 2"))
+    assert sent_texts(wire)[-1] == "Forgotten: You live in Leeds."
+    await feed(tg, fixture("private_command_bot_command_entity.json", text="/memories forget x"))
+    assert sent_texts(wire)[-1].startswith("Use /memories to list them")

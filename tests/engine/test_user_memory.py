@@ -1,0 +1,110 @@
+"""The persona remembers what each user told it about themselves: used in later
+conversations (fenced in the prompt, never another user's), a newer fact replaces an
+older one, listed and forgotten on request, exported, gone with /forget. The model at the
+boundary is the FakeLLM (and the bundled model, marked ``model``)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+
+from engine.engine import Engine, UserRef
+from engine.errors import InputError
+from engine.llm.llama_cpp import LlamaCppBackend
+from engine.usermemory.person import second, third
+from tests.auxil.fake_llm import FakeLLM
+from tests.conftest import MakeConfig
+
+ANN = UserRef("telegram", "61", "Ann")
+BOB = UserRef("telegram", "62", "Bob")
+FENCE = "<<<WHAT THIS PERSON TOLD YOU ABOUT THEMSELVES"
+
+
+async def say(engine: Engine, user: UserRef, text: str) -> str:
+    reply = await engine.chat(user, text)
+    result = await reply.result()
+    return f"{reply.disclosure}|{result.text}"
+
+
+def last_turn(llm: FakeLLM) -> str:
+    return llm.prompts[-1][-1].content
+
+
+def test_a_clause_is_told_back_in_the_right_person() -> None:
+    assert third("my daughter Mia is five") == "Their daughter Mia is five."
+    assert second("I'm allergic to peanuts") == "You're allergic to peanuts."
+    assert third("I have a dog called Rex and I love him") == \
+        "They have a dog called Rex and they love him."
+    assert second("In my view I was right") == "In your view you were right."
+
+
+async def test_a_fact_told_once_is_used_in_a_later_conversation_only_for_its_teller(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    await say(engine, ANN, "My daughter Mia is five and I live in York.")
+    await engine.reset(ANN)  # a new conversation: the history no longer carries it
+    await say(engine, ANN, "Any ideas for a weekend trip?")
+    turn = last_turn(fake_llm)
+    assert FENCE in turn and "- Their daughter Mia is five." in turn
+    assert "- They live in York." in turn
+    assert not any("Mia" in m.content for m in fake_llm.prompts[-1][1:-1])  # not history
+    await say(engine, BOB, "Any ideas for a weekend trip?")
+    assert FENCE not in last_turn(fake_llm) and "Mia" not in last_turn(fake_llm)
+
+
+async def test_a_question_about_themselves_is_answered_from_what_they_said(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    await say(engine, ANN, "My daughter Mia is five.")
+    await engine.reset(ANN)
+    answer = await say(engine, ANN, "What is my daughter's name?")
+    assert answer.split("|", 1)[1].startswith("Your daughter Mia is five.")
+    answer = await say(engine, BOB, "What is my daughter's name?")
+    assert "Mia" not in answer
+
+
+async def test_a_newer_fact_replaces_the_older_and_forgetting_works(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    await say(engine, ANN, "I live in York.")
+    await say(engine, ANN, "I love jazz. Call me Annie.")
+    await say(engine, ANN, "I moved to Leeds last month.")
+    await say(engine, ANN, "I don't like jazz any more.")
+    told = [m.to_them for m in await engine.user_memories.all(ANN, "allen")]
+    assert told == ["Your name is Annie.", "You moved to Leeds last month.",
+                    "You don't like jazz any more."]
+    gone = await engine.user_memories.forget_item(ANN, "allen", 1)
+    assert gone.to_them == "Your name is Annie."
+    with pytest.raises(InputError, match="no memory"):
+        await engine.user_memories.forget_item(ANN, "allen", 9)
+    reply = await say(engine, ANN, "Please forget that I moved to Leeds.")
+    assert "Forgotten: You moved to Leeds last month." in reply
+    assert [m.slot for m in await engine.user_memories.all(ANN, "allen")] == ["likes:jazz"]
+
+
+async def test_memories_are_exported_and_forgotten_with_the_user(engine: Engine,
+                                                                 fake_llm: FakeLLM) -> None:
+    await say(engine, ANN, "I'm allergic to peanuts.")
+    data = json.loads(zipfile.ZipFile(io.BytesIO(await engine.export(ANN)))
+                      .read("doppel-export.json"))
+    assert [(m["persona"], m["clause"]) for m in data["memories"]] == [
+        ("allen", "I'm allergic to peanuts")]
+    await engine.forget(ANN)
+    assert await engine.user_memories.all(ANN, "allen") == []
+
+
+@pytest.mark.model
+async def test_the_bundled_model_answers_from_what_the_user_told_it(
+        make_config: MakeConfig, real_llm: LlamaCppBackend) -> None:
+    engine = Engine(make_config(), llm=real_llm)
+    await engine.start(load_llm=False)
+    try:
+        await say(engine, ANN, "Please remember that my dog is called Biscuit.")
+        await engine.reset(ANN)
+        answer = await say(engine, ANN, "What is my dog called?")
+        assert "Biscuit" in answer
+        await engine.reset(ANN)
+        other = await say(engine, BOB, "What is my dog called?")
+        assert "Biscuit" not in other
+    finally:
+        await engine.stop()
