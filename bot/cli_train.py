@@ -40,6 +40,9 @@ def add_parser(sub: Any) -> None:
     prep.add_argument("paths", nargs="*", type=Path, help=".jsonl/.txt story files or folders")
     prep.add_argument("--favourites", action="store_true",
                       help="add the stories users starred (from the database)")
+    prep.add_argument("--feedback", choices=("reply", "story"),
+                      help="instead: the preference pairs users' 👍/👎 gave (one request, "
+                           "an output liked and one not) as OUT/preferences.jsonl")
     prep.add_argument("-o", "--out", type=Path, required=True)
     prep.add_argument("--min-words", type=int, default=100)
     prep.add_argument("--max-words", type=int, default=2000)
@@ -122,6 +125,8 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
         write_dataset,
     )
 
+    if args.feedback:
+        return await _feedback_pairs(config, args.feedback, args.out)
     stories = list(read_sources(args.paths))
     if args.favourites:
         from engine.storage.db import Database
@@ -153,6 +158,29 @@ async def _prepare(config: Config, args: argparse.Namespace) -> int:
     print(f"{report.kept} stories of {report.read} -> {args.out} (train "
           f"{report.splits['train']}, validation {report.splits['validation']}, test "
           f"{report.splits['test']}); see {args.out / 'dataset_card.md'}")
+    return 0
+
+
+async def _feedback_pairs(config: Config, kind: str, out: Path) -> int:
+    from engine.feedback import preference_pairs
+    from engine.storage.db import Database
+
+    db = Database(config.storage.effective_database_url)
+    await db.start()
+    try:
+        pairs = await preference_pairs(db, kind)
+    finally:
+        await db.close()
+    path = out / "preferences.jsonl"
+
+    def save() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs),
+                        encoding="utf-8")
+
+    await asyncio.to_thread(save)
+    print(f"{len(pairs)} preference pairs ({kind}s rated 👍 and 👎 for the same request) "
+          f"-> {path}")
     return 0
 
 

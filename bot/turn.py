@@ -104,6 +104,7 @@ def reply_buttons(result: ChatResult) -> list[Button]:
     buttons = [Button("🔁 Again", "regen"), Button("🔊 Read aloud", "say")]
     if result.message_id is not None:
         buttons.insert(0, Button("⭐", "favmsg", str(result.message_id)))
+        buttons += rating_buttons(f"reply:{result.message_id}")
     if result.truncated:
         buttons.append(Button("⏩ Continue", "continue"))
     return buttons
@@ -246,11 +247,17 @@ async def _after_first(source: AsyncIterable[str],
         yield piece
 
 
+def rating_buttons(target: str) -> list[Button]:
+    """👍 / 👎 (``engine.feedback``: kept for the operator and for preference training)."""
+    return [Button("👍", "good", target), Button("👎", "bad", target)]
+
+
 def story_buttons(record: StoryRecord) -> list[Button]:
     return [Button("⭐ Favourite", "fav", str(record.id)),
             Button("🔊 Read aloud", "narrate", str(record.id)),
             Button("💡 Ideas", "ideas", f"{record.genre[:30]}|{record.language}|"
-                                        f"{record.age_group}")]
+                                        f"{record.age_group}"),
+            *rating_buttons(f"story:{record.id}")]
 
 
 async def story_turn(engine: Engine, view: TurnView, user: UserRef, request: StoryRequest,

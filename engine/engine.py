@@ -27,6 +27,7 @@ from engine.errors import (
     SchedulerStopped,
     UserNotFound,
 )
+from engine.feedback import Feedback
 from engine.grounding import Grounding, ground
 from engine.images.service import Pictures
 from engine.inbox import Inbox
@@ -109,6 +110,8 @@ class Engine:
         self.conversations = ConversationStore(self.db)
         self.inbox = Inbox(self.db)
         self.user_memories = UserMemories(self.db, self.conversations)
+        self.feedback = Feedback(self.db, self.conversations, self._model_of,
+                                 lambda: self.stories.llm.description)
         self.api_tokens = ApiTokens(self.db, self.conversations)
         self.rate = RateLimiter(config.engine.rate_per_minute, config.engine.rate_burst)
         self.scheduler = Scheduler(config.engine)
@@ -160,6 +163,11 @@ class Engine:
             except ConfigError as exc:
                 raise ConfigError(f"{where}: [model] lora_path: {exc}") from None
         return out
+
+    def _model_of(self, persona: str) -> str:
+        """What writes ``persona``'s replies, as ratings record it."""
+        return (self.llm_for(self.personas.get(persona)).description
+                if persona in self.personas.names() else self.llm.description)
 
     def llm_for(self, persona: Persona) -> LLMBackend:
         """The model that writes this persona's replies (the chat model, with the persona's

@@ -1,10 +1,10 @@
 """``/export``: everything Doppel stores about one user, as a zip they can keep.
 
 ``doppel-export.json`` holds the user, their settings, conversations with every message,
-what they told each persona about themselves (memories), stories (each with the list of
-its pictures), favourites, saved prompts, custom genres and the voices they cloned (with
-the consent recorded); ``pictures/`` holds the stories' pictures and ``voices/<id>/`` the
-voices' clips. Every query is scoped to the one user's id.
+what they told each persona about themselves (memories), their 👍/👎 (ratings), stories
+(each with the list of its pictures), favourites, saved prompts, custom genres and the
+voices they cloned (with the consent recorded); ``pictures/`` holds the stories' pictures
+and ``voices/<id>/`` the voices' clips. Every query is scoped to the one user's id.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from engine.storage.models import (
     Favourite,
     Message,
     PersonaRecord,
+    Rating,
     SavedPrompt,
     Story,
     StoryPicture,
@@ -56,7 +57,7 @@ async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any
     user = await session.get(User, user_id) if user_id is not None else None
     if user is None:
         return {"format": FORMAT, "user": None, **{k: [] for k in (
-            "settings", "conversations", "memories", "stories", "favourites",
+            "settings", "conversations", "memories", "ratings", "stories", "favourites",
             "saved_prompts", "custom_genres", "voices")}}
     conversations = []
     for conv, persona in (await session.execute(
@@ -85,6 +86,7 @@ async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any
         "settings": await rows(UserSetting, UserSetting.user_id, "user_id"),
         "conversations": conversations,
         "memories": await rows(UserMemory, UserMemory.user_id, "user_id"),
+        "ratings": await rows(Rating, Rating.user_id, "user_id"),
         "stories": stories,
         "favourites": await rows(Favourite, Favourite.user_id, "user_id"),
         "saved_prompts": await rows(SavedPrompt, SavedPrompt.user_id, "user_id"),

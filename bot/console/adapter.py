@@ -16,6 +16,7 @@ from typing import TextIO
 
 from bot.console.voices import VOICE_HELP, VoiceCommands
 from bot.memories import memories_text
+from bot.ratings import stats_text
 from bot.stories import STORY_HELP, StoryCommands
 from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
 from engine.engine import ChatReply, Engine, UserRef
@@ -33,6 +34,7 @@ Commands:
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
   /memories         what you told the persona about yourself; /memories forget N
+  /stats            how replies and stories are rated (👍 / 👎 in the chat apps)
   /forget           delete everything stored about you (asks first)
   /export           a zip of everything stored about you
   /quit             leave (or Ctrl-D)
@@ -311,6 +313,8 @@ class ConsoleAdapter:
             else:
                 await self.engine.forget(self.user)
                 self._write("Done: I have forgotten everything about you.\n")
+        elif name == "/stats":
+            self._write(await stats_text(self.engine, self.user, local=True) + "\n")
         elif name == "/memories":
             assert self.persona is not None
             self._write(await memories_text(self.engine, self.user, self.persona, arg) + "\n")

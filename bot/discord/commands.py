@@ -14,6 +14,7 @@ from bot.discord.components import history_embed, ideas_view
 from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.memories import memories_text
+from bot.ratings import stats_text
 from bot.stories import StoryCommands, overlay
 from engine.errors import InputError, NotAllowed
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
@@ -259,6 +260,11 @@ def register(adapter: DiscordAdapter) -> None:
             user, chat_key(interaction.channel_id, interaction.guild_id))
         await interaction.followup.send(await memories_text(
             engine, user, persona, f"forget {forget}" if forget is not None else ""))
+
+    @tree.command(name="stats", description="How replies and stories are rated (operator)")
+    async def stats(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        await interaction.followup.send(await stats_text(engine, user_ref(interaction.user)))
 
     @tree.command(name="forget", description="Delete everything I stored about you")
     async def forget(interaction: Interaction) -> None:

@@ -80,13 +80,16 @@ class ComponentHandler:
         if prefix != PREFIX:
             return  # not ours
         action, _, value = rest.partition(":")
-        await interaction.response.defer(thinking=action not in ("favmsg", "fav", "forget"),
-                                         ephemeral=False)
+        await interaction.response.defer(
+            thinking=action not in ("favmsg", "fav", "forget", "good", "bad"), ephemeral=False)
         user = user_ref(interaction.user)
         engine = self.engine
         if action == "favmsg":
             await engine.favourite_message(user, button_number(value))
             await interaction.followup.send("⭐ Saved to your favourites.", ephemeral=True)
+        elif action in ("good", "bad"):
+            await engine.feedback.rate(user, value, action == "good")
+            await interaction.followup.send("Thanks: noted.", ephemeral=True)
         elif action == "fav":
             record = await engine.stories.favourite(user, button_number(value))
             await interaction.followup.send(f"⭐ Saved \"{record.title}\".", ephemeral=True)

@@ -30,6 +30,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.memories import memories_text
+from bot.ratings import stats_text
 from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import TelegramTurnView, chat_action
 from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
@@ -113,6 +114,7 @@ class TelegramAdapter:
             ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
             ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
             ("forget", self.forget), ("export", self.export), ("memories", self.memories),
+            ("stats", self.stats),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
         text = filters.TEXT & ~filters.COMMAND
@@ -337,6 +339,11 @@ class TelegramAdapter:
         await msg.reply_text(await memories_text(self.engine, user, persona,
                                                  " ".join(context.args or [])))
 
+    async def stats(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        await msg.reply_text(await stats_text(self.engine, user_ref(update)))
+
     async def persona(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message
         assert msg is not None
@@ -360,7 +367,7 @@ class TelegramAdapter:
         if action not in BUTTONS:
             await query.answer("That button no longer works. Try /help.")
             return
-        if action != "favmsg":
+        if action not in ("favmsg", "good", "bad"):  # those answer with a line of their own
             await query.answer()
         chat_id = update.effective_chat.id if update.effective_chat else user.user_id
         if action == "sf":  # the /story flow: genre, then age, language, length
@@ -371,6 +378,10 @@ class TelegramAdapter:
         elif action == "favmsg":
             await self.engine.favourite_message(user, button_number(value))
             await query.answer("⭐ Saved to your favourites")
+        elif action in ("good", "bad"):
+            await self.engine.feedback.rate(user, value, action == "good")
+            await query.answer("Thanks: noted." if action == "good" else
+                               "Thanks: noted, I'll learn from it.")
         elif action == "narrate":
             async with chat_action(context.bot, int(chat_id), ChatAction.RECORD_VOICE):
                 parts = await self.engine.stories.narrate(user, button_number(value))
@@ -416,4 +427,4 @@ class TelegramAdapter:
 
 
 BUTTONS = frozenset("sf fav favmsg narrate open hp ideas more idea forget regen say "
-                    "continue".split())
+                    "continue good bad".split())

@@ -197,6 +197,30 @@ class UserMemory(Base):
     updated_at: Mapped[datetime] = _created()
 
 
+class Rating(Base):
+    """A 👍 or 👎 on a reply or a story, with what was asked and what was written (kept
+    even if the message is deleted later, for preference training)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("user_id", "target"),
+        CheckConstraint("kind IN ('reply', 'story')", name="kind"),
+        NEVER_REUSED,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = _user_fk()
+    kind: Mapped[str] = mapped_column(String(10))
+    target: Mapped[str] = mapped_column(String(40))
+    """``reply:<message id>`` or ``story:<story id>``: one rating per user and target."""
+    good: Mapped[bool] = mapped_column(Boolean)
+    persona: Mapped[str] = mapped_column(String(64), default="")
+    model: Mapped[str] = mapped_column(String(300), default="")
+    prompt: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
 class StorySuggestion(Base):
     """Cached prompt suggestions for one (genre, language, age group) and day."""
 

@@ -128,7 +128,12 @@ async def test_dm_streams_a_reply_by_paced_edits_with_buttons(
     assert disclosure.startswith("🤖 I'm an AI persona of Phillip Allen, not the real person")
     history = await engine.history(DM_USER)
     assert history[-1].content == words
-    assert custom_ids(edits[-1].json) == [f"dp:favmsg:{history[-1].id}", "dp:regen:", "dp:say:"]
+    rid = history[-1].id
+    assert custom_ids(edits[-1].json) == [f"dp:favmsg:{rid}", "dp:regen:", "dp:say:",
+                                          f"dp:good:reply:{rid}", f"dp:bad:reply:{rid}"]
+    await feed(dc, "INTERACTION_CREATE", component(f"dp:bad:reply:{rid}"))
+    [rated] = await engine.feedback.stats()
+    assert (rated.kind, rated.persona, rated.good, rated.bad) == ("reply", "allen", 0, 1)
 
     await feed(dc, "INTERACTION_CREATE", component(f"dp:favmsg:{history[-1].id}"))
     callback = fake.named("POST", "/interactions/*/*/callback")[-1]
@@ -156,7 +161,7 @@ async def test_long_reply_is_split_at_2000_characters(
     assert " ".join(parts) == long
     assert all(p.rstrip().endswith(".") for p in parts)  # cut between sentences
     last = fake.named("POST", f"/channels/{DM_CHANNEL}/messages")[-1].json
-    assert custom_ids(last)[1:] == ["dp:regen:", "dp:say:"]
+    assert custom_ids(last)[1:3] == ["dp:regen:", "dp:say:"]
     assert "components" not in edits[-1].json or not edits[-1].json["components"]
 
 
@@ -266,7 +271,8 @@ async def test_slash_story_defers_then_streams_follow_ups_with_buttons(
     [story] = (await engine.stories.history(DM_USER))[0][1]
     assert story.genre == "fantasy" and "dragon" in story.prompt
     assert custom_ids(final) == [f"dp:fav:{story.id}", f"dp:narrate:{story.id}",
-                                 "dp:ideas:fantasy|en|6-8"]
+                                 "dp:ideas:fantasy|en|6-8", f"dp:good:story:{story.id}",
+                                 f"dp:bad:story:{story.id}"]
     await feed(dc, "INTERACTION_CREATE", component(f"dp:fav:{story.id}"))
     assert texts(fake)[-1] == f"⭐ Saved \"{story.title}\"."
     assert (await engine.stories.favourites(DM_USER))[0].id == story.id

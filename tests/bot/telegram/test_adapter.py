@@ -24,6 +24,7 @@ from engine.storage.models import (
     CustomGenre,
     Favourite,
     Message,
+    Rating,
     Story,
     User,
     UserSetting,
@@ -75,7 +76,8 @@ async def test_private_text_is_answered_and_stored(tg: TelegramAdapter, wire: Re
     assert [m.content for m in history] == ["aaaaaaaaaa",
                                             "Mario, the rent roll came in. Phillip"]
     reply_id = history[1].id
-    assert [b["callback_data"] for b in keyboard] == [f"favmsg|{reply_id}", "regen", "say"]
+    assert [b["callback_data"] for b in keyboard] == [
+        f"favmsg|{reply_id}", "regen", "say", f"good|reply:{reply_id}", f"bad|reply:{reply_id}"]
     press = fixture("callback_query_inline_keyboard.json")
     press["callback_query"]["data"] = f"favmsg|{reply_id}"
     press["callback_query"]["from"]["id"] = 12345678
@@ -87,6 +89,19 @@ async def test_private_text_is_answered_and_stored(tg: TelegramAdapter, wire: Re
     stranger["callback_query"]["data"] = f"favmsg|{reply_id}"
     await feed(tg, stranger)
     assert sent_texts(wire)[-1] == "I can't find that reply any more."
+
+    # 👎, then changed to 👍: one rating, with what was asked and what was written.
+    for vote in ("bad", "good"):
+        press["callback_query"]["data"] = f"{vote}|reply:{reply_id}"
+        await feed(tg, press)
+    assert wire.named("answerCallbackQuery")[-1]["text"] == "Thanks: noted."
+    stranger["callback_query"]["data"] = f"good|reply:{reply_id}"
+    await feed(tg, stranger)  # not theirs to rate
+    assert sent_texts(wire)[-1] == "That message or story is no longer there to rate."
+    async with engine.db.session() as s:
+        [rating] = (await s.scalars(select(Rating))).all()
+    assert (rating.kind, rating.good, rating.persona, rating.prompt, rating.output) == (
+        "reply", True, "allen", "aaaaaaaaaa", "Mario, the rent roll came in. Phillip")
 
 
 async def test_long_reply_is_split_at_4096(make_config: MakeConfig,
@@ -127,7 +142,8 @@ async def test_group_story_command_then_favourite(tg: TelegramAdapter, wire: Rec
     final = (wire.named("editMessageText") or wire.named("sendMessage"))[-1]
     assert final["text"] == "Tiny Turtle\n\nTilly swam. She was proud of herself."
     buttons = [b["callback_data"] for b in final["reply_markup"]["inline_keyboard"][0]]
-    assert buttons == [f"fav|{story.id}", f"narrate|{story.id}", "ideas|animals|en|3-5"]
+    assert buttons == [f"fav|{story.id}", f"narrate|{story.id}", "ideas|animals|en|3-5",
+                       f"good|story:{story.id}", f"bad|story:{story.id}"]
     [cover] = wire.named("sendPhoto")  # no image model: the neutral cover card, after it
     assert cover["caption"] == "Tiny Turtle" and cover["message_thread_id"] == 134545
     assert Image.open(io.BytesIO(cover["_files"]["photo"])).size == (512, 512)
