@@ -101,6 +101,18 @@ def add_parser(sub: Any) -> None:
     budget(persona, "[train.persona]")
     persona.add_argument("--no-use", action="store_true",
                          help="make the adapter but leave persona.toml as it is")
+    prefer = tsub.add_parser(
+        "prefer", help="preference training (DPO) on the pairs users' 👍/👎 gave, as a LoRA "
+                       "(pairs from `doppel train prepare --feedback`)")
+    prefer.add_argument("pairs", type=Path, help="preferences.jsonl")
+    prefer.add_argument("--base", required=True,
+                        help="a Hugging Face model folder, a .gguf file, or 'bundled'")
+    prefer.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    prefer.add_argument("--beta", type=float, default=0.1,
+                        help="how far from the base the preferences may pull (DPO beta)")
+    prefer.add_argument("--steps", type=int, default=60, help="optimiser steps (default 60)")
+    prefer.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    prefer.add_argument("--no-export", action="store_true", help="skip the GGUF LoRA export")
     use = tsub.add_parser("use", help="make a trained model the /story model in config.toml")
     use.add_argument("run", type=Path, help="a folder made by `train scratch` or `train lora`")
 
@@ -284,6 +296,18 @@ def _dispatch(config: Config, args: argparse.Namespace) -> int:
         print(f"{config.source}: [stories] {shown}; /story uses it from the next start")
         return 0
     cfg = _train_config(config, args)
+    if cmd == "prefer":
+        from engine.training.preference import train_preferences
+
+        r = train_preferences(args.base, args.pairs, args.out, cfg, beta=args.beta,
+                              steps=args.steps, export=not args.no_export)
+        print(f"{r['pairs']} pairs, {r['steps']} steps on {r['device']}: DPO loss "
+              f"{r['loss_first']} -> {r['loss_last']}; log-probability margin (liked - not) "
+              f"{r['margin_before']} -> {r['margin_after']}; the liked output gained more "
+              f"than the other in {r['reward_accuracy']:.0%} of pairs")
+        if r.get("gguf"):
+            print(f"adapter: {args.out / r['gguf']}")
+        return 0
     if cmd == "persona":
         return asyncio.run(_persona(config, args, cfg))
     if cmd == "scratch":
