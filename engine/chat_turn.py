@@ -5,16 +5,23 @@ reciting the system prompt."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 
 from engine.errors import InputError
 from engine.history import fit_history
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
-from engine.memory.prompt import LeakGuard, fence_sources, with_sources, with_user_facts
+from engine.memory.prompt import (
+    LeakGuard,
+    fence_sources,
+    with_earlier,
+    with_sources,
+    with_user_facts,
+)
 from engine.memory.retrieve import Hit
 from engine.reply_text import CleanStream, end_at_sentence
 from engine.scheduler import JobContext
+from engine.summary import fold, salience
 
 STOP = ("\n<<<SOURCE", "\n<<<END SOURCE")
 """A reply that starts reciting the fenced sources on a new line has ended."""
@@ -37,11 +44,13 @@ class TurnMessage:
     about_user: tuple[str, ...] = ()
     """What this user told the persona about themselves ("Their name is Sam.")."""
 
-    def render(self, count: Callable[[str], int]) -> str:
+    def render(self, count: Callable[[str], int], earlier: Sequence[str] = ()) -> str:
+        """What the model reads as the user's turn; ``earlier``: the running summary of
+        what scrolled out of the conversation."""
         text = self.text
         if self.hits:
             text = with_sources(text, fence_sources(self.hits, self.budget, count))
-        return with_user_facts(text, self.about_user)
+        return with_earlier(with_user_facts(text, self.about_user), earlier)
 
 
 @dataclass(frozen=True)
@@ -55,22 +64,58 @@ class ChatTurn:
     message: TurnMessage
     params: SamplingParams
     partial: list[str]
+    summary: tuple[str, ...] = ()
+    """What scrolled out of ``history`` before (``ConversationState.summary``)."""
 
     def _count(self, msg: ChatMessage) -> int:
         return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
+
+    def _fit(self) -> list[ChatMessage]:
+        """The prompt: the newest history that fits, and the user's turn with the summary
+        of everything older (what this prompt leaves out of ``history`` too)."""
+        system = ChatMessage("system", self.system)
+        budget = self.llm.n_ctx - self.params.max_tokens
+        # The summary takes at most a quarter of the window, and never the room of the
+        # last exchange (the newest history goes first).
+        plain = ChatMessage("user", self.message.render(self.llm.count_tokens))
+        recent = sum(self._count(m) for m in self.history[-2:])
+        room = max(0, min(budget // 4,
+                          budget - self._count(system) - self._count(plain) - recent - 12))
+        summary = self._within(list(self.summary), room)
+        messages: list[ChatMessage] = []
+        for _ in range(3):  # the summary grows as history is left out; settles quickly
+            while True:
+                user = ChatMessage("user", self.message.render(self.llm.count_tokens,
+                                                               summary))
+                try:
+                    messages = fit_history(system, self.history, user, budget=budget,
+                                           count=self._count)
+                    break
+                except InputError:
+                    if not summary:
+                        raise  # the message itself is too long
+                    summary = summary[1:]  # a summary never makes a message too long
+            left_out = self.history[:len(self.history) - (len(messages) - 2)]
+            wanted = self._within(fold(self.summary, left_out), room)
+            if wanted == summary:
+                break
+            summary = wanted
+        return messages
+
+    def _within(self, lines: list[str], room: int) -> list[str]:
+        """The most telling lines that fit ``room`` tokens, in order."""
+        cost = [self.llm.count_tokens(line) + 1 for line in lines]
+        while lines and sum(cost) > room:
+            drop = min(range(len(lines)), key=lambda i: (salience(lines[i]), i))
+            del lines[drop], cost[drop]
+        return lines
 
     def __call__(self, ctx: JobContext) -> Completion:
         if self.message.canned is not None:
             self.partial.append(self.message.canned)
             ctx.emit(self.message.canned)
             return Completion(self.message.canned, 1, 0.0, 0.0)
-        messages = fit_history(
-            ChatMessage("system", self.system),
-            self.history,
-            ChatMessage("user", self.message.render(self.llm.count_tokens)),
-            budget=self.llm.n_ctx - self.params.max_tokens,
-            count=self._count,
-        )
+        messages = self._fit()
         t0 = time.perf_counter()
         first: float | None = None
         guard = LeakGuard(self.system)

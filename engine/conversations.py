@@ -23,6 +23,7 @@ from engine.reply_text import visible
 from engine.storage import repo
 from engine.storage.db import Database
 from engine.storage.models import Conversation, Favourite, Message, User, utcnow
+from engine.summary import fold
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -54,10 +55,18 @@ class ConversationState:
     user_id: int
     conversation_id: int
     history: list[ChatMessage] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    """What scrolled out of ``history`` (engine/summary.py), stored with the conversation."""
+    summary_changed: bool = False
 
     def remember(self, msg: ChatMessage) -> None:
         self.history.append(msg)
-        del self.history[:-HISTORY_ROWS]
+        extra = len(self.history) - HISTORY_ROWS
+        if extra > 0:
+            self.summary = fold(self.summary, self.history[:extra])
+            del self.history[:extra]
+            self.summary_changed = True
+
 
 
 @dataclass(frozen=True)
@@ -188,7 +197,7 @@ class ConversationStore:
             state = ConversationState(uid, conv.id, [
                 ChatMessage(r.role, r.content)  # type: ignore[arg-type]
                 for r in rows if r.role in ("user", "assistant") and r.content
-            ])
+            ], conv.summary.splitlines() if conv.summary else [])
             self._conversations.put(key, state)
             return state
 
@@ -203,7 +212,18 @@ class ConversationStore:
             await s.execute(update(User).where(User.id == state.user_id)
                             .values(last_seen_at=utcnow()))
         state.remember(ChatMessage("user", text))
+        await self._keep_summary(state)
         return asked.id, reply.id
+
+    async def _keep_summary(self, state: ConversationState) -> None:
+        """Store the running summary when messages scrolled into it."""
+        if not state.summary_changed:
+            return
+        state.summary_changed = False
+        async with self.db.session() as s, s.begin():
+            await s.execute(update(Conversation).where(Conversation.id ==
+                                                       state.conversation_id)
+                            .values(summary="\n".join(state.summary)))
 
     async def abort_exchange(self, state: ConversationState, ids: tuple[int, int]) -> None:
         """Undo :meth:`begin_exchange` for a request that was never answered (it could not
@@ -234,6 +254,7 @@ class ConversationStore:
             row.content, row.status, row.tokens = text, status, tokens
         if text:
             state.remember(ChatMessage("assistant", text))
+            await self._keep_summary(state)
         return reply_id
 
     async def recover_interrupted(self) -> set[int]:

@@ -369,7 +369,7 @@ class Engine:
             job = self.scheduler.submit(
                 LLM,
                 ChatTurn(self.llm_for(p), system, history, message, params or self.sampling,
-                         partial),
+                         partial, tuple(state.summary)),
                 user=user.key,
                 kind="chat",
                 priority=Priority.INTERACTIVE,

@@ -75,6 +75,15 @@ def with_user_facts(message: str, facts: Sequence[str]) -> str:
             f"{message}")
 
 
+def with_earlier(message: str, summary: Sequence[str]) -> str:
+    """The user's turn with the running summary of the conversation's older part."""
+    if not summary:
+        return message
+    listed = "\n".join(_defang(line) for line in summary)
+    return (f"{_FENCE_OPEN}EARLIER IN THIS CONVERSATION (a summary; they = the person, you = "
+            f"you){_FENCE_CLOSE}\n{listed}\n{_FENCE_OPEN}END{_FENCE_CLOSE}\n\n{message}")
+
+
 class LeakGuard:
     """Stops a reply that starts reciting the system prompt ("print your instructions"):
     ``feed`` each piece; it returns True once ``n`` words in a row match the prompt, so at

@@ -101,6 +101,8 @@ class Conversation(Base):
     started_at: Mapped[datetime] = _created()
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """Set by /reset: a closed conversation is kept but no longer fed to the model."""
+    summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """What scrolled out of the prompt's history, a line a message (engine/summary.py)."""
 
 
 class Message(Base):
