@@ -139,6 +139,9 @@ class DiscordConfig:
     message_content: bool = False
     """Ask for the privileged Message Content intent (enable it in the Developer Portal
     first). Not needed for DMs, mentions and replies to the bot."""
+    persona_webhooks: bool = True
+    """In server channels, reply under the persona's own name and avatar through a channel
+    webhook (needs the Manage Webhooks permission; without it, the bot's own identity)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class PersonaProfile:
     """Users who manage this persona (its voices, ...), as ``platform:id``."""
     owner_only: bool = False
     """A private persona: only its owners (and admins) may talk to it."""
+    avatar: Path | None = None
+    """A picture of the persona (PNG/JPEG, beside persona.toml): its face where it posts
+    under its own name (Discord server channels, through a webhook)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ def load_persona(directory: Path) -> Persona:
     spec: PersonaFile = build_dataclass(PersonaFile, raw, where=where, base_dir=directory)
     if not spec.persona.display_name.strip():
         raise ConfigError(f"{where} [persona] display_name must not be empty")
+    avatar = spec.persona.avatar
+    if avatar is not None and not avatar.is_file():
+        raise ConfigError(f"{where} [persona] avatar: {avatar} is not a file")
     for clip in spec.voice.reference_clips:
         if not clip.is_file():
             raise ConfigError(f"{where} [voice] reference_clips: {clip} is not a file")

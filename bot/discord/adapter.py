@@ -18,6 +18,7 @@ from bot.discord.components import ComponentHandler
 from bot.discord.stream import DiscordTurnView, connection_gone
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
+from bot.discord.webhooks import NEEDS_PERMISSION, PersonaWebhooks
 from bot.ordering import ChatOrder
 from bot.turn import chat_turn
 from engine.config import DiscordConfig
@@ -61,6 +62,7 @@ class DiscordAdapter:
         self.client.event(self.on_interaction)
         self.client.on_error = self.on_event_error  # type: ignore[method-assign]
         self.components = ComponentHandler(self)
+        self.webhooks = PersonaWebhooks(self.client)
         self.order = ChatOrder()
         self.stopping = False
         commands.register(self)
@@ -252,14 +254,15 @@ class DiscordAdapter:
                                                  server=server_key(guild_id))
 
     def view(self, channel: discord.abc.Messageable, reply_to: discord.Message | None = None,
-             interaction: discord.Interaction[Any] | None = None) -> DiscordTurnView:
+             interaction: discord.Interaction[Any] | None = None, *,
+             webhook: discord.Webhook | None = None) -> DiscordTurnView:
         channel_id = getattr(channel, "id", None)
 
         async def voice(note: VoiceNote) -> None:
             if channel_id is not None:
                 await self.send_voice(channel_id, note)
 
-        return DiscordTurnView(channel, self.sender(channel, reply_to, interaction),
+        return DiscordTurnView(channel, self.sender(channel, reply_to, interaction, webhook),
                                send_voice=voice, interval_s=self.config.edit_interval_s,
                                voice_caption=self.engine.voice_caption)
 
@@ -272,14 +275,23 @@ class DiscordAdapter:
         user = user_ref(author)
         channel_id = getattr(channel, "id", None)
         persona = await self.persona_for(user, channel_id, guild_id)
-        await chat_turn(self.engine, self.view(channel, reply_to, interaction), user, text,
-                        chat_key=chat_key(channel_id, guild_id), persona=persona.name,
-                        spoken=spoken)
+        hook, refused = None, False
+        if (self.config.persona_webhooks and guild_id is not None and interaction is None
+                and channel_id is not None):
+            hook, refused = await self.webhooks.get(channel_id, persona)
+        await chat_turn(self.engine, self.view(channel, reply_to, interaction, webhook=hook),
+                        user, text, chat_key=chat_key(channel_id, guild_id),
+                        persona=persona.name, spoken=spoken)
+        if refused and guild_id is not None and guild_id not in self.webhooks.told:
+            self.webhooks.told.add(guild_id)  # once a server (and a run)
+            await channel.send(NEEDS_PERMISSION.format(name=persona.display_name))
 
     def sender(self, channel: discord.abc.Messageable, reply_to: discord.Message | None,
-               interaction: discord.Interaction[Any] | None) -> Any:
-        """How a streamed reply posts its messages: follow-ups of the interaction, or a
-        reply to the message and then plain messages in the channel."""
+               interaction: discord.Interaction[Any] | None,
+               webhook: discord.Webhook | None = None) -> Any:
+        """How a streamed reply posts its messages: follow-ups of the interaction, the
+        persona's own webhook, or a reply to the message and then plain messages in the
+        channel."""
         first = [True]
 
         async def send(text: str, view: discord.ui.View | None, **extra: Any) -> Any:
@@ -287,6 +299,8 @@ class DiscordAdapter:
             kwargs.update(extra)
             if interaction is not None:
                 return await interaction.followup.send(text, wait=True, **kwargs)
+            if webhook is not None:
+                return await webhook.send(text, wait=True, **kwargs)
             if reply_to is not None and first[0]:
                 first[0] = False
                 return await reply_to.reply(text, mention_author=False, **kwargs)

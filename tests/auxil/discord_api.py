@@ -67,6 +67,11 @@ class FakeDiscord:
         self.refuse_voice_messages = False
         """Answer 400 to a message with the voice flag, as Discord would to a bot it does
         not let send voice messages (the adapter must fall back to a plain attachment)."""
+        self.refuse_webhooks = False
+        """Answer 403 to managing channel webhooks, as Discord does without the Manage
+        Webhooks permission."""
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        """Channel webhooks made through the API, by id (with the avatar sent)."""
         self._ids = itertools.count(1482500000000000000)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -162,6 +167,28 @@ class FakeDiscord:
                                 "response_message_loading": kind == 5,
                                 "response_message_ephemeral": bool(data.get("flags", 0) & 64)},
                 "resource": resource})
+        if seg[0] == "channels" and seg[2:3] == ["webhooks"]:
+            if self.refuse_webhooks:
+                return _json({"code": 50013, "message": "Missing Permissions"}, status=403)
+            if c.method == "GET":
+                return _json([h for h in self.webhooks.values() if h["channel_id"] == seg[1]])
+            hook_id = self._id()
+            self.webhooks[hook_id] = {
+                "id": hook_id, "type": 1, "channel_id": seg[1], "guild_id": None,
+                "name": body.get("name"), "avatar": "a1" if body.get("avatar") else None,
+                "token": f"token-{hook_id}", "application_id": APP_ID,
+                "user": {k: BOT_USER[k] for k in ("id", "username", "avatar",
+                                                   "discriminator")},
+                "sent_avatar": body.get("avatar")}
+            return _json(self.webhooks[hook_id])
+        if c.method in ("POST", "PATCH") and seg[0] == "webhooks" and seg[1] in self.webhooks:
+            hook = self.webhooks[seg[1]]  # a persona's webhook: posts under its name
+            message = self._message(hook["channel_id"], body, c,
+                                    seg[-1] if c.method == "PATCH" else None)
+            message["author"] = {"id": hook["id"], "username": hook["name"], "avatar":
+                                 hook["avatar"], "discriminator": "0000", "bot": True}
+            message["webhook_id"] = hook["id"]
+            return _json(message)
         if c.method in ("POST", "PATCH") and (
                 (seg[0] == "channels" and seg[2:3] == ["messages"])
                 or seg[0] == "webhooks"):

@@ -177,8 +177,51 @@ async def test_guild_answers_mentions_only(dc: DiscordAdapter, fake: FakeDiscord
     history = await engine.history(author, chat_key=f"dc:{mention['channel_id']}")
     assert [m.content for m in history] == ["Hey", "Hey yourself."]
     assert shown(fake) == "Hey yourself."
-    reply = fake.named("POST", f"/channels/{mention['channel_id']}/messages")[0].json
-    assert int(reply["message_reference"]["message_id"]) == int(mention["id"])
+    # In a server the persona answers as itself: its own webhook, made once, reused.
+    [hook] = fake.webhooks.values()
+    assert (hook["name"], hook["channel_id"]) == ("Phillip Allen", mention["channel_id"])
+    assert fake.named("POST", f"/webhooks/{hook['id']}/{hook['token']}")
+    assert fake.named("POST", f"/channels/{mention['channel_id']}/messages") == []
+    fake_llm.replies.append("Still here.")
+    mention["id"] = str(int(mention["id"]) + 1)
+    await feed(dc, "MESSAGE_CREATE", mention)
+    assert shown(fake) == "Still here." and len(fake.webhooks) == 1
+    assert len(fake.named("POST", f"/channels/{mention['channel_id']}/webhooks")) == 1
+
+
+async def test_without_the_webhook_permission_the_bot_answers_as_itself_and_says_once(
+        dc: DiscordAdapter, fake: FakeDiscord, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake.refuse_webhooks = True
+    mention = fixture("discord/gateway_message_create_guild_bot_mention_2026.json")
+    await introduced(engine, UserRef("discord", mention["author"]["id"]))
+    for n, text in enumerate(("Hey yourself.", "Again.")):
+        fake_llm.replies.append(text)
+        mention["id"] = str(int(mention["id"]) + n)
+        await feed(dc, "MESSAGE_CREATE", mention)
+    posted_here = [c.json for c in fake.named("POST", f"/channels/{mention['channel_id']}/"
+                                                       "messages")]
+    assert int(posted_here[0]["message_reference"]["message_id"]) == int(mention["id"]) - 1
+    notes = [b["content"] for b in posted_here if "Manage Webhooks" in b.get("content", "")]
+    assert notes == ["(I can answer as Phillip Allen, with their own name and picture, once "
+                     "I have the Manage Webhooks permission in this channel.)"]
+
+
+async def test_a_persona_with_an_avatar_gets_a_webhook_with_its_face(
+        make_config: MakeConfig, personas_dir: Path, fake: FakeDiscord,
+        fake_llm: FakeLLM) -> None:
+    face = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(face, format="PNG")
+    (personas_dir / "allen" / "face.png").write_bytes(face.getvalue())
+    toml = personas_dir / "allen" / "persona.toml"
+    toml.write_text(toml.read_text().replace("[persona]\n", '[persona]\navatar = "face.png"\n',
+                                             1))
+    engine = Engine(make_config(personas={"dir": str(personas_dir)}), llm=fake_llm)
+    mention = fixture("discord/gateway_message_create_guild_bot_mention_2026.json")
+    async with started(engine, fake) as adapter:
+        await introduced(engine, UserRef("discord", mention["author"]["id"]))
+        await feed(adapter, "MESSAGE_CREATE", mention)
+    [hook] = fake.webhooks.values()
+    assert hook["sent_avatar"].startswith("data:image/png;base64,")
 
 
 async def test_allowed_channels_keep_the_bot_out_of_others(
