@@ -135,11 +135,13 @@ def _fact(sentence: str) -> Fact | None:
     if m and not re.match(r"^(?:to|it|that|this|you|them|him|her)\b", m.group(1).lower()) \
             and _head(m.group(1)):
         return Fact(f"likes:{_head(m.group(1))}", s)
-    m = re.match(r"^my (\w+)(?:'s name| is called| is named)? (?:is |are )?(.+)", s,
+    # "my <someone> [Name] is / lives / works / hates ...": a statement, not "my note zq-88"
+    m = re.match(r"^my (\w+)(?:'s name)?(?: [A-Z][\w'-]+)?(?:'s| (?:is|are|was|were|lives|"
+                 r"works|likes|loves|hates|has|goes|plays|studies|turns|turned)\b)(.*)", s,
                  re.IGNORECASE)
     if m and m.group(1).lower() not in ("name", "job", "work", "birthday", "god", "gosh",
                                         "bad", "pleasure", "turn", "question", "point"):
-        rest = m.group(2).lower()
+        rest = m.group(2).lower().strip()
         if not re.match(r"^(?:says|said|thinks|thought|asked|told|wants|wanted)\b", rest):
             return Fact(f"my:{m.group(1).lower()}", s)
     return None

@@ -14,6 +14,7 @@ import pytest
 from engine.engine import Engine, UserRef
 from engine.errors import InputError
 from engine.llm.llama_cpp import LlamaCppBackend
+from engine.usermemory.extract import extract
 from engine.usermemory.person import second, third
 from tests.auxil.fake_llm import FakeLLM
 from tests.conftest import MakeConfig
@@ -39,6 +40,14 @@ def test_a_clause_is_told_back_in_the_right_person() -> None:
     assert third("I have a dog called Rex and I love him") == \
         "They have a dog called Rex and they love him."
     assert second("In my view I was right") == "In your view you were right."
+
+
+def test_only_statements_about_themselves_are_facts() -> None:
+    for text in ("my note zq-88", "My friend says hi.", "What is my name?", "I'm tired.",
+                 "remember this", "I'd like to know more.", "If I lived in Paris, fine."):
+        assert extract(text).facts == [], text
+    assert [f.slot for f in extract("I'm 7 and I like dinosaurs.").facts] == [
+        "age", "likes:dinosaurs"]
 
 
 async def test_a_fact_told_once_is_used_in_a_later_conversation_only_for_its_teller(
