@@ -2,7 +2,7 @@
 
 The prompt carries the newest turns that fit the context window; older ones used to be
 lost. Each message that leaves the window (the engine's history, or the prompt's token
-budget) becomes one line ("They: ...", "You: ..."): its first sentence, cut to a few
+budget) becomes one line ("They said: ...", "You said: ..."): its first sentence, cut to a few
 words. When there are more than :data:`MAX_LINES`, the lines that say least (no numbers,
 no names, small talk) go first; the rest stay in order. Extractive on purpose: the
 bundled 135M model cannot be trusted to summarise, and this costs nothing per turn.
@@ -19,7 +19,7 @@ MAX_LINES = 16
 WORDS = 24
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
-_SMALL_TALK = re.compile(r"^(?:They|You): (?:ok|okay|thanks|thank you|hi|hello|hey|yes|no|"
+_SMALL_TALK = re.compile(r"^(?:They|You) said: (?:ok|okay|thanks|thank you|hi|hello|hey|yes|no|"
                          r"sure|great|cool|nice|bye|good)\b", re.IGNORECASE)
 
 
@@ -27,7 +27,7 @@ def _line(msg: ChatMessage) -> str:
     first = SENTENCE.split(" ".join(msg.content.split()), maxsplit=1)[0]
     words = first.split()
     text = " ".join(words[:WORDS]) + ("…" if len(words) > WORDS else "")
-    return f"{'They' if msg.role == 'user' else 'You'}: {text}"
+    return f"{'They said' if msg.role == 'user' else 'You said'}: {text}"
 
 
 def salience(line: str) -> float:

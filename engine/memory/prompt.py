@@ -80,8 +80,8 @@ def with_earlier(message: str, summary: Sequence[str]) -> str:
     if not summary:
         return message
     listed = "\n".join(_defang(line) for line in summary)
-    return (f"{_FENCE_OPEN}EARLIER IN THIS CONVERSATION (a summary; they = the person, you = "
-            f"you){_FENCE_CLOSE}\n{listed}\n{_FENCE_OPEN}END{_FENCE_CLOSE}\n\n{message}")
+    return (f"{_FENCE_OPEN}EARLIER IN THIS CONVERSATION (a summary){_FENCE_CLOSE}\n{listed}\n"
+            f"{_FENCE_OPEN}END{_FENCE_CLOSE}\n\n{message}")
 
 
 class LeakGuard:

@@ -20,10 +20,10 @@ FIFTH = "The meeting with Jeff is at the Hilton on Friday at 3pm."
 def test_the_summary_keeps_what_says_most() -> None:
     chatter = [ChatMessage("user", "ok thanks"), ChatMessage("assistant", "You are welcome.")]
     lines = fold([], [ChatMessage("user", FIFTH), *chatter * MAX_LINES])
-    assert len(lines) == MAX_LINES and lines[0] == f"They: {FIFTH}"
-    assert salience(f"They: {FIFTH}") > salience("They: ok thanks")
+    assert len(lines) == MAX_LINES and lines[0] == f"They said: {FIFTH}"
+    assert salience(f"They said: {FIFTH}") > salience("They said: ok thanks")
     long = fold([], [ChatMessage("assistant", "word " * 60 + ". Second sentence.")])
-    assert long[0].startswith("You: word word") and long[0].endswith("…")
+    assert long[0].startswith("You said: word word") and long[0].endswith("…")
 
 
 async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: MakeConfig) -> None:
@@ -42,7 +42,7 @@ async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: Make
                        for m in prompt)
             assert used <= llm.n_ctx - config.llm.max_tokens, (turn, used)
         last = prompt[-1].content
-        assert "EARLIER IN THIS CONVERSATION" in last and f"They: {FIFTH}" in last
+        assert "EARLIER IN THIS CONVERSATION" in last and f"They said: {FIFTH}" in last
         assert not any("Hilton" in m.content for m in prompt[1:-1])  # not in the history
         assert len(await engine.history(ANN, limit=1000)) == 400  # /history: all of it
     finally:
@@ -53,8 +53,8 @@ async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: Make
     try:
         async with again.db.session() as s:
             [conv] = (await s.scalars(select(Conversation))).all()
-        assert f"They: {FIFTH}" in conv.summary.splitlines()
+        assert f"They said: {FIFTH}" in conv.summary.splitlines()
         await (await again.chat(ANN, "Where was the meeting again?")).result()
-        assert f"They: {FIFTH}" in again.llm.prompts[-1][-1].content  # type: ignore[attr-defined]
+        assert f"They said: {FIFTH}" in again.llm.prompts[-1][-1].content  # type: ignore[attr-defined]
     finally:
         await again.stop()
