@@ -22,6 +22,7 @@ from engine.memory.retrieve import Hit
 from engine.reply_text import CleanStream, end_at_sentence
 from engine.scheduler import JobContext
 from engine.summary import fold, salience
+from engine.usermemory.store import content_words
 
 STOP = ("\n<<<SOURCE", "\n<<<END SOURCE")
 """A reply that starts reciting the fenced sources on a new line has ended."""
@@ -103,7 +104,12 @@ class ChatTurn:
         return messages
 
     def _within(self, lines: list[str], room: int) -> list[str]:
-        """The most telling lines that fit ``room`` tokens, in order."""
+        """The lines the message is about (sharing its words; a small model copies what it
+        is shown, so the rest stays out), the most telling that fit ``room`` tokens, in
+        order."""
+        asked = content_words(self.message.text)
+        lines = [line for line in lines
+                 if asked & content_words(line.split(": ", 1)[-1])]
         cost = [self.llm.count_tokens(line) + 1 for line in lines]
         while lines and sum(cost) > room:
             drop = min(range(len(lines)), key=lambda i: (salience(lines[i]), i))

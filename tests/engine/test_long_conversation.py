@@ -34,8 +34,9 @@ async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: Make
     await engine.start()
     try:
         for turn in range(1, 201):
-            text = FIFTH if turn == 5 else (f"Message number {turn}: what do you make of "
-                                            "the weather and the gas markets this week?")
+            text = (FIFTH if turn == 5 else "Where is the meeting with Jeff again?"
+                    if turn == 200 else (f"Message number {turn}: what do you make of "
+                                         "the weather and the gas markets this week?"))
             await (await engine.chat(ANN, text)).result()
             prompt = llm.prompts[-1]
             used = sum(llm.count_tokens(m.content) + llm.message_overhead_tokens
@@ -43,6 +44,8 @@ async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: Make
             assert used <= llm.n_ctx - config.llm.max_tokens, (turn, used)
         last = prompt[-1].content
         assert "EARLIER IN THIS CONVERSATION" in last and f"They said: {FIFTH}" in last
+        # only what the message is about: none of the 190 lines about the weather
+        assert "gas markets" not in last.split("<<<END>>>")[0]
         assert not any("Hilton" in m.content for m in prompt[1:-1])  # not in the history
         assert len(await engine.history(ANN, limit=1000)) == 400  # /history: all of it
     finally:
@@ -54,7 +57,7 @@ async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: Make
         async with again.db.session() as s:
             [conv] = (await s.scalars(select(Conversation))).all()
         assert f"They said: {FIFTH}" in conv.summary.splitlines()
-        await (await again.chat(ANN, "Where was the meeting again?")).result()
+        await (await again.chat(ANN, "Which hotel was the meeting at?")).result()
         assert f"They said: {FIFTH}" in again.llm.prompts[-1][-1].content  # type: ignore[attr-defined]
     finally:
         await again.stop()
