@@ -51,9 +51,11 @@ def _row(obj: Any, *skip: str) -> dict[str, Any]:
     return out
 
 
-async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any]:
-    """The user's rows, grouped by kind (the JSON part of the export); all empty for a
-    user Doppel has nothing about."""
+async def user_data(session: AsyncSession, user_id: int | None,
+                    pictures: list[Picture]) -> dict[str, Any]:
+    """The user's rows, grouped by kind (the JSON part of the export; ``pictures``: their
+    stories' pictures, loaded once for this list and the zip); all empty for a user Doppel
+    has nothing about."""
     user = await session.get(User, user_id) if user_id is not None else None
     if user is None:
         return {"format": FORMAT, "user": None, **{k: [] for k in (
@@ -74,7 +76,7 @@ async def user_data(session: AsyncSession, user_id: int | None) -> dict[str, Any
 
     stories = await rows(Story, Story.user_id, "user_id")
     drawn: dict[int, list[dict[str, Any]]] = {}
-    for pic in await _pictures(session, user_id):
+    for pic in pictures:
         drawn.setdefault(pic.story_id, []).append(
             {"position": pic.position, "caption": pic.caption, "source": pic.source,
              "file": f"pictures/{pic.filename}"})
@@ -108,8 +110,8 @@ async def export_user(db: Database, user_id: int | None, voices_dir: Path,
     """The zip: ``doppel-export.json`` plus the stories' pictures and the clips of the
     voices the user cloned."""
     async with db.session() as s:
-        data = await user_data(s, user_id)
         pictures = await _pictures(s, user_id)
+        data = await user_data(s, user_id, pictures)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("doppel-export.json", json.dumps(data, ensure_ascii=False, indent=2))
