@@ -183,15 +183,15 @@ async def paced(source: AsyncIterable[str], view: TurnView, *, prefix: str = "",
 
 
 async def chat_turn(engine: Engine, view: TurnView, user: UserRef, text: str, *,
-                    chat_key: str = "", persona: str | None = None,
+                    chat_key: str = "", server: str = "", persona: str | None = None,
                     spoken: bool = False) -> ChatResult:
     """Answer ``text`` from ``user`` in ``view``, start to finish. ``spoken``: the person
     sent a voice message, so the answer is spoken whatever their reply mode."""
     positions = _Positions(view)
     async with view.activity(voice=spoken):
         try:
-            reply = await engine.chat(user, text, chat_key=chat_key, persona=persona,
-                                      on_position=positions)
+            reply = await engine.chat(user, text, chat_key=chat_key, server=server,
+                                      persona=persona, on_position=positions)
         except BaseException:
             await positions.close()
             raise

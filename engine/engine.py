@@ -332,11 +332,14 @@ class Engine:
         text: str,
         *,
         chat_key: str = "",
+        server: str = "",
         persona: str | None = None,
         on_position: PositionCallback | None = None,
         params: SamplingParams | None = None,
     ) -> ChatReply:
         """Queue the persona's reply to ``text``; the exchange is stored as it completes.
+        ``server``: the server a shared chat is in (a group chat is its own; what the user
+        tells about themselves there is kept for that server, see ``UserMemories``).
 
         Raises InputError for empty or over-long text, and QueueFull / UserQueueFull when
         the request cannot be queued (nothing is stored then).
@@ -359,11 +362,12 @@ class Engine:
         history = list(state.history)[:-1]  # the prompt takes the new message separately
         partial: list[str] = []
         try:
-            told = await self.user_memories.learn(user, p.name, text, exchange[0])
+            place = server or chat_key
+            told = await self.user_memories.learn(user, p.name, text, exchange[0], place)
             if told.forgotten:
                 notice = " ".join(filter(None, (notice, "Forgotten: " + " ".join(
                     m.to_them for m in told.forgotten))))
-            facts = await self.user_memories.recall(user, p.name, text)
+            facts = await self.user_memories.recall(user, p.name, text, place)
             grounded = await self.ground(p, text, user.key, facts)
             system, hits, message = grounded.system, grounded.hits, grounded.message
             job = self.scheduler.submit(

@@ -281,7 +281,7 @@ class DiscordAdapter:
             hook, refused = await self.webhooks.get(channel_id, persona)
         await chat_turn(self.engine, self.view(channel, reply_to, interaction, webhook=hook),
                         user, text, chat_key=chat_key(channel_id, guild_id),
-                        persona=persona.name, spoken=spoken)
+                        server=server_key(guild_id), persona=persona.name, spoken=spoken)
         if refused and guild_id is not None and guild_id not in self.webhooks.told:
             self.webhooks.told.add(guild_id)  # once a server (and a run)
             await channel.send(NEEDS_PERMISSION.format(name=persona.display_name))

@@ -252,14 +252,19 @@ def register(adapter: DiscordAdapter) -> None:
                                                           filename="doppel-export.zip"))
 
     @tree.command(name="memories", description="What you told me about yourself")
-    @app_commands.describe(forget="The number of one to forget (from the list)")
-    async def memories(interaction: Interaction, forget: int | None = None) -> None:
+    @app_commands.describe(forget="The number of one to forget (from the list)",
+                           server="Everyone's in this server (server admins)")
+    async def memories(interaction: Interaction, forget: int | None = None,
+                       server: bool = False) -> None:
         await defer(interaction, ephemeral=True)
         user = user_ref(interaction.user)
         persona = await engine.current_persona(
             user, chat_key(interaction.channel_id, interaction.guild_id))
+        arg = " ".join(filter(None, ("server" if server else "",
+                                     f"forget {forget}" if forget is not None else "")))
         await interaction.followup.send(await memories_text(
-            engine, user, persona, f"forget {forget}" if forget is not None else ""))
+            engine, user, persona, arg, place=server_key(interaction.guild_id),
+            is_admin=adapter.is_admin(interaction)))
 
     @tree.command(name="stats", description="How replies and stories are rated (operator)")
     async def stats(interaction: Interaction) -> None:

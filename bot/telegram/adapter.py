@@ -34,7 +34,7 @@ from bot.ratings import stats_text
 from bot.telegram.stories import StoryHandlers
 from bot.telegram.stream import TelegramTurnView, chat_action
 from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
-from bot.telegram.users import chat_key, user_ref
+from bot.telegram.users import chat_key, is_chat_admin, user_ref
 from bot.telegram.voices import VoiceHandlers
 from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, open_story
 from engine.config import TelegramConfig
@@ -335,9 +335,12 @@ class TelegramAdapter:
     async def memories(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message
         assert msg is not None
-        persona = await self.engine.current_persona(user, chat_key(update))
-        await msg.reply_text(await memories_text(self.engine, user, persona,
-                                                 " ".join(context.args or [])))
+        place = chat_key(update)
+        persona = await self.engine.current_persona(user, place)
+        arg = " ".join(context.args or [])
+        admin = arg.lower().startswith("server") and await is_chat_admin(update, context)
+        await msg.reply_text(await memories_text(self.engine, user, persona, arg, place=place,
+                                                 is_admin=admin))
 
     async def stats(self, update: Update, context: Context) -> None:
         msg = update.effective_message

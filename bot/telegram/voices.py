@@ -8,11 +8,11 @@ the engine's call (``[engine] admins``, the persona's ``owners``; in a group, it
 from __future__ import annotations
 
 from telegram import Update
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType
+from telegram.constants import ChatAction, ChatType
 from telegram.ext import ContextTypes
 
 from bot.telegram.stream import chat_action
-from bot.telegram.users import chat_key, user_ref
+from bot.telegram.users import chat_key, is_chat_admin, user_ref
 from engine.engine import Engine
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -26,13 +26,6 @@ USAGE = ("/voice text|voice|both - how I reply\n"
 class VoiceHandlers:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    async def _is_admin(self, update: Update, context: Context) -> bool:
-        chat, user = update.effective_chat, update.effective_user
-        if chat is None or user is None or chat.type == ChatType.PRIVATE:
-            return False
-        member = await context.bot.get_chat_member(chat.id, user.id)
-        return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
     async def command(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message
@@ -53,7 +46,7 @@ class VoiceHandlers:
                                      "are personal.")
                 return
             voices.begin(user, persona, " ".join(args[1:]),
-                         is_admin=await self._is_admin(update, context))
+                         is_admin=await is_chat_admin(update, context))
             await msg.reply_text(
                 f"Send 1-3 voice notes or audio files of {persona.display_name} speaking, "
                 "6-30 s each, one person, little background noise. Then send /voice consent "
@@ -78,7 +71,7 @@ class VoiceHandlers:
             await msg.reply_text("\n".join(lines) if lines else
                                  f"{persona.display_name} has no cloned voice.")
         elif action in ("use", "delete") and len(args) == 2:
-            is_admin = await self._is_admin(update, context)
+            is_admin = await is_chat_admin(update, context)
             if action == "use":
                 v = await voices.use(user, args[1], is_admin=is_admin)
                 await msg.reply_text(f"{persona.display_name} now speaks as \"{v.name}\".")

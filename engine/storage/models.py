@@ -182,14 +182,18 @@ class StoryPicture(Base):
 
 class UserMemory(Base):
     """A fact a user told a persona about themselves ("my daughter Mia is five"), in their
-    own words; one per slot (a newer fact in the slot replaces the older)."""
+    own words; one per slot and place (a newer fact in the slot replaces the older)."""
 
     __tablename__ = "user_memories"
-    __table_args__ = (UniqueConstraint("user_id", "persona", "slot"), NEVER_REUSED)
+    __table_args__ = (UniqueConstraint("user_id", "persona", "scope", "slot"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = _user_fk()
     persona: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(100), default="", server_default="",
+                                       index=True)
+    """Where it was told: "" in private, else the server ("discord:<guild>", "tg:<group>"),
+    whose admins may see it; it is recalled only there (and in the user's private chats)."""
     slot: Mapped[str] = mapped_column(String(100))
     clause: Mapped[str] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import delete, select
 
@@ -13,10 +14,11 @@ from engine.conversations import ConversationStore
 from engine.errors import InputError
 from engine.records import UserRef
 from engine.storage.db import Database
-from engine.storage.models import UserMemory, utcnow
-from engine.usermemory.extract import STOP_WORDS, extract
+from engine.storage.models import User, UserMemory, utcnow
+from engine.usermemory.extract import STOP_WORDS, Fact, extract
 from engine.usermemory.person import second, third
 
+T = TypeVar("T")
 RECALL = 12
 """Memories given with one message at most (the user's name always among them)."""
 _WORD = re.compile(r"[a-z0-9']+")
@@ -36,6 +38,8 @@ class Remembered:
     slot: str
     clause: str
     told_at: datetime
+    scope: str = ""
+    """Where it was told: "" in private, else the server."""
 
     @property
     def about(self) -> str:
@@ -50,7 +54,7 @@ class Remembered:
     @classmethod
     def of(cls, row: UserMemory) -> Remembered:
         told = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-        return cls(row.id, row.slot, row.clause, told)
+        return cls(row.id, row.slot, row.clause, told, row.scope)
 
 
 @dataclass(frozen=True)
@@ -59,50 +63,75 @@ class Learned:
     forgotten: list[Remembered]
 
 
+@dataclass(frozen=True)
+class ServerMemory:
+    """One memory in a server's list, for its admins: whose it is."""
+
+    memory: Remembered
+    user: str
+    """The person's display name (or platform id)."""
+
+
 class UserMemories:
+    """Facts per (user, persona, place). ``place`` is where the user is now: "" in
+    private, where all their memories are theirs to see and are recalled; a server's key in
+    a server, where only what they told in that server is (private facts never surface in a
+    shared channel), and where that server's admins see everyone's (``in_server``)."""
+
     def __init__(self, db: Database, users: ConversationStore) -> None:
         self.db = db
         self.users = users
 
     async def learn(self, user: UserRef, persona: str, text: str,
-                    message_id: int | None = None) -> Learned:
+                    message_id: int | None = None, place: str = "") -> Learned:
         """Keep what ``text`` says about its writer (a newer fact in a slot replaces the
         older) and drop what it asks to be forgotten."""
         found = extract(text)
         if not found.facts and not found.forget:
             return Learned([], [])
         forgotten = [m for query in found.forget
-                     for m in await self.forget_matching(user, persona, query)]
+                     for m in await self.forget_matching(user, persona, query, place)]
+        return Learned(await self.keep(user, persona, found.facts, message_id, place),
+                       forgotten)
+
+    async def keep(self, user: UserRef, persona: str, facts: list[Fact],
+                   message_id: int | None = None, place: str = "") -> list[Remembered]:
+        if not facts:
+            return []
         uid = await self.users.user_id(user)
         rows: list[UserMemory] = []
         async with self.db.session() as s, s.begin():
-            for fact in found.facts:
+            for fact in facts:
                 row = await s.scalar(select(UserMemory).where(
                     UserMemory.user_id == uid, UserMemory.persona == persona,
-                    UserMemory.slot == fact.slot))
+                    UserMemory.scope == place, UserMemory.slot == fact.slot))
                 if row is None:
-                    row = UserMemory(user_id=uid, persona=persona, slot=fact.slot)
+                    row = UserMemory(user_id=uid, persona=persona, scope=place, slot=fact.slot)
                     s.add(row)
                 row.clause, row.message_id, row.updated_at = fact.clause, message_id, utcnow()
                 rows.append(row)
-        return Learned([Remembered.of(r) for r in rows], forgotten)
+        return [Remembered.of(r) for r in rows]
 
-    async def all(self, user: UserRef, persona: str) -> list[Remembered]:
-        """Oldest first (the numbers ``/memories`` shows)."""
+    async def all(self, user: UserRef, persona: str, place: str = "") -> list[Remembered]:
+        """What the user may see where they are, oldest first (the numbers ``/memories``
+        shows)."""
         uid = await self.users.find_user_id(user)
         if uid is None:
             return []
+        query = select(UserMemory).where(UserMemory.user_id == uid,
+                                         UserMemory.persona == persona)
+        if place:
+            query = query.where(UserMemory.scope == place)
         async with self.db.session() as s:
-            rows = (await s.scalars(select(UserMemory).where(
-                UserMemory.user_id == uid, UserMemory.persona == persona)
-                .order_by(UserMemory.updated_at, UserMemory.id))).all()
+            rows = (await s.scalars(query.order_by(UserMemory.updated_at,
+                                                   UserMemory.id))).all()
         return [Remembered.of(r) for r in rows]
 
-    async def recall(self, user: UserRef, persona: str, text: str,
+    async def recall(self, user: UserRef, persona: str, text: str, place: str = "",
                      limit: int = RECALL) -> list[Remembered]:
         """The memories to give with ``text``: all of them while there are few; else the
         name, those sharing words with the message, then the newest."""
-        found = await self.all(user, persona)
+        found = await self.all(user, persona, place)
         if len(found) <= limit:
             return found
         asked = content_words(text)
@@ -114,26 +143,52 @@ class UserMemories:
         keep = {m.id for m in sorted(found, key=rank, reverse=True)[:limit]}
         return [m for m in found if m.id in keep]
 
-    async def forget_item(self, user: UserRef, persona: str, number: int) -> Remembered:
-        found = await self.all(user, persona)
-        if not 1 <= number <= len(found):
-            raise InputError(f"no memory {number}", user_message=(
-                f"There is no memory #{number}; /memories lists them." if found else
-                "I don't remember anything you told me about yourself."))
-        gone = found[number - 1]
-        async with self.db.session() as s, s.begin():
-            await s.execute(delete(UserMemory).where(UserMemory.id == gone.id))
+    async def forget_item(self, user: UserRef, persona: str, number: int,
+                          place: str = "") -> Remembered:
+        found = await self.all(user, persona, place)
+        gone = _numbered(found, number, "I don't remember anything you told me about "
+                                        "yourself.")
+        await self._delete([gone.id])
         return gone
 
-    async def forget_matching(self, user: UserRef, persona: str,
-                              query: str) -> list[Remembered]:
+    async def forget_matching(self, user: UserRef, persona: str, query: str,
+                              place: str = "") -> list[Remembered]:
         """Drop the memories ``query`` is about ("I live in Leeds", "my daughter")."""
         slots = {f.slot for f in extract(query).facts}
         words = content_words(query)
-        gone = [m for m in await self.all(user, persona)
+        gone = [m for m in await self.all(user, persona, place)
                 if m.slot in slots or words & content_words(m.clause)]
-        if gone:
-            async with self.db.session() as s, s.begin():
-                await s.execute(delete(UserMemory).where(
-                    UserMemory.id.in_([m.id for m in gone])))
+        await self._delete([m.id for m in gone])
         return gone
+
+    async def in_server(self, persona: str, place: str) -> list[ServerMemory]:
+        """Everything people told ``persona`` in the server ``place``, oldest first: for
+        that server's admins."""
+        if not place:
+            raise ValueError("a server's memories need the server")
+        async with self.db.session() as s:
+            rows = (await s.execute(
+                select(UserMemory, User).join(User, User.id == UserMemory.user_id)
+                .where(UserMemory.persona == persona, UserMemory.scope == place)
+                .order_by(UserMemory.updated_at, UserMemory.id))).all()
+        return [ServerMemory(Remembered.of(m), u.display_name or f"{u.platform}:"
+                             f"{u.platform_user_id}") for m, u in rows]
+
+    async def forget_in_server(self, persona: str, place: str, number: int) -> ServerMemory:
+        found = await self.in_server(persona, place)
+        gone = _numbered(found, number, "Nobody has told me anything about themselves in "
+                                        "this server.")
+        await self._delete([gone.memory.id])
+        return gone
+
+    async def _delete(self, ids: list[int]) -> None:
+        if ids:
+            async with self.db.session() as s, s.begin():
+                await s.execute(delete(UserMemory).where(UserMemory.id.in_(ids)))
+
+
+def _numbered(found: list[T], number: int, empty: str) -> T:
+    if not 1 <= number <= len(found):
+        raise InputError(f"no memory {number}", user_message=(
+            f"There is no memory #{number}; /memories lists them." if found else empty))
+    return found[number - 1]

@@ -41,6 +41,8 @@ class RecordingRequest(BaseRequest):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.download = download
         self._ids = itertools.count(5000)
+        self.owners: set[int] = set()
+        """Users getChatMember says own the chat (everyone else is a plain member)."""
 
     async def initialize(self) -> None:
         return None
@@ -73,6 +75,11 @@ class RecordingRequest(BaseRequest):
             return BOT
         if name == "getUpdates":
             return []
+        if name == "getChatMember":
+            uid = int(params["user_id"])
+            user = {"id": uid, "is_bot": False, "first_name": f"user{uid}"}
+            return ({"status": "creator", "user": user, "is_anonymous": False}
+                    if uid in self.owners else {"status": "member", "user": user})
         if name == "getFile":
             return {"file_id": params.get("file_id", "f"), "file_unique_id": "u1",
                     "file_size": len(self.download), "file_path": "voice/file_1.oga"}

@@ -117,3 +117,30 @@ async def test_the_bundled_model_answers_from_what_the_user_told_it(
         assert "Biscuit" not in other
     finally:
         await engine.stop()
+
+
+async def test_what_is_told_in_private_never_surfaces_in_a_server(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    await say(engine, ANN, "I'm allergic to peanuts.")  # in private
+    reply = await engine.chat(ANN, "My daughter Mia is five.", chat_key="dc:7",
+                              server="discord:1")
+    await reply.result()
+    await (await engine.chat(ANN, "Any ideas for a weekend trip?", chat_key="dc:7",
+                             server="discord:1")).result()
+    await (await engine.chat(ANN, "Any ideas for lunch?", chat_key="dc:8",
+                             server="discord:1")).result()
+    turn = last_turn(fake_llm)
+    assert "Their daughter Mia is five." in turn and "peanuts" not in turn
+    await (await engine.chat(ANN, "Any ideas?", chat_key="tg:-100",)).result()
+    assert FENCE not in last_turn(fake_llm)  # another server (a group) knows nothing
+    await say(engine, ANN, "Any ideas for dinner?")  # in private: all of it is theirs
+    assert "peanuts" in last_turn(fake_llm) and "Mia" in last_turn(fake_llm)
+    assert [m.scope for m in await engine.user_memories.all(ANN, "allen")] == ["",
+                                                                                "discord:1"]
+    [there] = await engine.user_memories.in_server("allen", "discord:1")
+    assert (there.user, there.memory.about) == ("Ann", "Their daughter Mia is five.")
+    assert await engine.user_memories.in_server("allen", "tg:-100") == []
+    reply2 = await engine.chat(ANN, "Forget that I have a daughter.", chat_key="dc:7",
+                               server="discord:1")
+    assert "Forgotten: Your daughter Mia is five." in reply2.disclosure
+    await reply2.result()

@@ -573,3 +573,35 @@ async def test_memories_command_lists_and_forgets(dc: DiscordAdapter, fake: Fake
     await feed(dc, "INTERACTION_CREATE", command("memories", [opt("forget", 1, kind=4)]))
     assert shown(fake) == "Forgotten: Your name is Sam."
     assert [m.slot for m in await engine.user_memories.all(DM_USER, "allen")] == ["have:cats"]
+
+
+async def test_what_is_told_in_a_server_stays_there_and_its_admins_see_it(
+        dc: DiscordAdapter, fake: FakeDiscord, engine: Engine, fake_llm: FakeLLM) -> None:
+    mention = fixture("discord/gateway_message_create_guild_bot_mention_2026.json")
+    teller = UserRef("discord", mention["author"]["id"])
+    await introduced(engine, teller)
+    mention["content"] = f"<@{BOT_ID}> Call me Sam. I have two cats."
+    fake_llm.replies.append("Nice to meet you, Sam.")
+    await feed(dc, "MESSAGE_CREATE", mention)
+    told = await engine.user_memories.all(teller, "allen")
+    assert [(m.scope, m.slot) for m in told] == [(f"discord:{mention['guild_id']}", "name"),
+                                                  (f"discord:{mention['guild_id']}",
+                                                   "have:cats")]
+    # Another server's admins see what was told in theirs, and only with the permission.
+    server = "discord:1205605430856372675"
+    await engine.user_memories.learn(GUILD_USER, "allen", "I live in Leeds.", place=server)
+    await engine.user_memories.learn(GUILD_USER, "allen", "I'm vegetarian.")  # in private
+    listing = command("memories", [opt("server", True, kind=5)], guild=True)
+    await feed(dc, "INTERACTION_CREATE", listing)
+    assert texts(fake)[-1] == "Only this server's admins can see what everyone told me here."
+    listing["member"]["permissions"] = str(int(listing["member"]["permissions"]) | 32)
+    listing["id"] = "1483183131092422301"
+    await feed(dc, "INTERACTION_CREATE", listing)
+    assert "1. " in texts(fake)[-1] and "They live in Leeds." in texts(fake)[-1]
+    assert "vegetarian" not in texts(fake)[-1] and "cats" not in texts(fake)[-1]
+    forget = command("memories", [opt("server", True, kind=5), opt("forget", 1, kind=4)],
+                     guild=True, interaction_id="1483183131092422302")
+    forget["member"]["permissions"] = listing["member"]["permissions"]
+    await feed(dc, "INTERACTION_CREATE", forget)
+    assert texts(fake)[-1].startswith("Forgotten (") and "Leeds" in texts(fake)[-1]
+    assert [m.slot for m in await engine.user_memories.all(GUILD_USER, "allen")] == ["diet"]

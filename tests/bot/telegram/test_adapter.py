@@ -442,3 +442,31 @@ async def test_memories_lists_what_they_told_and_forgets_one(tg: TelegramAdapter
     assert sent_texts(wire)[-1] == "Forgotten: You live in Leeds."
     await feed(tg, fixture("private_command_bot_command_entity.json", text="/memories forget x"))
     assert sent_texts(wire)[-1].startswith("Use /memories to list them")
+
+
+async def test_a_group_remembers_what_was_told_there_for_its_admins(
+        tg: TelegramAdapter, wire: RecordingRequest, engine: Engine,
+        fake_llm: FakeLLM) -> None:
+    teller = UserRef("telegram", "5964236329", "the Cable Guy")
+    await introduced(engine, teller)
+    await engine.user_memories.learn(teller, "allen", "I'm vegetarian.")  # in private
+    fake_llm.replies.append("Noted, and welcome.")
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json",
+                           text="/ask I live in Leeds and I have two cats."))
+    group = "tg:-1001293752024"
+    assert [m.slot for m in await engine.user_memories.all(teller, "allen", group)] == [
+        "home", "have:cats"]
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json", text="/memories"))
+    mine = sent_texts(wire)[-1]
+    assert "You live in Leeds" in mine and "vegetarian" not in mine
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json", text="/memories server"))
+    assert sent_texts(wire)[-1] == ("Only this server's admins can see what everyone told "
+                                    "me here.")
+    wire.owners.add(5964236329)
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json", text="/memories server"))
+    everyone = sent_texts(wire)[-1]
+    assert "1. the Cable Guy: They live in Leeds" in everyone and "vegetarian" not in everyone
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json",
+                           text="/memories server forget 2"))
+    assert sent_texts(wire)[-1] == "Forgotten (the Cable Guy): They have two cats."
+    assert [m.slot for m in await engine.user_memories.all(teller, "allen")] == ["diet", "home"]
