@@ -142,6 +142,11 @@ class DiscordConfig:
     persona_webhooks: bool = True
     """In server channels, reply under the persona's own name and avatar through a channel
     webhook (needs the Manage Webhooks permission; without it, the bot's own identity)."""
+    thread_after: int = bounded(4, min=0)
+    """In a server channel, the persona takes a person's conversation into a thread of its
+    own at their this-many-th message (where everything they say is for the persona, no
+    mention needed); 0: never. Needs the Create Public Threads permission; without it the
+    conversation stays in the channel."""
 
 
 @dataclass(frozen=True)

@@ -570,6 +570,15 @@ class Engine:
         p = await self._persona(user, chat_key, persona)
         return await self.conversations.recent(user, p.name, chat_key, limit)
 
+    async def said_so_far(self, user: UserRef, *, chat_key: str = "",
+                          persona: str | None = None) -> int:
+        """How many messages the user has sent in their open conversation (up to the kept
+        history's length): how long an exchange is, for platforms that move long ones to
+        a thread of their own."""
+        p = await self._persona(user, chat_key, persona)
+        state = await self.conversations.open(user, p.name, chat_key)
+        return sum(1 for m in state.history if m.role == "user")
+
     async def reset(self, user: UserRef, *, chat_key: str = "", persona: str | None = None) -> int:
         """Start a fresh conversation; the old one stays stored but is no longer in the prompt."""
         p = await self._persona(user, chat_key, persona)

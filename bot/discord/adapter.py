@@ -16,6 +16,7 @@ from discord import app_commands
 from bot.discord import commands
 from bot.discord.components import ComponentHandler
 from bot.discord.stream import DiscordTurnView, connection_gone
+from bot.discord.threads import PersonaThreads
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
 from bot.discord.webhooks import NEEDS_PERMISSION, PersonaWebhooks
@@ -63,6 +64,7 @@ class DiscordAdapter:
         self.client.on_error = self.on_event_error  # type: ignore[method-assign]
         self.components = ComponentHandler(self)
         self.webhooks = PersonaWebhooks(self.client)
+        self.threads = PersonaThreads(self.client)
         self.order = ChatOrder()
         self.stopping = False
         commands.register(self)
@@ -224,8 +226,9 @@ class DiscordAdapter:
         replied_to_me = (message.reference is not None
                          and isinstance(message.reference.resolved, discord.Message)
                          and message.reference.resolved.author.id == me.id)
-        if not replied_to_me and me not in message.mentions:
-            return  # in servers: mentions of the bot and replies to it
+        parent = self.threads.parent_of(message.channel, me)
+        if parent is None and not replied_to_me and me not in message.mentions:
+            return  # in servers: mentions of the bot, replies to it, and its own threads
         text = message.content.replace(f"<@{me.id}>", "").replace(f"<@!{me.id}>", "").strip()
         if not text:
             persona = await self.persona_for(user_ref(message.author), message.channel.id,
@@ -234,7 +237,7 @@ class DiscordAdapter:
                                 f"with a question, or try /story.", mention_author=False)
             return
         await self._answer(message.channel, message.author, text, reply_to=message,
-                           guild_id=guild_id)
+                           guild_id=guild_id, thread_of=parent)
 
     async def _voice_in(self, message: discord.Message, audio: discord.Attachment) -> None:
         limit_mb = self.engine.max_audio_mb
@@ -255,32 +258,49 @@ class DiscordAdapter:
 
     def view(self, channel: discord.abc.Messageable, reply_to: discord.Message | None = None,
              interaction: discord.Interaction[Any] | None = None, *,
-             webhook: discord.Webhook | None = None) -> DiscordTurnView:
+             webhook: discord.Webhook | None = None,
+             thread: discord.abc.Snowflake | None = None) -> DiscordTurnView:
         channel_id = getattr(channel, "id", None)
 
         async def voice(note: VoiceNote) -> None:
             if channel_id is not None:
                 await self.send_voice(channel_id, note)
 
-        return DiscordTurnView(channel, self.sender(channel, reply_to, interaction, webhook),
+        return DiscordTurnView(channel, self.sender(channel, reply_to, interaction, webhook,
+                                                    thread),
                                send_voice=voice, interval_s=self.config.edit_interval_s,
                                voice_caption=self.engine.voice_caption)
 
     async def _answer(self, channel: discord.abc.Messageable, author: discord.abc.User,
                       text: str, *, reply_to: discord.Message | None = None,
                       guild_id: int | None = None, spoken: bool = False,
-                      interaction: discord.Interaction[Any] | None = None) -> None:
+                      interaction: discord.Interaction[Any] | None = None,
+                      thread_of: int | None = None) -> None:
         """Chat: stream the persona's reply into ``channel`` (as follow-ups of a deferred
-        ``interaction`` when there is one), with a voice message when the mode says so."""
+        ``interaction`` when there is one), with a voice message when the mode says so.
+        ``thread_of``: ``channel`` is the persona's thread in that channel (whose
+        conversation it continues); a long exchange in a channel moves to a new one."""
         user = user_ref(author)
         channel_id = getattr(channel, "id", None)
-        persona = await self.persona_for(user, channel_id, guild_id)
+        home = thread_of or channel_id  # the channel whose conversation this is
+        persona = await self.persona_for(user, home, guild_id)
+        key = chat_key(home, guild_id)
+        shared = guild_id is not None and interaction is None and home is not None
+        after = self.config.thread_after
+        if (shared and thread_of is None and after and reply_to is not None
+                and await self.engine.said_so_far(user, chat_key=key, persona=persona.name)
+                + 1 >= after):
+            thread = await self.threads.open(
+                reply_to, guild_id or 0, f"{persona.display_name} and {author.display_name}")
+            if thread is not None:
+                channel, reply_to, thread_of = thread, None, home
         hook, refused = None, False
-        if (self.config.persona_webhooks and guild_id is not None and interaction is None
-                and channel_id is not None):
-            hook, refused = await self.webhooks.get(channel_id, persona)
-        await chat_turn(self.engine, self.view(channel, reply_to, interaction, webhook=hook),
-                        user, text, chat_key=chat_key(channel_id, guild_id),
+        if self.config.persona_webhooks and shared and home is not None:
+            hook, refused = await self.webhooks.get(home, persona)
+        view = self.view(channel, reply_to, interaction, webhook=hook,
+                         thread=discord.Object(getattr(channel, "id", 0))
+                         if thread_of is not None else None)
+        await chat_turn(self.engine, view, user, text, chat_key=key,
                         server=server_key(guild_id), persona=persona.name, spoken=spoken)
         if refused and guild_id is not None and guild_id not in self.webhooks.told:
             self.webhooks.told.add(guild_id)  # once a server (and a run)
@@ -288,10 +308,11 @@ class DiscordAdapter:
 
     def sender(self, channel: discord.abc.Messageable, reply_to: discord.Message | None,
                interaction: discord.Interaction[Any] | None,
-               webhook: discord.Webhook | None = None) -> Any:
+               webhook: discord.Webhook | None = None,
+               thread: discord.abc.Snowflake | None = None) -> Any:
         """How a streamed reply posts its messages: follow-ups of the interaction, the
-        persona's own webhook, or a reply to the message and then plain messages in the
-        channel."""
+        persona's own webhook (into ``thread`` when the channel is the persona's thread),
+        or a reply to the message and then plain messages in the channel."""
         first = [True]
 
         async def send(text: str, view: discord.ui.View | None, **extra: Any) -> Any:
@@ -300,6 +321,8 @@ class DiscordAdapter:
             if interaction is not None:
                 return await interaction.followup.send(text, wait=True, **kwargs)
             if webhook is not None:
+                if thread is not None:
+                    kwargs["thread"] = thread
                 return await webhook.send(text, wait=True, **kwargs)
             if reply_to is not None and first[0]:
                 first[0] = False

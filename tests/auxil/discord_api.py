@@ -71,6 +71,10 @@ class FakeDiscord:
         """Answer 403 to managing channel webhooks, as Discord does without the Manage
         Webhooks permission."""
         self.webhooks: dict[str, dict[str, Any]] = {}
+        self.refuse_threads = False
+        """Answer 403 to opening a thread, as Discord does without Create Public Threads."""
+        self.threads: dict[str, dict[str, Any]] = {}
+        """Threads opened from messages, by id."""
         """Channel webhooks made through the API, by id (with the avatar sent)."""
         self._ids = itertools.count(1482500000000000000)
         self._runner: web.AppRunner | None = None
@@ -167,6 +171,20 @@ class FakeDiscord:
                                 "response_message_loading": kind == 5,
                                 "response_message_ephemeral": bool(data.get("flags", 0) & 64)},
                 "resource": resource})
+        if c.method == "POST" and seg[0] == "channels" and seg[2:3] == ["messages"] \
+                and seg[-1] == "threads":
+            if self.refuse_threads:
+                return _json({"code": 50013, "message": "Missing Permissions"}, status=403)
+            thread_id = seg[3]  # a thread from a message has the message's id
+            self.threads[thread_id] = {
+                "id": thread_id, "type": 11, "parent_id": seg[1], "guild_id": None,
+                "name": body.get("name"), "owner_id": BOT_ID, "flags": 0,
+                "last_message_id": None, "rate_limit_per_user": 0, "message_count": 0,
+                "member_count": 1, "thread_metadata": {
+                    "archived": False, "locked": False, "archive_timestamp":
+                    "2026-03-14T18:45:02.512000+00:00",
+                    "auto_archive_duration": body.get("auto_archive_duration", 1440)}}
+            return _json(self.threads[thread_id])
         if seg[0] == "channels" and seg[2:3] == ["webhooks"]:
             if self.refuse_webhooks:
                 return _json({"code": 50013, "message": "Missing Permissions"}, status=403)
@@ -183,7 +201,7 @@ class FakeDiscord:
             return _json(self.webhooks[hook_id])
         if c.method in ("POST", "PATCH") and seg[0] == "webhooks" and seg[1] in self.webhooks:
             hook = self.webhooks[seg[1]]  # a persona's webhook: posts under its name
-            message = self._message(hook["channel_id"], body, c,
+            message = self._message(c.query.get("thread_id", hook["channel_id"]), body, c,
                                     seg[-1] if c.method == "PATCH" else None)
             message["author"] = {"id": hook["id"], "username": hook["name"], "avatar":
                                  hook["avatar"], "discriminator": "0000", "bot": True}

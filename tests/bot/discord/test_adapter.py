@@ -605,3 +605,54 @@ async def test_what_is_told_in_a_server_stays_there_and_its_admins_see_it(
     await feed(dc, "INTERACTION_CREATE", forget)
     assert texts(fake)[-1].startswith("Forgotten (") and "Leeds" in texts(fake)[-1]
     assert [m.slot for m in await engine.user_memories.all(GUILD_USER, "allen")] == ["diet"]
+
+
+async def mention_n_times(dc: DiscordAdapter, engine: Engine, fake_llm: FakeLLM,
+                          n: int) -> dict[str, Any]:
+    mention = fixture("discord/gateway_message_create_guild_bot_mention_2026.json")
+    await introduced(engine, UserRef("discord", mention["author"]["id"]))
+    for turn in range(1, n + 1):
+        fake_llm.replies.append(f"Answer number {turn}.")
+        mention["id"] = str(int(mention["id"]) + 1)
+        mention["content"] = f"<@{BOT_ID}> Question number {turn}?"
+        await feed(dc, "MESSAGE_CREATE", mention)
+    return mention
+
+
+async def test_a_long_exchange_moves_to_a_thread_where_no_mention_is_needed(
+        dc: DiscordAdapter, fake: FakeDiscord, engine: Engine, fake_llm: FakeLLM) -> None:
+    mention = await mention_n_times(dc, engine, fake_llm, 3)
+    assert fake.threads == {}  # three messages: still in the channel
+    fake_llm.replies.append("Answer number 4.")
+    mention["id"] = str(int(mention["id"]) + 1)
+    mention["content"] = f"<@{BOT_ID}> Question number 4?"
+    await feed(dc, "MESSAGE_CREATE", mention)
+    [thread] = fake.threads.values()
+    assert (thread["id"], thread["parent_id"]) == (mention["id"], mention["channel_id"])
+    assert thread["name"] == "Phillip Allen and Test User"
+    [hook] = fake.webhooks.values()  # the channel's webhook posts into the thread
+    into = [c for c in fake.named("POST", f"/webhooks/{hook['id']}/{hook['token']}")
+            if c.query.get("thread_id") == thread["id"]]
+    assert into and shown(fake) == "Answer number 4."
+    # In the thread everything the person says is for the persona, and the conversation
+    # is the same one.
+    inside = dict(mention, id=str(int(mention["id"]) + 1), channel_id=thread["id"],
+                  content="And one more thing, no mention?", mentions=[])
+    fake_llm.replies.append("Answer number 5.")
+    await feed(dc, "MESSAGE_CREATE", inside)
+    assert shown(fake) == "Answer number 5."
+    author = UserRef("discord", mention["author"]["id"])
+    said = [m.content for m in await engine.history(
+        author, chat_key=f"dc:{mention['channel_id']}") if m.role == "user"]
+    assert said == [f"Question number {n}?" for n in range(1, 5)] + [
+        "And one more thing, no mention?"]
+    assert len(fake.threads) == 1  # no thread inside the thread
+
+
+async def test_without_the_thread_permission_the_exchange_stays_in_the_channel(
+        dc: DiscordAdapter, fake: FakeDiscord, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake.refuse_threads = True
+    await mention_n_times(dc, engine, fake_llm, 5)
+    tried = fake.named("POST", "/channels/*/messages/*/threads")
+    assert len(tried) == 1 and fake.threads == {}  # tried once, not at every message
+    assert shown(fake) == "Answer number 5."
