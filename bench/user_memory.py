@@ -2,22 +2,30 @@
 
     .venv/bin/python bench/user_memory.py                 # the set not tuned on
     .venv/bin/python bench/user_memory.py --set tune      # the set the rules were tuned on
+    .venv/bin/python bench/user_memory.py --model         # rules, then the bundled model
+                                                          # on what they missed
 
 Each labelled message lists the facts it states (slot and a word the fact must hold);
 a found fact is right when its slot and that word match. Precision, recall, F1, and how
-many messages that state nothing got a fact anyway. Writes bench/results/user_memory.json.
+many messages that state nothing got a fact anyway. With ``--model`` the chat model reads
+each message the rules found nothing in but that speaks of its writer (the engine's
+``[memory] user_facts_model`` pass) and its grounded facts count too. Writes
+bench/results/user_memory_<set>[_model].json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from _common import ROOT, write
 
-from engine.usermemory.extract import extract
+from engine.usermemory.extract import Fact, extract
+from engine.usermemory.model_pass import ModelPass, worth_asking
 
 SETS = {"tune": ROOT / "bench" / "data" / "user_memory_tune.jsonl",
         "test": ROOT / "bench" / "data" / "user_memory_test.jsonl"}
@@ -27,12 +35,43 @@ def same_slot(found: str, wanted: str) -> bool:
     return found == wanted or (found.startswith("note:") and wanted.startswith("note:"))
 
 
-def score(path: Path) -> dict[str, Any]:
+def finder(model: bool) -> tuple[Callable[[str], list[Fact]], dict[str, Any]]:
+    """What finds the facts in a message (the rules, then the model), and its counters."""
+    stats: dict[str, Any] = {"asked_model": 0, "model_facts": 0, "model_s": 0.0}
+    if not model:
+        return (lambda text: extract(text).facts), stats
+    import tempfile
+
+    from _common import temp_config
+
+    from engine.llm.llama_cpp import LlamaCppBackend
+
+    cfg = temp_config(Path(tempfile.mkdtemp()) / "data")
+    llm = LlamaCppBackend(cfg.llm)
+    llm.load()
+    stats["model"] = cfg.llm.model_path.name if cfg.llm.model_path else "bundled"
+
+    def find(text: str) -> list[Fact]:
+        found = extract(text)
+        if not worth_asking(text, found):
+            return found.facts
+        stats["asked_model"] += 1
+        t0 = time.perf_counter()
+        facts = ModelPass(llm, text).facts(lambda: False)
+        stats["model_s"] += time.perf_counter() - t0
+        stats["model_facts"] += len(facts)
+        return facts
+
+    return find, stats
+
+
+def score(path: Path, model: bool = False) -> dict[str, Any]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     right = found_n = wanted_n = false_on_none = none_n = 0
     misses: list[dict[str, Any]] = []
+    find, stats = finder(model)
     for row in rows:
-        facts = extract(row["text"]).facts
+        facts = find(row["text"])
         wanted = [tuple(f) for f in row["facts"]]
         found_n += len(facts)
         wanted_n += len(wanted)
@@ -55,21 +94,32 @@ def score(path: Path) -> dict[str, Any]:
             "f1": round(2 * precision * recall / (precision + recall), 3)
             if precision + recall else 0.0,
             "messages_without_facts": none_n, "of_those_given_a_fact": false_on_none,
+            **({**stats, "model_s_per_message": round(stats["model_s"] / stats["asked_model"],
+                                                      2) if stats["asked_model"] else 0.0}
+               if model else {}),
             "misses": misses}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", choices=sorted(SETS), default="test")
+    ap.add_argument("--model", action="store_true",
+                    help="the bundled chat model as a second pass after the rules")
     args = ap.parse_args()
-    report = {"set": args.set, **score(SETS[args.set])}
-    print(f"{args.set} set: {report['messages']} messages, {report['facts']} facts; "
+    report = {"set": args.set, "model_pass": args.model, **score(SETS[args.set], args.model)}
+    how = "rules + model" if args.model else "rules"
+    print(f"{args.set} set ({how}): {report['messages']} messages, {report['facts']} facts; "
           f"precision {report['precision']:.0%}, recall {report['recall']:.0%}, "
           f"F1 {report['f1']:.2f}; {report['of_those_given_a_fact']} of "
           f"{report['messages_without_facts']} messages with no fact given one")
     for miss in report["misses"]:
         print(f"  {miss['text']!r}: wanted {miss['wanted']}, found {miss['found']}")
-    print(f"wrote {write('user_memory_' + args.set, report)}")
+    if args.model:
+        print(f"the model read {report['asked_model']} messages "
+              f"({report['model_s_per_message']} s each) and kept {report['model_facts']} "
+              "facts")
+    name = f"user_memory_{args.set}" + ("_model" if args.model else "")
+    print(f"wrote {write(name, report)}")
 
 
 if __name__ == "__main__":

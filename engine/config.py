@@ -251,6 +251,11 @@ class MemoryConfig:
     """At start, build the memory of personas whose sources are listed but not yet ingested."""
     embed_batch: int = bounded(16, min=1)
     """Texts per forward pass; small batches waste less on padding mixed-length mail."""
+    user_facts_model: bool = False
+    """After a reply, the chat model (as a batch job) reads a message that speaks of its
+    writer but gave the rules nothing, and what it finds that is grounded in the message
+    is remembered too. Off by default: with the bundled 135M model it adds little and
+    costs an LLM turn (bench/user_memory.py --model); worth it with a larger model."""
 
 
 @dataclass(frozen=True)

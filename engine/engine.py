@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.api_tokens import ApiTokens
 from engine.chat_turn import ChatTurn
@@ -45,6 +46,7 @@ from engine.reply_text import is_blank, visible
 from engine.scheduler import Job, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
+from engine.usermemory.model_pass import ModelPass, worth_asking
 from engine.usermemory.store import Remembered, UserMemories
 from engine.vision.service import PhotoReader
 from engine.voice.audio import VoiceNote
@@ -132,7 +134,7 @@ class Engine:
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
-        self._tasks: set[asyncio.Task[ChatResult]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._disclosed: set[tuple[str, str]] = set()
         self.building: dict[str, BuildProgress] = {}
         """Personas whose memory is being built at start, and how far it got."""
@@ -250,6 +252,12 @@ class Engine:
         """Shutdown, first step: refuse new work, drop queued jobs, give running ones
         ``[engine] shutdown_grace_s`` to finish, then cancel them (their text is kept)."""
         await self.scheduler.stop()
+
+    async def settled(self) -> None:
+        """Return once the work that follows replies is done (storing them, reading them
+        for facts about their writer)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
         """Finish or cancel running jobs, store their replies, release the model and database."""
@@ -386,9 +394,35 @@ class Engine:
         task = asyncio.create_task(self._store_reply(job, partial, state, hits, exchange))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self.config.memory.user_facts_model and worth_asking(text, told.found):
+            self._read_for_facts(user, p, text, exchange[0], place)
         disclosure = await self._disclose(user, p)
         return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x),
                          await self.reply_mode(user))
+
+    def _read_for_facts(self, user: UserRef, persona: Persona, text: str, message_id: int,
+                        place: str) -> None:
+        """The model's pass over what the rules missed (engine/usermemory/model_pass.py):
+        a batch job, after every waiting reply; its failure costs only the facts."""
+        try:
+            job = self.scheduler.submit(LLM, ModelPass(self.llm, text), user=user.key,
+                                        kind="memory", priority=Priority.BATCH,
+                                        timeout_s=self.config.engine.batch_timeout_s)
+        except DoppelError as exc:
+            log.info("no model pass over %s's message: %s", user.key, exc)
+            return
+
+        async def keep() -> None:
+            try:
+                facts = await job.result()
+            except DoppelError as exc:
+                log.info("the model pass over %s's message ended: %r", user.key, exc)
+                return
+            await self.user_memories.keep(user, persona.name, facts, message_id, place)
+
+        task = asyncio.create_task(keep())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _disclose(self, user: UserRef, persona: Persona) -> str:
         """The AI disclosure, the first time this persona talks to this user."""

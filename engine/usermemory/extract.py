@@ -94,7 +94,7 @@ RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def _fact(sentence: str) -> Fact | None:
+def fact_in(sentence: str) -> Fact | None:
     s = _clean(sentence)
     if not s or s.endswith("?") or re.match(
             r"^(?:if|when|maybe|perhaps|do|does|did|can|could|would|should|what|who|where|"
@@ -160,7 +160,7 @@ def extract(text: str) -> Extraction:
         m = re.match(r"^(?:please )?(?:remember|don't forget|do not forget|note) (?:that )?"
                      r"(.+)", s, re.IGNORECASE)
         if m:
-            inner = _fact(m.group(1))
+            inner = fact_in(m.group(1))
             words = [w for w in re.findall(r"\w+", m.group(1).lower())
                      if w not in STOP_WORDS and w not in ("i", "me", "you", "we", "us")]
             if inner is not None:
@@ -171,8 +171,8 @@ def extract(text: str) -> Extraction:
             continue
         # Each clause on its own ("I'm 7 and I like dinosaurs", "I'm Priya, nice to meet
         # you"); the whole sentence when no clause is a fact alone.
-        found = [f for part in CLAUSES.split(s) if (f := _fact(part)) is not None]
-        if not found and (whole := _fact(s)) is not None:
+        found = [f for part in CLAUSES.split(s) if (f := fact_in(part)) is not None]
+        if not found and (whole := fact_in(s)) is not None:
             found = [whole]
         facts.extend(found)
     slots: dict[str, Fact] = {}

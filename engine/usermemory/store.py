@@ -15,7 +15,7 @@ from engine.errors import InputError
 from engine.records import UserRef
 from engine.storage.db import Database
 from engine.storage.models import User, UserMemory, utcnow
-from engine.usermemory.extract import STOP_WORDS, Fact, extract
+from engine.usermemory.extract import STOP_WORDS, Extraction, Fact, extract
 from engine.usermemory.person import second, third
 
 T = TypeVar("T")
@@ -61,6 +61,8 @@ class Remembered:
 class Learned:
     learned: list[Remembered]
     forgotten: list[Remembered]
+    found: Extraction
+    """What the rules read in the message."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,11 @@ class UserMemories:
         older) and drop what it asks to be forgotten."""
         found = extract(text)
         if not found.facts and not found.forget:
-            return Learned([], [])
+            return Learned([], [], found)
         forgotten = [m for query in found.forget
                      for m in await self.forget_matching(user, persona, query, place)]
         return Learned(await self.keep(user, persona, found.facts, message_id, place),
-                       forgotten)
+                       forgotten, found)
 
     async def keep(self, user: UserRef, persona: str, facts: list[Fact],
                    message_id: int | None = None, place: str = "") -> list[Remembered]:

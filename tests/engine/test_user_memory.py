@@ -16,6 +16,7 @@ from engine.errors import InputError
 from engine.llm.llama_cpp import LlamaCppBackend
 from engine.usermemory.extract import extract
 from engine.usermemory.person import second, third
+from tests.auxil.eventually import eventually
 from tests.auxil.fake_llm import FakeLLM
 from tests.conftest import MakeConfig
 
@@ -144,3 +145,35 @@ async def test_what_is_told_in_private_never_surfaces_in_a_server(
                                server="discord:1")
     assert "Forgotten: Your daughter Mia is five." in reply2.disclosure
     await reply2.result()
+
+
+BEAGLE = "My wife and I adopted a beagle called Toby last spring."
+
+
+async def test_the_model_reads_what_the_rules_missed_and_only_grounded_facts_stay(
+        make_config: MakeConfig, fake_llm: FakeLLM) -> None:
+    engine = Engine(make_config(memory={"user_facts_model": True}), llm=fake_llm)
+    await engine.start()
+    try:
+        fake_llm.replies.extend([
+            "What a lovely dog.",  # the reply, first
+            "We adopted a dog.\nMy wife and I adopted a beagle called Toby.\nI am 35.\n"
+            "I would walk him every day."])  # then the model's pass, as a batch job
+        await say(engine, ANN, BEAGLE)
+        await eventually(lambda: len(fake_llm.prompts) == 2)
+        assert fake_llm.prompts[1][-1].content == BEAGLE  # the message, and only it
+        await engine.settled()
+        found = [m.clause for m in await engine.user_memories.all(ANN, "allen")]
+        assert found == ["My wife and I adopted a beagle called Toby"]  # made-up lines not
+        # A message the rules read is not shown to the model.
+        await say(engine, ANN, "I live in York.")
+        await say(engine, ANN, "What should I cook tonight?")  # a question: nothing to read
+        assert len(fake_llm.prompts) == 4
+    finally:
+        await engine.stop()
+
+
+async def test_without_the_model_pass_the_model_reads_nothing_extra(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    await say(engine, ANN, BEAGLE)
+    assert len(fake_llm.prompts) == 1 and await engine.user_memories.all(ANN, "allen") == []
