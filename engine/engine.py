@@ -464,12 +464,14 @@ class Engine:
 
     async def export(self, user: UserRef) -> bytes:
         """Everything stored about the user, as a zip (``/export``)."""
-        from engine.export import export_user
+        from engine.export import PersonaFace, export_user
 
         user_id = await self.conversations.find_user_id(user)
         if user_id is None:
             raise UserNotFound(user.key)
-        return await export_user(self.db, user_id, self.voice.library.root, user)
+        faces = [PersonaFace(p.name, p.display_name, p.profile.avatar)
+                 for p in self.personas.all()]
+        return await export_user(self.db, user_id, self.voice.library.root, user, faces)
 
     async def ask(self, persona: str, question: str, *,
                   params: SamplingParams | None = None) -> AskResult:

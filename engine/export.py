@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -105,23 +107,47 @@ async def _pictures(session: AsyncSession, user_id: int | None) -> list[Picture]
     return [Picture.of(r) for r in found]
 
 
+@dataclass(frozen=True)
+class PersonaFace:
+    """A persona as the export names and shows it."""
+
+    name: str
+    display_name: str
+    avatar: Path | None
+
+
+def _personas(data: dict[str, Any], faces: Sequence[PersonaFace]) -> list[dict[str, Any]]:
+    """The personas the user talked to or told things, with their avatars' files."""
+    used = {c["persona"] for c in data["conversations"]} | {
+        m["persona"] for m in data["memories"]}
+    return [{"name": f.name, "display_name": f.display_name,
+             "avatar": f"personas/{f.name}/{f.avatar.name}" if f.avatar else None}
+            for f in faces if f.name in used]
+
+
 async def export_user(db: Database, user_id: int | None, voices_dir: Path,
-                      user: UserRef) -> bytes:
-    """The zip: ``doppel-export.json`` plus the stories' pictures and the clips of the
-    voices the user cloned."""
+                      user: UserRef, faces: Sequence[PersonaFace] = ()) -> bytes:
+    """The zip: ``doppel-export.json`` plus the stories' pictures, the avatars of the
+    personas the user talked to, and the clips of the voices the user cloned."""
     async with db.session() as s:
         pictures = await _pictures(s, user_id)
         data = await user_data(s, user_id, pictures)
+    data["personas"] = _personas(data, faces)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("doppel-export.json", json.dumps(data, ensure_ascii=False, indent=2))
         for pic in pictures:
             z.writestr(f"pictures/{pic.filename}", pic.data)
+        for face in faces:
+            if face.avatar is not None and any(p["name"] == face.name
+                                               for p in data["personas"]):
+                z.write(face.avatar, f"personas/{face.name}/{face.avatar.name}")
         for voice in data["voices"]:
             for clip in sorted((voices_dir / voice["id"]).glob("clip-*.wav")):
                 z.write(clip, f"voices/{voice['id']}/{clip.name}")
         z.writestr("README.txt", f"Everything Doppel stores about {user.key}, exported "
                                  "on request. doppel-export.json holds the data; pictures/ "
-                                 "the pictures of your stories; voices/ the clips of voices "
+                                 "the pictures of your stories; personas/ the pictures of "
+                                 "the personas you talked to; voices/ the clips of voices "
                                  "you cloned.\n")
     return out.getvalue()

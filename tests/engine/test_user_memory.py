@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from engine.engine import Engine, UserRef
 from engine.errors import InputError
@@ -177,3 +179,25 @@ async def test_without_the_model_pass_the_model_reads_nothing_extra(
         engine: Engine, fake_llm: FakeLLM) -> None:
     await say(engine, ANN, BEAGLE)
     assert len(fake_llm.prompts) == 1 and await engine.user_memories.all(ANN, "allen") == []
+
+
+async def test_the_export_has_the_face_of_each_persona_they_talked_to(
+        make_config: MakeConfig, personas_dir: Path, fake_llm: FakeLLM) -> None:
+    face = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 120, 40)).save(face, format="PNG")
+    (personas_dir / "allen" / "face.png").write_bytes(face.getvalue())
+    toml = personas_dir / "allen" / "persona.toml"
+    toml.write_text(toml.read_text().replace("[persona]\n", '[persona]\navatar = "face.png"\n',
+                                             1))
+    engine = Engine(make_config(personas={"dir": str(personas_dir)}), llm=fake_llm)
+    await engine.start()
+    try:
+        await say(engine, ANN, "Hello there.")
+        archive = zipfile.ZipFile(io.BytesIO(await engine.export(ANN)))
+    finally:
+        await engine.stop()
+    data = json.loads(archive.read("doppel-export.json"))
+    assert data["personas"] == [{"name": "allen", "display_name": "Phillip Allen",
+                                 "avatar": "personas/allen/face.png"}]
+    assert archive.read("personas/allen/face.png") == face.getvalue()
+    assert not any(n.startswith("personas/storyteller") for n in archive.namelist())
