@@ -490,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cli_model.run(config, args)
             case "api-token":
                 return cli_tokens.run(config, args)
+            case "web-login":
+                return cli_tokens.web_login(config, args)
             case "memory":
                 return cli_memory.run(config, args)
             case "health":

@@ -1,5 +1,6 @@
 """``doppel api-token create|list|revoke``: keys for the HTTP API that act as one user
-(engine/api_tokens.py keeps them). Works beside a running ``doppel serve``."""
+(engine/api_tokens.py keeps them); ``doppel web-login USER``: a one-time sign-in link for
+the web app (engine/web_sign_in.py). Both work beside a running ``doppel serve``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def add_parser(sub: Any) -> None:
     tsub.add_parser("list", help="keys, their users and scopes (never their secrets)")
     revoke = tsub.add_parser("revoke", help="stop a key working at once")
     revoke.add_argument("id", type=int)
+    web = sub.add_parser("web-login", help="a one-time link that signs USER in to the web "
+                                           "app (`doppel serve`)")
+    web.add_argument("user", help="platform:id (telegram:42, discord:123), the same user as "
+                                  "in the bots")
 
 
 def _line(t: TokenInfo) -> str:
@@ -60,3 +65,21 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_run(config, args))
+
+
+async def _web_login(config: Config, user: str) -> int:
+    from engine.engine import Engine
+
+    engine = Engine(config)
+    await engine.start(exclusive=False)
+    try:
+        link = await engine.web.link(UserRef.parse(user))
+    finally:
+        await engine.stop()
+    print(f"{link}\nIt signs {user} in to the web app once, within "
+          f"{config.web.link_minutes} minutes.")
+    return 0
+
+
+def web_login(config: Config, args: argparse.Namespace) -> int:
+    return asyncio.run(_web_login(config, args.user))

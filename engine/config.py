@@ -181,6 +181,17 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    public_url: str = ""
+    """Where people open the web app (``doppel serve``), as sign-in links name it, e.g.
+    ``https://doppel.example.org``; empty: ``http://<[api] host>:<[api] port>``."""
+    link_minutes: int = bounded(15, min=1, max=1440)
+    """A sign-in link works once, for this long."""
+    session_days: int = bounded(30, min=1, max=365)
+    """A browser stays signed in this long after its last visit."""
+
+
+@dataclass(frozen=True)
 class VoiceConfig:
     tts_backend: Literal["piper", "xtts"] = "piper"
     reply_mode: Literal["text", "voice", "both"] = "text"
@@ -331,6 +342,7 @@ class Config:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None
@@ -386,6 +398,9 @@ def config_from_dict(
     if cfg.llm.backend == "openai" and not cfg.llm.api_base.startswith(("http://", "https://")):
         raise ConfigError(f"{name}: [llm] api_base must be an http(s) URL for backend "
                           f"'openai', got {cfg.llm.api_base!r}")
+    if cfg.web.public_url and not cfg.web.public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: [web] public_url must be an http(s) URL, got "
+                          f"{cfg.web.public_url!r}")
     return cfg
 
 

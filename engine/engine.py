@@ -54,6 +54,7 @@ from engine.voice.cloning import VoiceCloning
 from engine.voice.library import VoiceLibrary
 from engine.voice.narrate import VoiceNarrator
 from engine.voice.service import SpokenReply, Voice
+from engine.web_sign_in import WebSignIn
 
 __all__ = ["AskResult", "ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
 
@@ -115,6 +116,7 @@ class Engine:
         self.feedback = Feedback(self.db, self.conversations, self._model_of,
                                  lambda: self.stories.llm.description)
         self.api_tokens = ApiTokens(self.db, self.conversations)
+        self.web = WebSignIn(self.db, self.conversations, config)
         self.rate = RateLimiter(config.engine.rate_per_minute, config.engine.rate_burst)
         self.scheduler = Scheduler(config.engine)
         self.scheduler.add_resource(LLM, workers=config.llm.workers)

@@ -19,6 +19,7 @@ from bot.memories import memories_text
 from bot.ratings import stats_text
 from bot.stories import STORY_HELP, StoryCommands
 from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
+from bot.weblink import web_link_text
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
 from engine.images.service import Picture
@@ -34,6 +35,7 @@ Commands:
   /history [N]      last N messages        /reset          start a new conversation
   /cancel           stop the reply         /help           this help
   /memories         what you told the persona about yourself; /memories forget N
+  /web              a link that signs you in to the web app (`doppel serve`)
   /stats            how replies and stories are rated (👍 / 👎 in the chat apps)
   /forget           delete everything stored about you (asks first)
   /export           a zip of everything stored about you
@@ -318,6 +320,8 @@ class ConsoleAdapter:
         elif name == "/memories":
             assert self.persona is not None
             self._write(await memories_text(self.engine, self.user, self.persona, arg) + "\n")
+        elif name == "/web":
+            self._write(await web_link_text(self.engine, self.user) + "\n")
         elif name == "/export":
             data = await self.engine.export(self.user)
             path = self.engine.user_files(self.user) / f"export-{int(time.time())}.zip"

@@ -16,6 +16,7 @@ from bot.discord.users import chat_key, server_key, user_ref
 from bot.memories import memories_text
 from bot.ratings import stats_text
 from bot.stories import StoryCommands, overlay
+from bot.weblink import web_link_text
 from engine.errors import InputError, NotAllowed
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
 
@@ -250,6 +251,12 @@ def register(adapter: DiscordAdapter) -> None:
         await interaction.followup.send("Everything I store about you:", ephemeral=True,
                                         file=discord.File(io.BytesIO(data),
                                                           filename="doppel-export.zip"))
+
+    @tree.command(name="web", description="A link that signs you in to the web app")
+    async def web(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)  # only they see it, even in a server
+        await interaction.followup.send(
+            await web_link_text(engine, user_ref(interaction.user)), ephemeral=True)
 
     @tree.command(name="memories", description="What you told me about yourself")
     @app_commands.describe(forget="The number of one to forget (from the list)",

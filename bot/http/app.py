@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from bot.web import routes as web
 from engine.api_tokens import TokenInfo
 from engine.engine import Engine, UserRef
 from engine.errors import DoppelError, InputError, QueueFull, UserNotFound, UserQueueFull
@@ -146,6 +147,8 @@ def create_app(engine: Engine) -> FastAPI:
         errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg")}
                   for e in exc.errors()]
         return JSONResponse({"error": "invalid request", "details": errors}, status_code=422)
+
+    web.install(app, engine)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

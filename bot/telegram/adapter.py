@@ -37,6 +37,7 @@ from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
 from bot.telegram.users import chat_key, is_chat_admin, user_ref
 from bot.telegram.voices import VoiceHandlers
 from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, open_story
+from bot.weblink import IN_PRIVATE, web_link_text
 from engine.config import TelegramConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError, SchedulerStopped
@@ -62,6 +63,7 @@ COMMANDS = [
     ("memories", "What you told me about yourself; /memories forget N"),
     ("forget", "Delete everything stored about you"),
     ("export", "A copy of everything stored about you"),
+    ("web", "A link that signs you in to the web app"),
     ("help", "What I can do"),
 ]
 
@@ -114,7 +116,7 @@ class TelegramAdapter:
             ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
             ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
             ("forget", self.forget), ("export", self.export), ("memories", self.memories),
-            ("stats", self.stats),
+            ("stats", self.stats), ("web", self.web),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
         text = filters.TEXT & ~filters.COMMAND
@@ -331,6 +333,15 @@ class TelegramAdapter:
         data = await self.engine.export(user_ref(update))
         await msg.reply_document(data, filename="doppel-export.zip",
                                  caption="Everything I store about you.")
+
+    async def web(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        if msg.chat.type != ChatType.PRIVATE:
+            await msg.reply_text(IN_PRIVATE)
+            return
+        await msg.reply_text(await web_link_text(self.engine, user_ref(update)),
+                             disable_web_page_preview=True)
 
     async def memories(self, update: Update, context: Context) -> None:
         user, msg = user_ref(update), update.effective_message

@@ -1,0 +1,1 @@
+"""The web app: an installable PWA served by ``doppel serve`` at ``/``."""

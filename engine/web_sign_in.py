@@ -1,0 +1,101 @@
+"""Signing in to the web app without a password: a bot (``/web``) or the operator
+(``doppel web-login USER``) issues a one-time link for a user; opening it starts a browser
+session as that same user (history, stories, favourites and voices are the ones the bots
+know). Only hashes of links and session cookies are stored; a link works once and for
+``[web] link_minutes``; a session lasts ``[web] session_days`` after its last use, and
+ends at sign-out or with ``/forget``."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from engine.config import Config
+from engine.conversations import ConversationStore
+from engine.records import UserRef
+from engine.storage.db import Database
+from engine.storage.models import User, WebLogin, WebSession, utcnow
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: UserRef
+    session: str
+    """The cookie's value (shown to the browser once; only its hash is kept)."""
+
+
+class WebSignIn:
+    def __init__(self, db: Database, users: ConversationStore, config: Config) -> None:
+        self.db = db
+        self.users = users
+        self.config = config.web
+        self.base_url = (config.web.public_url or
+                         f"http://{config.api.host}:{config.api.port}").rstrip("/")
+        """Where the web app is opened (``[web] public_url``)."""
+        self.secure = self.base_url.startswith("https://")
+        """Cookies go only over HTTPS when the app is served over HTTPS."""
+
+    async def link(self, user: UserRef) -> str:
+        """A one-time sign-in link for ``user`` (their account is made if it is new)."""
+        token = secrets.token_urlsafe(24)
+        uid = await self.users.user_id(user)
+        async with self.db.session() as s, s.begin():
+            s.add(WebLogin(user_id=uid, token_hash=_hash(token), expires_at=utcnow()
+                           + timedelta(minutes=self.config.link_minutes)))
+        return f"{self.base_url}/login/{token}"
+
+    async def redeem(self, token: str) -> SignedIn | None:
+        """A new session for the link's user, once; None for a used, old or wrong link."""
+        now = utcnow()
+        async with self.db.session() as s, s.begin():
+            found = (await s.execute(select(WebLogin, User).join(User).where(
+                WebLogin.token_hash == _hash(token)))).first()
+            if found is None:
+                return None
+            login, user = found
+            if login.used_at is not None or _aware(login.expires_at) <= now:
+                return None
+            claimed = await s.execute(update(WebLogin).where(
+                WebLogin.id == login.id, WebLogin.used_at.is_(None)).values(used_at=now))
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                return None  # opened twice at once: the other one won
+            secret = secrets.token_urlsafe(32)
+            s.add(WebSession(user_id=user.id, secret_hash=_hash(secret), expires_at=now
+                             + timedelta(days=self.config.session_days)))
+        return SignedIn(UserRef(user.platform, user.platform_user_id, user.display_name),
+                        secret)
+
+    async def user(self, session: str) -> UserRef | None:
+        """Whose browser session this is (it is kept alive), or None."""
+        if not session:
+            return None
+        now = utcnow()
+        async with self.db.session() as s, s.begin():
+            found = (await s.execute(select(WebSession, User).join(User).where(
+                WebSession.secret_hash == _hash(session)))).first()
+            if found is None:
+                return None
+            row, user = found
+            if _aware(row.expires_at) <= now:
+                await s.delete(row)
+                return None
+            if (now - _aware(row.last_seen_at)).total_seconds() > 60:
+                row.last_seen_at = now
+                row.expires_at = now + timedelta(days=self.config.session_days)
+        return UserRef(user.platform, user.platform_user_id, user.display_name)
+
+    async def sign_out(self, session: str) -> None:
+        async with self.db.session() as s, s.begin():
+            await s.execute(delete(WebSession).where(WebSession.secret_hash == _hash(session)))
