@@ -4,7 +4,8 @@ The prompt carries the newest turns that fit the context window; older ones used
 lost. Each message that leaves the window (the engine's history, or the prompt's token
 budget) becomes one line ("They said: ...", "You said: ..."): its first sentence, cut to a few
 words. When there are more than :data:`MAX_LINES`, the lines that say least (no numbers,
-no names, small talk) go first; the rest stay in order. Extractive on purpose: the
+no names, small talk) go first, the persona's own before the person's (what they told is
+what they will ask about); the rest stay in order. Extractive on purpose: the
 bundled 135M model cannot be trusted to summarise, and this costs nothing per turn.
 """
 
@@ -30,11 +31,18 @@ def _line(msg: ChatMessage) -> str:
     return f"{'They said' if msg.role == 'user' else 'You said'}: {text}"
 
 
+THEIRS = 3.0
+"""What the person said outweighs the persona's own lines by this much."""
+
+
 def salience(line: str) -> float:
-    """How much a line holds: numbers, names and length; small talk least."""
+    """How much a line holds: numbers and names (a few count: a line of figures is not
+    worth more than a fact), length; the person's own words more; small talk least."""
     body = line.split(": ", 1)[-1]
-    score = 2.0 * len(re.findall(r"\d+", body)) + 1.5 * len(_NAME.findall(body))
+    score = 2.0 * min(len(re.findall(r"\d+", body)), 2) + 1.5 * min(len(_NAME.findall(body)), 3)
     score += min(len(body.split()), WORDS) / WORDS
+    if line.startswith("They said"):
+        score += THEIRS
     return score - (3.0 if _SMALL_TALK.match(line) else 0.0)
 
 

@@ -7,7 +7,6 @@ anything must also carry ``X-Doppel: web``, which a page on another site cannot 
 without the server's consent, so a signed-in browser cannot be made to act elsewhere.
 """
 
-from __future__ import annotations
 
 import asyncio
 import logging

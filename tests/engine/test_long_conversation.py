@@ -61,3 +61,15 @@ async def test_a_fact_from_turn_5_is_in_the_prompt_at_turn_200(make_config: Make
         assert f"They said: {FIFTH}" in again.llm.prompts[-1][-1].content  # type: ignore[attr-defined]
     finally:
         await again.stop()
+
+
+def test_what_they_told_outlasts_the_personas_own_lines_full_of_figures() -> None:
+    told = "The meeting with Jeff is at the Hilton on Friday at 3pm."
+    summary = fold([], [ChatMessage("user", told)])
+    for turn in range(200):
+        summary = fold(summary, [
+            ChatMessage("user", f"Turn {turn}: how do the gas markets look this week?"),
+            ChatMessage("assistant", f"Gas at Henry Hub closed at {turn}.25 on May {turn % 28}"
+                                     f", 2001, with SoCal, PG&E and Malin at 4, 5 and 6.")])
+    assert len(summary) == MAX_LINES
+    assert f"They said: {told}" in summary

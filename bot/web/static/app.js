@@ -1,0 +1,554 @@
+// Doppel's web app: chat, stories, favourites (offline too) and settings over /web/api.
+// No build step: a plain ES module served as it is.
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of children) if (child != null) node.append(child);
+  return node;
+};
+
+const state = { me: null, options: null, recorder: null };
+
+// -- talking to the server -------------------------------------------------------------
+
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(path, { method = "GET", body, raw } = {}) {
+  const headers = {};
+  if (method !== "GET") headers["X-Doppel"] = "web";
+  if (body !== undefined && !raw) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: raw ?? (body !== undefined ? JSON.stringify(body) : undefined),
+  });
+  if (!res.ok) {
+    let message = `Something went wrong (${res.status}).`;
+    try {
+      const data = await res.json();
+      message = data.error || (typeof data.detail === "string" ? data.detail : message);
+    } catch { /* not JSON */ }
+    throw new HttpError(res.status, message);
+  }
+  if (res.status === 204) return null;
+  return (res.headers.get("content-type") || "").includes("json") ? res.json() : res;
+}
+
+// A POST answered with server-sent events: handlers[event](data) for each.
+async function stream(path, handlers, { body, raw, type } = {}) {
+  const headers = { "X-Doppel": "web" };
+  headers["Content-Type"] = raw ? (type || "application/octet-stream") : "application/json";
+  const res = await fetch(path, {
+    method: "POST", headers, credentials: "same-origin",
+    body: raw ?? JSON.stringify(body ?? {}),
+  });
+  if (!res.ok) {
+    let message = `Something went wrong (${res.status}).`;
+    try { const d = await res.json(); message = d.error || d.detail || message; } catch { }
+    throw new HttpError(res.status, message);
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (event && handlers[event]) handlers[event](JSON.parse(data));
+    }
+  }
+}
+
+function say(text) { $("#status").textContent = text; }
+
+function fail(error) {
+  if (error instanceof HttpError && error.status === 401) return signedOut();
+  say(error instanceof HttpError ? error.message
+    : navigator.onLine ? "Could not reach Doppel." : "You are offline.");
+}
+
+// -- start -----------------------------------------------------------------------------
+
+async function start() {
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/sw.js").catch(() => {});
+    // The first visit's requests went past the worker: ask again so it keeps them.
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      if (!state.me) return;
+      fetch("/web/api/me", { credentials: "same-origin" }).catch(() => {});
+      loadFavourites().catch(() => {});
+    });
+  }
+  addEventListener("online", () => { $("#offline").hidden = true; });
+  addEventListener("offline", () => { $("#offline").hidden = false; });
+  setupTabs();
+  setupChat();
+  setupStories();
+  setupSettings();
+  try {
+    state.me = await api("/web/api/me");
+  } catch (error) {
+    if (error instanceof HttpError) return signedOut();
+    $("#offline").hidden = false;   // nothing cached: offline before ever signing in
+    return signedOut();
+  }
+  signedIn();
+}
+
+function signedOut() {
+  state.me = null;
+  $(".tabs").hidden = true;
+  for (const view of document.querySelectorAll(".view")) view.hidden = true;
+  $("#view-signin").hidden = false;
+  $("#persona-name").textContent = "Doppel";
+  $("#persona-avatar").src = "/static/icon.svg";
+  say("");
+}
+
+function signedIn() {
+  $("#view-signin").hidden = true;
+  $(".tabs").hidden = false;
+  showPersona();
+  show("chat");
+  loadHistory().catch(fail);
+  loadStoryOptions().catch(fail);
+  loadFavourites().catch(fail);
+  fillSettings();
+  say(`Signed in as ${state.me.name}`);
+}
+
+function showPersona() {
+  const p = state.me.persona;
+  $("#persona-name").textContent = p.display_name;
+  $("#persona-avatar").src = p.avatar || "/static/icon.svg";
+  $("#persona-avatar").alt = p.avatar ? p.display_name : "";
+  document.title = `${p.display_name} · Doppel`;
+}
+
+// -- tabs ------------------------------------------------------------------------------
+
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => show(tab.id.slice(4)));
+    tab.addEventListener("keydown", (e) => {
+      const i = tabs.indexOf(tab);
+      const next = e.key === "ArrowRight" ? tabs[(i + 1) % tabs.length]
+        : e.key === "ArrowLeft" ? tabs[(i + tabs.length - 1) % tabs.length] : null;
+      if (next) { next.focus(); show(next.id.slice(4)); }
+    });
+  }
+}
+
+function show(name) {
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    const on = tab.id === `tab-${name}`;
+    tab.setAttribute("aria-selected", on);
+    tab.tabIndex = on ? 0 : -1;
+  }
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  if (name === "favourites") loadFavourites().catch(fail);
+}
+
+// -- chat ------------------------------------------------------------------------------
+
+function setupChat() {
+  const input = $("#chat-input");
+  $("#chat-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    send({ text });
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#chat-form").requestSubmit(); }
+  });
+  $("#record").addEventListener("click", toggleRecording);
+}
+
+async function loadHistory() {
+  const { messages } = await api("/web/api/history");
+  const list = $("#messages");
+  list.replaceChildren();
+  for (const m of messages) {
+    const bubble = addBubble(m.role, m.content);
+    if (m.role === "assistant") bubble.dataset.messageId = m.id;
+  }
+  list.scrollTop = list.scrollHeight;
+}
+
+function addBubble(role, text) {
+  const li = el("li", { className: `msg ${role}` });
+  li.append(el("div", { className: "text", textContent: text }));
+  $("#messages").append(li);
+  li.scrollIntoView({ block: "end" });
+  return li;
+}
+
+function note(bubble, text) {
+  bubble.querySelector(".text").textContent = text;
+}
+
+async function send(body, { voice } = {}) {
+  if (body.text) addBubble("user", body.text);
+  const bubble = addBubble("assistant", "…");
+  bubble.setAttribute("aria-busy", "true");
+  const handlers = {
+    heard: (d) => { bubble.before(addBubble("user", `🎙 ${d.text}`)); },
+    queued: (d) => note(bubble, `You are #${d.position} in line…`),
+    dequeued: () => note(bubble, "…"),
+    text: (d) => note(bubble, d.text),
+    done: (d) => { bubble.dataset.final = d.text; },
+    voice: (d) => bubble.append(player(d.url, d.duration_s)),
+    result: (d) => finishReply(bubble, d),
+    error: (d) => note(bubble, d.message),
+  };
+  try {
+    if (voice) await stream("/web/api/voice", handlers, { raw: voice, type: voice.type });
+    else await stream("/web/api/chat", handlers, { body });
+  } catch (error) {
+    note(bubble, error.message || "Could not reach Doppel.");
+    fail(error);
+  } finally {
+    bubble.removeAttribute("aria-busy");
+  }
+}
+
+function finishReply(bubble, result) {
+  const shown = bubble.dataset.final || "";  // the AI disclosure leads a persona's first reply
+  let text = (shown.startsWith("🤖") ? shown.split("\n\n")[0] + "\n\n" : "") + (result.text || "");
+  if (result.truncated) text += "\n\n(I ran out of room there; ⏩ for more.)";
+  if (result.error) text = (text ? text + "\n\n" : "") + result.error;
+  note(bubble, text);
+  if (result.sources.length) {
+    const box = el("div", { className: "sources" });
+    for (const s of result.sources) {
+      const title = `[${s.n}] ${s.date ? s.date + " · " : ""}${s.subject || s.citation}`;
+      box.append(el("details", { className: "source" }, el("summary", { textContent: title }),
+        el("p", { textContent: s.excerpt })));
+    }
+    bubble.append(box);
+  }
+  if (result.message_id == null) return;
+  bubble.dataset.messageId = result.message_id;
+  const target = `reply:${result.message_id}`;
+  bubble.append(el("div", { className: "actions" },
+    actionButton("⭐", "Favourite", async (b) => {
+      await api(`/web/api/messages/${result.message_id}/favourite`, { method: "POST" });
+      b.setAttribute("aria-pressed", "true");
+    }),
+    actionButton("🔁", "Again", () => send({ again: true })),
+    actionButton("🔊", "Read aloud", async () => {
+      const audio = await api("/web/api/say", { method: "POST" });
+      bubble.append(player(audio.url, audio.duration_s));
+    }),
+    ...rateButtons(target),
+    result.truncated ? actionButton("⏩", "Continue", () => send({ go_on: true })) : null,
+  ));
+}
+
+function actionButton(label, name, act) {
+  const b = el("button", { type: "button", textContent: label, title: name });
+  b.setAttribute("aria-label", name);
+  b.addEventListener("click", () => Promise.resolve(act(b)).catch(fail));
+  return b;
+}
+
+function rateButtons(target) {
+  const buttons = [];
+  for (const [label, name, good] of [["👍", "Good", true], ["👎", "Bad", false]]) {
+    buttons.push(actionButton(label, name, async (b) => {
+      await api("/web/api/rate", { method: "POST", body: { target, good } });
+      for (const other of buttons) other.setAttribute("aria-pressed", String(other === b));
+      say("Thanks: noted.");
+    }));
+  }
+  return buttons;
+}
+
+// A voice note: play/pause and its waveform.
+function player(url, duration) {
+  const audio = el("audio", { src: url, preload: "auto" });
+  const canvas = el("canvas", { width: 320, height: 64 });
+  canvas.setAttribute("aria-hidden", "true");
+  const button = el("button", { type: "button", textContent: "▶" });
+  button.setAttribute("aria-label", `Play (${Math.round(duration)} s)`);
+  button.addEventListener("click", () => (audio.paused ? audio.play() : audio.pause()));
+  audio.addEventListener("play", () => { button.textContent = "⏸"; });
+  audio.addEventListener("pause", () => { button.textContent = "▶"; });
+  audio.addEventListener("ended", () => { button.textContent = "▶"; });
+  drawWaveform(url, canvas);
+  return el("div", { className: "player" }, button, canvas, audio,
+    el("span", { className: "muted", textContent: `${duration.toFixed(1)} s` }));
+}
+
+async function drawWaveform(url, canvas) {
+  const g = canvas.getContext("2d");
+  g.fillStyle = getComputedStyle(document.body).color;
+  let peaks = new Array(80).fill(0.05);
+  try {
+    const data = await (await fetch(url, { credentials: "same-origin" })).arrayBuffer();
+    const ctx = new OfflineAudioContext(1, 1, 48000);
+    const samples = (await ctx.decodeAudioData(data)).getChannelData(0);
+    const step = Math.max(1, Math.floor(samples.length / peaks.length));
+    peaks = peaks.map((_, i) => {
+      let max = 0;
+      for (let j = i * step; j < Math.min(samples.length, (i + 1) * step); j++) {
+        max = Math.max(max, Math.abs(samples[j]));
+      }
+      return Math.max(0.05, max);
+    });
+  } catch { /* drawn flat: the audio still plays */ }
+  const w = canvas.width / peaks.length;
+  peaks.forEach((p, i) => {
+    const h = p * canvas.height;
+    g.fillRect(i * w, (canvas.height - h) / 2, Math.max(1, w - 1), h);
+  });
+}
+
+async function toggleRecording() {
+  const button = $("#record");
+  if (state.recorder) { state.recorder.stop(); return; }
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch {
+    say("No microphone: allow it to send voice notes.");
+    return;
+  }
+  const chunks = [];
+  const recorder = new MediaRecorder(media);
+  recorder.addEventListener("dataavailable", (e) => chunks.push(e.data));
+  recorder.addEventListener("stop", () => {
+    media.getTracks().forEach((t) => t.stop());
+    state.recorder = null;
+    button.setAttribute("aria-pressed", "false");
+    button.setAttribute("aria-label", "Record a voice note");
+    const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+    if (blob.size) send({}, { voice: blob });
+  });
+  recorder.start();
+  state.recorder = recorder;
+  button.setAttribute("aria-pressed", "true");
+  button.setAttribute("aria-label", "Stop and send the voice note");
+  say("Recording… press 🎙 again to send.");
+}
+
+// -- stories ---------------------------------------------------------------------------
+
+function setupStories() {
+  $("#story-form").addEventListener("submit", (e) => { e.preventDefault(); writeStory(); });
+  $("#more-ideas").addEventListener("click", () => loadIdeas(true).catch(fail));
+  for (const id of ["#genre", "#age", "#language"]) {
+    $(id).addEventListener("change", () => loadIdeas(false).catch(fail));
+  }
+  let timer;
+  $("#history-search").addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => loadStories().catch(fail), 250);
+  });
+  $("#clear-history").addEventListener("click", async () => {
+    if (!confirm("Clear your story history? Favourites stay.")) return;
+    await api("/web/api/stories?confirm=true", { method: "DELETE" }).catch(fail);
+    loadStories().catch(fail);
+  });
+  $("#save-prompt").addEventListener("click", async () => {
+    const name = prompt("A name for these options:");
+    if (!name) return;
+    state.options = await api("/web/api/prompts", { method: "POST", body: { name, ...storyFields() } })
+      .catch(fail) || state.options;
+    fillOptions();
+  });
+  $("#saved-prompts").addEventListener("change", (e) => {
+    const saved = state.options.saved_prompts.find((p) => p.name === e.target.value);
+    if (!saved) return;
+    $("#genre").value = saved.genre; $("#age").value = saved.age_group;
+    $("#language").value = saved.language; $("#length").value = saved.length;
+    $("#characters").value = saved.characters; $("#prompt").value = saved.prompt;
+  });
+  $("#add-genre").addEventListener("click", async () => {
+    const name = $("#genre-name").value.trim();
+    if (!name) return;
+    state.options = await api("/web/api/genres", {
+      method: "POST", body: { name, description: $("#genre-description").value.trim() },
+    }).catch(fail) || state.options;
+    fillOptions();
+    $("#genre").value = name.toLowerCase();
+  });
+}
+
+function storyFields() {
+  return {
+    genre: $("#genre").value, age_group: $("#age").value, language: $("#language").value,
+    length: $("#length").value, characters: $("#characters").value, prompt: $("#prompt").value,
+  };
+}
+
+async function loadStoryOptions() {
+  state.options = await api("/web/api/stories/options");
+  fillOptions();
+  await Promise.all([loadIdeas(false), loadStories()]);
+}
+
+function fillOptions() {
+  const o = state.options;
+  const fill = (sel, items) => {
+    const keep = sel.value;
+    sel.replaceChildren(...items.map(([value, label]) => el("option", { value, textContent: label })));
+    if (keep && items.some(([v]) => v === keep)) sel.value = keep;
+  };
+  fill($("#genre"), [...o.genres, ...o.custom_genres.map((g) => g.name)].map((g) => [g, g]));
+  fill($("#age"), o.age_groups.map((a) => [a, `${a} years`]));
+  if (!$("#age").dataset.set) { $("#age").value = "6-8"; $("#age").dataset.set = "1"; }
+  fill($("#language"), Object.entries(o.languages));
+  fill($("#length"), o.lengths.map((l) => [l, l]));
+  fill($("#saved-prompts"), [["", "Saved prompts…"], ...o.saved_prompts.map((p) => [p.name, p.name])]);
+}
+
+async function loadIdeas(more) {
+  const q = new URLSearchParams({ genre: $("#genre").value || "adventure",
+    language: $("#language").value || "en", age_group: $("#age").value || "6-8", more });
+  const { ideas } = await api(`/web/api/stories/ideas?${q}`);
+  $("#ideas").replaceChildren(...ideas.map((idea) => el("li", {},
+    actionButton(idea, `Use the idea: ${idea}`, () => { $("#prompt").value = idea; $("#prompt").focus(); }))));
+}
+
+async function writeStory() {
+  const out = $("#story-output");
+  out.hidden = false;
+  out.replaceChildren(el("p", { className: "muted", textContent: "Writing…" }));
+  $("#write").disabled = true;
+  try {
+    await stream("/web/api/stories", {
+      queued: (d) => out.replaceChildren(el("p", { className: "muted", textContent: `You are #${d.position} in line…` })),
+      text: (d) => out.replaceChildren(el("div", { textContent: d.text })),
+      done: (d) => out.replaceChildren(el("div", { textContent: d.text })),
+      story: (s) => renderStory(out, s),
+      pictures: (d) => addPictures(out, d.pictures),
+      error: (d) => out.append(el("p", { className: "muted", textContent: d.message })),
+    }, { body: storyFields() });
+  } catch (error) {
+    out.replaceChildren(el("p", { textContent: error.message || "Could not reach Doppel." }));
+    fail(error);
+  } finally {
+    $("#write").disabled = false;
+  }
+  loadStories().catch(fail);
+}
+
+function renderStory(box, s) {
+  box.hidden = false;
+  box.dataset.storyId = s.id;
+  const fav = actionButton(s.favourite ? "★ Favourite" : "☆ Favourite", "Favourite", async (b) => {
+    const now = b.getAttribute("aria-pressed") !== "true";
+    const updated = await api(`/web/api/stories/${s.id}/favourite?on=${now}`, { method: "POST" });
+    b.setAttribute("aria-pressed", String(updated.favourite));
+    b.textContent = updated.favourite ? "★ Favourite" : "☆ Favourite";
+    loadFavourites().catch(fail);
+    loadStories().catch(fail);
+  });
+  fav.setAttribute("aria-pressed", String(s.favourite));
+  const narrate = actionButton("🔊 Read aloud", "Read aloud", async (b) => {
+    b.disabled = true;
+    try {
+      const { parts } = await api(`/web/api/stories/${s.id}/narrate`, { method: "POST" });
+      for (const p of parts) box.append(player(p.url, p.duration_s));
+    } finally { b.disabled = false; }
+  });
+  box.replaceChildren(el("h3", { textContent: s.title }),
+    el("p", { className: "muted", textContent: `${s.genre} · ${s.age_group} years · ${new Date(s.created_at).toLocaleString()}` }),
+    el("div", { className: "content", textContent: s.content }),
+    el("div", { className: "row actions" }, fav, narrate, ...rateButtons(`story:${s.id}`)));
+  if (s.pictures) addPictures(box, s.pictures);
+}
+
+function addPictures(box, pictures) {
+  for (const p of pictures) {
+    box.append(el("figure", {}, el("img", { src: p.url, alt: p.caption, loading: "lazy" }),
+      el("figcaption", { className: "muted", textContent: p.caption })));
+  }
+}
+
+async function loadStories() {
+  const q = new URLSearchParams({ search: $("#history-search").value });
+  const { groups } = await api(`/web/api/stories?${q}`);
+  const box = $("#history");
+  if (!groups.length) {
+    box.replaceChildren(el("p", { className: "muted", textContent: $("#history-search").value ? "No story matches." : "No stories yet." }));
+    return;
+  }
+  box.replaceChildren(...groups.map((g) => el("section", { className: "group" },
+    el("h3", { textContent: g.label }),
+    el("ul", { className: "list" }, ...g.stories.map((s) => el("li", {},
+      actionButton(`${s.favourite ? "★ " : ""}${s.title}`, `Open ${s.title}`, () => openStory(s.id, $("#story-output")))))))));
+}
+
+async function openStory(id, box) {
+  renderStory(box, await api(`/web/api/stories/${id}`));
+  box.scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+async function loadFavourites() {
+  const { stories } = await api("/web/api/favourites");
+  $("#favourites").replaceChildren(...(stories.length ? stories.map((s) => el("li", {},
+    actionButton(`★ ${s.title}`, `Open ${s.title}`, () => openStory(s.id, $("#story-view")).catch(fail))))
+    : [el("li", { className: "muted", textContent: "No favourites yet: ☆ a story to keep it here." })]));
+  // Fetched once now, so the service worker has them for when there is no connection.
+  for (const s of stories) fetch(`/web/api/stories/${s.id}`, { credentials: "same-origin" }).catch(() => {});
+}
+
+// -- settings --------------------------------------------------------------------------
+
+function setupSettings() {
+  $("#settings-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      state.me = await api("/web/api/settings", { method: "POST", body: {
+        persona: $("#persona").value, reply_mode: $("#reply-mode").value,
+        timezone: $("#timezone").value.trim() || null,
+      } });
+      showPersona();
+      say("Saved.");
+      loadHistory().catch(fail);
+    } catch (error) { fail(error); }
+  });
+  $("#logout").addEventListener("click", async () => {
+    await api("/web/api/logout", { method: "POST" }).catch(() => {});
+    await forgetCache();
+    signedOut();
+  });
+  $("#forget").addEventListener("click", () => $("#confirm-forget").showModal());
+  $("#confirm-forget").addEventListener("close", async () => {
+    if ($("#confirm-forget").returnValue !== "forget") return;
+    try {
+      await api("/web/api/forget", { method: "POST", body: { confirm: true } });
+      await forgetCache();
+      signedOut();
+      say("Done: everything about you is deleted.");
+    } catch (error) { fail(error); }
+  });
+}
+
+function fillSettings() {
+  const me = state.me;
+  $("#persona").replaceChildren(...me.personas.map((p) =>
+    el("option", { value: p.name, textContent: p.display_name })));
+  $("#persona").value = me.persona.name;
+  $("#reply-mode").value = me.reply_mode;
+  $("#timezone").value = me.timezone || "";
+}
+
+// What this browser kept for offline use belongs to whoever was signed in: gone with them.
+async function forgetCache() {
+  if ("caches" in window) await caches.delete("doppel-data");
+}
+
+start();
