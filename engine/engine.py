@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.achievements import Achievements
 from engine.api_tokens import ApiTokens
 from engine.chat_turn import ChatTurn
 from engine.config import Config
@@ -131,6 +132,9 @@ class Engine:
         self.voices = VoiceCloning(config, self.personas, self.conversations, self.voice,
                                    self.may_manage)
         self.stories.narrator = VoiceNarrator(self.voice, self._narrator_persona)
+        self.achievements = Achievements(self.db, self.conversations, self.stories.timezone,
+                                         self.stories.clock)
+        self.voice.on_note = self._listened
         self.stories.photos = PhotoReader(config.vision, self.scheduler)
         self.stories.rate = self.rate
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
@@ -254,6 +258,12 @@ class Engine:
         """Shutdown, first step: refuse new work, drop queued jobs, give running ones
         ``[engine] shutdown_grace_s`` to finish, then cancel them (their text is kept)."""
         await self.scheduler.stop()
+
+    async def _listened(self, key: str, seconds: float) -> None:
+        """A voice note was made for ``key``: it counts towards their listening time (the
+        engine's own work, "system" and "operator:...", does not)."""
+        if ":" in key and not key.startswith(("operator:", "system")):
+            await self.achievements.listened(UserRef.parse(key), seconds)
 
     async def settled(self) -> None:
         """Return once the work that follows replies is done (storing them, reading them

@@ -20,6 +20,7 @@ from bot.ratings import stats_text
 from bot.stories import STORY_HELP, StoryCommands
 from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
 from bot.weblink import web_link_text
+from engine.achievements import dashboard_text
 from engine.engine import ChatReply, Engine, UserRef
 from engine.errors import DoppelError
 from engine.images.service import Picture
@@ -36,6 +37,7 @@ Commands:
   /cancel           stop the reply         /help           this help
   /memories         what you told the persona about yourself; /memories forget N
   /web              a link that signs you in to the web app (`doppel serve`)
+  /achievements     your stories, streaks and achievements
   /stats            how replies and stories are rated (👍 / 👎 in the chat apps)
   /forget           delete everything stored about you (asks first)
   /export           a zip of everything stored about you
@@ -320,6 +322,9 @@ class ConsoleAdapter:
         elif name == "/memories":
             assert self.persona is not None
             self._write(await memories_text(self.engine, self.user, self.persona, arg) + "\n")
+        elif name == "/achievements":
+            board = await self.engine.achievements.dashboard(self.user)
+            self._write(dashboard_text(board) + "\n")
         elif name == "/web":
             self._write(await web_link_text(self.engine, self.user) + "\n")
         elif name == "/export":

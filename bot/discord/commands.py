@@ -17,6 +17,7 @@ from bot.memories import memories_text
 from bot.ratings import stats_text
 from bot.stories import StoryCommands, overlay
 from bot.weblink import web_link_text
+from engine.achievements import dashboard_text
 from engine.errors import InputError, NotAllowed
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
 
@@ -251,6 +252,12 @@ def register(adapter: DiscordAdapter) -> None:
         await interaction.followup.send("Everything I store about you:", ephemeral=True,
                                         file=discord.File(io.BytesIO(data),
                                                           filename="doppel-export.zip"))
+
+    @tree.command(name="achievements", description="Your stories, streaks and achievements")
+    async def achievements(interaction: Interaction) -> None:
+        await defer(interaction, ephemeral=True)
+        board = await engine.achievements.dashboard(user_ref(interaction.user))
+        await interaction.followup.send(dashboard_text(board), ephemeral=True)
 
     @tree.command(name="web", description="A link that signs you in to the web app")
     async def web(interaction: Interaction) -> None:

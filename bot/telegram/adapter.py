@@ -38,6 +38,7 @@ from bot.telegram.users import chat_key, is_chat_admin, user_ref
 from bot.telegram.voices import VoiceHandlers
 from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, open_story
 from bot.weblink import IN_PRIVATE, web_link_text
+from engine.achievements import dashboard_text
 from engine.config import TelegramConfig
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError, SchedulerStopped
@@ -64,6 +65,7 @@ COMMANDS = [
     ("forget", "Delete everything stored about you"),
     ("export", "A copy of everything stored about you"),
     ("web", "A link that signs you in to the web app"),
+    ("achievements", "Your stories, streaks and achievements"),
     ("help", "What I can do"),
 ]
 
@@ -116,7 +118,7 @@ class TelegramAdapter:
             ("favorites", self.stories.favourites), ("prompts", self.stories.prompts),
             ("genres", self.stories.genres), ("ask", self.ask), ("cancel", self.cancel),
             ("forget", self.forget), ("export", self.export), ("memories", self.memories),
-            ("stats", self.stats), ("web", self.web),
+            ("stats", self.stats), ("web", self.web), ("achievements", self.achievements),
         ):
             app.add_handler(CommandHandler(name, handler, filters=allowed))
         text = filters.TEXT & ~filters.COMMAND
@@ -333,6 +335,12 @@ class TelegramAdapter:
         data = await self.engine.export(user_ref(update))
         await msg.reply_document(data, filename="doppel-export.zip",
                                  caption="Everything I store about you.")
+
+    async def achievements(self, update: Update, context: Context) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        board = await self.engine.achievements.dashboard(user_ref(update))
+        await msg.reply_text(dashboard_text(board))
 
     async def web(self, update: Update, context: Context) -> None:
         msg = update.effective_message

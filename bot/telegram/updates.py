@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 UNORDERED_COMMANDS = frozenset(
     "cancel start help persona voice history favourites favorites prompts genres forget "
-    "export memories stats web".split())
+    "export memories stats web achievements".split())
 """Commands that need no model: they never wait behind a chat's running reply."""
 
 

@@ -381,6 +381,20 @@ def install(app: FastAPI, engine: Engine) -> None:
         await engine.stories.remove_genre(user, name)
         return await story_options(user)
 
+    # -- the dashboard ----------------------------------------------------------------------
+
+    @app.get("/web/api/dashboard")
+    async def dashboard(user: Me) -> dict[str, Any]:
+        d = await engine.achievements.dashboard(user)
+        return {"stories": d.stories, "messages": d.messages, "favourites": d.favourites,
+                "favourite_genres": [{"genre": g, "stories": n} for g, n in d.favourite_genres],
+                "listened_s": round(d.listened_s, 1), "streak_days": d.streak_days,
+                "best_streak_days": d.best_streak_days,
+                "achievements": [{"key": a.key, "title": a.title,
+                                  "description": a.description,
+                                  "earned": a.earned.isoformat() if a.earned else None}
+                                 for a in d.achievements]}
+
     # -- the account ------------------------------------------------------------------------
 
     @app.get("/web/api/export")

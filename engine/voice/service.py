@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +62,8 @@ class Voice:
         self.stt = stt or WhisperSTT(cfg.stt_model, language=cfg.stt_language)
         scheduler.add_resource(TTS, workers=1)
         scheduler.add_resource(STT, workers=1)
+        self.on_note: Callable[[str, float], Awaitable[None]] | None = None
+        """Told (user key, seconds) of every voice note made (listening time)."""
 
     # -- who speaks -------------------------------------------------------------------------
 
@@ -134,10 +136,16 @@ class Voice:
             raise ModelError(f"TTS failed: {exc}", user_message=(
                 "I couldn't make a voice note this time; the reply is in text.")) from exc
 
-    async def _encode(self, parts: list[PCM], speaker: Speaker) -> VoiceNote:
+    async def _encode(self, parts: list[PCM], speaker: Speaker, user: str) -> VoiceNote:
         pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
         rate = self._backend(speaker).sample_rate
-        return await asyncio.to_thread(encode_voice_note, pcm, rate)
+        note = await asyncio.to_thread(encode_voice_note, pcm, rate)
+        if self.on_note is not None:
+            try:
+                await self.on_note(user, note.duration_s)
+            except Exception:  # a counter must never cost the voice note
+                log.exception("could not count a voice note for %s", user)
+        return note
 
     async def speak(self, text: str, *, user: str = "system",
                     priority: Priority = Priority.INTERACTIVE, persona: Persona | None = None,
@@ -154,7 +162,7 @@ class Voice:
     async def _speak(self, chunks: list[str], user: str, priority: Priority,
                      speaker: Speaker) -> VoiceNote:
         return await self._encode([await self._synth(c, user, priority, speaker)
-                                   for c in chunks], speaker)
+                                   for c in chunks], speaker, user)
 
     async def narrate(self, title: str, text: str, *, user: str = "system",
                       persona: Persona | None = None,
@@ -205,7 +213,7 @@ class Voice:
         if not parts:
             raise InputError("nothing speakable", user_message="There was nothing to say "
                                                                "out loud in that reply.")
-        note = await self._encode(parts, speaker)
+        note = await self._encode(parts, speaker, user)
         return SpokenReply(note, first[0], text)
 
     # -- speech in --------------------------------------------------------------------------

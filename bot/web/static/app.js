@@ -155,6 +155,25 @@ function show(name) {
   }
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
   if (name === "favourites") loadFavourites().catch(fail);
+  if (name === "dashboard") loadDashboard().catch(fail);
+}
+
+async function loadDashboard() {
+  const d = await api("/web/api/dashboard");
+  const figure = (label, value) => el("div", {}, el("dt", { textContent: label }),
+    el("dd", { textContent: value }));
+  $("#figures").replaceChildren(
+    figure("Stories written", d.stories),
+    figure("Favourite genres", d.favourite_genres.map((g) => g.genre).join(", ") || "none yet"),
+    figure("Listening", `${Math.round(d.listened_s / 60)} min`),
+    figure("Streak", `${d.streak_days} day${d.streak_days === 1 ? "" : "s"} (best ${d.best_streak_days})`),
+    figure("Favourites", d.favourites),
+    figure("Messages", d.messages));
+  $("#achievements").replaceChildren(...d.achievements.map((a) => el("li",
+    { className: a.earned ? "earned" : "" },
+    el("strong", { textContent: `${a.earned ? "🏆" : "🔒"} ${a.title}` }),
+    el("span", { className: "muted", textContent: a.earned
+      ? `Earned ${new Date(a.earned + "T12:00").toLocaleDateString()}` : a.description }))));
 }
 
 // -- chat ------------------------------------------------------------------------------

@@ -427,6 +427,8 @@ async def test_every_command_defers_first_then_answers(
         ("cancel", [], "Nothing to stop."),
         ("favourites", [], "No favourites yet"),
         ("export", [], "Everything I store about you:"),
+        ("achievements", [], "Stories written: 0"),
+        ("web", [], "Your sign-in link for the web app"),
         ("forget", [], "Are you sure?"),
     ]
     for n, (name, options, expected) in enumerate(cases):

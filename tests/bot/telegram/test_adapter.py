@@ -470,3 +470,17 @@ async def test_a_group_remembers_what_was_told_there_for_its_admins(
                            text="/memories server forget 2"))
     assert sent_texts(wire)[-1] == "Forgotten (the Cable Guy): They have two cats."
     assert [m.slot for m in await engine.user_memories.all(teller, "allen")] == ["diet", "home"]
+
+
+async def test_achievements_and_the_web_link_in_private(
+        tg: TelegramAdapter, wire: RecordingRequest, engine: Engine, fake_llm: FakeLLM) -> None:
+    await feed(tg, fixture("private_text.json", text="/achievements"))
+    board = sent_texts(wire)[-1]
+    assert board.startswith("Stories written: 0") and "⬜ First story" in board
+    await feed(tg, fixture("private_text.json", text="/web"))
+    link = sent_texts(wire)[-1].rsplit("\n", 1)[-1]
+    assert link.startswith("http://127.0.0.1:8000/login/")
+    signed = await engine.web.redeem(link.rsplit("/", 1)[-1])
+    assert signed is not None and signed.user.key == "telegram:12345678"
+    await feed(tg, fixture("supergroup_command_reply_in_thread.json", text="/web"))
+    assert "private chat" in sent_texts(wire)[-1] and "/login/" not in sent_texts(wire)[-1]

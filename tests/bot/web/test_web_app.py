@@ -31,7 +31,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 """Debian's Chromium: ``.ci/setup --dev`` installs it (as root; else ``apt-get install
 chromium``). Without it these tests fail, saying so: they are how the web app is tested."""
 SHOTS = ROOT / "tests" / "screenshots"
-WAIT_MS = 20000  # DEBUG
+WAIT_MS = HANG_S * 1000
 SPOKEN = "Please tell me about the rent roll for the apartments."
 TITLE = STORY.split("\n", 1)[0]
 
@@ -180,6 +180,15 @@ def test_sign_in_chat_story_favourite_offline_then_forget(
     page.get_by_label("Search your stories").fill("Rosa")
     history.get_by_role("button", name=f"Open {TITLE}").wait_for()
     shot(page, "web_stories")
+
+    page.get_by_role("tab", name="Dashboard").click()
+    earned = page.locator("#achievements li.earned")
+    earned.filter(has_text="First story").wait_for()
+    earned.filter(has_text="Keeper").wait_for()
+    assert "Stories written1" in page.locator("#figures").inner_text().replace("\n", "")
+    assert page.locator("#achievements li:not(.earned)").filter(
+        has_text="7-day streak").count() == 1
+    shot(page, "web_dashboard")
 
     page.get_by_role("tab", name="Favourites").click()
     page.get_by_role("button", name=f"Open {TITLE}").wait_for()
