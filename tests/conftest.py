@@ -109,6 +109,22 @@ def personas_dir(tmp_path: Path) -> Path:
     return dest
 
 
+def give_avatar(personas_dir: Path, persona: str = "allen") -> bytes:
+    """Give a persona (in a ``personas_dir`` copy) a face: ``avatar = "face.png"``; its
+    PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    face = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(face, format="PNG")
+    (personas_dir / persona / "face.png").write_bytes(face.getvalue())
+    toml = personas_dir / persona / "persona.toml"
+    toml.write_text(toml.read_text().replace("[persona]\n", '[persona]\navatar = "face.png"\n',
+                                             1))
+    return face.getvalue()
+
+
 @pytest.fixture
 async def memory_engine(
     make_config: MakeConfig, personas_dir: Path, fake_llm: FakeLLM, embedder: Embedder

@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from engine.engine import Engine, UserRef
 from engine.errors import InputError
@@ -20,7 +19,7 @@ from engine.usermemory.extract import extract
 from engine.usermemory.person import second, third
 from tests.auxil.eventually import eventually
 from tests.auxil.fake_llm import FakeLLM
-from tests.conftest import MakeConfig
+from tests.conftest import MakeConfig, give_avatar
 
 ANN = UserRef("telegram", "61", "Ann")
 BOB = UserRef("telegram", "62", "Bob")
@@ -183,12 +182,7 @@ async def test_without_the_model_pass_the_model_reads_nothing_extra(
 
 async def test_the_export_has_the_face_of_each_persona_they_talked_to(
         make_config: MakeConfig, personas_dir: Path, fake_llm: FakeLLM) -> None:
-    face = io.BytesIO()
-    Image.new("RGB", (32, 32), (200, 120, 40)).save(face, format="PNG")
-    (personas_dir / "allen" / "face.png").write_bytes(face.getvalue())
-    toml = personas_dir / "allen" / "persona.toml"
-    toml.write_text(toml.read_text().replace("[persona]\n", '[persona]\navatar = "face.png"\n',
-                                             1))
+    face = give_avatar(personas_dir)
     engine = Engine(make_config(personas={"dir": str(personas_dir)}), llm=fake_llm)
     await engine.start()
     try:
@@ -199,5 +193,5 @@ async def test_the_export_has_the_face_of_each_persona_they_talked_to(
     data = json.loads(archive.read("doppel-export.json"))
     assert data["personas"] == [{"name": "allen", "display_name": "Phillip Allen",
                                  "avatar": "personas/allen/face.png"}]
-    assert archive.read("personas/allen/face.png") == face.getvalue()
+    assert archive.read("personas/allen/face.png") == face
     assert not any(n.startswith("personas/storyteller") for n in archive.namelist())

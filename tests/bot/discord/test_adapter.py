@@ -29,7 +29,7 @@ from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.auxil.llm_api import SEEN, FakeLLMServer
 from tests.auxil.speech import words_heard
-from tests.conftest import MakeConfig
+from tests.conftest import MakeConfig, give_avatar
 from tests.engine.test_photo_story import STORY as PHOTO_STORY
 from tests.engine.test_photo_story import photo
 
@@ -209,12 +209,7 @@ async def test_without_the_webhook_permission_the_bot_answers_as_itself_and_says
 async def test_a_persona_with_an_avatar_gets_a_webhook_with_its_face(
         make_config: MakeConfig, personas_dir: Path, fake: FakeDiscord,
         fake_llm: FakeLLM) -> None:
-    face = io.BytesIO()
-    Image.new("RGB", (64, 64), (200, 120, 40)).save(face, format="PNG")
-    (personas_dir / "allen" / "face.png").write_bytes(face.getvalue())
-    toml = personas_dir / "allen" / "persona.toml"
-    toml.write_text(toml.read_text().replace("[persona]\n", '[persona]\navatar = "face.png"\n',
-                                             1))
+    face = give_avatar(personas_dir)
     engine = Engine(make_config(personas={"dir": str(personas_dir)}), llm=fake_llm)
     mention = fixture("discord/gateway_message_create_guild_bot_mention_2026.json")
     async with started(engine, fake) as adapter:
@@ -222,6 +217,7 @@ async def test_a_persona_with_an_avatar_gets_a_webhook_with_its_face(
         await feed(adapter, "MESSAGE_CREATE", mention)
     [hook] = fake.webhooks.values()
     assert hook["sent_avatar"].startswith("data:image/png;base64,")
+    assert base64.b64decode(hook["sent_avatar"].split(",", 1)[1]) == face
 
 
 async def test_allowed_channels_keep_the_bot_out_of_others(
