@@ -54,6 +54,26 @@ class TurnMessage:
         return with_earlier(with_user_facts(text, self.about_user), earlier)
 
 
+def recalled(question: str, summary: Sequence[str]) -> str:
+    """For a question about something the person said long ago ("Where is the meeting
+    with Jeff again?"), their own summary line that answers it, as the reply's opening
+    ("You told me: The meeting with Jeff is at the Hilton..."): a small model does not
+    find it in the prompt by itself. Empty when no statement of theirs shares two words
+    with the question."""
+    if not question.rstrip().endswith("?"):
+        return ""
+    asked = content_words(question)
+    best, shared = "", 1
+    for line in summary:
+        who, _, said = line.partition(": ")
+        if who != "They said" or said.rstrip().endswith("?"):
+            continue
+        n = len(asked & content_words(said))
+        if n > shared:
+            best, shared = said, n
+    return f"You told me: {best}" if best else ""
+
+
 @dataclass(frozen=True)
 class ChatTurn:
     """The blocking part of a chat turn, run on the LLM thread; ``partial`` collects the
@@ -71,9 +91,10 @@ class ChatTurn:
     def _count(self, msg: ChatMessage) -> int:
         return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
 
-    def _fit(self) -> list[ChatMessage]:
+    def _fit(self) -> tuple[list[ChatMessage], list[str]]:
         """The prompt: the newest history that fits, and the user's turn with the summary
-        of everything older (what this prompt leaves out of ``history`` too)."""
+        of everything older (what this prompt leaves out of ``history`` too); and the
+        summary lines it carries."""
         system = ChatMessage("system", self.system)
         budget = self.llm.n_ctx - self.params.max_tokens
         # The summary takes at most a quarter of the window, and never the room of the
@@ -101,7 +122,7 @@ class ChatTurn:
             if wanted == summary:
                 break
             summary = wanted
-        return messages
+        return messages, summary
 
     def _within(self, lines: list[str], room: int) -> list[str]:
         """The lines the message is about (sharing its words; a small model copies what it
@@ -121,14 +142,14 @@ class ChatTurn:
             self.partial.append(self.message.canned)
             ctx.emit(self.message.canned)
             return Completion(self.message.canned, 1, 0.0, 0.0)
-        messages = self._fit()
+        messages, summary = self._fit()
         t0 = time.perf_counter()
         first: float | None = None
         guard = LeakGuard(self.system)
         stream = CleanStream()  # no prompt markup ever leaves, not even half of it
         params = self.params.with_(stop=tuple(dict.fromkeys((*self.params.stop, *STOP))))
         tokens = 0
-        lead = self.message.lead
+        lead = self.message.lead or recalled(self.message.text, summary)
         if lead:
             self._emit(ctx, lead + "\n\n")
         for piece in self.llm.stream_chat(messages, params, lambda: ctx.cancelled):

@@ -187,6 +187,7 @@ def install(app: FastAPI, engine: Engine) -> None:
                 "persona": persona_json(persona.name),
                 "personas": [persona_json(p.name) for p in engine.visible_personas(user)],
                 "reply_mode": await engine.reply_mode(user),
+                "admin": user.key in engine.config.engine.admins,
                 "timezone": await engine.stories.timezone(user)}
 
     def persona_json(name: str) -> dict[str, Any]:
@@ -394,6 +395,28 @@ def install(app: FastAPI, engine: Engine) -> None:
                                   "description": a.description,
                                   "earned": a.earned.isoformat() if a.earned else None}
                                  for a in d.achievements]}
+
+    # -- the operator -----------------------------------------------------------------------
+
+    @app.get("/web/api/admin")
+    async def admin(user: Me) -> dict[str, Any]:
+        """Personas, their cloned voices (with the consent recorded), the queues and the
+        model: for ``[engine] admins`` only."""
+        if user.key not in engine.config.engine.admins:
+            raise HTTPException(403, "Only the operator ([engine] admins) sees this page.")
+        personas = []
+        for p in engine.personas.all():
+            building = engine.building.get(p.name)
+            personas.append({
+                **persona_json(p.name), "private": p.profile.owner_only,
+                "memory": f"{building.percent}% built" if building is not None else "ready",
+                "voices": [{"id": v.id, "name": v.name, "consent": v.consent_speaker,
+                            "consent_at": v.consent_at.isoformat(), "clips": v.clips,
+                            "seconds": round(v.seconds, 1), "active": v.active}
+                           for v in await engine.voices.list(p)]})
+        rate = engine.generated_tokens / engine.generation_s if engine.generation_s else 0.0
+        return {"personas": personas, "queues": engine.scheduler.stats(),
+                "model": engine.llm.description, "tokens_per_s": round(rate, 1)}
 
     # -- the account ------------------------------------------------------------------------
 

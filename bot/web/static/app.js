@@ -556,8 +556,27 @@ function setupSettings() {
   });
 }
 
+async function loadAdmin() {
+  const a = await api("/web/api/admin");
+  $("#admin").hidden = false;
+  $("#admin-model").textContent = `Model: ${a.model} · ${a.tokens_per_s} tokens/s so far`;
+  const cell = (tag, text) => el(tag, { textContent: text });
+  $("#admin-queues").replaceChildren($("#admin-queues caption") || "",
+    el("tr", {}, cell("th", "Queue"), cell("th", "Waiting"), cell("th", "Running")),
+    ...Object.entries(a.queues).map(([name, q]) =>
+      el("tr", {}, cell("td", name), cell("td", q.queued), cell("td", q.running))));
+  $("#admin-personas").replaceChildren(...a.personas.map((p) => el("section", {},
+    el("h3", { textContent: `${p.display_name} (${p.name}${p.private ? ", private" : ""})` }),
+    el("p", { className: "muted", textContent: `Memory: ${p.memory}` }),
+    el("ul", { className: "list" }, ...(p.voices.length ? p.voices.map((v) => el("li", {
+      textContent: `${v.active ? "● " : ""}${v.name}: ${v.clips} clips, ${v.seconds} s; ` +
+        `consent of ${v.consent} (${new Date(v.consent_at).toLocaleDateString()})` }))
+      : [el("li", { className: "muted", textContent: "No cloned voice." })])))));
+}
+
 function fillSettings() {
   const me = state.me;
+  if (me.admin) loadAdmin().catch(fail);
   $("#persona").replaceChildren(...me.personas.map((p) =>
     el("option", { value: p.name, textContent: p.display_name })));
   $("#persona").value = me.persona.name;

@@ -48,6 +48,7 @@ class Doppel:
             f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
             f'[llm]\nbackend = "openai"\napi_base = "{llm.base}"\nmax_tokens = 60\n'
             '[memory]\nauto_ingest = false\n'
+            '[engine]\nadmins = ["telegram:7001"]\n'
             f'[api]\nport = {self.port}\n')
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -212,6 +213,10 @@ def test_sign_in_chat_story_favourite_offline_then_forget(
     server.start()
     page.reload()
     page.get_by_role("tab", name="Settings").click()
+    operator = page.locator("#admin")  # Ann is the operator here
+    operator.get_by_text("Model: OpenAI-compatible server").wait_for()
+    operator.get_by_role("heading", name="Phillip Allen (allen)").wait_for()
+    operator.get_by_role("cell", name="llm").wait_for()
     page.get_by_role("button", name="Forget me…").click()
     page.get_by_role("button", name="Yes, forget me").click()
     page.get_by_role("heading", name="Sign in to Doppel").wait_for()
@@ -249,6 +254,8 @@ def test_two_people_never_see_each_other(
     bob.get_by_role("tab", name="Stories").click()
     bob.locator("#history").get_by_text("No stories yet.").wait_for()
     assert bob.request.get(f"{server.url}/web/api/stories/{story_id}").status == 400
+    assert bob.request.get(f"{server.url}/web/api/admin").status == 403
+    assert bob.locator("#admin").is_hidden()
     assert bob.request.get(f"{server.url}{audio}").status == 404
     assert ann.request.get(f"{server.url}{audio}").status == 200
     assert "Mia" not in bob.request.get(f"{server.url}/web/api/history").text()
