@@ -56,6 +56,18 @@ class WebSignIn:
                            + timedelta(minutes=self.config.link_minutes)))
         return f"{self.base_url}/login/{token}"
 
+    async def peek(self, token: str) -> UserRef | None:
+        """Whose link this is, if it still works (it stays unused)."""
+        async with self.db.session() as s:
+            found = (await s.execute(select(WebLogin, User).join(User).where(
+                WebLogin.token_hash == _hash(token)))).first()
+        if found is None:
+            return None
+        login, user = found
+        if login.used_at is not None or _aware(login.expires_at) <= utcnow():
+            return None
+        return UserRef(user.platform, user.platform_user_id, user.display_name)
+
     async def redeem(self, token: str) -> SignedIn | None:
         """A new session for the link's user, once; None for a used, old or wrong link."""
         now = utcnow()

@@ -9,6 +9,7 @@ without the server's consent, so a signed-in browser cannot be made to act elsew
 
 
 import asyncio
+import html
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,6 +45,15 @@ LINK_GONE = """<!doctype html><html lang="en"><meta charset="utf-8">
 <main class="signin"><h1>This sign-in link has expired or was already used</h1>
 <p>Send <code>/web</code> to the bot (in Telegram or Discord) for a new one.</p></main>
 </html>"""
+
+
+SIGN_IN = """<!doctype html><html lang="en"><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Doppel: sign in</title><link rel="stylesheet" href="/static/style.css">
+<main class="signin"><h1>Sign in to Doppel as {who}?</h1>
+<p>This link works once. Sign in only if you asked for it (with <code>/web</code>).</p>
+<form method="post" action="/login/{token}"><button class="primary" autofocus>Sign in</button>
+</form></main></html>"""
 
 
 class ChatIn(BaseModel):
@@ -168,7 +178,22 @@ def install(app: FastAPI, engine: Engine) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/login/{token}", include_in_schema=False)
-    async def login(token: str) -> Response:
+    async def login_page(token: str) -> HTMLResponse:
+        """The link only shows a button: link previews and scanners that open links
+        (Discord's, a mail filter's) must not use up a one-time link."""
+        user = await engine.web.peek(token) if len(token) < 100 else None
+        if user is None:
+            return HTMLResponse(LINK_GONE, status_code=400)
+        who = html.escape(user.display_name or user.key)
+        return HTMLResponse(SIGN_IN.format(who=who, token=html.escape(token)),
+                            headers={"Cache-Control": "no-store",
+                                     "Referrer-Policy": "same-origin"})
+
+    @app.post("/login/{token}", include_in_schema=False)
+    async def login(token: str, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            raise HTTPException(403, "Sign in from the link's own page.")
         signed = await engine.web.redeem(token) if len(token) < 100 else None
         if signed is None:
             return HTMLResponse(LINK_GONE, status_code=400)
@@ -253,8 +278,12 @@ def install(app: FastAPI, engine: Engine) -> None:
     async def voice_note(request: Request, user: Me) -> StreamingResponse:
         """A voice note recorded in the browser: transcribed (``heard``), then answered in
         voice as a voice note is in the bots."""
+        limit = engine.max_audio_mb * 1024 * 1024
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise InputError("too large", user_message=(
+                f"That recording is over {engine.max_audio_mb:g} MB."))
         audio = await request.body()
-        if len(audio) > engine.max_audio_mb * 1024 * 1024:
+        if len(audio) > limit:
             raise InputError("too large", user_message=(
                 f"That recording is over {engine.max_audio_mb:g} MB."))
 

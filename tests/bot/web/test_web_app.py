@@ -128,6 +128,7 @@ def shot(page: Any, name: str) -> None:
 
 def sign_in(page: Any, server: Doppel, user: str) -> None:
     page.goto(server.link(user))
+    page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{server.url}/")
     page.get_by_role("tab", name="Chat").wait_for()
 
@@ -231,7 +232,12 @@ def test_two_people_never_see_each_other(
     server, _ = served
     ann, bob = page_of(chromium), page_of(chromium)
     link = server.link("telegram:7001")
+    assert bob.request.get(link).status == 200  # a link preview: it does not use it up
+    forged = bob.request.post(link, headers={"Origin": "http://elsewhere.example"},
+                              max_redirects=0)
+    assert forged.status == 403  # another site cannot sign a browser in
     ann.goto(link)
+    ann.get_by_role("button", name="Sign in").click()
     ann.get_by_role("tab", name="Chat").wait_for()
     bob.goto(link)  # a link works once
     bob.get_by_role("heading", name=re.compile("expired or was already used")).wait_for()
