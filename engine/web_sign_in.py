@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.config import Config
 from engine.conversations import ConversationStore
@@ -23,6 +24,10 @@ from engine.storage.models import User, WebLogin, WebSession, utcnow
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _ref(user: User) -> UserRef:
+    return UserRef(user.platform, user.platform_user_id, user.display_name)
 
 
 def _aware(t: datetime) -> datetime:
@@ -56,29 +61,32 @@ class WebSignIn:
                            + timedelta(minutes=self.config.link_minutes)))
         return f"{self.base_url}/login/{token}"
 
-    async def peek(self, token: str) -> UserRef | None:
-        """Whose link this is, if it still works (it stays unused)."""
-        async with self.db.session() as s:
-            found = (await s.execute(select(WebLogin, User).join(User).where(
-                WebLogin.token_hash == _hash(token)))).first()
+    async def _live(self, s: AsyncSession, token: str,
+                    now: datetime) -> tuple[WebLogin, User] | None:
+        """The link and its user while it still works (unused, not expired)."""
+        found = (await s.execute(select(WebLogin, User).join(User).where(
+            WebLogin.token_hash == _hash(token)))).first()
         if found is None:
             return None
         login, user = found
-        if login.used_at is not None or _aware(login.expires_at) <= utcnow():
+        if login.used_at is not None or _aware(login.expires_at) <= now:
             return None
-        return UserRef(user.platform, user.platform_user_id, user.display_name)
+        return login, user
+
+    async def peek(self, token: str) -> UserRef | None:
+        """Whose link this is, if it still works (it stays unused)."""
+        async with self.db.session() as s:
+            live = await self._live(s, token, utcnow())
+        return _ref(live[1]) if live is not None else None
 
     async def redeem(self, token: str) -> SignedIn | None:
         """A new session for the link's user, once; None for a used, old or wrong link."""
         now = utcnow()
         async with self.db.session() as s, s.begin():
-            found = (await s.execute(select(WebLogin, User).join(User).where(
-                WebLogin.token_hash == _hash(token)))).first()
-            if found is None:
+            live = await self._live(s, token, now)
+            if live is None:
                 return None
-            login, user = found
-            if login.used_at is not None or _aware(login.expires_at) <= now:
-                return None
+            login, user = live
             claimed = await s.execute(update(WebLogin).where(
                 WebLogin.id == login.id, WebLogin.used_at.is_(None)).values(used_at=now))
             if not claimed.rowcount:  # type: ignore[attr-defined]
@@ -86,8 +94,7 @@ class WebSignIn:
             secret = secrets.token_urlsafe(32)
             s.add(WebSession(user_id=user.id, secret_hash=_hash(secret), expires_at=now
                              + timedelta(days=self.config.session_days)))
-        return SignedIn(UserRef(user.platform, user.platform_user_id, user.display_name),
-                        secret)
+        return SignedIn(_ref(user), secret)
 
     async def user(self, session: str) -> UserRef | None:
         """Whose browser session this is (it is kept alive), or None."""
@@ -106,7 +113,7 @@ class WebSignIn:
             if (now - _aware(row.last_seen_at)).total_seconds() > 60:
                 row.last_seen_at = now
                 row.expires_at = now + timedelta(days=self.config.session_days)
-        return UserRef(user.platform, user.platform_user_id, user.display_name)
+        return _ref(user)
 
     async def sign_out(self, session: str) -> None:
         async with self.db.session() as s, s.begin():
