@@ -217,6 +217,16 @@ class VoiceConfig:
     clone_max_clips: int = bounded(3, min=1, max=10)
     chapter_chars: int = bounded(2500, min=200)
     """Stories longer than this are read aloud as several files (chapters)."""
+    call_end_silence_ms: int = bounded(500, min=100, max=3000)
+    """A live call: this much silence after speech ends what the person says."""
+    call_barge_in_ms: int = bounded(200, min=32, max=2000)
+    """A live call: speech this long while the persona talks stops it (barge-in)."""
+    call_vad_threshold: float = bounded(0.5, min=0.05, max=0.95)
+    """Silero VAD speech probability above which a 32 ms window is speech."""
+    call_partial_s: float = bounded(1.0, min=0.2)
+    """A live call: the transcript so far is shown after every this much more speech."""
+    call_max_utterance_s: float = bounded(30.0, min=2)
+    """A live call: one turn of the person's speech is cut (and answered) at this length."""
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,26 @@ class ConversationStore:
             await self._keep_summary(state)
         return reply_id
 
+    async def cut_reply(self, state: ConversationState, reply_id: int, said: str) -> None:
+        """A stored reply the person talked over: keep only ``said`` (what they heard), as
+        a cancelled reply, in the database and in the prompt's history ("": none)."""
+        async with self.db.session() as s, s.begin():
+            row = await s.get(Message, reply_id)
+            if row is None:
+                return
+            old = row.content
+            if said.strip():
+                row.content, row.status = said, "cancelled"
+            else:
+                await s.delete(row)
+        for i in range(len(state.history) - 1, -1, -1):
+            if state.history[i].role == "assistant" and state.history[i].content == old:
+                if said.strip():
+                    state.history[i] = ChatMessage("assistant", said)
+                else:
+                    del state.history[i]
+                break
+
     async def recover_interrupted(self) -> set[int]:
         """At start: replies still ``pending`` were cut off by a crash; mark them
         ``interrupted``. Returns the conversations whose last reply that was."""

@@ -74,8 +74,12 @@ class ChatReply:
 
     def __init__(self, persona: Persona, job: Job[Completion], sources: list[Hit],
                  done: asyncio.Task[ChatResult], disclosure: str = "",
-                 reply_mode: str = "text") -> None:
+                 reply_mode: str = "text", state: ConversationState | None = None,
+                 exchange: tuple[int, int] | None = None) -> None:
         self.persona = persona
+        self.state = state
+        self.exchange = exchange
+        """The conversation it is stored in, and the ids of the message and the reply."""
         self.reply_mode = reply_mode
         """``text``, ``voice`` or ``both``: how this user wants replies (their setting)."""
         self.job = job
@@ -410,7 +414,7 @@ class Engine:
             self._read_for_facts(user, p, text, exchange[0], place)
         disclosure = await self._disclose(user, p)
         return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x),
-                         await self.reply_mode(user))
+                         await self.reply_mode(user), state, exchange)
 
     def _read_for_facts(self, user: UserRef, persona: Persona, text: str, message_id: int,
                         place: str) -> None:
@@ -604,6 +608,22 @@ class Engine:
     async def transcribe(self, audio: bytes, *, user: UserRef) -> str:
         """The words of a voice note or audio file."""
         return await self.voice.transcribe(audio, user=user.key)
+
+    async def interrupt(self, reply: ChatReply, said: str) -> ChatResult:
+        """The person talked over ``reply`` (a live call): stop it, and keep of it only
+        ``said``, what they heard, as a cancelled reply. With nothing heard ("") the
+        exchange is undone, message and all: they went on talking, and what they said
+        comes again with the rest."""
+        self.scheduler.cancel(reply.job)
+        result = await reply.result()
+        state = reply.state
+        if state is None or reply.exchange is None:
+            return result
+        if result.message_id is not None and result.text != said:
+            await self.conversations.cut_reply(state, result.message_id, said)
+        if not said.strip():
+            await self.conversations.abort_exchange(state, reply.exchange)
+        return result
 
     def cancel(self, user: UserRef) -> int:
         """Cancel the user's queued and running requests (``/cancel``)."""

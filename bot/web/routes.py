@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from bot.turn import CONTINUE_PROMPT, chat_turn, story_turn
+from bot.web import call
 from bot.web.view import WebTurnView, keep_audio
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError
@@ -176,6 +177,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         return page("manifest.webmanifest", "application/manifest+json")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    call.install(app, engine, COOKIE)
 
     @app.get("/login/{token}", include_in_schema=False)
     async def login_page(token: str) -> HTMLResponse:

@@ -7,12 +7,14 @@ model writes sentence 2, sentence 1 is already being synthesised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from engine.config import VoiceConfig
 from engine.errors import DoppelError, InputError, ModelError
@@ -140,11 +142,7 @@ class Voice:
         pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
         rate = self._backend(speaker).sample_rate
         note = await asyncio.to_thread(encode_voice_note, pcm, rate)
-        if self.on_note is not None:
-            try:
-                await self.on_note(user, note.duration_s)
-            except Exception:  # a counter must never cost the voice note
-                log.exception("could not count a voice note for %s", user)
+        await self.count_heard(user, note.duration_s)
         return note
 
     async def speak(self, text: str, *, user: str = "system",
@@ -177,44 +175,77 @@ class Voice:
             notes.append(await self._speak(chunks, user, Priority.STORY, speaker))
         return notes
 
-    async def speak_stream(self, pieces: AsyncIterable[str], *, user: str = "system",
-                           persona: Persona | None = None) -> SpokenReply:
-        """Speak a reply while it is being written: each finished sentence goes to TTS at
-        once, so the first audio is ready long before the reply ends."""
-        t0 = time.perf_counter()
-        speaker = await self.speaker_for(persona)
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        parts: list[PCM] = []
-        first: list[float] = []
+    def sample_rate(self, speaker: Speaker) -> int:
+        """The rate of the PCM that ``speaker`` speaks in."""
+        return self._backend(speaker).sample_rate
 
-        async def synthesise() -> None:  # one TTS job at a time per reply, in order
+    async def count_heard(self, user: str, seconds: float) -> None:
+        """Tell ``on_note`` that ``user`` listened to ``seconds`` of the persona."""
+        if self.on_note is None:
+            return
+        try:
+            await self.on_note(user, seconds)
+        except Exception:  # a counter must never cost the voice note
+            log.exception("could not count listening time for %s", user)
+
+    async def speech(self, pieces: AsyncIterable[str], speaker: Speaker, *,
+                     user: str = "system") -> AsyncGenerator[tuple[str, PCM], None]:
+        """Each sentence of a reply that is being written, with its audio, in order: a
+        sentence goes to TTS as soon as the model has finished it, while the model writes
+        on. Stopping early (``aclose``) stops reading ``pieces``."""
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def cut() -> None:
+            pending = ""
+            try:
+                async for piece in pieces:
+                    pending += piece
+                    end = _last_sentence_end(pending)
+                    if end and len(pending[:end].split()) >= MIN_WORDS:
+                        sentences.put_nowait(pending[:end])
+                        pending = pending[end:]
+                if pending.strip():
+                    sentences.put_nowait(pending)
+            finally:
+                sentences.put_nowait(None)
+
+        reader = asyncio.create_task(cut())
+        try:
             while (chunk := await sentences.get()) is not None:
                 for speakable in speech_chunks(chunk):
-                    parts.append(await self._synth(speakable, user, Priority.INTERACTIVE,
-                                                   speaker))
-                    if not first:
-                        first.append(time.perf_counter() - t0)
-
-        worker = asyncio.create_task(synthesise())
-        text, pending = "", ""
-        try:
-            async for piece in pieces:
-                text += piece
-                pending += piece
-                cut = _last_sentence_end(pending)
-                if cut and len(pending[:cut].split()) >= MIN_WORDS:
-                    sentences.put_nowait(pending[:cut])
-                    pending = pending[cut:]
-            if pending.strip():
-                sentences.put_nowait(pending)
+                    yield speakable, await self._synth(speakable, user, Priority.INTERACTIVE,
+                                                       speaker)
+            await reader  # its error, if reading the reply failed
         finally:
-            sentences.put_nowait(None)
-            await worker
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def speak_stream(self, pieces: AsyncIterable[str], *, user: str = "system",
+                           persona: Persona | None = None) -> SpokenReply:
+        """Speak a reply while it is being written (``speech``) as one voice note: the
+        first audio is ready long before the reply ends."""
+        t0 = time.perf_counter()
+        speaker = await self.speaker_for(persona)
+        said: list[str] = []
+
+        async def kept() -> AsyncIterator[str]:
+            async for piece in pieces:
+                said.append(piece)
+                yield piece
+
+        parts: list[PCM] = []
+        first: list[float] = []
+        async for _sentence, pcm in self.speech(kept(), speaker, user=user):
+            parts.append(pcm)
+            if not first:
+                first.append(time.perf_counter() - t0)
         if not parts:
             raise InputError("nothing speakable", user_message="There was nothing to say "
                                                                "out loud in that reply.")
         note = await self._encode(parts, speaker, user)
-        return SpokenReply(note, first[0], text)
+        return SpokenReply(note, first[0], "".join(said))
 
     # -- speech in --------------------------------------------------------------------------
 
@@ -235,19 +266,23 @@ class Voice:
             raise InputError("silent audio", user_message="I couldn't hear anything in "
                                                           "that recording.")
 
+        text = await self.transcribe_pcm(audio, user=user)
+        if not text:
+            raise InputError("no words heard", user_message="I couldn't make out any words. "
+                                                            "Could you try again?")
+        return text
+
+    async def transcribe_pcm(self, audio: NDArray[np.float32], *, user: str = "system",
+                             priority: Priority = Priority.INTERACTIVE) -> str:
+        """The words in 16 kHz mono audio in [-1, 1] ("" if none were made out)."""
         await self.scheduler.warm(STT, "whisper", self.stt.load)
 
         def run(ctx: JobContext) -> str:
             return self.stt.transcribe(audio)
 
-        job = self.scheduler.submit(STT, run, user=user, kind="stt",
-                                    priority=Priority.INTERACTIVE,
+        job = self.scheduler.submit(STT, run, user=user, kind="stt", priority=priority,
                                     timeout_s=self.cfg.tts_timeout_s)
-        text = (await job.result()).strip()
-        if not text:
-            raise InputError("no words heard", user_message="I couldn't make out any words. "
-                                                            "Could you try again?")
-        return text
+        return (await job.result()).strip()
 
 
 def _last_sentence_end(text: str) -> int:

@@ -67,3 +67,15 @@ def words_heard(said: str, heard: str) -> float:
     """
     spoken, got = _words(said), set(_words(heard))
     return sum(w in got for w in spoken) / len(spoken)
+
+
+def call_audio(text: str) -> bytes:
+    """``text`` spoken as a browser sends it on a live call: 16 kHz mono 16-bit PCM."""
+    from engine.voice.audio import decode
+
+    pcm = decode(speech_wav(text))
+    return (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def call_silence(seconds: float) -> bytes:
+    return bytes(2 * int(16000 * seconds))

@@ -1,6 +1,8 @@
 // Doppel's web app: chat, stories, favourites (offline too) and settings over /web/api.
 // No build step: a plain ES module served as it is.
 
+import { setupCall } from "./call.js";
+
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, props = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
@@ -191,6 +193,7 @@ function setupChat() {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#chat-form").requestSubmit(); }
   });
   $("#record").addEventListener("click", toggleRecording);
+  setupCall({ addBubble, note, say });
 }
 
 async function loadHistory() {

@@ -1,0 +1,359 @@
+"""A live voice call with a persona: the person talks, the persona answers in its voice,
+turn by turn, with nothing to press.
+
+Audio comes in as 16 kHz mono 16-bit PCM in frames of any size (``feed``). Silero VAD
+marks speech (engine/voice/vad.py). At the first short pause the words so far are already
+being transcribed, speculatively; after ``[voice] call_end_silence_ms`` of silence the turn
+is over and, unless the person spoke again in between, that transcript is the one answered.
+The answer goes through ``Engine.chat`` like any message (same conversation, same history)
+and is spoken sentence by sentence as the model writes it (``Voice.speech``); each
+sentence's audio is handed out the moment it exists. While the persona talks, speech for
+``call_barge_in_ms`` is a barge-in: the reply stops, and what the person heard of it is
+what the history keeps. While the person talks, the transcript so far is shown every
+``call_partial_s`` of speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.engine import ChatReply, Engine
+from engine.errors import DoppelError
+from engine.records import UserRef
+from engine.scheduler import Priority
+from engine.voice.vad import RATE, WINDOW, Endpointer, SileroVAD, Turn
+
+log = logging.getLogger(__name__)
+
+_PREROLL = 10
+"""Windows (320 ms) kept from before speech was detected: its first syllable."""
+_MIN_SPEECH_S = 0.25
+"""Less voiced audio than this is a noise (a cough, a click), not a turn."""
+SORRY = "Sorry, something went wrong on my side. Please say that again."
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """What the call tells the person's client, in order.
+
+    ``speech``: they started talking; ``partial``: the transcript so far (``text``);
+    ``heard``: the final transcript, the persona is answering it; ``disclosure``: shown
+    before the answer (the AI disclosure on a persona's first reply); ``audio``: the next
+    sentence of the answer (``text``) as ``pcm`` at ``rate``, ``latency_s`` set on a turn's
+    first (end of speech to this audio); ``barge_in``: they talked over the persona, stop
+    playing; ``done``: the turn is over (``text`` as stored, ``message_id``); ``ignored``:
+    speech with no words in it; ``notice``: something went wrong (``text`` says what).
+    """
+
+    kind: str
+    text: str = ""
+    pcm: NDArray[np.int16] | None = field(default=None, repr=False)
+    rate: int = 0
+    message_id: int | None = None
+    latency_s: float | None = None
+
+
+Emit = Callable[[CallEvent], Awaitable[None]]
+
+
+@dataclass
+class _Utterance:
+    windows: list[NDArray[np.float32]]
+    voiced: int = 0
+    """Voiced windows so far."""
+    last_voiced: int = 0
+    """Samples into the utterance up to the end of its last voiced window."""
+    partial_at: int = 0
+    """Samples the last partial transcript covered."""
+    barging: bool = False
+    """It began while the persona was talking: a barge-in once it is long enough."""
+    spec: tuple[int, asyncio.Task[str]] | None = None
+    """A transcription begun at the first pause, and the samples it covers."""
+
+    @property
+    def samples(self) -> int:
+        return len(self.windows) * WINDOW
+
+    def audio(self) -> NDArray[np.float32]:
+        return np.concatenate(self.windows)
+
+
+class LiveCall:
+    """One person on a call with their current persona. ``start``, ``feed`` audio as it
+    arrives, ``played`` when the client's playback ran out, ``close`` at hang-up."""
+
+    def __init__(self, engine: Engine, user: UserRef, emit: Emit, *,
+                 vad: SileroVAD | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.clock = clock
+        """Seconds; what was heard of a reply is reckoned by it (playback runs in real
+        time from the first audio)."""
+        self.user = user
+        self._emit = emit
+        cfg = engine.config.voice
+        self.cfg = cfg
+        self.vad = vad or SileroVAD()
+        self.endpoint = Endpointer(threshold=cfg.call_vad_threshold,
+                                   end_ms=cfg.call_end_silence_ms)
+        self._barge_windows = max(1, round(cfg.call_barge_in_ms * RATE / 1000 / WINDOW))
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._preroll: deque[NDArray[np.float32]] = deque(maxlen=_PREROLL)
+        self._utterance: _Utterance | None = None
+        self._speech_end_t = 0.0
+        self._partial: asyncio.Task[None] | None = None
+        self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._controller: asyncio.Task[None] | None = None
+        self._ending = 0
+        """Utterances over but not yet answered (transcribing)."""
+        self._turn: asyncio.Task[None] | None = None
+        self._reply: ChatReply | None = None
+        self._asked = ""
+        """What the reply being spoken answers."""
+        self._spoken: list[tuple[str, float]] = []
+        self._first_audio_t: float | None = None
+        self._speaking_until = 0.0
+        self._carry = ""
+        """Words of a turn cut off before any answer was heard: they begin the next one."""
+        self.closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the speech models (if not yet loaded) and start listening."""
+        await self.engine.voice.preload()
+        self._controller = asyncio.create_task(self._run_control())
+
+    async def close(self) -> None:
+        """Hang up: a reply being spoken stops (what was heard of it is kept)."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._stop_turn()
+        for task in (self._partial, self._utterance.spec[1] if self._utterance and
+                     self._utterance.spec else None):
+            if task is not None:
+                task.cancel()
+        self._control.put_nowait(None)
+        if self._controller is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._controller
+
+    async def _run_control(self) -> None:
+        """Run the call's steps one after another (a barge-in before the next answer)."""
+        while (step := await self._control.get()) is not None:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except DoppelError as exc:
+                await self._say("notice", text=exc.user_message)
+            except Exception:
+                log.exception("live call of %s: a step failed", self.user.key)
+                await self._say("notice", text=SORRY)
+
+    async def _say(self, kind: str, **fields: object) -> None:
+        if self.closed and kind not in ("done", "barge_in"):
+            return
+        try:
+            await self._emit(CallEvent(kind, **fields))  # type: ignore[arg-type]
+        except Exception:  # the client went away: the adapter closes the call
+            log.debug("live call of %s: could not send %s", self.user.key, kind)
+
+    # -- audio in ---------------------------------------------------------------------------
+
+    async def feed(self, data: bytes) -> None:
+        """16 kHz mono signed 16-bit little-endian samples, as they were recorded."""
+        if self.closed:
+            return
+        samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+        buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        whole = len(buf) // WINDOW * WINDOW
+        self._pending = buf[whole:].copy()
+        for i in range(0, whole, WINDOW):
+            self._window(buf[i:i + WINDOW].astype(np.float32) / 32768.0)
+
+    def played(self) -> None:
+        """The client has played everything it was sent."""
+        if self._turn is None or self._turn.done():
+            self._speaking_until = 0.0
+
+    @property
+    def persona_talking(self) -> bool:
+        """The persona is answering (thinking or speaking) or its audio is still playing."""
+        return (self._ending > 0 or (self._turn is not None and not self._turn.done())
+                or self.clock() < self._speaking_until)
+
+    def _window(self, window: NDArray[np.float32]) -> None:
+        p = self.vad(window)
+        u = self._utterance
+        if u is None:
+            self._preroll.append(window)
+        else:
+            u.windows.append(window)
+        turn = self.endpoint.step(p)
+        if turn is Turn.STARTED:
+            u = self._utterance = _Utterance(list(self._preroll),
+                                             barging=self.persona_talking)
+            self._preroll.clear()
+            self._control.put_nowait(lambda: self._say("speech"))
+        if u is None:
+            return
+        if p >= self.endpoint.on:
+            u.voiced += 1
+            u.last_voiced = u.samples
+            self._speech_end_t = self.clock()
+            if u.barging and u.voiced >= self._barge_windows:
+                u.barging = False
+                self._control.put_nowait(self._barge_in)
+            if u.samples - u.partial_at >= self.cfg.call_partial_s * RATE:
+                self._start_partial(u)
+        if turn is Turn.PAUSED:
+            if u.spec is not None:
+                u.spec[1].cancel()
+            u.spec = (u.samples, asyncio.create_task(self._transcribe(u.audio())))
+        elif turn is Turn.ENDED or u.samples >= self.cfg.call_max_utterance_s * RATE:
+            self._end_utterance(u)
+
+    def _start_partial(self, u: _Utterance) -> None:
+        if self._partial is not None and not self._partial.done():
+            return  # one at a time: the next one covers more
+        u.partial_at = u.samples
+        audio = u.audio()
+
+        async def partial() -> None:
+            text = await self._transcribe(audio, Priority.STORY)
+            if text and self._utterance is u:
+                await self._say("partial", text=" ".join(filter(None, (self._carry, text))))
+
+        self._partial = asyncio.create_task(partial())
+
+    async def _transcribe(self, audio: NDArray[np.float32],
+                          priority: Priority = Priority.INTERACTIVE) -> str:
+        try:
+            return await self.engine.voice.transcribe_pcm(audio, user=self.user.key,
+                                                          priority=priority)
+        except DoppelError as exc:
+            log.info("live call of %s: no transcript (%s)", self.user.key, exc)
+            return ""
+
+    def _end_utterance(self, u: _Utterance) -> None:
+        self._utterance = None
+        self.endpoint.reset()
+        if u.voiced * WINDOW < _MIN_SPEECH_S * RATE:
+            if u.spec is not None:
+                u.spec[1].cancel()
+            self._control.put_nowait(lambda: self._say("ignored"))
+            return
+        spec = u.spec if u.spec is not None and u.spec[0] >= u.last_voiced else None
+        if u.spec is not None and spec is None:
+            u.spec[1].cancel()  # they spoke again after the pause: it missed the end
+        audio, ended = u.audio()[: u.last_voiced + WINDOW * 2], self._speech_end_t
+        self._ending += 1
+
+        async def answer() -> None:
+            try:
+                text = await spec[1] if spec is not None else await self._transcribe(audio)
+                text = " ".join(filter(None, (self._carry, text)))
+                if not text:
+                    await self._say("ignored")
+                    return
+                self._carry = ""
+                await self._say("heard", text=text)
+                reply = await self.engine.chat(self.user, text)
+                self._reply, self._asked = reply, text
+                if reply.disclosure:
+                    await self._say("disclosure", text=reply.disclosure)
+                self._turn = asyncio.create_task(self._speak(reply, ended))
+            finally:
+                self._ending -= 1
+
+        self._control.put_nowait(answer)
+
+    # -- the persona's turn -----------------------------------------------------------------
+
+    async def _speak(self, reply: ChatReply, ended: float) -> None:
+        self._spoken, self._first_audio_t = [], None
+        try:
+            speaker = await self.engine.voice.speaker_for(reply.persona)
+            rate = self.engine.voice.sample_rate(speaker)
+            speech = self.engine.voice.speech(reply, speaker, user=self.user.key)
+            try:
+                async for sentence, pcm in speech:
+                    now = self.clock()
+                    first = self._first_audio_t is None
+                    if first:
+                        self._first_audio_t = now
+                    seconds = len(pcm) / rate
+                    self._spoken.append((sentence, seconds))
+                    self._speaking_until = max(now, self._speaking_until) + seconds
+                    await self._say("audio", text=sentence, pcm=pcm, rate=rate,
+                                    latency_s=now - ended if first else None)
+            finally:
+                await speech.aclose()
+            result = await reply.result()
+            self._reply = None
+            await self.engine.voice.count_heard(self.user.key, self._heard_seconds(None))
+            if result.error is not None and not result.text:
+                await self._say("notice", text=result.error.user_message)
+            await self._say("done", text=result.text, message_id=result.message_id)
+        except asyncio.CancelledError:
+            raise
+        except DoppelError as exc:
+            await self._say("notice", text=exc.user_message)
+        except Exception:
+            log.exception("live call of %s: the answer failed", self.user.key)
+            await self._say("notice", text=SORRY)
+
+    def _heard_seconds(self, until: float | None) -> float:
+        total = sum(s for _, s in self._spoken)
+        if until is None or self._first_audio_t is None:
+            return total
+        return min(total, max(0.0, until - self._first_audio_t))
+
+    def _heard_text(self, until: float) -> str:
+        """The sentences whose audio had begun playing by ``until``."""
+        if self._first_audio_t is None:
+            return ""
+        heard, start = [], self._first_audio_t
+        for sentence, seconds in self._spoken:
+            if start > until:
+                break
+            heard.append(sentence.strip())
+            start += seconds
+        return " ".join(heard)
+
+    async def _barge_in(self) -> None:
+        if not self.persona_talking:
+            return
+        await self._say("barge_in")
+        await self._stop_turn()
+
+    async def _stop_turn(self) -> None:
+        """Stop the persona's turn; the history keeps what was heard of it."""
+        now = self.clock()
+        self._speaking_until = 0.0
+        turn, reply = self._turn, self._reply
+        self._turn = self._reply = None
+        if turn is not None and not turn.done():
+            turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await turn
+        if reply is None:
+            return
+        said = self._heard_text(now)
+        if not said:  # nothing of the answer was heard: they were still talking
+            self._carry = " ".join(filter(None, (self._carry, self._asked)))
+        result = await self.engine.interrupt(reply, said)
+        await self.engine.voice.count_heard(self.user.key, self._heard_seconds(now))
+        await self._say("done", text=said, message_id=result.message_id if said else None)
+

@@ -1,0 +1,197 @@
+"""A live call: real Silero VAD, real Whisper tiny.en, real Piper, the FakeLLM at the model
+boundary, real SQLite. Audio goes in as a browser sends it (16 kHz PCM frames); the test
+waits for the call's events, never for time (the call's clock is the test's)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from engine.call import CallEvent, LiveCall
+from engine.engine import Engine, UserRef
+from engine.voice.audio import decode
+from engine.voice.tts import PiperTTS
+from engine.voice.vad import RATE, WINDOW, Endpointer, SileroVAD, Turn
+from tests.auxil.eventually import HANG_S
+from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.speech import call_audio, call_silence, speech_wav, words_heard
+
+USER = UserRef("web", "caller", "Caller")
+QUESTION = "What did Jeff say about the rent roll for the property?"
+FOLLOW_UP = "Please tell me about the insurance policy instead."
+ANSWER = ["The rent roll came on Friday morning. ", "Jeff said the tenants paid in full. ",
+          "He will send the new lease next week."]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Call:
+    """A LiveCall and the events it emitted, in order."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.events: list[CallEvent] = []
+        self.arrived = asyncio.Event()
+        self.call = LiveCall(engine, USER, self.emit, clock=clock)
+
+    async def emit(self, event: CallEvent) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    async def send(self, pcm: bytes, frame_ms: int = 20) -> None:
+        """In frames as a microphone gives them (any size: 20 ms here, not a VAD window)."""
+        step = RATE * frame_ms // 1000 * 2
+        for i in range(0, len(pcm), step):
+            await self.call.feed(pcm[i:i + step])
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+    async def next(self, kind: str, after: int = 0) -> CallEvent:
+        """The first ``kind`` event at index ``after`` or later, once it has come."""
+        async with asyncio.timeout(HANG_S):
+            while True:
+                for e in self.events[after:]:
+                    if e.kind == kind:
+                        return e
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+async def call(engine: Engine) -> AsyncIterator[Call]:
+    clock = Clock()
+    c = Call(engine, clock)
+    c.clock = clock  # type: ignore[attr-defined]
+    await c.call.start()
+    yield c
+    await c.call.close()
+
+
+def test_endpointer_starts_and_ends_speech_on_silero() -> None:
+    vad, ends = SileroVAD(), Endpointer(end_ms=480)
+    audio = np.concatenate([np.zeros(RATE, np.float32), decode(speech_wav(QUESTION)),
+                            np.zeros(RATE, np.float32)])
+    turns = [(i, t) for i in range(len(audio) // WINDOW)
+             if (t := ends.step(vad(audio[i * WINDOW:(i + 1) * WINDOW]))) is not Turn.NOTHING]
+    kinds = [t for _, t in turns]
+    assert kinds[0] is Turn.STARTED and kinds[-1] is Turn.ENDED
+    assert Turn.PAUSED in kinds and kinds.count(Turn.STARTED) == 1
+    start_s, end_s = turns[0][0] * WINDOW / RATE, turns[-1][0] * WINDOW / RATE
+    assert 0.9 < start_s < 1.4  # speech begins after the second of silence
+    assert end_s > start_s + 1.5 and ends.silent_ms >= 480
+    # noise below speech level never starts a turn
+    hiss = np.random.default_rng(3).normal(0, 0.003, RATE * 2).astype(np.float32)
+    quiet = Endpointer()
+    assert all(quiet.step(vad(hiss[i:i + WINDOW])) is Turn.NOTHING
+               for i in range(0, len(hiss) - WINDOW, WINDOW))
+
+
+async def test_question_is_heard_and_answered_aloud_and_kept_in_history(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("".join(ANSWER))
+    await call.send(call_silence(0.5) + call_audio(QUESTION) + call_silence(1.0))
+    heard = await call.next("heard")
+    assert words_heard(QUESTION, heard.text) >= 0.8
+    assert call.kinds()[0] == "speech"
+    done = await call.next("done")
+    audio = [e for e in call.events if e.kind == "audio"]
+    assert [e.text.strip() for e in audio] == [a.strip() for a in ANSWER]
+    assert audio[0].latency_s is not None and all(e.latency_s is None for e in audio[1:])
+    assert all(e.rate == PiperTTS().sample_rate and e.pcm is not None and len(e.pcm) > e.rate
+               for e in audio)
+    spoken = np.concatenate([e.pcm for e in audio if e.pcm is not None])
+    resampled = np.interp(np.arange(0, len(spoken), audio[0].rate / 16000),
+                          np.arange(len(spoken)), spoken.astype(np.float32) / 32768)
+    said = await engine.voice.transcribe_pcm(resampled.astype(np.float32))
+    assert words_heard("".join(ANSWER), said) >= 0.8  # the audio says the answer
+    assert done.text == "".join(ANSWER) and done.message_id is not None
+    history = await engine.history(USER)
+    assert [(m.role, m.content) for m in history] == [("user", heard.text),
+                                                      ("assistant", "".join(ANSWER))]
+    assert "the rent roll" in fake_llm.prompts[-1][-1].content.lower()
+
+
+async def test_transcript_so_far_is_shown_while_the_person_talks(
+        call: Call, fake_llm: FakeLLM) -> None:
+    long_question = ("I wanted to ask you about the rent roll for the Stagecoach property, "
+                     "and whether Jeff has sent the insurance papers to the appraiser yet.")
+    audio = call_audio(long_question)
+    half = len(audio) // 4 * 2
+    await call.send(audio[:half])  # still talking: the words so far come while they talk
+    await call.next("partial")
+    await call.send(audio[half:] + call_silence(1.0))
+    heard = await call.next("heard")
+    partials = [e for e in call.events[: call.events.index(heard)] if e.kind == "partial"]
+    assert partials, call.kinds()
+    first_words = set(partials[0].text.lower().split())
+    assert 0 < len(partials[0].text.split()) < len(heard.text.split())
+    assert len(first_words & set(heard.text.lower().split())) >= len(first_words) // 2
+    await call.next("done")
+
+
+async def test_barge_in_stops_the_persona_and_keeps_only_what_was_heard(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.extend(["".join(ANSWER) + FakeLLM.HANG, "About the insurance."])
+    await call.send(call_audio(QUESTION) + call_silence(1.0))
+    await call.next("audio")
+    first = call.events[-1]
+    assert first.kind == "audio" and first.text.strip() == ANSWER[0].strip()
+    # the person talks over the first sentence (the clock has not moved: nothing more of
+    # the answer was heard, however far the synthesis got)
+    mark = len(call.events)
+    await call.send(call_audio(FOLLOW_UP) + call_silence(1.0))
+    await call.next("barge_in", mark)
+    cut = await call.next("done", mark)
+    assert cut.text == ANSWER[0].strip() and cut.message_id is not None
+    heard = await call.next("heard", mark)
+    assert words_heard(FOLLOW_UP, heard.text) >= 0.8
+    assert call.kinds().index("barge_in") < call.kinds().index("heard", mark)
+    await call.next("done", call.events.index(heard))
+    rows = [(m.role, m.content, m.status) for m in await engine.history(USER)]
+    assert rows[1] == ("assistant", ANSWER[0].strip(), "cancelled")
+    assert rows[2:] == [("user", heard.text, "complete"),
+                        ("assistant", "About the insurance.", "complete")]
+    # the model's next prompt has the answer as it was heard, not as it was written
+    assert ANSWER[1].strip() not in " ".join(m.content for m in fake_llm.prompts[-1])
+    assert ANSWER[0].strip() in " ".join(m.content for m in fake_llm.prompts[-1])
+
+
+async def test_talking_on_before_the_answer_is_heard_makes_one_turn(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.gate.clear()  # the model holds its first answer: nothing is heard of it
+    fake_llm.replies.append("One answer to both.")  # the first never starts
+    await call.send(call_audio(QUESTION) + call_silence(0.7))
+    first = await call.next("heard")
+    mark = len(call.events)
+    await asyncio.to_thread(fake_llm.started.wait)
+    await call.send(call_audio(FOLLOW_UP) + call_silence(1.0))
+    await call.next("barge_in", mark)
+    cut = await call.next("done", mark)
+    assert (cut.text, cut.message_id) == ("", None)
+    fake_llm.gate.set()
+    both = await call.next("heard", mark)
+    assert both.text.startswith(first.text) and words_heard(FOLLOW_UP, both.text) >= 0.8
+    await call.next("done", call.events.index(both))
+    rows = [(m.role, m.content) for m in await engine.history(USER)]
+    assert rows == [("user", both.text), ("assistant", "One answer to both.")]
+
+
+async def test_a_click_is_not_a_turn(call: Call, engine: Engine) -> None:
+    click = call_audio(QUESTION)[: 2 * RATE // 10]  # 100 ms of a word
+    await call.send(call_silence(0.3) + click + call_silence(1.0))
+    await call.send(call_audio("Hello there, are you listening?") + call_silence(1.0))
+    heard = await call.next("heard")
+    assert "hello" in heard.text.lower()
+    assert "ignored" in call.kinds()[: call.kinds().index("heard")] or \
+        call.kinds().count("speech") == 1
+    await call.next("done")
+    assert len(await engine.history(USER)) == 2
