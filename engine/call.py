@@ -269,7 +269,7 @@ class LiveCall:
                     return
                 self._carry = ""
                 await self._say("heard", text=text)
-                reply = await self.engine.chat(self.user, text)
+                reply = await self.engine.chat(self.user, text, brief=True)
                 self._reply, self._asked = reply, text
                 if reply.disclosure:
                     await self._say("disclosure", text=reply.disclosure)
@@ -306,6 +306,7 @@ class LiveCall:
             if result.error is not None and not result.text:
                 await self._say("notice", text=result.error.user_message)
             await self._say("done", text=result.text, message_id=result.message_id)
+            await self._prefill()
         except asyncio.CancelledError:
             raise
         except DoppelError as exc:
@@ -356,4 +357,14 @@ class LiveCall:
         result = await self.engine.interrupt(reply, said)
         await self.engine.voice.count_heard(self.user.key, self._heard_seconds(now))
         await self._say("done", text=said, message_id=result.message_id if said else None)
+        if not self.closed:
+            await self._prefill()
+
+    async def _prefill(self) -> None:
+        """While the person listens: the model reads the next turn's prompt up to the new
+        question, so it answers that sooner."""
+        try:
+            await self.engine.prefill_call(self.user)
+        except Exception:  # only speed is at stake
+            log.warning("live call of %s: no prefill", self.user.key, exc_info=True)
 

@@ -44,6 +44,9 @@ class TurnMessage:
     answers the question); the model's reply follows it."""
     about_user: tuple[str, ...] = ()
     """What this user told the persona about themselves ("Their name is Sam.")."""
+    rules: str = ""
+    """This turn's rules when they are not in the system message (a live call keeps the
+    system message the same from turn to turn, so the model's prompt cache holds)."""
 
     def render(self, count: Callable[[str], int], earlier: Sequence[str] = ()) -> str:
         """What the model reads as the user's turn; ``earlier``: the running summary of
@@ -51,7 +54,8 @@ class TurnMessage:
         text = self.text
         if self.hits:
             text = with_sources(text, fence_sources(self.hits, self.budget, count))
-        return with_earlier(with_user_facts(text, self.about_user), earlier)
+        text = with_earlier(with_user_facts(text, self.about_user), earlier)
+        return f"{self.rules}\n\n{text}" if self.rules else text
 
 
 def recalled(question: str, summary: Sequence[str]) -> str:

@@ -227,6 +227,13 @@ class VoiceConfig:
     """A live call: the transcript so far is shown after every this much more speech."""
     call_max_utterance_s: float = bounded(30.0, min=2)
     """A live call: one turn of the person's speech is cut (and answered) at this length."""
+    call_context_tokens: int = bounded(160, min=0)
+    """A live call: tokens of memory in the prompt at most (the model reads the prompt
+    before it says a word: ~300 tokens a second with the bundled model on 2 cores)."""
+    call_history: int = bounded(6, min=0)
+    """A live call: earlier messages in the prompt at most."""
+    call_max_tokens: int = bounded(96, min=8)
+    """A live call: the longest spoken answer, in tokens."""
 
 
 @dataclass(frozen=True)

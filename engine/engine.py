@@ -30,10 +30,10 @@ from engine.errors import (
     UserNotFound,
 )
 from engine.feedback import Feedback
-from engine.grounding import Grounding, ground
+from engine.grounding import Grounding, base_system, ground
 from engine.images.service import Pictures
 from engine.inbox import Inbox
-from engine.llm.base import Completion, LLMBackend, SamplingParams
+from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
 from engine.llm.factory import make_backend
 from engine.locking import DataDirLock
 from engine.memory.embed import Embedder
@@ -44,7 +44,7 @@ from engine.personas import PERSONA_FILE, Persona, PersonaRegistry
 from engine.ratelimit import RateLimiter
 from engine.records import AskResult, ChatResult, StoredMessage, UserRef
 from engine.reply_text import is_blank, visible
-from engine.scheduler import Job, PositionCallback, Priority, Scheduler
+from engine.scheduler import Job, JobContext, PositionCallback, Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.service import Stories
 from engine.usermemory.model_pass import ModelPass, worth_asking
@@ -360,10 +360,14 @@ class Engine:
         persona: str | None = None,
         on_position: PositionCallback | None = None,
         params: SamplingParams | None = None,
+        brief: bool = False,
     ) -> ChatReply:
         """Queue the persona's reply to ``text``; the exchange is stored as it completes.
         ``server``: the server a shared chat is in (a group chat is its own; what the user
         tells about themselves there is kept for that server, see ``UserMemories``).
+        ``brief``: a spoken turn of a live call, where the wait is heard: a shorter prompt
+        (``[voice] call_context_tokens`` of memory, the last ``call_history`` messages)
+        and a shorter answer (``call_max_tokens``).
 
         Raises InputError for empty or over-long text, and QueueFull / UserQueueFull when
         the request cannot be queued (nothing is stored then).
@@ -384,6 +388,11 @@ class Engine:
                 "so I may not remember everything yet."))))
         exchange = await self.conversations.begin_exchange(state, text)
         history = list(state.history)[:-1]  # the prompt takes the new message separately
+        params = params or self.sampling
+        voice = self.config.voice
+        if brief:
+            history = history[len(history) - voice.call_history:] if voice.call_history else []
+            params = params.with_(max_tokens=min(params.max_tokens, voice.call_max_tokens))
         partial: list[str] = []
         try:
             place = server or chat_key
@@ -392,11 +401,14 @@ class Engine:
                 notice = " ".join(filter(None, (notice, "Forgotten: " + " ".join(
                     m.to_them for m in told.forgotten))))
             facts = await self.user_memories.recall(user, p.name, text, place)
-            grounded = await self.ground(p, text, user.key, facts)
+            grounded = await self.ground(p, text, user.key, facts,
+                                         voice.call_context_tokens if brief else None)
+            if brief:
+                grounded = grounded.rules_in_message()
             system, hits, message = grounded.system, grounded.hits, grounded.message
             job = self.scheduler.submit(
                 LLM,
-                ChatTurn(self.llm_for(p), system, history, message, params or self.sampling,
+                ChatTurn(self.llm_for(p), system, history, message, params,
                          partial, tuple(state.summary)),
                 user=user.key,
                 kind="chat",
@@ -415,6 +427,23 @@ class Engine:
         disclosure = await self._disclose(user, p)
         return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x),
                          await self.reply_mode(user), state, exchange)
+
+    async def prefill_call(self, user: UserRef) -> None:
+        """Between a live call's turns: have the model read what the next turn's prompt
+        begins with (the system message and the history it will hold), so that the answer
+        to the next question starts sooner. Runs behind everything else on the model."""
+        p = await self.current_persona(user)
+        state = await self.conversations.open(user, p.name, "")
+        n = self.config.voice.call_history
+        messages = [ChatMessage("system", await base_system(self.memory, p)),
+                    *(state.history[len(state.history) - n:] if n else [])]
+        llm = self.llm_for(p)
+
+        def run(ctx: JobContext) -> None:
+            llm.prefill(messages)
+
+        self.scheduler.submit(LLM, run, user=user.key, kind="prefill", priority=Priority.BATCH,
+                              timeout_s=self.config.engine.chat_timeout_s)
 
     def _read_for_facts(self, user: UserRef, persona: Persona, text: str, message_id: int,
                         place: str) -> None:
@@ -519,9 +548,14 @@ class Engine:
         return text
 
     async def ground(self, persona: Persona, text: str, user_key: str,
-                     facts: Sequence[Remembered] = ()) -> Grounding:
-        """What the model is given for ``text`` (or the reply decided without it)."""
-        return await ground(self.memory, self.config.memory, persona, text, user_key, facts)
+                     facts: Sequence[Remembered] = (),
+                     context_tokens: int | None = None) -> Grounding:
+        """What the model is given for ``text`` (or the reply decided without it), with at
+        most ``context_tokens`` of memory (default ``[memory] context_tokens``)."""
+        cfg = self.config.memory
+        if context_tokens is not None:
+            cfg = replace(cfg, context_tokens=min(cfg.context_tokens, context_tokens))
+        return await ground(self.memory, cfg, persona, text, user_key, facts)
 
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
         return self.personas.get(name) if name else await self.current_persona(user, chat_key)

@@ -26,6 +26,26 @@ class Grounding:
     system: str
     hits: list[Hit]
     message: TurnMessage
+    base: str = ""
+    """The part of ``system`` that is the same on every turn (the persona, privacy and
+    style); the rest is this turn's rules."""
+
+    def rules_in_message(self) -> Grounding:
+        """The same, with this turn's rules moved from the system message into the user's
+        turn: the system message is then ``base`` on every turn."""
+        rules = self.system[len(self.base):].strip()
+        if not self.base or not rules:
+            return self
+        return replace(self, system=self.base, message=replace(self.message, rules=rules))
+
+
+async def base_system(memory: Memory, persona: Persona) -> str:
+    """The system message's part that is the same on every turn."""
+    system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
+    style = await memory.style(persona.name)
+    if style is not None and style.mails:
+        system += "\n\nYour writing style, measured from your mail: " + style.describe()
+    return system
 
 
 ABOUT_ME = re.compile(r"\b(?:my|me|i|mine|i'm|myself)\b", re.IGNORECASE)
@@ -48,7 +68,9 @@ async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
                  user_key: str, facts: Sequence[Remembered] = ()) -> Grounding:
     """The system prompt, the memory hits and the user's turn for one message; ``facts``:
     what this user told the persona about themselves."""
-    grounding = await _ground(memory, cfg, persona, text, user_key, facts)
+    base = await base_system(memory, persona)
+    grounding = replace(await _ground(memory, cfg, persona, text, user_key, facts, base),
+                        base=base)
     if not facts or (grounding.message.canned is not None and grounding.message.canned in (
             persona.profile.decline_reply, persona.introduction())):
         return grounding
@@ -57,11 +79,7 @@ async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
 
 
 async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
-                  user_key: str, facts: Sequence[Remembered]) -> Grounding:
-    system = f"{persona.system_message()}\n\n{PRIVACY_RULES}"
-    style = await memory.style(persona.name)
-    if style is not None and style.mails:
-        system += "\n\nYour writing style, measured from your mail: " + style.describe()
+                  user_key: str, facts: Sequence[Remembered], system: str) -> Grounding:
     intent = classify(text, persona.display_name)
     # Decided here, not by a small model that may invent facts about the person or be
     # talked out of its role.

@@ -110,6 +110,11 @@ class LLMBackend(abc.ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's vocabulary."""
 
+    def prefill(self, messages: Sequence[ChatMessage]) -> bool:
+        """Read ``messages`` into the prompt cache now, so that a prompt that begins with
+        them starts sooner. False (nothing done) for backends without such a cache."""
+        return False
+
     @abc.abstractmethod
     def stream_chat(
         self,

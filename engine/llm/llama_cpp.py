@@ -167,6 +167,15 @@ class LlamaCppBackend(LLMBackend):
     ) -> Iterator[str]:
         return self.generate(messages, params, should_stop, meter, None)
 
+    def prefill(self, messages: Sequence[ChatMessage]) -> bool:
+        """llama.cpp keeps the last prompt's evaluation and reuses its longest common
+        prefix: reading ``messages`` (and one token) leaves them there for the next turn."""
+        self._use(None)
+        self.llama.create_chat_completion(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            max_tokens=1, temperature=0.0)
+        return True
+
     def generate(
         self,
         messages: Sequence[ChatMessage],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -195,3 +196,25 @@ async def test_a_click_is_not_a_turn(call: Call, engine: Engine) -> None:
         call.kinds().count("speech") == 1
     await call.next("done")
     assert len(await engine.history(USER)) == 2
+
+
+async def test_a_call_turn_reads_a_short_prompt_and_answers_briefly(
+        make_config: Any, fake_llm: FakeLLM) -> None:
+    engine = Engine(make_config(voice={"call_history": 2, "call_max_tokens": 10},
+                                llm={"max_tokens": 48}), llm=fake_llm)
+    await engine.start()
+    try:
+        user = UserRef("web", "brief")
+        for i in range(3):
+            await (await engine.chat(user, f"Message number {i}")).result()
+        long = " ".join(f"word{i}" for i in range(30))
+        fake_llm.replies.extend([long, long])
+        brief = await (await engine.chat(user, "A spoken question", brief=True)).result()
+        prompt = fake_llm.prompts[-1]
+        assert [m.role for m in prompt] == ["system", "user", "assistant", "user"]
+        assert prompt[1].content == "Message number 2"
+        assert len(brief.text.split()) == 10
+        full = await (await engine.chat(user, "A typed question")).result()
+        assert len(fake_llm.prompts[-1]) > 4 and len(full.text.split()) == 30
+    finally:
+        await engine.stop()
