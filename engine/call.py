@@ -151,15 +151,19 @@ class LiveCall:
     async def _run_control(self) -> None:
         """Run the call's steps one after another (a barge-in before the next answer)."""
         while (step := await self._control.get()) is not None:
-            try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except DoppelError as exc:
-                await self._say("notice", text=exc.user_message)
-            except Exception:
-                log.exception("live call of %s: a step failed", self.user.key)
-                await self._say("notice", text=SORRY)
+            await self._guarded("a step", step())
+
+    async def _guarded(self, what: str, work: Awaitable[None]) -> None:
+        """Run ``work``; a failure becomes a short notice to the person and a log line."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except DoppelError as exc:
+            await self._say("notice", text=exc.user_message)
+        except Exception:
+            log.exception("live call of %s: %s failed", self.user.key, what)
+            await self._say("notice", text=SORRY)
 
     async def _say(self, kind: str, **fields: object) -> None:
         if self.closed and kind not in ("done", "barge_in"):
@@ -283,37 +287,32 @@ class LiveCall:
 
     async def _speak(self, reply: ChatReply, ended: float) -> None:
         self._spoken, self._first_audio_t = [], None
+        await self._guarded("the answer", self._answer_aloud(reply, ended))
+
+    async def _answer_aloud(self, reply: ChatReply, ended: float) -> None:
+        speaker = await self.engine.voice.speaker_for(reply.persona)
+        rate = self.engine.voice.sample_rate(speaker)
+        speech = self.engine.voice.speech(reply, speaker, user=self.user.key)
         try:
-            speaker = await self.engine.voice.speaker_for(reply.persona)
-            rate = self.engine.voice.sample_rate(speaker)
-            speech = self.engine.voice.speech(reply, speaker, user=self.user.key)
-            try:
-                async for sentence, pcm in speech:
-                    now = self.clock()
-                    first = self._first_audio_t is None
-                    if first:
-                        self._first_audio_t = now
-                    seconds = len(pcm) / rate
-                    self._spoken.append((sentence, seconds))
-                    self._speaking_until = max(now, self._speaking_until) + seconds
-                    await self._say("audio", text=sentence, pcm=pcm, rate=rate,
-                                    latency_s=now - ended if first else None)
-            finally:
-                await speech.aclose()
-            result = await reply.result()
-            self._reply = None
-            await self.engine.voice.count_heard(self.user.key, self._heard_seconds(None))
-            if result.error is not None and not result.text:
-                await self._say("notice", text=result.error.user_message)
-            await self._say("done", text=result.text, message_id=result.message_id)
-            await self._prefill()
-        except asyncio.CancelledError:
-            raise
-        except DoppelError as exc:
-            await self._say("notice", text=exc.user_message)
-        except Exception:
-            log.exception("live call of %s: the answer failed", self.user.key)
-            await self._say("notice", text=SORRY)
+            async for sentence, pcm in speech:
+                now = self.clock()
+                first = self._first_audio_t is None
+                if first:
+                    self._first_audio_t = now
+                seconds = len(pcm) / rate
+                self._spoken.append((sentence, seconds))
+                self._speaking_until = max(now, self._speaking_until) + seconds
+                await self._say("audio", text=sentence, pcm=pcm, rate=rate,
+                                latency_s=now - ended if first else None)
+        finally:
+            await speech.aclose()
+        result = await reply.result()
+        self._reply = None
+        await self.engine.voice.count_heard(self.user.key, self._heard_seconds(None))
+        if result.error is not None and not result.text:
+            await self._say("notice", text=result.error.user_message)
+        await self._say("done", text=result.text, message_id=result.message_id)
+        await self._prefill()
 
     def _heard_seconds(self, until: float | None) -> float:
         total = sum(s for _, s in self._spoken)

@@ -3,12 +3,16 @@ Chromium (driven by Playwright) whose fake microphone plays a WAV."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from playwright import sync_api as playwright
 
 from tests.auxil.eventually import HANG_S
 from tests.auxil.llm_api import FakeLLMServer
@@ -73,14 +77,20 @@ class Doppel:
             return conn.execute(sql).fetchall()
 
 
-def launch(p: Any, microphone: Path) -> Any:
-    """Debian's Chromium, headless, whose microphone plays ``microphone`` (a WAV) in a loop."""
+@contextlib.contextmanager
+def chromium_hearing(wav: bytes, folder: Path) -> Iterator[Any]:
+    """Debian's Chromium, headless, whose microphone plays ``wav`` over and over."""
     assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install chromium"
-    return p.chromium.launch(executable_path=str(CHROMIUM), args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={microphone}"])
+    microphone = folder / "microphone.wav"
+    microphone.write_bytes(wav)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}"])
+        yield browser
+        browser.close()
 
 
 def page_of(chromium: Any, **options: Any) -> Any:

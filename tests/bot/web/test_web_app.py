@@ -14,11 +14,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright import sync_api as playwright
 
 from tests.auxil.llm_api import CALM, STORY, FakeLLMServer
 from tests.auxil.speech import speech_seconds, speech_wav, words_heard
-from tests.bot.web.browser import Doppel, last_reply, launch, page_of, shot, sign_in
+from tests.bot.web.browser import (
+    Doppel,
+    chromium_hearing,
+    last_reply,
+    page_of,
+    shot,
+    sign_in,
+)
 
 SPOKEN = "Please tell me about the rent roll for the apartments."
 TITLE = STORY.split("\n", 1)[0]
@@ -26,12 +32,8 @@ TITLE = STORY.split("\n", 1)[0]
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    wav = tmp_path_factory.mktemp("mic") / "question.wav"
-    wav.write_bytes(speech_wav(SPOKEN))
-    with playwright.sync_playwright() as p:
-        browser = launch(p, wav)
+    with chromium_hearing(speech_wav(SPOKEN), tmp_path_factory.mktemp("mic")) as browser:
         yield browser
-        browser.close()
 
 
 def test_sign_in_chat_story_favourite_offline_then_forget(

@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright import sync_api as playwright
 
 from tests.auxil.llm_api import LONG, FakeLLMServer
 from tests.auxil.speech import speech_pcm, wav_bytes, words_heard
-from tests.bot.web.browser import Doppel, launch, page_of, shot, sign_in
+from tests.bot.web.browser import Doppel, chromium_hearing, page_of, shot, sign_in
 
 QUESTION = "Tell me a long story about the rent roll."
 
@@ -23,12 +22,8 @@ QUESTION = "Tell me a long story about the rent roll."
 def caller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     raw, rate = speech_pcm(QUESTION)
     pcm = np.concatenate([np.frombuffer(raw, dtype=np.int16), np.zeros(3 * rate, np.int16)])
-    wav = tmp_path_factory.mktemp("mic") / "caller.wav"
-    wav.write_bytes(wav_bytes(pcm, rate))
-    with playwright.sync_playwright() as p:
-        browser = launch(p, wav)
+    with chromium_hearing(wav_bytes(pcm, rate), tmp_path_factory.mktemp("mic")) as browser:
         yield browser
-        browser.close()
 
 
 def test_live_call_answers_aloud_and_stops_when_talked_over(
