@@ -66,6 +66,16 @@ Emit = Callable[[CallEvent], Awaitable[None]]
 
 
 @dataclass
+class _Guess:
+    """At a pause: the words so far, transcribed and, unless the person is talking over
+    the persona, already being answered (held back until the turn is sure)."""
+
+    covers: int
+    """Samples of the utterance it was made from."""
+    task: asyncio.Task[tuple[str, ChatReply | None]]
+
+
+@dataclass
 class _Utterance:
     windows: list[NDArray[np.float32]]
     voiced: int = 0
@@ -76,8 +86,8 @@ class _Utterance:
     """Samples the last partial transcript covered."""
     barging: bool = False
     """It began while the persona was talking: a barge-in once it is long enough."""
-    spec: tuple[int, asyncio.Task[str]] | None = None
-    """A transcription begun at the first pause, and the samples it covers."""
+    guess: _Guess | None = None
+    """What was made of it at its last pause."""
 
     @property
     def samples(self) -> int:
@@ -124,6 +134,9 @@ class LiveCall:
         self._speaking_until = 0.0
         self._carry = ""
         """Words of a turn cut off before any answer was heard: they begin the next one."""
+        self._held_disclosure = ""
+        """The AI disclosure of an answer asked for on a guess that was dropped."""
+        self._background: set[asyncio.Task[None]] = set()
         self.closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -139,14 +152,15 @@ class LiveCall:
             return
         self.closed = True
         await self._stop_turn()
-        for task in (self._partial, self._utterance.spec[1] if self._utterance and
-                     self._utterance.spec else None):
-            if task is not None:
-                task.cancel()
+        if self._partial is not None:
+            self._partial.cancel()
+        if self._utterance is not None:
+            self._drop(self._utterance.guess)
         self._control.put_nowait(None)
         if self._controller is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._controller
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _run_control(self) -> None:
         """Run the call's steps one after another (a barge-in before the next answer)."""
@@ -222,9 +236,11 @@ class LiveCall:
             if u.samples - u.partial_at >= self.cfg.call_partial_s * RATE:
                 self._start_partial(u)
         if turn is Turn.PAUSED:
-            if u.spec is not None:
-                u.spec[1].cancel()
-            u.spec = (u.samples, asyncio.create_task(self._transcribe(u.audio())))
+            self._drop(u.guess)
+            ask = (not u.barging and not self.persona_talking and not self._carry
+                   and u.voiced * WINDOW >= _MIN_SPEECH_S * RATE)
+            u.guess = _Guess(u.samples, asyncio.create_task(
+                self._guess(u, u.samples, ask)))
         elif turn is Turn.ENDED or u.samples >= self.cfg.call_max_utterance_s * RATE:
             self._end_utterance(u)
 
@@ -250,33 +266,72 @@ class LiveCall:
             log.info("live call of %s: no transcript (%s)", self.user.key, exc)
             return ""
 
+    async def _guess(self, u: _Utterance, covers: int,
+                     ask: bool) -> tuple[str, ChatReply | None]:
+        """The words up to the pause; and, when ``ask``, the answer to them already asked
+        for, so that the model reads and writes while the turn's end is still uncertain."""
+        text = await self._transcribe(u.audio()[:covers])
+        if not ask or not text or u.last_voiced > covers or self._utterance is not u:
+            return text, None  # they spoke on meanwhile
+        try:
+            return text, await self.engine.chat(self.user, text, brief=True, learn=False)
+        except DoppelError:
+            return text, None  # the sure turn asks again, and says what is wrong
+
+    def _drop(self, guess: _Guess | None) -> None:
+        """Throw a guess away; an answer it asked for is undone, as if never asked."""
+        if guess is None:
+            return
+
+        async def undo() -> None:
+            try:
+                _, reply = await guess.task
+            except Exception:
+                return
+            if reply is not None:
+                self._held_disclosure = self._held_disclosure or reply.disclosure
+                await self.engine.interrupt(reply, "")
+
+        task = asyncio.create_task(undo())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _end_utterance(self, u: _Utterance) -> None:
         self._utterance = None
         self.endpoint.reset()
         if u.voiced * WINDOW < _MIN_SPEECH_S * RATE:
-            if u.spec is not None:
-                u.spec[1].cancel()
+            self._drop(u.guess)
             self._control.put_nowait(lambda: self._say("ignored"))
             return
-        spec = u.spec if u.spec is not None and u.spec[0] >= u.last_voiced else None
-        if u.spec is not None and spec is None:
-            u.spec[1].cancel()  # they spoke again after the pause: it missed the end
+        guess = u.guess if u.guess is not None and u.guess.covers >= u.last_voiced else None
+        if guess is None:
+            self._drop(u.guess)  # they spoke again after the pause: it missed the end
         audio, ended = u.audio()[: u.last_voiced + WINDOW * 2], self._speech_end_t
         self._ending += 1
 
         async def answer() -> None:
             try:
-                text = await spec[1] if spec is not None else await self._transcribe(audio)
+                text, reply = (await guess.task if guess is not None else
+                               (await self._transcribe(audio), None))
+                if reply is not None and self._carry:  # asked without the words before
+                    self._drop(guess)
+                    reply = None
                 text = " ".join(filter(None, (self._carry, text)))
                 if not text:
                     await self._say("ignored")
                     return
                 self._carry = ""
                 await self._say("heard", text=text)
-                reply = await self.engine.chat(self.user, text, brief=True)
+                if reply is None:
+                    # a dropped guess's exchange is undone first: not in this prompt
+                    await asyncio.gather(*self._background, return_exceptions=True)
+                    reply = await self.engine.chat(self.user, text, brief=True)
+                else:
+                    await self.engine.learn_from(self.user, reply, text)
                 self._reply, self._asked = reply, text
-                if reply.disclosure:
-                    await self._say("disclosure", text=reply.disclosure)
+                disclosure, self._held_disclosure = reply.disclosure or self._held_disclosure, ""
+                if disclosure:
+                    await self._say("disclosure", text=disclosure)
                 self._turn = asyncio.create_task(self._speak(reply, ended))
             finally:
                 self._ending -= 1

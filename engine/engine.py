@@ -361,13 +361,16 @@ class Engine:
         on_position: PositionCallback | None = None,
         params: SamplingParams | None = None,
         brief: bool = False,
+        learn: bool = True,
     ) -> ChatReply:
         """Queue the persona's reply to ``text``; the exchange is stored as it completes.
         ``server``: the server a shared chat is in (a group chat is its own; what the user
         tells about themselves there is kept for that server, see ``UserMemories``).
         ``brief``: a spoken turn of a live call, where the wait is heard: a shorter prompt
         (``[voice] call_context_tokens`` of memory, the last ``call_history`` messages)
-        and a shorter answer (``call_max_tokens``).
+        and a shorter answer (``call_max_tokens``). ``learn=False``: what the message tells
+        about its writer is not kept yet (a call's guess at a turn; ``learn_from`` keeps it
+        once the turn is sure).
 
         Raises InputError for empty or over-long text, and QueueFull / UserQueueFull when
         the request cannot be queued (nothing is stored then).
@@ -396,8 +399,9 @@ class Engine:
         partial: list[str] = []
         try:
             place = server or chat_key
-            told = await self.user_memories.learn(user, p.name, text, exchange[0], place)
-            if told.forgotten:
+            told = (await self.user_memories.learn(user, p.name, text, exchange[0], place)
+                    if learn else None)
+            if told is not None and told.forgotten:
                 notice = " ".join(filter(None, (notice, "Forgotten: " + " ".join(
                     m.to_them for m in told.forgotten))))
             facts = await self.user_memories.recall(user, p.name, text, place)
@@ -422,7 +426,8 @@ class Engine:
         task = asyncio.create_task(self._store_reply(job, partial, state, hits, exchange))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if self.config.memory.user_facts_model and worth_asking(text, told.found):
+        if (told is not None and self.config.memory.user_facts_model
+                and worth_asking(text, told.found)):
             self._read_for_facts(user, p, text, exchange[0], place)
         disclosure = await self._disclose(user, p)
         return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x),
@@ -643,6 +648,12 @@ class Engine:
         """The words of a voice note or audio file."""
         return await self.voice.transcribe(audio, user=user.key)
 
+    async def learn_from(self, user: UserRef, reply: ChatReply, text: str) -> None:
+        """Keep what ``text`` (asked with ``learn=False``) tells about its writer."""
+        if reply.exchange is not None:
+            await self.user_memories.learn(user, reply.persona.name, text, reply.exchange[0],
+                                           "")
+
     async def interrupt(self, reply: ChatReply, said: str) -> ChatResult:
         """The person talked over ``reply`` (a live call): stop it, and keep of it only
         ``said``, what they heard, as a cancelled reply. With nothing heard ("") the
@@ -657,6 +668,7 @@ class Engine:
             await self.conversations.cut_reply(state, result.message_id, said)
         if not said.strip():
             await self.conversations.abort_exchange(state, reply.exchange)
+            self.rate.refund(reply.job.user)  # undone: as if never asked
         return result
 
     def cancel(self, user: UserRef) -> int:

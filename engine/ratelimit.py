@@ -39,3 +39,9 @@ class RateLimiter:
         self._buckets[key] = (tokens - cost, now)
         if len(self._buckets) > 100_000:  # forget full, idle buckets
             self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.burst}
+
+    def refund(self, key: str, cost: float = 1.0) -> None:
+        """Give back ``cost`` for a request that was undone (never counted as asked)."""
+        if key in self._buckets:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (min(float(self.burst), tokens + cost), last)

@@ -218,3 +218,40 @@ async def test_a_call_turn_reads_a_short_prompt_and_answers_briefly(
         assert len(fake_llm.prompts[-1]) > 4 and len(full.text.split()) == 30
     finally:
         await engine.stop()
+
+
+async def test_the_answer_is_asked_for_at_the_pause_and_kept_once_the_turn_is_sure(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    said = "I live in Portland. What should I see there this weekend?"
+    fake_llm.replies.append("See the rose garden on Saturday morning.")
+    await call.send(call_audio(said) + call_silence(0.3))  # a pause, not yet the end
+    await asyncio.to_thread(fake_llm.started.wait)  # the model is already asked...
+    assert "heard" not in call.kinds()  # ...but nothing is said before the turn is sure
+    assert await engine.user_memories.all(USER, "allen") == []  # nor anything kept
+    await call.send(call_silence(0.7))
+    heard = await call.next("heard")
+    done = await call.next("done")
+    assert done.text == "See the rose garden on Saturday morning."
+    assert len(fake_llm.prompts) == 1  # the guess was the answer: asked once
+    rows = [(m.role, m.content) for m in await engine.history(USER)]
+    assert rows == [("user", heard.text), ("assistant", done.text)]
+    kept = await engine.user_memories.all(USER, "allen")
+    assert any("portland" in m.about.lower() for m in kept), kept
+
+
+async def test_speaking_on_after_a_pause_undoes_the_guessed_answer(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.extend(["Guessed too early.", "The whole answer."])
+    await call.send(call_audio("Tell me about the rent roll") + call_silence(0.3))
+    await asyncio.to_thread(fake_llm.started.wait)
+    await call.send(call_audio("for the big house on the hill please.") + call_silence(1.0))
+    heard = await call.next("heard")
+    assert words_heard("about the rent for the big house on the hill", heard.text) >= 0.8
+    done = await call.next("done")
+    assert done.text == "The whole answer."
+    rows = [(m.role, m.content) for m in await engine.history(USER)]
+    assert rows == [("user", heard.text), ("assistant", "The whole answer.")]
+    assert "hill" not in fake_llm.prompts[0][-1].content.lower()  # the guess
+    assert "hill" in fake_llm.prompts[-1][-1].content.lower()
+    # the undone exchange is not in the prompt of the answer
+    assert sum("about the rent" in m.content.lower() for m in fake_llm.prompts[-1]) == 1
