@@ -7,8 +7,9 @@ sent in real time (a question spoken by Piper, then silence, as a microphone giv
 
 - **Latency**: from the instant the person stops talking (the end of the question's last
   voiced sample, in real time) to the first byte of the answer's audio at the client. p50 /
-  p95 over ``--turns`` questions (a warm-up question first, not counted). The server's own
-  figure (end of speech as it saw it to the audio ready) is reported beside it.
+  p95 over ``--turns`` questions (a warm-up question first, not counted), each asked after
+  the last answer has been heard out (as long as its audio plays) and half a second more.
+  The server's own figure (end of speech as it saw it to the audio ready) is beside it.
 - **With barge-in**: the person listens for ``--listen`` s of each answer, then asks the next
   question over it: how long from the start of their speech to the ``barge_in`` (playback
   stops), and the latency of the answer to the question asked over the persona.
@@ -63,6 +64,8 @@ QUESTIONS = [  # about what is in the persona's mail, and conversation
 ]
 FRAME = 320
 """Samples a frame (20 ms), as the page's AudioWorklet sends them."""
+PAUSE_S = 0.5
+"""Between the end of an answer and the next question."""
 
 
 def spoken(text: str, tts: PiperTTS) -> tuple[bytes, int, int]:
@@ -148,9 +151,15 @@ async def turn(client: Client, question: tuple[bytes, int, int], *, listen: floa
     barges = [e for e in client.events[mark:heard] if e[1] == "barge_in"]
     if barges:
         row["barge_in_s"] = round(barges[0][0] - spoke, 3)
-    if listen is None:
+    if listen is None:  # hear the answer out, as the page plays it, then a breath
         done = await client.silence_until("done", first)
         row["answer"] = client.events[done][2]["text"]
+        heard_s = sum(e[2].get("seconds", 0.0) for e in client.events[heard:done]
+                      if e[1] == "audio")
+        await client.say(bytes(2 * max(0, int(16000 * (
+            client.events[first][0] + heard_s - time.perf_counter())))))
+        await client.ws.send(json.dumps({"type": "played"}))
+        await client.say(bytes(2 * int(16000 * PAUSE_S)))
     else:
         quiet = bytes(int(listen * 16000) * 2)
         await client.say(quiet)
