@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from bot.turn import CONTINUE_PROMPT, chat_turn, story_turn
-from bot.web import call
+from bot.web import call, voices
 from bot.web.view import WebTurnView, keep_audio
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError
@@ -130,6 +130,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         return user
 
     Me = Annotated[UserRef, Depends(signed_in)]
+    voices.install(app, engine, signed_in)
 
     def turn(user: UserRef, drive: Callable[[WebTurnView], Awaitable[Any]],
              after: Callable[[WebTurnView, Any], None] | None = None) -> StreamingResponse:

@@ -2,6 +2,7 @@
 // No build step: a plain ES module served as it is.
 
 import { setupCall } from "./call.js";
+import { setupVoices } from "./voices.js";
 
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, props = {}, ...children) => {
@@ -158,6 +159,7 @@ function show(name) {
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
   if (name === "favourites") loadFavourites().catch(fail);
   if (name === "dashboard") loadDashboard().catch(fail);
+  if (name === "settings") state.voices?.load().catch(fail);
 }
 
 async function loadDashboard() {
@@ -530,6 +532,7 @@ async function loadFavourites() {
 // -- settings --------------------------------------------------------------------------
 
 function setupSettings() {
+  state.voices = setupVoices({ api, el, say, fail, player });
   $("#settings-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {

@@ -115,6 +115,9 @@ def test_sign_in_chat_story_favourite_offline_then_forget(
     operator.get_by_text("Model: OpenAI-compatible server").wait_for()
     operator.get_by_role("heading", name="Phillip Allen (allen)").wait_for()
     operator.get_by_role("cell", name="llm").wait_for()
+    voices = page.locator("#voices")  # she manages the personas: their voices, and why
+    voices.get_by_role("heading", name="Voices").wait_for()  # cloning is not set up here
+    voices.get_by_text("Voice cloning needs the XTTS-v2 voice model").wait_for()
     page.get_by_role("button", name="Forget me…").click()
     page.get_by_role("button", name="Yes, forget me").click()
     page.get_by_role("heading", name="Sign in to Doppel").wait_for()
