@@ -19,20 +19,22 @@ export function setupCall({ addBubble, note, say }) {
 
   async function start() {
     if (call) return;
+    // the audio graph first, so that the first word said is already captured
+    const ctx = new AudioContext({ latencyHint: "interactive" });
+    await ctx.audioWorklet.addModule("/static/capture-worklet.js");
+    const capture = new AudioWorkletNode(ctx, "doppel-capture");
     let mic;
     try {
       mic = await navigator.mediaDevices.getUserMedia({ audio: {
         channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
     } catch {
+      ctx.close();
       say("No microphone: allow it to call.");
       return;
     }
     panel.hidden = false;
     $("#call").setAttribute("aria-pressed", "true");
     show("connecting", "Connecting…");
-    const ctx = new AudioContext({ latencyHint: "interactive" });
-    await ctx.audioWorklet.addModule("/static/capture-worklet.js");
-    const capture = new AudioWorkletNode(ctx, "doppel-capture");
     const mute = ctx.createGain();
     mute.gain.value = 0;
     ctx.createMediaStreamSource(mic).connect(capture).connect(mute).connect(ctx.destination);

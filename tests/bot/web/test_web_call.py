@@ -36,9 +36,8 @@ def test_live_call_answers_aloud_and_stops_when_talked_over(
     panel.wait_for()
 
     # the question is heard (a bubble of its own) and answered with audio that plays
-    asked = page.locator(".msg.user", has_text="📞").first
-    asked.wait_for()
-    assert words_heard(QUESTION, asked.inner_text()) >= 0.8
+    asked = page.locator(".msg.user", has_text="📞")
+    asked.first.wait_for()
     page.wait_for_function(
         "Number(document.querySelector('#call-panel').dataset.audio) > 0", polling=100)
     assert float(panel.get_attribute("data-latency") or "nan") > 0
@@ -54,12 +53,13 @@ def test_live_call_answers_aloud_and_stops_when_talked_over(
     said = shown.split("\n\n")[-1]
     assert said and LONG.startswith(said) and len(said) < len(LONG)
     # ... and the question asked over it is answered in turn
-    page.locator(".msg.user", has_text="📞").nth(1).wait_for()
+    asked.nth(1).wait_for()
+    assert max(words_heard(QUESTION, t) for t in asked.all_inner_texts()) >= 0.8
     page.get_by_role("button", name="Hang up").click()
     panel.wait_for(state="hidden")
 
     rows = server.db("SELECT role, content, status FROM messages ORDER BY id")
-    assert rows[0][0] == "user" and words_heard(QUESTION, rows[0][1]) >= 0.8
+    assert max(words_heard(QUESTION, r[1]) for r in rows if r[0] == "user") >= 0.8
     assert ("assistant", said, "cancelled") in rows  # the history keeps what was heard
     assert sum(1 for r in rows if r[0] == "user") >= 2
     page.reload()  # the call is in the chat's history, as the bots' messages are
