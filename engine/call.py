@@ -151,15 +151,15 @@ class LiveCall:
         if self.closed:
             return
         self.closed = True
+        self._control.put_nowait(None)  # the steps already under way finish first
+        if self._controller is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._controller
         await self._stop_turn()
         if self._partial is not None:
             self._partial.cancel()
         if self._utterance is not None:
             self._drop(self._utterance.guess)
-        self._control.put_nowait(None)
-        if self._controller is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._controller
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _run_control(self) -> None:
@@ -317,7 +317,9 @@ class LiveCall:
                     self._drop(guess)
                     reply = None
                 text = " ".join(filter(None, (self._carry, text)))
-                if not text:
+                if self.closed or not text:  # hung up meanwhile, or no words in it
+                    if reply is not None:
+                        self._drop(guess)
                     await self._say("ignored")
                     return
                 self._carry = ""

@@ -255,3 +255,18 @@ async def test_speaking_on_after_a_pause_undoes_the_guessed_answer(
     assert "hill" in fake_llm.prompts[-1][-1].content.lower()
     # the undone exchange is not in the prompt of the answer
     assert sum("about the rent" in m.content.lower() for m in fake_llm.prompts[-1]) == 1
+
+
+async def test_hanging_up_while_the_persona_thinks_leaves_nothing_half_done(
+        engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.gate.clear()
+    c = Call(engine, Clock())
+    await c.call.start()
+    await c.send(call_audio(QUESTION) + call_silence(1.0))
+    await c.next("heard")
+    await asyncio.to_thread(fake_llm.started.wait)
+    await c.call.close()  # before a word of the answer was heard
+    fake_llm.gate.set()
+    await engine.settled()
+    assert await engine.history(USER) == []  # undone: as if never asked
+    assert engine.scheduler.stats()["llm"]["running"] == 0
