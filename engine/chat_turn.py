@@ -45,8 +45,8 @@ class TurnMessage:
     about_user: tuple[str, ...] = ()
     """What this user told the persona about themselves ("Their name is Sam.")."""
     rules: str = ""
-    """This turn's rules when they are not in the system message (a live call keeps the
-    system message the same from turn to turn, so the model's prompt cache holds)."""
+    """A note that leads the user's turn (a live call says here that memory has nothing,
+    keeping its system message the same from turn to turn for the prompt cache)."""
 
     def render(self, count: Callable[[str], int], earlier: Sequence[str] = ()) -> str:
         """What the model reads as the user's turn; ``earlier``: the running summary of

@@ -30,7 +30,7 @@ from engine.errors import (
     UserNotFound,
 )
 from engine.feedback import Feedback
-from engine.grounding import Grounding, base_system, ground
+from engine.grounding import Grounding, base_system, call_system, ground
 from engine.images.service import Pictures
 from engine.inbox import Inbox
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
@@ -408,7 +408,7 @@ class Engine:
             grounded = await self.ground(p, text, user.key, facts,
                                          voice.call_context_tokens if brief else None)
             if brief:
-                grounded = grounded.rules_in_message()
+                grounded = grounded.for_call()
             system, hits, message = grounded.system, grounded.hits, grounded.message
             job = self.scheduler.submit(
                 LLM,
@@ -440,7 +440,7 @@ class Engine:
         p = await self.current_persona(user)
         state = await self.conversations.open(user, p.name, "")
         n = self.config.voice.call_history
-        messages = [ChatMessage("system", await base_system(self.memory, p)),
+        messages = [ChatMessage("system", call_system(await base_system(self.memory, p))),
                     *(state.history[len(state.history) - n:] if n else [])]
         llm = self.llm_for(p)
 

@@ -13,6 +13,7 @@ import pytest
 
 from engine.call import CallEvent, LiveCall
 from engine.engine import Engine, UserRef
+from engine.grounding import CALL_RULES
 from engine.voice.audio import decode
 from engine.voice.tts import PiperTTS
 from engine.voice.vad import RATE, WINDOW, Endpointer, SileroVAD, Turn
@@ -208,12 +209,17 @@ async def test_a_call_turn_reads_a_short_prompt_and_answers_briefly(
         for i in range(3):
             await (await engine.chat(user, f"Message number {i}")).result()
         long = " ".join(f"word{i}" for i in range(30))
-        fake_llm.replies.extend([long, long])
+        fake_llm.replies.extend([long])
         brief = await (await engine.chat(user, "A spoken question", brief=True)).result()
         prompt = fake_llm.prompts[-1]
         assert [m.role for m in prompt] == ["system", "user", "assistant", "user"]
         assert prompt[1].content == "Message number 2"
         assert len(brief.text.split()) == 10
+        assert prompt[0].content.endswith(CALL_RULES)  # the call's rules, every turn alike
+        fake_llm.replies.append(long)
+        await (await engine.chat(user, "Another spoken question", brief=True)).result()
+        assert fake_llm.prompts[-1][0] == prompt[0]
+        fake_llm.replies.append(long)
         full = await (await engine.chat(user, "A typed question")).result()
         assert len(fake_llm.prompts[-1]) > 4 and len(full.text.split()) == 30
     finally:
