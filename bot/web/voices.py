@@ -43,8 +43,8 @@ def install(app: FastAPI, engine: Engine,
         """The personas this person manages, with their voices."""
         managed = [p for p in engine.personas.all() if engine.may_manage(user, p)]
         draft = engine.voices.draft(user)
-        return {"available": engine.voice.xtts is not None,
-                "why": None if engine.voice.xtts is not None else CLONING_NEEDS_XTTS,
+        return {"available": engine.voices.available,
+                "why": None if engine.voices.available else CLONING_NEEDS_XTTS,
                 "draft": None if draft is None else {
                     "persona": draft.persona.name, "name": draft.name,
                     "clips": len(draft.clips), "seconds": round(draft.seconds, 1)},

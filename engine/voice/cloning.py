@@ -61,6 +61,11 @@ class VoiceCloning:
         self.library = voice.library
         self._drafts: dict[str, Draft] = {}
 
+    @property
+    def available(self) -> bool:
+        """Whether voices can be cloned here (XTTS is set up)."""
+        return self.voice.xtts is not None
+
     # -- who may ----------------------------------------------------------------------------
 
     def _check(self, user: UserRef, persona: Persona, is_admin: bool) -> None:
