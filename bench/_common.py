@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,13 @@ def write(name: str, report: dict[str, Any], out: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
     return path
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, float]:
+    """Count, p50, p95 and mean of ``values``, rounded to ``digits``."""
+    return {"n": len(values), "p50": round(pct(values, 0.5), digits),
+            "p95": round(pct(values, 0.95), digits),
+            "mean": round(statistics.fmean(values), digits) if values else 0.0}
 
 
 def pct(values: list[float], q: float) -> float:

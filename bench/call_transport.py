@@ -14,22 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
-import statistics
 import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import cpu_count, pct, write
+from _common import cpu_count, spread, write
 
 FRAME_S = 0.02
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 0.5), 2), "p95_ms": round(pct(ms, 0.95), 2),
-            "mean_ms": round(statistics.fmean(ms), 2) if ms else 0.0}
+def summary(seconds: list[float]) -> dict[str, float]:
+    """The spread of the frames' delays, in milliseconds."""
+    return spread([s * 1000 for s in seconds], digits=2)
 
 
 async def websocket(frames: int) -> list[float]:
@@ -121,7 +119,7 @@ async def main() -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     report: dict[str, Any] = {"bench": "call_transport", "cpus": cpu_count(),
-                              "frame_ms": FRAME_S * 1000}
+                              "frame_ms": FRAME_S * 1000, "unit": "ms"}
     report["websocket"] = summary(await websocket(args.frames))
     try:
         report["webrtc_aiortc"] = summary(await webrtc(args.frames))
@@ -130,7 +128,7 @@ async def main() -> int:
     for name in ("websocket", "webrtc_aiortc"):
         r = report[name]
         print(f"{name}: " + (r if isinstance(r, str) else
-                             f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms "
+                             f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms "
                              f"({r['n']} frames timed)"))
     print(f"wrote {write('call_transport', report, args.out)}")
     return 0

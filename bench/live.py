@@ -25,7 +25,6 @@ import contextlib
 import json
 import re
 import socket
-import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -33,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import cpu_count, pct, peak_rss_mb, temp_config, write
+from _common import cpu_count, peak_rss_mb, spread, temp_config, write
 
 from engine.engine import Engine, UserRef
-from engine.voice.audio import decode
-from engine.voice.tts import PiperTTS
+from tests.auxil.speech import call_audio
 
 QUESTIONS = [  # about what is in the persona's mail, and conversation
     "What did you think about the insurance for the stage property?",
@@ -68,22 +66,11 @@ PAUSE_S = 0.5
 """Between the end of an answer and the next question."""
 
 
-def spoken(text: str, tts: PiperTTS) -> tuple[bytes, int, int]:
+def spoken(text: str) -> tuple[bytes, int, int]:
     """``text`` as 16 kHz PCM, and the samples at which its speech begins and ends."""
-    import io
-    import wave
-
-    pcm = tts.synthesize(text)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(tts.sample_rate)
-        w.writeframes(pcm.tobytes())
-    audio = decode(buf.getvalue())
-    loud = np.flatnonzero(np.abs(audio) > 0.02)
-    return ((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(), int(loud[0]),
-            int(loud[-1]) + 1)
+    pcm = call_audio(text)
+    loud = np.flatnonzero(np.abs(np.frombuffer(pcm, dtype="<i2")) > 0.02 * 32767)
+    return pcm, int(loud[0]), int(loud[-1]) + 1
 
 
 class Client:
@@ -180,8 +167,7 @@ async def main() -> int:
 
     from bot.http.app import create_app
 
-    tts = PiperTTS()
-    questions = [spoken(q, tts) for q in QUESTIONS]
+    questions = [spoken(q) for q in QUESTIONS]
     report: dict[str, Any] = {"bench": "live", "cpus": cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = temp_config(Path(tmp))
@@ -234,10 +220,7 @@ async def main() -> int:
             await engine.stop()
 
     def summary(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
-        values = [r[key] for r in rows if r.get(key) is not None]
-        return {"n": len(values), "p50": round(pct(values, 0.5), 3),
-                "p95": round(pct(values, 0.95), 3),
-                "mean": round(statistics.fmean(values), 3) if values else 0.0}
+        return spread([r[key] for r in rows if r.get(key) is not None])
 
     for row in plain + barged:
         answer = row.get("answer", "")

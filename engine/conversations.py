@@ -59,6 +59,17 @@ class ConversationState:
     """What scrolled out of ``history`` (engine/summary.py), stored with the conversation."""
     summary_changed: bool = False
 
+    def replace_line(self, old: ChatMessage, new: ChatMessage | None) -> None:
+        """Replace the newest line equal to ``old`` in ``history`` (its own line, not just
+        the last one) with ``new``, or drop it (None)."""
+        for i in range(len(self.history) - 1, -1, -1):
+            if self.history[i] == old:
+                if new is None:
+                    del self.history[i]
+                else:
+                    self.history[i] = new
+                return
+
     def remember(self, msg: ChatMessage) -> None:
         self.history.append(msg)
         extra = len(self.history) - HISTORY_ROWS
@@ -235,10 +246,7 @@ class ConversationStore:
                 if row is not None and row.conversation_id == state.conversation_id:
                     asked = asked or (row.content if row.role == "user" else "")
                     await s.delete(row)
-        for i in range(len(state.history) - 1, -1, -1):  # its own line, not just the last one
-            if state.history[i] == ChatMessage("user", asked):
-                del state.history[i]
-                break
+        state.replace_line(ChatMessage("user", asked), None)
 
     async def finish_reply(self, state: ConversationState, reply_id: int, text: str, *,
                            status: str, tokens: int | None) -> int | None:
@@ -269,13 +277,8 @@ class ConversationStore:
                 row.content, row.status = said, "cancelled"
             else:
                 await s.delete(row)
-        for i in range(len(state.history) - 1, -1, -1):
-            if state.history[i].role == "assistant" and state.history[i].content == old:
-                if said.strip():
-                    state.history[i] = ChatMessage("assistant", said)
-                else:
-                    del state.history[i]
-                break
+        state.replace_line(ChatMessage("assistant", old),
+                           ChatMessage("assistant", said) if said.strip() else None)
 
     async def recover_interrupted(self) -> set[int]:
         """At start: replies still ``pending`` were cut off by a crash; mark them

@@ -394,7 +394,7 @@ class Engine:
         params = params or self.sampling
         voice = self.config.voice
         if brief:
-            history = history[len(history) - voice.call_history:] if voice.call_history else []
+            history = _last(history, voice.call_history)
             params = params.with_(max_tokens=min(params.max_tokens, voice.call_max_tokens))
         partial: list[str] = []
         try:
@@ -439,9 +439,8 @@ class Engine:
         to the next question starts sooner. Runs behind everything else on the model."""
         p = await self.current_persona(user)
         state = await self.conversations.open(user, p.name, "")
-        n = self.config.voice.call_history
         messages = [ChatMessage("system", call_system(await base_system(self.memory, p))),
-                    *(state.history[len(state.history) - n:] if n else [])]
+                    *_last(state.history, self.config.voice.call_history)]
         llm = self.llm_for(p)
 
         def run(ctx: JobContext) -> None:
@@ -697,6 +696,11 @@ class Engine:
         """Start a fresh conversation; the old one stays stored but is no longer in the prompt."""
         p = await self._persona(user, chat_key, persona)
         return await self.conversations.close(user, p.name, chat_key)
+
+
+def _last(history: Sequence[ChatMessage], n: int) -> list[ChatMessage]:
+    """The last ``n`` messages of ``history`` (a live call's prompt holds no more)."""
+    return list(history[-n:]) if n > 0 else []
 
 
 def _server(server: str) -> UserRef:

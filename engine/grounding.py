@@ -23,22 +23,24 @@ from engine.usermemory.store import Remembered, content_words
 
 @dataclass(frozen=True)
 class Grounding:
-    system: str
+    base: str
+    """The system message's part that is the same on every turn (``base_system``)."""
     hits: list[Hit]
     message: TurnMessage
-    base: str = ""
-    """The part of ``system`` that is the same on every turn (the persona, privacy and
-    style); the rest is this turn's rules."""
+    rules: str = ""
+    """This turn's rules, after ``base`` in the system message (none, GROUNDED_RULES or
+    UNGROUNDED_RULES)."""
+
+    @property
+    def system(self) -> str:
+        return f"{self.base}\n\n{self.rules}" if self.rules else self.base
 
     def for_call(self) -> Grounding:
         """The same for a spoken turn of a live call: the call's rules in the system
         message, which is then the same on every turn (the model's prompt cache holds),
         and only a one-line note in the user's turn when memory has nothing on it."""
-        rules = self.system[len(self.base):].strip()
-        if not self.base:
-            return self
-        note = NO_MATCH_NOTE if rules == UNGROUNDED_RULES else ""
-        return replace(self, system=call_system(self.base),
+        note = NO_MATCH_NOTE if self.rules == UNGROUNDED_RULES else ""
+        return replace(self, base=call_system(self.base), rules="",
                        message=replace(self.message, rules=note))
 
 
@@ -87,9 +89,8 @@ async def ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str,
                  user_key: str, facts: Sequence[Remembered] = ()) -> Grounding:
     """The system prompt, the memory hits and the user's turn for one message; ``facts``:
     what this user told the persona about themselves."""
-    base = await base_system(memory, persona)
-    grounding = replace(await _ground(memory, cfg, persona, text, user_key, facts, base),
-                        base=base)
+    grounding = await _ground(memory, cfg, persona, text, user_key, facts,
+                              await base_system(memory, persona))
     if not facts or (grounding.message.canned is not None and grounding.message.canned in (
             persona.profile.decline_reply, persona.introduction())):
         return grounding
@@ -108,8 +109,8 @@ async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str
         return Grounding(system, [], TurnMessage(text, [], canned=canned))
     own = about_them(text, facts)
     if own is not None:  # a question about themselves that they answered before
-        return Grounding(f"{system}\n\n{UNGROUNDED_RULES}", [],
-                         TurnMessage(text, [], lead=own.to_them))
+        return Grounding(system, [], TurnMessage(text, [], lead=own.to_them),
+                         UNGROUNDED_RULES)
     if not await memory.size(persona.name):
         return Grounding(system, [], TurnMessage(text, []))
     hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)
@@ -119,9 +120,9 @@ async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str
         # inventing. Conversation (small talk, opinions) goes to the model.
         return Grounding(system, [], TurnMessage(text, [], canned=persona.profile.unknown_reply))
     if not hits:
-        return Grounding(f"{system}\n\n{UNGROUNDED_RULES}", [], TurnMessage(text, []))
+        return Grounding(system, [], TurnMessage(text, []), UNGROUNDED_RULES)
     quote = best_quote(text, hits, await memory.term_stats(persona.name),
                        memory.gate.min_information)
-    return Grounding(f"{system}\n\n{GROUNDED_RULES}", hits,
-                     TurnMessage(text, hits, cfg.context_tokens,
-                                 lead=quote.render() if quote else ""))
+    return Grounding(system, hits, TurnMessage(text, hits, cfg.context_tokens,
+                                               lead=quote.render() if quote else ""),
+                     GROUNDED_RULES)

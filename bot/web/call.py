@@ -72,8 +72,8 @@ def install(app: FastAPI, engine: Engine, cookie: str) -> None:
                 await ws.send_text(json.dumps({"type": "ready", "text": persona.display_name,
                                                "caption": engine.voice_caption}))
             await _listen(ws, live)
-        except WebSocketDisconnect:
-            pass
+        except WebSocketDisconnect:  # the page closed: a normal end of a call
+            log.debug("the page of %s went away", user.key)
         except DoppelError as exc:
             await _goodbye(ws, exc.user_message)
         except Exception:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from bot.turn import CONTINUE_PROMPT, chat_turn, story_turn
 from bot.web import call, voices
-from bot.web.view import WebTurnView, keep_audio
+from bot.web.view import WebTurnView, keep_audio, recording
 from engine.engine import Engine
 from engine.errors import DoppelError, InputError
 from engine.records import ChatResult, UserRef
@@ -281,14 +281,7 @@ def install(app: FastAPI, engine: Engine) -> None:
     async def voice_note(request: Request, user: Me) -> StreamingResponse:
         """A voice note recorded in the browser: transcribed (``heard``), then answered in
         voice as a voice note is in the bots."""
-        limit = engine.max_audio_mb * 1024 * 1024
-        if int(request.headers.get("content-length") or 0) > limit:
-            raise InputError("too large", user_message=(
-                f"That recording is over {engine.max_audio_mb:g} MB."))
-        audio = await request.body()
-        if len(audio) > limit:
-            raise InputError("too large", user_message=(
-                f"That recording is over {engine.max_audio_mb:g} MB."))
+        audio = await recording(request, engine.max_audio_mb)
 
         async def drive(view: WebTurnView) -> ChatResult:
             heard = await engine.transcribe(audio, user=user)

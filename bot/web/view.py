@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request
+
 from bot.turn import Button
+from engine.errors import InputError
 from engine.images.service import Picture
 from engine.voice.audio import VoiceNote
 
@@ -25,6 +28,19 @@ def sse(event: str, data: Any) -> str:
 
 def buttons_json(buttons: Sequence[Button]) -> list[dict[str, str]]:
     return [{"label": b.label, "action": b.action, "value": b.value} for b in buttons]
+
+
+async def recording(request: Request, limit_mb: float) -> bytes:
+    """An audio upload's body; InputError, before reading it when the size is declared,
+    if it is over ``limit_mb``."""
+    limit = limit_mb * 1024 * 1024
+    too_large = InputError("too large", user_message=f"That recording is over {limit_mb:g} MB.")
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise too_large
+    audio = await request.body()
+    if len(audio) > limit:
+        raise too_large
+    return audio
 
 
 def keep_audio(files: Path, note: VoiceNote) -> dict[str, Any]:

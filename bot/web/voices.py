@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
-from bot.web.view import keep_audio
+from bot.web.view import keep_audio, recording
 from engine.engine import Engine
 from engine.errors import InputError
 from engine.records import UserRef
@@ -60,11 +60,8 @@ def install(app: FastAPI, engine: Engine,
     @app.post("/web/api/voices/clone/clips")
     async def add_clip(request: Request, user: Me) -> dict[str, Any]:
         """One clip (the request's body: audio as recorded or a file)."""
-        limit = engine.max_audio_mb * 1024 * 1024
-        if int(request.headers.get("content-length") or 0) > limit:
-            raise InputError("too large", user_message=(
-                f"That recording is over {engine.max_audio_mb:g} MB."))
-        draft = await engine.voices.add_clip(user, await request.body())
+        draft = await engine.voices.add_clip(user,
+                                             await recording(request, engine.max_audio_mb))
         return {"clips": len(draft.clips), "seconds": round(draft.seconds, 1)}
 
     @app.post("/web/api/voices/clone/finish")

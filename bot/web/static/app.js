@@ -2,6 +2,7 @@
 // No build step: a plain ES module served as it is.
 
 import { setupCall } from "./call.js";
+import { recorderButton } from "./recorder.js";
 import { setupVoices } from "./voices.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -11,7 +12,7 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
-const state = { me: null, options: null, recorder: null };
+const state = { me: null, options: null };
 
 // -- talking to the server -------------------------------------------------------------
 
@@ -194,7 +195,12 @@ function setupChat() {
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#chat-form").requestSubmit(); }
   });
-  $("#record").addEventListener("click", toggleRecording);
+  $("#record").addEventListener("click", recorderButton($("#record"), {
+    start: { label: "Record a voice note" },
+    stop: { label: "Stop and send the voice note", hint: "Recording… press 🎙 again to send." },
+    onBlob: (blob) => send({}, { voice: blob }), say,
+    noMic: "No microphone: allow it to send voice notes.",
+  }));
   setupCall({ addBubble, note, say });
 }
 
@@ -336,34 +342,6 @@ async function drawWaveform(url, canvas) {
     const h = p * canvas.height;
     g.fillRect(i * w, (canvas.height - h) / 2, Math.max(1, w - 1), h);
   });
-}
-
-async function toggleRecording() {
-  const button = $("#record");
-  if (state.recorder) { state.recorder.stop(); return; }
-  let media;
-  try {
-    media = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch {
-    say("No microphone: allow it to send voice notes.");
-    return;
-  }
-  const chunks = [];
-  const recorder = new MediaRecorder(media);
-  recorder.addEventListener("dataavailable", (e) => chunks.push(e.data));
-  recorder.addEventListener("stop", () => {
-    media.getTracks().forEach((t) => t.stop());
-    state.recorder = null;
-    button.setAttribute("aria-pressed", "false");
-    button.setAttribute("aria-label", "Record a voice note");
-    const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
-    if (blob.size) send({}, { voice: blob });
-  });
-  recorder.start();
-  state.recorder = recorder;
-  button.setAttribute("aria-pressed", "true");
-  button.setAttribute("aria-label", "Stop and send the voice note");
-  say("Recording… press 🎙 again to send.");
 }
 
 // -- stories ---------------------------------------------------------------------------

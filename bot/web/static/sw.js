@@ -3,10 +3,10 @@
 // favourites, stories, their pictures) is kept for reading offline. Nothing else is
 // cached, and sign-out and "forget me" delete what was kept.
 
-const SHELL = "doppel-shell-v3";
+const SHELL = "doppel-shell-v4";
 const DATA = "doppel-data";
 const SHELL_FILES = ["/", "/static/app.js", "/static/call.js", "/static/capture-worklet.js",
-  "/static/voices.js",
+  "/static/voices.js", "/static/recorder.js",
   "/static/style.css", "/manifest.webmanifest",
   "/static/icon.svg", "/static/icon-192.png", "/static/icon-512.png"];
 const KEPT = [/^\/web\/api\/me$/, /^\/web\/api\/favourites$/, /^\/web\/api\/stories\/\d+$/,

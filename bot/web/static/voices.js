@@ -2,11 +2,12 @@
 // person manages (use, delete), and cloning a new one from clips recorded here or chosen
 // as files, with the consent of the person heard. The engine checks clips and consent.
 
+import { recorderButton } from "./recorder.js";
+
 const $ = (sel) => document.querySelector(sel);
 
 export function setupVoices({ api, el, say, fail, player }) {
   const clips = [];  // Blobs waiting to be sent, in order
-  let recorder = null;
 
   function listClips() {
     $("#clone-clips").replaceChildren(...clips.map((c, i) => el("li", {},
@@ -42,31 +43,6 @@ export function setupVoices({ api, el, say, fail, player }) {
     try { await api(path, { method }); say(done); await load(); } catch (error) { fail(error); }
   }
 
-  async function toggleRecord() {
-    const button = $("#clone-record");
-    if (recorder) { recorder.stop(); return; }
-    let media;
-    try { media = await navigator.mediaDevices.getUserMedia({ audio: true }); } catch {
-      say("No microphone: allow it, or choose files.");
-      return;
-    }
-    const parts = [];
-    recorder = new MediaRecorder(media);
-    recorder.addEventListener("dataavailable", (e) => parts.push(e.data));
-    recorder.addEventListener("stop", () => {
-      media.getTracks().forEach((t) => t.stop());
-      recorder = null;
-      button.setAttribute("aria-pressed", "false");
-      button.textContent = "🎙 Record a clip";
-      const blob = new Blob(parts, { type: parts[0]?.type || "audio/webm" });
-      if (blob.size) { clips.push(blob); listClips(); }
-    });
-    recorder.start();
-    button.setAttribute("aria-pressed", "true");
-    button.textContent = "⏹ Stop the clip";
-    say("Recording a clip: 6-30 s, then press stop.");
-  }
-
   async function clone(e) {
     e.preventDefault();
     if (!clips.length) { say("Add a clip first (record one or choose a file)."); return; }
@@ -95,7 +71,13 @@ export function setupVoices({ api, el, say, fail, player }) {
     }
   }
 
-  $("#clone-record").addEventListener("click", () => toggleRecord().catch(fail));
+  const recordClip = recorderButton($("#clone-record"), {
+    start: { label: "🎙 Record a clip" },
+    stop: { label: "⏹ Stop the clip", hint: "Recording a clip: 6-30 s, then press stop." },
+    onBlob: (blob) => { clips.push(blob); listClips(); }, say,
+    noMic: "No microphone: allow it, or choose files.",
+  });
+  $("#clone-record").addEventListener("click", () => recordClip().catch(fail));
   $("#clone-files").addEventListener("change", (e) => {
     clips.push(...e.target.files);
     e.target.value = "";
