@@ -123,3 +123,30 @@ async def test_a_second_window_takes_the_call(engine: Engine, port: int) -> None
             with pytest.raises(ConnectionClosed) as closed:
                 await first.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+
+
+async def test_two_people_call_at_once_and_each_hears_their_own_answer(
+        engine: Engine, port: int) -> None:
+    questions = {UserRef("telegram", "46", "Cy"): "Tell me about the rent roll for the property.",
+                 UserRef("telegram", "47", "Di"): "What is the weather like in Houston today?"}
+
+    async def call(user: UserRef, question: str) -> tuple[str, list[Any]]:
+        async with connect(port, await session(engine, user)) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            audio = call_audio(question) + call_silence(1.0)
+            for i in range(0, len(audio), 640):
+                await ws.send(audio[i:i + 640])
+            seen: list[Any] = []
+            while not seen or seen[-1].get("type") != "done":
+                message = await ws.recv()
+                if isinstance(message, str):
+                    seen.append(json.loads(message))
+            return next(m["text"] for m in seen if m["type"] == "heard"), seen
+
+    both = await asyncio.gather(*(call(u, q) for u, q in questions.items()))
+    for (user, question), (heard, seen) in zip(questions.items(), both, strict=True):
+        assert words_heard(question, heard) >= 0.8  # their own words, not the other's
+        assert any(m["type"] == "audio" for m in seen)
+        history = await engine.history(user)
+        assert [m.role for m in history] == ["user", "assistant"]
+        assert history[0].content == heard
