@@ -1,9 +1,14 @@
-"""Retrieval quality on two hand-labelled sets, against plain BM25 measured in the same run.
+"""Retrieval quality on three labelled sets, against plain BM25 and plain dense retrieval
+measured in the same run, with each stage of the engine's retrieval added one at a time.
 
-- ``allen``: questions over Phillip Allen's sent mail (``enron-allen-p/sent_mail.mbox``);
-  the set the retrieval and the relevance decision were tuned on.
-- ``kaminski``: questions over Vince Kaminski's sent mail (``enron-kaminski-v``), written
-  afterwards and never tuned on; the figure that says whether the tuning generalises.
+- ``allen``: questions over Phillip Allen's sent mail (``enron-allen-p/sent_mail.mbox``),
+  worded after reading it; tuned on (the relevance decision, the keyword bonus).
+- ``kaminski``: questions over Vince Kaminski's sent mail (``enron-kaminski-v``), worded
+  after reading it; never tuned on.
+- ``kaminski-stranger``: ``../shared/evals/kaminski-stranger.jsonl``, questions a friend
+  would ask in their own words (no run of 4 words from the mail), unanswerable ones,
+  injections, and conversation that must never be refused; the paraphrase development
+  set: the fusion, the context weight and the stages were tuned on it.
 
 Each set's mail is ingested into a fresh persona; then for each question:
 
@@ -14,9 +19,13 @@ Each set's mail is ingested into a fresh persona; then for each question:
   expression), and with ``--answers`` whether the whole reply (quote + model) has it;
 - unanswerable ones (incl. prompt injections): whether the engine refuses: the relevance
   decision says memory has nothing on a factual question, or the message is declined;
-- the baseline: Okapi BM25 over the same chunks (subject and text), mail by mail.
+- the baselines: Okapi BM25 over the same chunks (subject and own text; and with the
+  quoted mail too), mail by mail; dense retrieval alone (the engine's chunk vectors);
+- stages: the engine's retrieval with its parts (``engine.memory.retrieve.Stages``) turned
+  on one by one, the last column being the engine as shipped;
+- latency: recall (with the relevance decision) p50 / p95 over the set's questions.
 
-    .venv/bin/python bench/retrieval_quality.py [--set allen|kaminski] [--work DIR] [--answers]
+    .venv/bin/python bench/retrieval_quality.py [--set NAME] [--work DIR] [--answers]
 
 ``--work DIR`` keeps the ingested data there, so that a second run skips ingest.
 """
@@ -36,10 +45,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, memory_engine, temp_config, write
+from _common import CORPUS, ROOT, memory_engine, spread, temp_config, write
 
 from engine.errors import DoppelError
 from engine.memory.ingest import Ingestor
+from engine.memory.retrieve import Stages
 
 SETS: dict[str, dict[str, Any]] = {
     "allen": {
@@ -57,7 +67,27 @@ SETS: dict[str, dict[str, Any]] = {
                       "vince.j.kaminski@enron.com", "vkamins@enron.com", "vkaminski@aol.com"],
         "tuned_on": False,
     },
+    "kaminski-stranger": {
+        "questions": ROOT.parent / "shared" / "evals" / "kaminski-stranger.jsonl",
+        "mail": CORPUS / "enron-kaminski-v" / "sent_items.mbox",
+        "name": "Vince Kaminski",
+        "addresses": ["j.kaminski@enron.com", "vince.kaminski@enron.com", "kaminski@enron.com",
+                      "vince.j.kaminski@enron.com", "vkamins@enron.com", "vkaminski@aol.com"],
+        "tuned_on": True,
+    },
 }
+STAGES: list[tuple[str, Stages]] = [
+    ("bm25 (fts)", Stages(context=False, dense=False, windows=False, names=False,
+                          coverage=False, mmr=False)),
+    ("+context", Stages(dense=False, windows=False, names=False, coverage=False, mmr=False)),
+    ("+dense", Stages(windows=False, names=False, coverage=False, mmr=False)),
+    ("+windows", Stages(names=False, coverage=False, mmr=False)),
+    ("+names", Stages(coverage=False, mmr=False)),
+    ("+coverage", Stages(mmr=False)),
+    ("+mmr = engine", Stages()),
+]
+DENSE_ALONE = Stages(lexical=False, context=False, windows=False, names=False, coverage=False,
+                     mmr=False)
 TARGETS = {"hit_at_5": 0.95, "hit_at_1": 0.70, "refusal": 0.90, "false_refusal_max": 0.10}
 
 
@@ -96,12 +126,36 @@ class BM25:
         return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
-def _bm25_by_mail(db_path: Path, persona: str) -> tuple[BM25, list[str]]:
-    """BM25 over each chunk's subject and text; its ranking is read mail by mail."""
+def _bm25_by_mail(db_path: Path, persona: str, whole: bool = False
+                  ) -> tuple[BM25, list[str]]:
+    """BM25 over each chunk's subject and text (``whole``: and the mail it answers); its
+    ranking is read mail by mail."""
     with sqlite3.connect(db_path) as con:
-        rows = con.execute("SELECT message_id, subject, text FROM memory_chunks "
+        rows = con.execute("SELECT message_id, subject, text, context FROM memory_chunks "
                            "WHERE persona = ?", (persona,)).fetchall()
-    return BM25([f"{s or ''}\n{t}" for _, s, t in rows]), [m or "" for m, _, _ in rows]
+    return (BM25([f"{s or ''}\n{t}" + (f"\n{c}" if whole else "") for _, s, t, c in rows]),
+            [m or "" for m, _, _, _ in rows])
+
+
+def _load(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The set's items as {question, kind, message_ids, answer (a regular expression)}."""
+    items = []
+    for line in spec["questions"].read_text().splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if "kind" not in item:
+            item["kind"] = "answerable" if item["message_ids"] else "unanswerable"
+        if "answer_keywords" in item:
+            item["answer"] = "(?i)" + "|".join(re.escape(k) for k in item["answer_keywords"])
+        item.setdefault("message_ids", [])
+        items.append(item)
+    return items
+
+
+def _rank(hits: list[Any], gold: list[str]) -> int | None:
+    ids = list(dict.fromkeys(h.message_id for h in hits))
+    return next((i + 1 for i, m in enumerate(ids) if m in gold), None)
 
 
 def _mail_rank(order: list[int], ids: list[str], gold: list[str], depth: int = 20) -> int | None:
@@ -119,8 +173,7 @@ def _mail_rank(order: list[int], ids: list[str], gold: list[str], depth: int = 2
 async def run_set(name: str, work: Path, answers: bool,
                   model: Path | None = None) -> dict[str, Any]:
     spec = SETS[name]
-    items = [json.loads(line) for line in spec["questions"].read_text().splitlines()
-             if line.strip()]
+    items = _load(spec)
     personas = work / "personas"
     _persona_dir(personas, name, spec)
     cfg = temp_config(work / "data", personas, name)
@@ -128,16 +181,28 @@ async def run_set(name: str, work: Path, answers: bool,
         cfg = replace(cfg, llm=replace(cfg.llm, model_path=model))
     engine = await memory_engine(cfg, load_llm=answers)
     rows: list[dict[str, Any]] = []
+    latency: list[float] = []
     try:
         t0 = time.perf_counter()
         report = await Ingestor(engine.memory, engine.personas.get(name)).run([spec["mail"]])
         ingest_s = time.perf_counter() - t0
-        bm25, chunk_mail = _bm25_by_mail(work / "data" / "doppel.db", name)
+        db = work / "data" / "doppel.db"
+        bm25, chunk_mail = _bm25_by_mail(db, name)
+        bm25_whole, _ = _bm25_by_mail(db, name, whole=True)
+        persona = engine.personas.get(name)
+        names = [persona.display_name]
         for item in items:
             q, gold = item["question"], item["message_ids"]
-            hits = await engine.memory.recall(name, q, k=20, min_score=-1)
-            ids = [h.message_id for h in hits]
-            grounded = await engine.ground(engine.personas.get(name), q, "bench")
+            stage_ranks: dict[str, int | None] = {}
+            if gold:
+                for label, stages in [*STAGES, ("dense alone", DENSE_ALONE)]:
+                    hits = await engine.memory.recall(name, q, k=20, min_score=-1,
+                                                      names=names, stages=stages)
+                    stage_ranks[label] = _rank(hits, gold)
+            t1 = time.perf_counter()
+            await engine.memory.recall(name, q, names=names)
+            latency.append(time.perf_counter() - t1)
+            grounded = await engine.ground(persona, q, "bench")
             decided, message = grounded.hits, grounded.message
             fact = item.get("answer")
             reply = None
@@ -146,12 +211,15 @@ async def run_set(name: str, work: Path, answers: bool,
                     reply = (await engine.ask(name, q)).answer
                 except DoppelError as exc:  # e.g. the leak guard stopped a recital
                     reply = f"[{type(exc).__name__}: {exc.user_message}]"
-            rank = next((i + 1 for i, m in enumerate(dict.fromkeys(ids)) if m in gold), None)
             rows.append({
                 "question": q,
+                "kind": item["kind"],
                 "answerable": bool(gold),
-                "rank": rank,
+                "rank": stage_ranks.get(STAGES[-1][0]),
+                "stage_ranks": stage_ranks,
                 "bm25_rank": _mail_rank(bm25.rank(q), chunk_mail, gold) if gold else None,
+                "bm25_whole_rank": (_mail_rank(bm25_whole.rank(q), chunk_mail, gold)
+                                    if gold else None),
                 "refused": message.canned is not None,  # "I don't remember", or declined
                 "sources": len(decided),
                 "quote": message.lead,
@@ -159,13 +227,16 @@ async def run_set(name: str, work: Path, answers: bool,
                 "reply": reply,
                 "reply_right": bool(fact and reply and re.search(fact, reply)),
                 "markup": bool(reply and re.search(r"<<<|>>>|\bEND SOURCE\b", reply)),
-                "top_subject": hits[0].subject if hits else "",
             })
     finally:
         await engine.stop()
 
     answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [r for r in rows if not r["answerable"]]
+    unanswerable = [r for r in rows if r["kind"] == "unanswerable"]
+    conversation = [r for r in rows if r["kind"] == "conversation"]
+
+    def hit(rs: list[dict[str, Any]], key: str, k: int) -> float:
+        return share(rs, lambda r: r[key] is not None and r[key] <= k)
 
     def share(rs: list[dict[str, Any]], test: Any) -> float:
         return round(sum(1 for r in rs if test(r)) / max(len(rs), 1), 3)
@@ -179,11 +250,22 @@ async def run_set(name: str, work: Path, answers: bool,
         "ingest_s": round(ingest_s, 1),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
+        "conversation": len(conversation),
         "hit_at_1": share(answerable, lambda r: r["rank"] == 1),
         "hit_at_5": share(answerable, lambda r: r["rank"] is not None and r["rank"] <= 5),
         "hit_at_20": share(answerable, lambda r: r["rank"] is not None),
         "refusal_unanswerable": share(unanswerable, lambda r: r["refused"]),
         "wrong_refusal_answerable": share(answerable, lambda r: r["refused"]),
+        "refusal_conversation": share(conversation, lambda r: r["refused"]),
+        "stages": {label: {f"hit_at_{k}": share(answerable, lambda r, lb=label, k=k:
+                                                r["stage_ranks"][lb] is not None
+                                                and r["stage_ranks"][lb] <= k)
+                           for k in (1, 5, 20)}
+                   for label in [lb for lb, _ in STAGES] + ["dense alone"]},
+        "bm25_whole_hit_at_1": hit(answerable, "bm25_whole_rank", 1),
+        "bm25_whole_hit_at_5": hit(answerable, "bm25_whole_rank", 5),
+        "bm25_whole_hit_at_20": hit(answerable, "bm25_whole_rank", 20),
+        "recall_latency_s": spread(latency),
         "answer_accuracy_quote": share(answerable, lambda r: r["quote_right"]),
         "answer_accuracy_reply": (share(answerable, lambda r: r["reply_right"])
                                   if answers else None),
@@ -203,18 +285,29 @@ def _print(result: dict[str, Any]) -> None:
         if r["answerable"]:
             mark = f"#{r['rank']}" if r["rank"] else "MISS"
             mark += " REFUSED" if r["refused"] else ""
-        else:
-            mark = "refused" if r["refused"] else "ANSWERED"
-        if r["answerable"]:
             mark += " +quote" if r["quote_right"] else ""
             mark += " +reply" if r["reply_right"] else ""
-        print(f"  {mark:20} bm25 #{r['bm25_rank'] or '-':<3} {r['question'][:72]}")
-    print(f"  hit@1 {result['hit_at_1']:.0%}  hit@5 {result['hit_at_5']:.0%}  "
-          f"hit@20 {result['hit_at_20']:.0%}  (BM25 alone: {result['bm25_hit_at_1']:.0%} / "
-          f"{result['bm25_hit_at_5']:.0%} / {result['bm25_hit_at_20']:.0%})")
+        else:
+            mark = ("refused" if r["refused"] else "ANSWERED") if r["kind"] == "unanswerable" \
+                else ("REFUSED" if r["refused"] else "answered") + " (conversation)"
+        print(f"  {mark:24} bm25 #{r['bm25_rank'] or '-':<3} {r['question'][:70]}")
+    print(f"  {'retriever':28} hit@1  hit@5  hit@20")
+    rows = [("BM25 alone (own text)", result["bm25_hit_at_1"], result["bm25_hit_at_5"],
+             result["bm25_hit_at_20"]),
+            ("BM25 alone (+ quoted mail)", result["bm25_whole_hit_at_1"],
+             result["bm25_whole_hit_at_5"], result["bm25_whole_hit_at_20"])]
+    rows += [(label, v["hit_at_1"], v["hit_at_5"], v["hit_at_20"])
+             for label, v in result["stages"].items()]
+    for label, h1, h5, h20 in rows:
+        print(f"  {label:28} {h1:5.0%}  {h5:5.0%}  {h20:5.0%}")
+    lat = result["recall_latency_s"]
+    print(f"  recall latency p50 {lat['p50'] * 1000:.0f} ms, p95 {lat['p95'] * 1000:.0f} ms "
+          f"(n={lat['n']})")
     print(f"  refuses {result['refusal_unanswerable']:.0%} of {result['unanswerable']} "
           f"unanswerable, wrongly refuses {result['wrong_refusal_answerable']:.0%} of "
-          f"{result['answerable']} answerable")
+          f"{result['answerable']} answerable"
+          + (f", refuses {result['refusal_conversation']:.0%} of {result['conversation']} "
+             f"conversation" if result["conversation"] else ""))
     reply = result["answer_accuracy_reply"]
     print(f"  answer accuracy: the engine's quote has the fact for "
           f"{result['answer_accuracy_quote']:.0%}" + (
@@ -226,7 +319,7 @@ def _print(result: dict[str, Any]) -> None:
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", choices=sorted(SETS), action="append",
-                    help="one set (repeatable); default: both")
+                    help="one set (repeatable); default: all")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep ingested data here and reuse it on the next run")
     ap.add_argument("--answers", action="store_true",

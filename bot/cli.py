@@ -401,7 +401,8 @@ async def _recall(config: Config, persona: str, k: int | None, as_json: bool,
             if not question:
                 continue
             hits = await engine.memory.recall(p.name, question, k=k, filters=filters,
-                                              user="operator:recall")
+                                              user="operator:recall",
+                                              names=[p.display_name])
             if as_json:
                 print(json.dumps({"question": question,
                                   "hits": [_hit_json(h, n) for n, h in enumerate(hits, 1)]}),

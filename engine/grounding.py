@@ -114,7 +114,8 @@ async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str
     if not await memory.size(persona.name):
         return Grounding(system, [], TurnMessage(text, []))
     hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)
-            for h in await memory.recall(persona.name, text, user=user_key)]
+            for h in await memory.recall(persona.name, text, user=user_key,
+                                         names=[persona.display_name])]
     if not hits and intent is Intent.FACT:
         # Memory has nothing on a factual question: the persona says so instead of a model
         # inventing. Conversation (small talk, opinions) goes to the model.

@@ -78,6 +78,27 @@ def _by_chars(piece: str, n: int, size: int,
     return out
 
 
+WINDOW_UNITS = 3
+"""Sentences (or short paragraphs) in one window..."""
+WINDOW_STEP = 2
+"""...and how far the next one starts: windows overlap by one."""
+SUBJECT_CHARS = 200
+"""Of a subject, this much goes with each embedded text (a 1 MB subject must not)."""
+
+
+def sentence_windows(text: str, subject: str = "") -> list[str]:
+    """Short overlapping windows of a chunk, each with its subject: a question worded
+    differently still matches the one sentence that answers it, where the whole chunk's
+    vector is a blur of everything else in it. A chunk of one window has none (its own
+    vector is that window's)."""
+    units = [u.strip() for u in split_units(text) if u.strip()]
+    if len(units) <= WINDOW_UNITS:
+        return []
+    head = f"{subject[:SUBJECT_CHARS]}\n" if subject else ""
+    return [head + " ".join(units[i:i + WINDOW_UNITS])
+            for i in range(0, len(units) - WINDOW_UNITS + WINDOW_STEP, WINDOW_STEP)]
+
+
 def _join(units: list[tuple[str, int]]) -> str:
     return "".join(
         u.rstrip("\n") + ("\n\n" if u.endswith("\n") else " ") for u, _ in units

@@ -22,8 +22,14 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from engine.memory.catalog import drop_files
-from engine.memory.chunk import DuplicateFilter, chunk_text, signature_bytes
-from engine.memory.clean import normalise, strip_mail, thread_key
+from engine.memory.chunk import (
+    SUBJECT_CHARS,
+    DuplicateFilter,
+    chunk_text,
+    sentence_windows,
+    signature_bytes,
+)
+from engine.memory.clean import normalise, quoted_body, strip_mail, thread_key
 from engine.memory.parse import ParseError, Skipped, SourceDoc, iter_files, read_file
 from engine.memory.service import EMBED, Memory
 from engine.memory.style import build_profile
@@ -126,6 +132,7 @@ class _Prepared:
     doc: SourceDoc
     text: str
     kind: str
+    context: str
     index: int
     file_id: int
     digest: str
@@ -176,9 +183,14 @@ def _take(it: Iterator[tuple[int, SourceDoc | Skipped, int]], n: int
     return out
 
 
+CONTEXT_CHARS = 2000
+"""Of the mail a mail answers, this much is kept for full-text search."""
+
+
 def _prepare(doc: SourceDoc, addresses: set[str], report: IngestReport
-             ) -> tuple[str, str] | None:
-    """(cleaned text, kind) of one document, or None when nothing of it is kept."""
+             ) -> tuple[str, str, str] | None:
+    """(cleaned text, kind, the mail it answers) of one document, or None when nothing of
+    it is kept."""
     if doc.is_mail:
         text, removed = strip_mail(doc.text)
         report.removed_parts.update(removed)
@@ -191,13 +203,13 @@ def _prepare(doc: SourceDoc, addresses: set[str], report: IngestReport
             report.mails_own += 1
         else:
             report.mails_context += 1
-        return text, "own" if own else "context"
+        return text, "own" if own else "context", quoted_body(doc.text)[:CONTEXT_CHARS]
     text = normalise(doc.text)
     if not text:
         report.dropped["documents: no text"] += 1
         return None
     report.documents += 1
-    return text, "document"
+    return text, "document", ""
 
 
 class Ingestor:
@@ -391,7 +403,7 @@ class Ingestor:
                     rows.append(MemoryChunk(
                         id=f"{item.digest[:16]}-{item.index}-{j}", persona=persona,
                         file_id=item.file_id,
-                        kind=item.kind, text=piece, content_hash=h,
+                        kind=item.kind, text=piece, context=item.context, content_hash=h,
                         minhash=signature_bytes(mh), source=doc.source,
                         message_id=doc.message_id[:300], subject=doc.subject,
                         sender=doc.sender[:300], recipients=doc.recipients,
@@ -405,6 +417,7 @@ class Ingestor:
                     persona, [r.id for r in part], [r.text for r in part],
                     [_metadata(r, r.file_id) for r in part],
                     [_embedding_text(r) for r in part],
+                    [sentence_windows(r.text, r.subject) for r in part],
                 )
             return rows
 
@@ -428,7 +441,7 @@ class Ingestor:
 
 def _embedding_text(row: MemoryChunk) -> str:
     """What is embedded: the subject carries meaning the body often leaves out."""
-    return f"{row.subject}\n{row.text}" if row.subject else row.text
+    return f"{row.subject[:SUBJECT_CHARS]}\n{row.text}" if row.subject else row.text
 
 
 def _metadata(row: MemoryChunk, file_id: int) -> dict[str, Any]:

@@ -15,16 +15,23 @@ from sqlalchemy.engine import make_url
 from engine.config import MemoryConfig
 from engine.locking import DataDirLocked
 from engine.memory.embed import Embedder, Vectors
+from engine.memory.index import DenseIndex
 from engine.memory.relevance import Evidence, Gate, TermStats, weigh
 from engine.memory.retrieve import (
+    ALL_STAGES,
+    LEXICAL_WEIGHTS,
     Candidate,
     Filters,
     Hit,
+    Stages,
     content_words,
     fts_query,
+    fuse,
+    name_words,
     select_hits,
+    without_names,
 )
-from engine.memory.store import VectorStore
+from engine.memory.store import WINDOWS, VectorStore
 from engine.memory.style import StyleProfile
 from engine.scheduler import JobContext, Priority, Scheduler
 from engine.storage.db import Database
@@ -51,6 +58,7 @@ class Memory:
         self._fts: sqlite3.Connection | None = None
         self._styles: dict[str, StyleProfile | None] = {}
         self._terms: dict[str, TermStats] = {}
+        self._index: dict[str, DenseIndex] = {}
         self.shared = False
         """Set when the engine runs beside another process on the data dir (read-only
         commands): an embedded Chroma must not be opened by two processes."""
@@ -101,6 +109,7 @@ class Memory:
         self._sizes.pop(persona, None)
         self._styles.pop(persona, None)
         self._terms.pop(persona, None)
+        self._index.pop(persona, None)
 
     async def term_stats(self, persona: str) -> TermStats:
         """How many chunks contain each word, and the years memory spans (cached; refreshed
@@ -125,34 +134,39 @@ class Memory:
         user: str = "system",
         priority: Priority = Priority.INTERACTIVE,
         min_score: float | None = None,
+        names: list[str] | None = None,
+        stages: Stages = ALL_STAGES,
     ) -> list[Hit]:
         """Chunks of the persona's memory that answer ``question``; [] when the relevance
         decision says memory has nothing. ``min_score`` set: only that cosine similarity
-        decides (-1: always the best ``k``)."""
+        decides (-1: always the best ``k``). ``names``: the persona's own names, which
+        say who is asked, not what."""
         if not question.strip():
             return []
         size = await self.size(persona)
         if size == 0:
             return []
         top_k = k or self.cfg.top_k
-        where = filters.where() if filters else None
         stats = await self.term_stats(persona)
+        own = name_words(names or []) if stages.names else set()
+        asked = without_names(question, own)
+        words = [w for w in content_words(asked) if w not in own]
         await self.preload()
 
         def run(ctx: JobContext) -> list[Hit]:
-            vec = self.embedder.embed([question])[0]
+            vec = self.embedder.embed([asked])[0]
             n = min(max(self.cfg.candidates, top_k), size)
-            candidates = self._candidates(persona, question, vec, n, where)
+            candidates = self._candidates(persona, words, vec, n, filters, stages)
 
             def judge(found: list[Candidate], cosine: Any) -> list[float] | None:
-                evidence = self.evidence(question, found, cosine, stats)
+                evidence = self.evidence(asked, found, cosine, stats, words)
                 if min_score is not None:
                     ok = float(cosine.max()) >= min_score
                 else:
                     ok = evidence.relevant(self.gate)
                 return list(evidence.coverages) if ok else None
 
-            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, judge)
+            return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, judge, stages)
 
         job = self.scheduler.submit(EMBED, run, user=user, kind="recall", priority=priority,
                                     timeout_s=30)
@@ -160,51 +174,75 @@ class Memory:
 
     @staticmethod
     def evidence(question: str, candidates: list[Candidate], cosine: Any,
-                 stats: TermStats | None) -> Evidence:
+                 stats: TermStats | None, words: list[str] | None = None) -> Evidence:
         return weigh(question, [f"{c.meta.get('subject', '')}\n{c.text}" for c in candidates],
-                     [float(x) for x in cosine], stats, content_words(question))
+                     [float(x) for x in cosine], stats,
+                     content_words(question) if words is None else words)
 
-    def _candidates(self, persona: str, question: str, vec: Vectors, n: int,
-                    where: dict[str, Any] | None) -> list[Candidate]:
-        """Nearest chunks by vector, plus the best full-text matches (embed thread)."""
-        result = self.store.query(persona, vec.tolist(), n, where)
-        found: dict[str, Candidate] = {}
-        for rank, cid in enumerate(result["ids"][0], start=1):
-            i = rank - 1
-            found[cid] = Candidate(cid, np.asarray(result["embeddings"][0][i], dtype=np.float32),
-                                   result["documents"][0][i], result["metadatas"][0][i] or {},
-                                   vector_rank=rank)
-        lexical = self._lexical(persona, question, n)
-        missing = [cid for cid in lexical if cid not in found]
-        if missing:
-            got = self.store.collection(persona).get(
-                ids=missing, where=where or None,
-                include=["embeddings", "documents", "metadatas"])
-            for j, cid in enumerate(got["ids"]):
-                found[cid] = Candidate(cid, np.asarray(got["embeddings"][j], dtype=np.float32),
-                                       got["documents"][j], got["metadatas"][j] or {})
-        for rank, cid in enumerate(lexical, start=1):
-            if cid in found:
-                found[cid].lexical_rank = rank
-        return list(found.values())
+    def index(self, persona: str) -> DenseIndex:
+        """The persona's vectors in memory (embed thread), read again when the store has
+        changed under it."""
+        cached = self._index.get(persona)
+        if cached is not None and cached.counts == (
+                self.store.count(persona), int(self.store.collection(persona, WINDOWS).count())):
+            return cached
+        self._index[persona] = DenseIndex.load(self.store, persona)
+        return self._index[persona]
 
-    def _lexical(self, persona: str, question: str, n: int) -> list[str]:
-        """Chunk ids by FTS5 BM25 rank (SQLite only; other databases: vector search alone)."""
-        if self.fts_path is None:
+    def _candidates(self, persona: str, words: list[str], vec: Vectors, n: int,
+                    filters: Filters | None, stages: Stages) -> list[Candidate]:
+        """The ``n`` chunks with the best fused score of the retrievers (embed thread)."""
+        index = self.index(persona)
+        if not len(index):
             return []
-        match = fts_query(question)
-        if not match:
+        f = filters or Filters()
+        keep = index.mask(int(f.after.timestamp()) if f.after else None,
+                          int(f.before.timestamp()) if f.before else None, f.thread)
+        if not keep.any():
+            return []
+        chunk, window = index.similarity(np.asarray(vec, dtype=np.float32))
+        parts = []
+        if stages.lexical:
+            lexical = np.zeros(len(index), dtype=np.float32)
+            for cid, score in self._lexical(persona, words, stages.context):
+                i = index.position.get(cid)
+                if i is not None:
+                    lexical[i] = score
+            parts.append(lexical)
+        if stages.dense:
+            parts.append(chunk)
+        if stages.windows:
+            parts.append(window)
+        fused = fuse(parts, keep)
+        fused[~keep] = -np.inf
+        order = [int(i) for i in np.argsort(-fused, kind="stable")[:min(n, int(keep.sum()))]]
+        ids = [index.ids[i] for i in order]
+        got = self.store.collection(persona).get(ids=ids, include=["documents"])
+        texts = dict(zip(got["ids"], got["documents"], strict=True))
+        return [Candidate(index.ids[i], index.vectors[i], texts.get(index.ids[i]) or "",
+                          index.metas[i], fused=float(fused[i]))
+                for i in order if index.ids[i] in texts]
+
+    def _lexical(self, persona: str, words: list[str], context: bool
+                 ) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of every chunk that has any of ``words`` (SQLite FTS5;
+        other databases: none, vector search alone)."""
+        if self.fts_path is None or not words:
             return []
         if self._fts is None:
             self._fts = sqlite3.connect(f"file:{self.fts_path}?mode=ro", uri=True)
+        w = LEXICAL_WEIGHTS
+        match = fts_query(words) if context else f"{{subject text}} : ({fts_query(words)})"
         try:
             rows = self._fts.execute(
-                "SELECT chunk_id FROM memory_fts WHERE memory_fts MATCH ? AND persona = ? "
-                "ORDER BY rank LIMIT ?", (match, persona, n)).fetchall()
+                f"SELECT chunk_id, bm25(memory_fts, 0, 0, {w['subject']}, {w['text']}, "
+                f"{w['context'] if context else 0.0}) FROM memory_fts "
+                "WHERE memory_fts MATCH ? AND persona = ?", (match, persona)
+            ).fetchall()
         except sqlite3.Error as exc:  # a malformed query must not break retrieval
-            log.warning("full-text search failed for %r: %s", match, exc)
+            log.warning("full-text search failed for %r: %s", words, exc)
             return []
-        return [r[0] for r in rows]
+        return [(r[0], -float(r[1])) for r in rows]
 
     async def style(self, persona: str) -> StyleProfile | None:
         if persona not in self._styles:
@@ -215,8 +253,20 @@ class Memory:
         return self._styles[persona]
 
     def embed_and_store(self, persona: str, ids: list[str], texts: list[str],
-                        metas: list[dict[str, Any]], embed_texts: list[str]) -> None:
+                        metas: list[dict[str, Any]], embed_texts: list[str],
+                        windows: list[list[str]] | None = None) -> None:
         """Embed chunks and upsert them into the persona's collection (embed thread).
-        ``texts`` are stored and quoted; ``embed_texts`` are what the vectors are made of."""
-        if ids:
-            self.store.upsert(persona, ids, self.embedder.embed(embed_texts), texts, metas)
+        ``texts`` are stored and quoted; ``embed_texts`` are what the vectors are made of;
+        ``windows``: each chunk's windows, embedded into the window collection."""
+        if not ids:
+            return
+        flat = [(cid, j, w) for cid, ws in zip(ids, windows or [], strict=False)
+                for j, w in enumerate(ws)]
+        vectors = self.embedder.embed(embed_texts + [w for _, _, w in flat])
+        self.store.upsert(persona, ids, vectors[:len(ids)], texts, metas)
+        if flat:
+            meta = dict(zip(ids, metas, strict=True))
+            self.store.upsert(
+                persona, [f"{cid}~{j}" for cid, j, _ in flat], vectors[len(ids):], None,
+                [{"chunk": cid, "date_ts": meta[cid].get("date_ts", 0),
+                  "thread": meta[cid].get("thread", "")} for cid, _, _ in flat], WINDOWS)

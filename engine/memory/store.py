@@ -1,4 +1,6 @@
-"""Chroma vector store: one collection per persona; we always pass our own embeddings."""
+"""Chroma vector store: per persona, one collection of chunk vectors and one of the vectors
+of their short windows (a few sentences each: a question matches a sentence better than
+a whole mail); we always pass our own embeddings."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ from urllib.parse import urlparse
 from engine.errors import ConfigError
 
 
-def _collection_name(persona: str) -> str:
+def _collection_name(persona: str, prefix: str = "persona") -> str:
     name = re.sub(r"[^a-zA-Z0-9_-]", "-", persona)
-    return f"persona-{name}"[:63]
+    return f"{prefix}-{name}"[:63]
+
+
+WINDOWS = "windows"
+"""Collection name prefix of the window vectors; each has its chunk's id as ``chunk``."""
 
 
 class VectorStore:
@@ -38,29 +44,49 @@ class VectorStore:
             self.client = chromadb.PersistentClient(path=str(path), settings=settings)
         self._collections: dict[str, Any] = {}
 
-    def collection(self, persona: str) -> Any:
-        if persona not in self._collections:
-            self._collections[persona] = self.client.get_or_create_collection(
-                _collection_name(persona), metadata={"hnsw:space": "cosine"},
+    def collection(self, persona: str, prefix: str = "persona") -> Any:
+        key = f"{prefix}\0{persona}"
+        if key not in self._collections:
+            self._collections[key] = self.client.get_or_create_collection(
+                _collection_name(persona, prefix), metadata={"hnsw:space": "cosine"},
                 embedding_function=None,
             )
-        return self._collections[persona]
+        return self._collections[key]
 
-    def upsert(self, persona: str, ids: list[str], vectors: Any, texts: list[str],
-               metadatas: list[dict[str, Any]]) -> None:
+    def upsert(self, persona: str, ids: list[str], vectors: Any, texts: list[str] | None,
+               metadatas: list[dict[str, Any]], prefix: str = "persona") -> None:
         """Add or replace vectors (idempotent: a re-run after a crash does no harm)."""
-        col = self.collection(persona)
+        col = self.collection(persona, prefix)
         step = int(self.client.get_max_batch_size())
         for i in range(0, len(ids), step):
             col.upsert(ids=ids[i:i + step], embeddings=vectors[i:i + step],
-                       documents=texts[i:i + step], metadatas=metadatas[i:i + step])
+                       documents=texts[i:i + step] if texts is not None else None,
+                       metadatas=metadatas[i:i + step])
 
     def delete(self, persona: str, ids: list[str]) -> None:
+        """Delete chunks' vectors and their windows'."""
         if ids:
             col = self.collection(persona)
-            step = int(self.client.get_max_batch_size())
+            windows = self.collection(persona, WINDOWS)
+            step = min(int(self.client.get_max_batch_size()), 500)
             for i in range(0, len(ids), step):
                 col.delete(ids=ids[i:i + step])
+                windows.delete(where={"chunk": {"$in": ids[i:i + step]}})
+
+    def everything(self, persona: str, prefix: str = "persona") -> dict[str, Any]:
+        """Every vector of a collection with its metadata, read page by page."""
+        col = self.collection(persona, prefix)
+        out: dict[str, Any] = {"ids": [], "embeddings": [], "metadatas": []}
+        step = min(int(self.client.get_max_batch_size()), 5000)
+        offset = 0
+        while True:
+            got = col.get(include=["embeddings", "metadatas"], limit=step, offset=offset)
+            if not got["ids"]:
+                return out
+            out["ids"].extend(got["ids"])
+            out["embeddings"].extend(got["embeddings"])
+            out["metadatas"].extend(got["metadatas"])
+            offset += len(got["ids"])
 
     def count(self, persona: str) -> int:
         return int(self.collection(persona).count())

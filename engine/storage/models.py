@@ -349,6 +349,9 @@ class MemoryChunk(Base):
     kind: Mapped[str] = mapped_column(String(16))
     """``own`` (written by the persona), ``context`` (mail to them) or ``document``."""
     text: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The mail this one answers or forwards (quoted below the persona's own words): found
+    by full-text search, never quoted as the persona's."""
     content_hash: Mapped[str] = mapped_column(String(40))
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(Text)
