@@ -249,22 +249,12 @@ class MemoryConfig:
     """Nearest chunks fetched before MMR picks ``top_k`` diverse ones."""
     mmr_lambda: float = bounded(0.7, min=0, max=1)
     """1.0 ranks by relevance only; lower values favour diversity."""
-    min_score: float = bounded(0.45, min=-1, max=1)
-    """The relevance decision (engine/memory/relevance.py): cosine similarity at which the
-    best passage is close enough in meaning..."""
-    min_score_keywords: float = bounded(0.30, min=-1, max=1)
-    """...or the similarity still enough when one passage has most of the question's words."""
-    min_coverage: float = bounded(0.75, min=0, max=1)
-    """Share of the question's words (weighted by rarity in this memory) that makes "most"."""
-    min_specificity: float = bounded(0.45, min=0, max=1)
-    """How rare (IDF over the largest possible) the rarest word a question shares with the
-    passage must be; below it the question is too vague to look up ("Which message?")."""
-    min_information: float = bounded(0.65, min=0, max=10)
-    """How much the words a question shares with the passage must tell together (their
-    IDF summed, over the largest possible IDF)."""
-    max_unseen: float = bounded(0.5, min=0, max=1)
-    """Share of the question's words (by rarity) memory may lack entirely before it is
-    known to have nothing ("Who won the 2018 World Cup?")."""
+    min_score: float = bounded(0.30, min=-1, max=1)
+    """The relevance decision (engine/memory/relevance.py): cosine similarity of the best
+    window below which nothing in memory is near the question in meaning..."""
+    gate_threshold: float = bounded(1.055, min=-10, max=10)
+    """...and the weighed evidence (closeness, what the shared words tell, what memory never
+    mentions) at which memory has something; lower answers more and refuses less."""
     chunk_tokens: int = bounded(500, min=50)
     chunk_overlap: int = bounded(50, min=0)
     context_tokens: int = bounded(600, min=50)

@@ -122,8 +122,7 @@ async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str
         return Grounding(system, [], TurnMessage(text, [], canned=persona.profile.unknown_reply))
     if not hits:
         return Grounding(system, [], TurnMessage(text, []), UNGROUNDED_RULES)
-    quote = best_quote(text, hits, await memory.term_stats(persona.name),
-                       memory.gate.min_information)
+    quote = best_quote(text, hits, await memory.term_stats(persona.name))
     return Grounding(system, hits, TurnMessage(text, hits, cfg.context_tokens,
                                                lead=quote.render() if quote else ""),
                      GROUNDED_RULES)

@@ -74,30 +74,46 @@ def _window(found: list[str], i: int) -> str:
         if len(text) >= _MIN_CHARS:
             break
         text = f"{text} {after}"
-    if len(text) > _MAX_CHARS:
-        text = text[:_MAX_CHARS].rsplit(" ", 1)[0] + " ..."
-    return text
+    return _trim(text)
+
+
+STRONG_MATCH = 1.5
+"""A sentence sharing this much with the question (its words' IDF summed, over the largest
+possible) is the answer even when it is not in the best hit's closest window (tuned on
+kaminski-stranger: the quote has the fact for 44% at 1.0, 49% at 1.5 and 2.5)."""
 
 
 def best_quote(question: str, hits: list[Hit], stats: TermStats | None,
                min_information: float = 0.65) -> Quote | None:
-    """The sentence among ``hits`` that shares the most (rarity-weighted) words with the
-    question, preferring the person's own words and better-ranked hits; None when no
-    sentence shares enough to be the answer."""
-    words = content_words(question)
-    if not words or not hits:
+    """What memory says on the question: a sentence that shares much with it (the
+    question repeats the mail's words), else the best hit's few sentences closest in
+    meaning to it (its best window: a stranger's words share few with the mail; on
+    kaminski-stranger the quote then has the fact for 49% against 40%), else the
+    sentence sharing the most, if it shares enough (``min_information``)."""
+    if not hits:
         return None
-    idf, top = rarity(stats)
-
+    words = content_words(question)
+    idf, most = rarity(stats)
     best: tuple[float, int, str] | None = None
     for n, hit in enumerate(hits, start=1):
         weight = (1.0 if hit.kind != "context" else 0.8) / (1 + 0.1 * (n - 1))
         found = sentences(hit.text)
         for i in range(len(found)):
             present = set(terms(found[i]))
-            score = sum(idf(w) for w in words if w in present) / top * weight
+            score = sum(idf(w) for w in words if w in present) / most * weight
             if best is None or score > best[0]:
                 best = (score, n, _window(found, i))
+    if best is not None and best[0] >= STRONG_MATCH:
+        return Quote(best[2], hits[best[1] - 1], best[1])
+    top = hits[0]
+    if top.passage and (found := sentences(top.passage)):
+        return Quote(_trim(" ".join(found)), top, 1)
     if best is None or best[0] < min_information:
         return None
     return Quote(best[2], hits[best[1] - 1], best[1])
+
+
+def _trim(text: str) -> str:
+    if len(text) > _MAX_CHARS:
+        text = text[:_MAX_CHARS].rsplit(" ", 1)[0] + " ..."
+    return text

@@ -27,7 +27,9 @@ class DenseIndex:
     """One unit vector a chunk, in the order of ``ids``."""
     windows: NDArray[np.float32]
     owner: NDArray[np.int64]
-    """The chunk (its position) each window vector belongs to."""
+    """The chunk (its position) each window vector belongs to..."""
+    part: NDArray[np.int64]
+    """...and which of its windows it is (``sentence_windows``' order)."""
     metas: list[dict[str, Any]]
     date_ts: NDArray[np.int64]
     threads: NDArray[np.str_]
@@ -50,8 +52,10 @@ class DenseIndex:
                    if keep else np.zeros((0, dim), dtype=np.float32))
         owner = np.asarray([position[wins["metadatas"][j]["chunk"]] for j in keep],
                            dtype=np.int64)
+        part = np.asarray([int(str(wins["ids"][j]).rsplit("~", 1)[-1]) for j in keep],
+                          dtype=np.int64)
         metas = [m or {} for m in chunks["metadatas"]]
-        return cls(ids, position, vectors, windows, owner, metas,
+        return cls(ids, position, vectors, windows, owner, part, metas,
                    np.asarray([int(m.get("date_ts", 0) or 0) for m in metas], dtype=np.int64),
                    np.asarray([str(m.get("thread", "")) for m in metas], dtype=np.str_),
                    (len(ids), len(wins["ids"])))
@@ -72,14 +76,17 @@ class DenseIndex:
         return keep
 
     def similarity(self, query: NDArray[np.float32]
-                   ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Each chunk's cosine similarity to ``query``, and its best window's (the chunk's
-        own where it has no windows)."""
+                   ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int64]]:
+        """Each chunk's cosine similarity to ``query``, its best window's (the chunk's own
+        where it has no windows), and which window that is (-1: none)."""
         chunk = self.vectors @ query if len(self.ids) else np.zeros(0, dtype=np.float32)
-        window = np.full(len(self.ids), -1.0, dtype=np.float32)
+        window = np.full(len(self.ids), -np.inf, dtype=np.float32)
+        best = np.full(len(self.ids), -1, dtype=np.int64)
         if len(self.owner):
-            np.maximum.at(window, self.owner, self.windows @ query)
-        has = np.zeros(len(self.ids), dtype=np.bool_)
-        has[self.owner] = True
+            scores = (self.windows @ query).astype(np.float32)
+            np.maximum.at(window, self.owner, scores)
+            top = scores >= window[self.owner]
+            best[self.owner[top]] = self.part[top]
+        has = best >= 0
         window[~has] = chunk[~has]
-        return chunk.astype(np.float32), window
+        return chunk.astype(np.float32), window, best

@@ -34,7 +34,7 @@ _INJECTION = [re.compile(p, re.IGNORECASE) for p in (
     r"\bforget (that )?you(?:'re| are)\b",
     r"\byou are (now|no longer)\b",
     r"\b(pretend|act as if) (that )?you\b",
-    r"\b(every|all|each|list)\b.{0,40}\b(e-?mail addresses|phone numbers|(home )?addresses"
+    r"\b(every|all|each|list)\b.{0,40}\b(e-?mail address(es)?|phone numbers?|(home )?addresses"
     r"|contact (details|info)|passwords?|social security|credit card)",
 )]
 
@@ -45,13 +45,18 @@ _IDENTITY = re.compile(
 _CHAT = [re.compile(p, re.IGNORECASE) for p in (
     r"^\W*(hi|hello|hey|yo|hiya|howdy|good (morning|afternoon|evening|night)|thanks?"
     r"|thank you|cheers|bye|goodbye|see you|ok|okay|sure|cool|great|nice|lol|haha)\b",
-    r"\bhow are (you|things)\b|\bhow('s| is) it going\b|\bwhat'?s up\b|\bhow do you do\b",
+    r"\bhow are (you|things)( doing| going| today| holding up)?\s*([?!.,]|$)"
+    r"|\bhow('s| is) it going\b|\bwhat'?s up\b|\bhow do you do\b",
     r"\bare you (still )?(there|around|awake|busy|free|ok|okay|alright|real|a bot|human)\b",
     r"\bwhat are you (doing|up to|working on|thinking|reading|busy with)\b",
     r"\b(what|how) do you (think|feel|reckon)\b|\bwhat'?s your (opinion|view|take)\b",
     r"\b(do|would) you (like|love|enjoy|prefer|recommend|suggest|mind)\b",
     r"\b(can|could|would|will) you (help|explain|tell me a|write|give me (some )?advice)\b",
     r"\bshould (i|we)\b|\bwhat should (i|we)\b",
+    # Advice on the asker's own life: answered in persona, never "I don't remember".
+    r"\b(any|some) (advice|tips|pointers)\b|\bwhat would you (weigh|do|choose|pick|advise)\b",
+    r"\bhow do you (keep going|stay (sane|motivated|calm|focused)|cope|unwind|recharge)\b",
+    r"^\W*(i|i'm|i've|i am|i have|i just|i was|i got)\b[^?]{0,200}[.!]\s+\w[^.!]*\?\s*$",
     r"\b(my name|who am i|about me|remember me|call me)\b",
     r"\bwhat are you\b",
     r"\bwhat (did|do) (i|we) (just )?(say|said|talk|ask)",

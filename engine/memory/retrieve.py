@@ -27,6 +27,9 @@ class Hit:
     date: str = ""
     """ISO date (YYYY-MM-DD) of the mail, or empty."""
     chunk_id: str = ""
+    passage: str = ""
+    """The few sentences of ``text`` closest in meaning to the question (its best window;
+    empty: the whole text is that short)."""
 
     def citation(self, n: int) -> str:
         """``[1] 2001-03-12 'Re: Sept 1 Payment'`` for a mail, ``[2] report.pdf`` for a file."""
@@ -45,6 +48,7 @@ class Hit:
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("chunk_id")
+        d.pop("passage")
         d["score"] = round(self.score, 4)
         return d
 
@@ -182,6 +186,10 @@ class Candidate:
     meta: dict[str, Any]
     fused: float = 0.0
     """The fused score of the retrievers (:func:`fuse`)."""
+    window: float = -1.0
+    """The cosine similarity of its best window to the question (-1: none)."""
+    passage: str = ""
+    """That window's text."""
 
 
 KEYWORD_WEIGHT = 0.25
@@ -225,6 +233,7 @@ def select_hits(query: NDArray[np.float32], candidates: list[Candidate], k: int,
             subject=str(candidates[i].meta.get("subject", "")),
             date=str(candidates[i].meta.get("date", "")),
             chunk_id=candidates[i].id,
+            passage=candidates[i].passage,
         )
         for i in chosen
     ]

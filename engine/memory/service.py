@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from engine.config import MemoryConfig
 from engine.locking import DataDirLocked
+from engine.memory.chunk import sentence_windows
 from engine.memory.embed import Embedder, Vectors
 from engine.memory.index import DenseIndex
 from engine.memory.relevance import Evidence, Gate, TermStats, weigh
@@ -39,6 +40,14 @@ from engine.storage.models import MemoryChunk, MemoryFile, PersonaStyle
 
 log = logging.getLogger(__name__)
 
+
+def _passage(text: str, window: int) -> str:
+    """Window ``window`` of a chunk's text (as embedded, without its subject); "" for none."""
+    if window < 0:
+        return ""
+    windows = sentence_windows(text)
+    return windows[window] if window < len(windows) else ""
+
 EMBED = "embed"
 
 
@@ -62,8 +71,7 @@ class Memory:
         self.shared = False
         """Set when the engine runs beside another process on the data dir (read-only
         commands): an embedded Chroma must not be opened by two processes."""
-        self.gate = Gate(cfg.min_score, cfg.min_score_keywords, cfg.min_coverage,
-                         cfg.min_specificity, cfg.min_information, cfg.max_unseen)
+        self.gate = Gate(cfg.min_score, cfg.gate_threshold)
 
     # Everything below that touches the model or Chroma runs on the embed thread.
 
@@ -121,7 +129,7 @@ class Memory:
                     .where(MemoryChunk.persona == persona))).all()
             self._terms[persona] = TermStats.build(
                 (f"{subject}\n{text}" for subject, text, _ in rows),
-                (sent.year for _, _, sent in rows if sent is not None))
+                ((sent.year, sent.month) for _, _, sent in rows if sent is not None))
         return self._terms[persona]
 
     async def recall(
@@ -159,7 +167,8 @@ class Memory:
             candidates = self._candidates(persona, words, vec, n, filters, stages)
 
             def judge(found: list[Candidate], cosine: Any) -> list[float] | None:
-                evidence = self.evidence(asked, found, cosine, stats, words)
+                evidence = self.evidence(asked, found, cosine, stats, words,
+                                         [c.window for c in found])
                 if min_score is not None:
                     ok = float(cosine.max()) >= min_score
                 else:
@@ -174,10 +183,11 @@ class Memory:
 
     @staticmethod
     def evidence(question: str, candidates: list[Candidate], cosine: Any,
-                 stats: TermStats | None, words: list[str] | None = None) -> Evidence:
+                 stats: TermStats | None, words: list[str] | None = None,
+                 windows: list[float] | None = None) -> Evidence:
         return weigh(question, [f"{c.meta.get('subject', '')}\n{c.text}" for c in candidates],
                      [float(x) for x in cosine], stats,
-                     content_words(question) if words is None else words)
+                     content_words(question) if words is None else words, windows)
 
     def index(self, persona: str) -> DenseIndex:
         """The persona's vectors in memory (embed thread), read again when the store has
@@ -200,7 +210,7 @@ class Memory:
                           int(f.before.timestamp()) if f.before else None, f.thread)
         if not keep.any():
             return []
-        chunk, window = index.similarity(np.asarray(vec, dtype=np.float32))
+        chunk, window, best = index.similarity(np.asarray(vec, dtype=np.float32))
         parts = []
         if stages.lexical:
             lexical = np.zeros(len(index), dtype=np.float32)
@@ -220,7 +230,8 @@ class Memory:
         got = self.store.collection(persona).get(ids=ids, include=["documents"])
         texts = dict(zip(got["ids"], got["documents"], strict=True))
         return [Candidate(index.ids[i], index.vectors[i], texts.get(index.ids[i]) or "",
-                          index.metas[i], fused=float(fused[i]))
+                          index.metas[i], fused=float(fused[i]), window=float(window[i]),
+                          passage=_passage(texts.get(index.ids[i]) or "", int(best[i])))
                 for i in order if index.ids[i] in texts]
 
     def _lexical(self, persona: str, words: list[str], context: bool

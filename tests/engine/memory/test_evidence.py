@@ -33,7 +33,8 @@ OTHER = [
     "Kim, I shall ask Shirley to schedule a lunch in 2-3 weeks.",
     "Rob, the orgchart per your request. Vince",
 ]
-STATS = TermStats.build([MAIL, *OTHER], [2001] * (1 + len(OTHER)))
+STATS = TermStats.build([MAIL, *OTHER], [(2001, 4 + i % 9) for i in range(1 + len(OTHER))])
+"""Mail from April to December 2001."""
 
 
 def _hit(text: str, kind: str = "own", date: str = "2001-08-23") -> Hit:
@@ -60,6 +61,10 @@ def test_memory_has_nothing_for_vague_unknown_or_out_of_time_questions() -> None
     assert not _evidence("Who won the FIFA World Cup final?", 0.3)  # words memory never has
     assert not _evidence("Did you visit Santa Fe again in 2005?", 0.7)  # after the mail ends
     assert _evidence("Did you visit Santa Fe in 2001?", 0.7)
+    # A month outside what memory spans, though its year is within it.
+    assert not _evidence("How was the Santa Fe visit in February 2001?", 0.7)
+    assert _evidence("How was the Santa Fe visit in September 2001?", 0.7)
+    assert _evidence("How was the Santa Fe visit on Sept 5, 2001?", 0.7)
 
 
 def test_the_quote_is_the_answering_sentence_with_who_and_when() -> None:

@@ -93,8 +93,10 @@ async def test_windows_are_stored_used_and_dropped_with_their_chunk(
         EMBED, lambda: memory_engine.memory.index("allen"))
     assert len(index) == store.count("allen") and len(index.owner) == windows.count()
     question = np.asarray(memory_engine.memory.embedder.embed(["violin lessons"])[0])
-    chunk, window = index.similarity(question)
+    chunk, window, _ = index.similarity(question)
     assert window[0] > chunk[0]  # the sentence matches better than the whole mail
+    hits = await memory_engine.memory.recall("allen", "violin lessons", min_score=-1)
+    assert "violin" in hits[0].passage and len(hits[0].passage) < len(hits[0].text)
 
     known = await files(memory_engine.memory, "allen")
     await drop_files(memory_engine.memory, "allen", [f.id for f in known])
