@@ -10,6 +10,7 @@ from dataclasses import KW_ONLY, dataclass
 
 from engine.errors import InputError
 from engine.history import fit_history
+from engine.identity import Identity, IdentityStream
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
 from engine.memory.prompt import (
     LeakGuard,
@@ -91,6 +92,8 @@ class ChatTurn:
     partial: list[str]
     summary: tuple[str, ...] = ()
     """What scrolled out of ``history`` before (``ConversationState.summary``)."""
+    identity: Identity | None = None
+    """Who the persona is: a sentence of the reply that says otherwise is cut."""
 
     def _count(self, msg: ChatMessage) -> int:
         return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
@@ -151,6 +154,7 @@ class ChatTurn:
         first: float | None = None
         guard = LeakGuard(self.system)
         stream = CleanStream()  # no prompt markup ever leaves, not even half of it
+        persona = IdentityStream(self.identity) if self.identity else None
         params = self.params.with_(stop=tuple(dict.fromkeys((*self.params.stop, *STOP))))
         tokens = 0
         lead = self.message.lead or recalled(self.message.text, summary)
@@ -164,9 +168,16 @@ class ChatTurn:
                 self.partial.clear()
                 raise InputError("reply recited the system prompt", user_message=(
                     "I can't share my instructions. Ask me something else!"))
-            self._emit(ctx, stream.feed(piece))
-        self._emit(ctx, stream.close())
+            shown = stream.feed(piece)
+            self._emit(ctx, persona.feed(shown) if persona else shown)
+        rest = stream.close()
+        self._emit(ctx, persona.feed(rest) + persona.close() if persona else rest)
         text, truncated = stream.text, False
+        if persona is not None and persona.cut:
+            text = persona.kept.strip()
+            if not text and not lead and persona.identity.introduction:
+                text = persona.identity.introduction  # nothing left in character
+                self._emit(ctx, text)
         if tokens >= params.max_tokens and not ctx.cancelled:  # ran out of room mid-reply
             text, truncated = end_at_sentence(text)
         if lead:

@@ -31,6 +31,7 @@ from engine.errors import (
 )
 from engine.feedback import Feedback
 from engine.grounding import Grounding, base_system, call_system, ground
+from engine.identity import Identity
 from engine.images.service import Pictures
 from engine.inbox import Inbox
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
@@ -413,7 +414,7 @@ class Engine:
             job = self.scheduler.submit(
                 LLM,
                 ChatTurn(self.llm_for(p), system, history, message, params,
-                         partial, tuple(state.summary)),
+                         partial, tuple(state.summary), await self.identity(p)),
                 user=user.key,
                 kind="chat",
                 priority=Priority.INTERACTIVE,
@@ -530,7 +531,8 @@ class Engine:
         grounded = await self.ground(p, text, "operator:ask")
         system, hits, message = grounded.system, grounded.hits, grounded.message
         job = self.scheduler.submit(
-            LLM, ChatTurn(self.llm_for(p), system, [], message, params or self.sampling, []),
+            LLM, ChatTurn(self.llm_for(p), system, [], message, params or self.sampling, [],
+                          identity=await self.identity(p)),
             user="operator:ask", kind="ask", priority=Priority.INTERACTIVE,
             timeout_s=self.config.engine.chat_timeout_s,
         )
@@ -550,6 +552,14 @@ class Engine:
                 f"the limit is {limit}). Please shorten it.",
             )
         return text
+
+    async def identity(self, persona: Persona) -> Identity:
+        """Who ``persona`` is, by its profile and memory: what its replies are checked
+        against."""
+        stats = await self.memory.term_stats(persona.name)
+        return Identity.of(persona.display_name, persona.introduction(),
+                           persona.system_message(), persona.profile.description,
+                           known=lambda word: stats.df.get(word, 0) > 0)
 
     async def ground(self, persona: Persona, text: str, user_key: str,
                      facts: Sequence[Remembered] = (),

@@ -1,0 +1,77 @@
+"""The persona stays itself: a reply's sentences that give it another name, job, model or
+home are cut before anyone sees them, in the stream as in what is stored (FakeLLM as the
+hostile model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.engine import Engine, UserRef
+from engine.identity import Identity, IdentityStream, in_character
+from tests.auxil.fake_llm import FakeLLM
+
+ANN = UserRef("telegram", "1001", "Ann")
+ALLEN = Identity.of(
+    "Phillip Allen",
+    "I'm Phillip Allen, a natural gas trader on the West desk at Enron in Houston.",
+    "You are Phillip Allen, a natural gas trader. You manage a few rental properties.",
+    known=lambda word: word in {"portland", "calgary"},
+)
+
+
+@pytest.mark.parametrize(("reply", "kept"), [
+    ("Hi! I'm Emily, a marketing specialist at TechCorp. The gas desk is busy today.",
+     "Hi! The gas desk is busy today."),
+    ("My name is John Smith. Send me the numbers.", "Send me the numbers."),
+    ("I am SmolLM, trained by Hugging Face. Sure, send it over.", "Sure, send it over."),
+    ("As an AI language model, I cannot trade. Ask Lucy.", "Ask Lucy."),
+    ("I work as a nurse at the hospital. The rent is due.", "The rent is due."),
+    ("Well, as a software engineer I think so. Call me.", "Call me."),
+    ("I live in Chicago now. I was in Portland last week.", "I was in Portland last week."),
+])
+def test_sentences_giving_another_identity_are_cut(reply: str, kept: str) -> None:
+    text, why = in_character(reply, ALLEN)
+    assert " ".join(text.split()) == kept and why
+
+
+@pytest.mark.parametrize("reply", [
+    "I'm Phillip. As a trader I watch the basis. Call me tomorrow.",
+    "I'm not sure. I'm glad you asked, Jane.",
+    "I'm Phillip Allen, the gas trader in Houston.",
+    "I grew up in Calgary. The architect is Tim.",  # memory mentions Calgary
+    "Lucy said she is a great property manager.",  # someone else's job
+])
+def test_replies_in_character_pass_unchanged(reply: str) -> None:
+    assert in_character(reply, ALLEN) == (reply, [])
+
+
+def test_the_stream_shows_nothing_of_a_cut_claim_and_the_rest_as_it_comes() -> None:
+    stream = IdentityStream(ALLEN)
+    shown = [stream.feed(w) for w in ["Hel", "lo ", "Jane. ", "I'm ", "Emily ", "from ",
+                                      "sales. ", "OK."]]
+    shown.append(stream.close())
+    assert shown[:2] == ["", "Hello "]  # a word is shown once it is whole
+    assert shown[2:8] == ["Jane. ", "", "", "", "", ""]  # a claim waits for its end
+    assert "Emily" not in "".join(shown) and "I'm" not in "".join(shown)
+    assert "".join(shown).split() == ["Hello", "Jane.", "OK."]
+    assert stream.kept == "".join(shown) and stream.cut == ["another name: Emily"]
+
+
+async def test_chat_never_says_the_persona_is_someone_else(engine: Engine,
+                                                            fake_llm: FakeLLM) -> None:
+    fake_llm.replies.extend([
+        "I'm Emily, a marketing specialist. The storage report is late.",
+        "I'm Emily, a marketing specialist at TechCorp.",
+    ])
+    reply = await engine.chat(ANN, "Hi, what's new?")
+    chunks = [c async for c in reply]
+    result = await reply.result()
+    assert "".join(chunks) == result.text == "The storage report is late."
+    # Nothing in character left: the persona's own introduction instead.
+    reply = await engine.chat(ANN, "And who are you really, a marketer?")
+    chunks = [c async for c in reply]
+    result = await reply.result()
+    persona = engine.personas.default
+    assert "".join(chunks) == result.text == persona.introduction()
+    stored = [m.content for m in await engine.history(ANN)]
+    assert "Emily" not in " ".join(stored)
