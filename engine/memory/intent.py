@@ -39,15 +39,23 @@ _INJECTION = [re.compile(p, re.IGNORECASE) for p in (
 )]
 
 _IDENTITY = re.compile(
-    r"\bwho (are|r) (you|u)\b|\btell me (a bit |a little )?about yourself\b"
-    r"|\bintroduce yourself\b|\bwhat do you do( for a living)?\W*$", re.IGNORECASE)
+    r"\bwho (are|r) (you|u)\b|\btell me (a bit |a little )?about (yourself|your (job|work"
+    r"|background))\b|\bintroduce yourself\b|\bdescribe yourself\b"
+    r"|\bwhat do you do( for (a living|work))?\W*$|\bwho am i talking to\b"
+    r"|\bwhat('s| is) your (name|job|job title|role|occupation|profession|line of work"
+    r"|background)\b|\bwhat (should i|do (people|your friends)) call you\b"
+    r"|\b(what|which) company do you work (for|at)\b|\bwho do you work for\b"
+    r"|\bwhere do you (live|work)\b|\bwhere are you (from|based)\b"
+    r"|\bare you (a |an )?(real( person)?|human|person|bot|robot|ai|chatgpt|gpt)\b"
+    r"|\b(which|what) (ai |language )?(model|llm|bot|ai) are you\b"
+    r"|\bwho (made|built|created|programmed) you\b|\bis your name\b", re.IGNORECASE)
 
 _CHAT = [re.compile(p, re.IGNORECASE) for p in (
     r"^\W*(hi|hello|hey|yo|hiya|howdy|good (morning|afternoon|evening|night)|thanks?"
     r"|thank you|cheers|bye|goodbye|see you|ok|okay|sure|cool|great|nice|lol|haha)\b",
     r"\bhow are (you|things)( doing| going| today| holding up)?\s*([?!.,]|$)"
     r"|\bhow('s| is) it going\b|\bwhat'?s up\b|\bhow do you do\b",
-    r"\bare you (still )?(there|around|awake|busy|free|ok|okay|alright|real|a bot|human)\b",
+    r"\bare you (still )?(there|around|awake|busy|free|ok|okay|alright)\b",
     r"\bwhat are you (doing|up to|working on|thinking|reading|busy with)\b",
     r"\b(what|how) do you (think|feel|reckon)\b|\bwhat'?s your (opinion|view|take)\b",
     r"\b(do|would) you (like|love|enjoy|prefer|recommend|suggest|mind)\b",
@@ -57,6 +65,13 @@ _CHAT = [re.compile(p, re.IGNORECASE) for p in (
     r"\b(any|some) (advice|tips|pointers)\b|\bwhat would you (weigh|do|choose|pick|advise)\b",
     r"\bhow do you (keep going|stay (sane|motivated|calm|focused)|cope|unwind|recharge)\b",
     r"^\W*(i|i'm|i've|i am|i have|i just|i was|i got)\b[^?]{0,200}[.!]\s+\w[^.!]*\?\s*$",
+    # Opinions, personality, advice: conversation, answered in persona.
+    r"\btell me a (joke|story|fun fact)\b|\bin your (opinion|view|experience)\b"
+    r"|\bany thoughts on\b|\bis it worth\b|\bbest advice\b|\bwhat would you tell\b",
+    r"\bwhat motivates you\b|\bdo you have (any )?(regrets|hobbies|a favou?rite)\b"
+    r"|\bhow would you describe\b|\bhow do you (handle|stay|deal with|manage) (stress|"
+    r"pressure|organi[sz]ed|busy|conflict|difficult)",
+    r"\bhow('s| is| was) (the weather|your (day|week|weekend|morning|evening))\b",
     r"\b(my name|who am i|about me|remember me|call me)\b",
     r"\bwhat are you\b",
     r"\bwhat (did|do) (i|we) (just )?(say|said|talk|ask)",

@@ -35,6 +35,9 @@ def test_questions_about_facts_are_looked_up(text: str) -> None:
     "Phillip, I have an interview at a trading firm next week. Any advice on how to prepare?",
     "Phillip, I'm torn between a PhD and a job in industry. What would you weigh?",
     "I've been feeling burned out lately. How do you keep going when work gets hectic?",
+    "Tell me a joke.", "What motivates you?", "Do you have any regrets?",
+    "How's the weather treating you?", "Is it worth getting an MBA?",
+    "What makes a good manager in your opinion?", "How do you handle stress at work?",
 ])
 def test_conversation_is_never_treated_as_a_lookup(text: str) -> None:
     assert classify(text, "Phillip Allen") is Intent.CHAT
@@ -53,7 +56,13 @@ def test_attempts_to_break_role_or_harvest_contacts_are_declined(text: str) -> N
 
 
 @pytest.mark.parametrize("text", ["Who are you?", "Tell me about yourself.", "Hi! Who are you?",
-                                  "What do you do?", "Please introduce yourself"])
+                                  "What do you do?", "Please introduce yourself",
+                                  "What's your name?", "Tell me about your job.",
+                                  "Where do you live?", "Are you a real person or a bot?",
+                                  "Are you ChatGPT?", "What company do you work for?",
+                                  "Which AI model are you?", "Who made you?",
+                                  "Is your name Emily?", "What should I call you?",
+                                  "Hello there, who am I talking to?"])
 def test_who_are_you_is_answered_from_the_profile(text: str) -> None:
     assert classify(text, "Phillip Allen") is Intent.IDENTITY
 
