@@ -57,10 +57,10 @@ async def run(persona_name: str) -> dict[str, Any]:
             await Ingestor(engine.memory, persona).run(persona.source_files())
             identity = await engine.identity(persona)
             names = {w.lower() for w in re.findall(r"\w+", persona.display_name)}
-            rows = []
+            rows: list[dict[str, Any]] = []
             t0 = time.perf_counter()
             for text in messages:
-                if sum(1 for r in rows if not r["canned"]) >= WRITTEN:
+                if len([r for r in rows if not r["canned"]]) >= WRITTEN:
                     break
                 grounded = await engine.ground(persona, text, "bench:identity")
                 turn = ChatTurn(engine.llm_for(persona), grounded.system, [],
