@@ -14,7 +14,14 @@ ceiling. Then it scores replies to the same messages from friends and colleagues
   lora_path``): with ``--train``, made here by ``doppel train persona``'s code from the
   same training 70% of the mail (never the held-out part); or one given with ``--lora``.
 
-A score is the classifier's probability that the person wrote the text (0-1).
+A score is the classifier's probability that the person wrote the text (0-1). Only what
+the model wrote is scored: a reply's opening quote from memory (the engine's, the person's
+own words) is left out, or it would lift every persona score.
+
+A second classifier, trained on a different split of the person's mail (another seed)
+against different writers (the people who wrote to Vince Kaminski, quoted in his replies,
+and the documents in ``shared/corpus/docs/``), scores the same replies: a style that
+fools one classifier's choice of other writers should not pass for the person's by luck.
 
     .venv/bin/python bench/persona_eval.py [--person allen] [--train [--epochs N]] [--lora PATH]
 """
@@ -25,6 +32,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -37,7 +45,7 @@ from _common import CORPUS, ROOT, memory_engine, temp_config, write
 from engine.config_edit import set_persona_lora
 from engine.engine import Engine
 from engine.llm.base import ChatMessage
-from engine.memory.clean import strip_mail
+from engine.memory.clean import quoted_body, strip_mail
 from engine.memory.ingest import Ingestor
 from engine.memory.parse import parse_file
 from engine.records import UserRef
@@ -50,6 +58,7 @@ PEOPLE: dict[str, dict[str, Any]] = {
 }
 OTHERS = {"kaminski": CORPUS / "enron-kaminski-v" / "sent_items.mbox"}
 STORIES = CORPUS / "stories" / "tinystories.jsonl"
+DOCS = CORPUS / "docs"
 MESSAGES = [
     "Can you send me the rent numbers for last month?",
     "The builder says the framing will be two weeks late. What should I tell him?",
@@ -73,6 +82,34 @@ def own_texts(mbox: Path, min_chars: int = 80) -> list[str]:
         text = " ".join(text.split())
         if len(text) >= min_chars:
             out.append(text)
+    return out
+
+
+def quoted_texts(mbox: Path, min_chars: int = 80) -> list[str]:
+    """What other people wrote to the owner of ``mbox``, as quoted in their replies."""
+    out = []
+    for doc in parse_file(mbox):
+        text = " ".join(quoted_body(doc.text).split())
+        if len(text) >= min_chars:
+            out.append(text[:3000])
+    return list(dict.fromkeys(out))
+
+
+def document_texts(root: Path, min_chars: int = 80) -> list[str]:
+    """The documents' text, in paragraphs of up to 1,500 characters."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in (".pdf", ".docx", ".eml", ".msg"):
+            continue
+        try:
+            docs = parse_file(path)
+        except Exception:  # a file the parser refuses is left out
+            continue
+        for doc in docs:
+            text = " ".join(strip_mail(doc.text)[0].split()) if doc.is_mail else " ".join(
+                doc.text.split())
+            out += [text[i:i + 1500] for i in range(0, len(text), 1500)
+                    if len(text[i:i + 1500]) >= min_chars]
     return out
 
 
@@ -122,12 +159,21 @@ async def plain_replies(engine: Engine) -> list[str]:
     return await asyncio.to_thread(run)
 
 
+_QUOTE = re.compile(r"^(?:On [^\n]{0,80}|I wrote[^\n]{0,60}|In [^\n]{0,80}):\s*“.*?” \[\d+\]\s*",
+                    re.DOTALL)
+
+
+def model_written(reply: str) -> str:
+    """The reply without the engine's opening quote from memory."""
+    return _QUOTE.sub("", reply, count=1).strip()
+
+
 async def persona_replies(engine: Engine, persona: str) -> list[str]:
     out = []
     for i, message in enumerate(MESSAGES):
         user = UserRef("bench", str(i), f"Colleague {i}")  # each message a fresh chat
         reply = await engine.chat(user, message, persona=persona)
-        out.append("".join([c async for c in reply]))
+        out.append(model_written("".join([c async for c in reply])))
     return out
 
 
@@ -138,6 +184,8 @@ async def main() -> int:
     ap.add_argument("--train", action="store_true",
                     help="fine-tune the persona on the training 70%% of the mail first")
     ap.add_argument("--epochs", type=int, help="with --train: override [train.persona] epochs")
+    ap.add_argument("--save-lora", type=Path,
+                    help="with --train: keep the adapter made here at this path")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="with --train: where to train")
     ap.add_argument("--model", type=Path, help="a GGUF chat model instead of the bundled one")
@@ -162,14 +210,31 @@ async def main() -> int:
     truth = [1] * len(person_test) + [0] * len(other_test)
     accuracy = sum(int(p == t) for p, t in zip(predicted, truth, strict=True)) / len(truth)
 
+    # The second opinion: another split of the person's mail, other writers.
+    own = own_texts(spec["mail"])
+    b_train, b_test = split(own, 0.7, seed=13)
+    others_b = quoted_texts(OTHERS["kaminski"]) + document_texts(DOCS)
+    ob_train, ob_test = split(others_b, 0.7, seed=13)
+    second = train_classifier(b_train, ob_train)
+    b_pred = second.predict(b_test + ob_test)
+    b_truth = [1] * len(b_test) + [0] * len(ob_test)
+    b_accuracy = sum(int(p == t) for p, t in zip(b_pred, b_truth, strict=True)) / len(b_truth)
+
     result: dict[str, Any] = {
         "bench": "persona_eval", "person": args.person,
         "model": str(args.model or "bundled SmolLM2-135M-Instruct"),
         "classifier": {"person_train": len(person_train), "person_test": len(person_test),
                        "others_train": len(other_train), "others_test": len(other_test),
                        "held_out_accuracy": round(accuracy, 3)},
+        "second_classifier": {"person_train": len(b_train), "person_test": len(b_test),
+                              "others_train": len(ob_train), "others_test": len(ob_test),
+                              "others": "people who wrote to Vince Kaminski (quoted in his "
+                                        "replies) and shared/corpus/docs",
+                              "held_out_accuracy": round(b_accuracy, 3)},
         "scores": {"own_held_out_mail": score(classifier, person_test),
                    "other_writers_held_out": score(classifier, other_test)},
+        "scores_second": {"own_held_out_mail": score(second, b_test),
+                          "other_writers_held_out": score(second, ob_test)},
         "messages": MESSAGES,
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,6 +262,10 @@ async def main() -> int:
         lora = args.lora
         if args.train:
             lora, result["fine_tune"] = fine_tune(cfg, persona, mail, args)
+            if args.save_lora:
+                args.save_lora.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(lora, args.save_lora)
+                result["fine_tune"]["saved_to"] = str(args.save_lora)
         if lora:
             set_persona_lora(personas / args.person, lora.resolve())
             engine = await memory_engine(cfg, load_llm=True)
@@ -208,16 +277,21 @@ async def main() -> int:
     result["style"] = {"own_held_out_mail": style(person_test, spec["sign_off"])}
     for name, replies in result["replies"].items():
         result["scores"][name] = score(classifier, replies)
+        result["scores_second"][name] = score(second, replies)
         result["style"][name] = style(replies, spec["sign_off"])
     result["seconds"] = round(time.perf_counter() - t0, 1)
     path = write("persona_eval", result, args.out)
 
-    c = result["classifier"]
-    print(f"classifier: {c['person_train']} of the person's mails vs {c['others_train']} "
+    c, c2 = result["classifier"], result["second_classifier"]
+    print(f"classifier A: {c['person_train']} of the person's mails vs {c['others_train']} "
           f"texts of 2 other writers; held-out accuracy {c['held_out_accuracy']:.1%}")
+    print(f"classifier B: {c2['person_train']} of the person's mails (another split) vs "
+          f"{c2['others_train']} texts of {c2['others']}; held-out accuracy "
+          f"{c2['held_out_accuracy']:.1%}")
+    print(f"  {'':24}    A     B")
     for name, value in result["scores"].items():
         shape = result["style"].get(name)
-        print(f"  {name:24} {value:.2f}" + (
+        print(f"  {name:24} {value:.2f}  {result['scores_second'][name]:.2f}" + (
             f"   {shape['words']:5.0f} words, {shape['signed_off']:.0%} signed off"
             if shape else ""))
     if "fine_tune" in result:

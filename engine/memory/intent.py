@@ -36,6 +36,8 @@ _INJECTION = [re.compile(p, re.IGNORECASE) for p in (
     r"\b(pretend|act as if) (that )?you\b",
     r"\b(every|all|each|list)\b.{0,40}\b(e-?mail address(es)?|phone numbers?|(home )?addresses"
     r"|contact (details|info)|passwords?|social security|credit card)",
+    r"\b(social security|ssn|credit card|bank account|debit card|passport|driver'?s licen[cs]e)"
+    r"( numbers?| details)?\b|\b(your|the) (passwords?|pin( code)?)\b",
 )]
 
 _IDENTITY = re.compile(
