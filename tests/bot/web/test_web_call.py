@@ -52,8 +52,12 @@ def test_live_call_answers_aloud_and_stops_when_talked_over(
     assert shown.startswith("🤖")  # the persona's first words to them: the AI disclosure
     said = shown.split("\n\n")[-1]
     assert said and LONG.startswith(said) and len(said) < len(LONG)
-    # ... and the question asked over it is answered in turn
+    # ... and the question asked over it is answered in turn (its answer heard before
+    # hanging up: an answer still being thought of is undone by hanging up)
+    played = int(panel.get_attribute("data-audio") or "0")
     asked.nth(1).wait_for()
+    page.wait_for_function(
+        f"Number(document.querySelector('#call-panel').dataset.audio) > {played}", polling=100)
     assert max(words_heard(QUESTION, t) for t in asked.all_inner_texts()) >= 0.8
     page.get_by_role("button", name="Hang up").click()
     panel.wait_for(state="hidden")
