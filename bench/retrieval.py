@@ -1,11 +1,13 @@
-"""Recall latency: embedding + hybrid search + MMR, through the engine's scheduler.
+"""Recall latency: embedding, three retrievers over every chunk (BM25, chunk and window
+vectors), fusion and MMR, through the engine's scheduler.
 
 Ingests Phillip Allen's 602 sent mails into a temporary memory, then times 200 recalls
 (the 50 labelled questions and 150 mail subjects as queries), after 10 warm-up queries.
 
     .venv/bin/python bench/retrieval.py [--queries 200] [--out FILE]
 
-Prints p50/p95/max in ms and writes JSON. Target: p95 <= 20 ms on 2 cores.
+Prints p50/p95/max in ms and the machine's load, and writes JSON. Target: p95 <= 300 ms
+on 2 cores.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -72,12 +75,13 @@ async def main() -> int:
         "max_ms": round(max(times), 2),
         "mean_ms": round(statistics.fmean(times), 2),
         "grounded_fraction": grounded / len(times),
-        "target_p95_ms": 20,
+        "target_p95_ms": 300,
+        "load": os.getloadavg(),
     }
     path = write("retrieval", result, args.out)
     print(f"{len(times)} recalls over {report.chunks_added} chunks: p50 {result['p50_ms']} ms, "
-          f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms (target p95 <= 20 ms); "
-          f"{grounded} passed the relevance gate")
+          f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms (target p95 <= 300 ms); "
+          f"{grounded} passed the relevance gate; load {result['load']}")
     print(f"wrote {path}")
     return 0
 
