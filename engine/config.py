@@ -252,7 +252,7 @@ class MemoryConfig:
     min_score: float = bounded(0.30, min=-1, max=1)
     """The relevance decision (engine/memory/relevance.py): cosine similarity of the best
     window below which nothing in memory is near the question in meaning..."""
-    gate_threshold: float = bounded(1.055, min=-10, max=10)
+    gate_threshold: float = bounded(0.97, min=-10, max=10)
     """...and the weighed evidence (closeness, what the shared words tell, what memory never
     mentions) at which memory has something; lower answers more and refuses less."""
     chunk_tokens: int = bounded(500, min=50)
