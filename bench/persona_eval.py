@@ -184,6 +184,8 @@ async def main() -> int:
     ap.add_argument("--train", action="store_true",
                     help="fine-tune the persona on the training 70%% of the mail first")
     ap.add_argument("--epochs", type=int, help="with --train: override [train.persona] epochs")
+    ap.add_argument("--lora-scale", type=float, default=1.0,
+                    help="how strongly the LoRA applies ([model] lora_scale)")
     ap.add_argument("--save-lora", type=Path,
                     help="with --train: keep the adapter made here at this path")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -268,6 +270,10 @@ async def main() -> int:
                 result["fine_tune"]["saved_to"] = str(args.save_lora)
         if lora:
             set_persona_lora(personas / args.person, lora.resolve())
+            toml = personas / args.person / "persona.toml"
+            toml.write_text(toml.read_text().replace(
+                "[model]\n", f"[model]\nlora_scale = {args.lora_scale}\n", 1))
+            result["lora_scale"] = args.lora_scale
             engine = await memory_engine(cfg, load_llm=True)
             try:
                 result["replies"]["persona + fine-tune"] = await persona_replies(
