@@ -43,7 +43,8 @@ _JOB_CLAIM = re.compile(
     rf"({_OCCUPATIONS})s?\b", re.IGNORECASE)
 _MODEL_CLAIM = re.compile(
     r"\b(smollm|hugging ?face|openai|chatgpt|gpt-?\d|anthropic|claude|llama|meta ai|"
-    r"language model|trained by|created by|developed by|made by)\b", re.IGNORECASE)
+    r"language model|(?:i was|i've been|i have been|i am|i'm) (?:trained|created|developed|"
+    r"made|built|programmed) by)\b", re.IGNORECASE)
 _HOME_CLAIM = re.compile(
     r"\b(?i:i live in|i'm from|i am from|im from|i grew up in|i was born in|i'm based in|"
     r"i am based in|i moved to|i reside in)\s+([A-Z][\w-]+(?:\s+[A-Z][\w-]+)?)")

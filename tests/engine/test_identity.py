@@ -24,6 +24,7 @@ ALLEN = Identity.of(
      "Hi! The gas desk is busy today."),
     ("My name is John Smith. Send me the numbers.", "Send me the numbers."),
     ("I am SmolLM, trained by Hugging Face. Sure, send it over.", "Sure, send it over."),
+    ("Sure. I was created by a team of engineers. Ask away.", "Sure. Ask away."),
     ("As an AI language model, I cannot trade. Ask Lucy.", "Ask Lucy."),
     ("I work as a nurse at the hospital. The rent is due.", "The rent is due."),
     ("Well, as a software engineer I think so. Call me.", "Call me."),
@@ -40,6 +41,7 @@ def test_sentences_giving_another_identity_are_cut(reply: str, kept: str) -> Non
     "I'm Phillip Allen, the gas trader in Houston.",
     "I grew up in Calgary. The architect is Tim.",  # memory mentions Calgary
     "Lucy said she is a great property manager.",  # someone else's job
+    "I plan to buy a new bed made by a local carpenter.",  # made by: not about itself
 ])
 def test_replies_in_character_pass_unchanged(reply: str) -> None:
     assert in_character(reply, ALLEN) == (reply, [])
