@@ -129,6 +129,21 @@ def without_names(question: str, names: set[str]) -> str:
     return q.strip() or question
 
 
+_PERSONAL = (
+    "wife|husband|spouse|partner|girlfriend|boyfriend|sons?|daughters?|kids?|child|children|"
+    "baby|dogs?|cats?|pets?|cars?|truck|boat|mother|mom|mum|father|dad|parents|brothers?|"
+    "sisters?|grandmother|grandfather|grandma|grandpa|granny|birthday|age|salary|religion"
+)
+_YOUR_PERSONAL = re.compile(rf"\byour\s+(?:first\s+|own\s+|late\s+)?({_PERSONAL})\b",
+                            re.IGNORECASE)
+
+
+def personal_asked(question: str) -> list[str]:
+    """What of the persona's own life a question asks about ("your wife's name": wife):
+    memory answers it only where the persona speaks of their own ("my wife")."""
+    return list(dict.fromkeys(m.group(1).lower() for m in _YOUR_PERSONAL.finditer(question)))
+
+
 @dataclass(frozen=True)
 class Stages:
     """The parts of retrieval, all on in the product; ``bench/retrieval_quality.py`` turns

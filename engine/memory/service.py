@@ -29,6 +29,7 @@ from engine.memory.retrieve import (
     fts_query,
     fuse,
     name_words,
+    personal_asked,
     select_hits,
     without_names,
 )
@@ -159,6 +160,7 @@ class Memory:
         own = name_words(names or []) if stages.names else set()
         asked = without_names(question, own)
         words = [w for w in content_words(asked) if w not in own]
+        personal = personal_asked(asked)
         await self.preload()
 
         def run(ctx: JobContext) -> list[Hit]:
@@ -172,7 +174,8 @@ class Memory:
                 if min_score is not None:
                     ok = float(cosine.max()) >= min_score
                 else:
-                    ok = evidence.relevant(self.gate)
+                    ok = evidence.relevant(self.gate) and all(
+                        self._speaks_of_own(persona, what) for what in personal)
                 return list(evidence.coverages) if ok else None
 
             return select_hits(vec, candidates, top_k, self.cfg.mmr_lambda, judge, stages)
@@ -233,6 +236,23 @@ class Memory:
                           index.metas[i], fused=float(fused[i]), window=float(window[i]),
                           passage=_passage(texts.get(index.ids[i]) or "", int(best[i])))
                 for i in order if index.ids[i] in texts]
+
+    def _speaks_of_own(self, persona: str, what: str) -> bool:
+        """Whether the persona's own words mention their own ``what`` ("my wife"; embed
+        thread). Without a full-text index (other databases), assumed so."""
+        if self.fts_path is None:
+            return True
+        if self._fts is None:
+            self._fts = sqlite3.connect(f"file:{self.fts_path}?mode=ro", uri=True)
+        try:
+            row = self._fts.execute(
+                "SELECT 1 FROM memory_fts f JOIN memory_chunks c ON c.rowid = f.rowid "
+                "WHERE memory_fts MATCH ? AND f.persona = ? AND c.kind = 'own' LIMIT 1",
+                (f'text : "my {what}"', persona)).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("full-text search failed for %r: %s", what, exc)
+            return True
+        return row is not None
 
     def _lexical(self, persona: str, words: list[str], context: bool
                  ) -> list[tuple[str, float]]:

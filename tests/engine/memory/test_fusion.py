@@ -126,3 +126,44 @@ def test_fusion_puts_retrievers_on_one_scale() -> None:
     fused = fuse([lexical, dense], keep)
     assert int(np.argmax(np.where(keep, fused, -np.inf))) == 0
     assert (standardise(np.ones(5, dtype=np.float32), keep) == 0).all()
+
+
+DOG = """From: Phillip K Allen <phillip.allen@enron.com>
+To: Jane Roe <jane.roe@enron.com>
+Subject: weekend
+Message-ID: <dog-1@test>
+Date: Fri, 6 Apr 2001 10:00:00 -0700
+
+Jane,
+
+{who} dog Rex barked all night, so the camping weekend at the lake was short. Rex is a
+black labrador and he loves the water. We will try the lake again in May.
+
+Phillip
+"""
+
+
+def test_questions_about_the_persona_s_own_life_are_recognised() -> None:
+    from engine.memory.retrieve import personal_asked
+
+    assert personal_asked("Vince, what's your wife's name?") == ["wife"]
+    assert personal_asked("How much did you pay for your first car?") == ["car"]
+    assert personal_asked("What did your group decide?") == []
+
+
+async def test_own_life_is_answered_only_where_the_persona_speaks_of_their_own(
+        memory_engine: Engine, tmp_path: Path) -> None:
+    """The same mail, once about their own dog and once about someone else's: "your
+    dog" is looked up only in the first."""
+    allen = memory_engine.personas.get("allen")
+    memory = memory_engine.memory
+    question = "What is the name of your dog that barked all night at the lake?"
+    found = {}
+    for who in ("My", "Jane's"):
+        mail = _mail(tmp_path, f"{who[0]}.eml", DOG.format(who=who))
+        await Ingestor(memory, allen).run([mail])
+        found[who] = await memory.recall("allen", question)
+        known = await files(memory, "allen")
+        await drop_files(memory, "allen", [f.id for f in known])
+    assert found["My"] and found["My"][0].message_id == "<dog-1@test>"
+    assert found["Jane's"] == []
