@@ -161,7 +161,9 @@ class Engine:
         self.exclusive = True
 
     def _persona_models(self) -> dict[str, LLMBackend]:
-        """The chat model with each persona's own LoRA (``persona.toml`` ``[model]``)."""
+        """The chat model with each persona's own LoRA (``persona.toml`` ``[model]``); a
+        LoRA this model cannot take (another base model, a model server) is left out with
+        a warning. A lora_path that names no file stops the start."""
         out: dict[str, LLMBackend] = {}
         for p in self.personas.all():
             lora = p.model.lora_path
@@ -174,7 +176,10 @@ class Engine:
             try:
                 out[p.name] = self.llm.with_lora(lora, p.model.lora_scale)
             except ConfigError as exc:
-                raise ConfigError(f"{where}: [model] lora_path: {exc}") from None
+                # The persona still speaks, without its fine-tune: the same persona folder
+                # serves a llama.cpp model, another model or a model server.
+                log.warning("%s: [model] lora_path: %s; %s answers without its fine-tune",
+                            where, exc, p.name)
         return out
 
     def _model_of(self, persona: str) -> str:

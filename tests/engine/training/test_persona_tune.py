@@ -1,10 +1,11 @@
 """`doppel train persona`: exchanges from the person's real mail, a loss on their words
 only, a GGUF LoRA that llama.cpp switches on for that persona's turns and off for others,
-and the refusals at start when an adapter cannot be served."""
+a missing adapter stopping the start, one that cannot be served left out."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from email.message import EmailMessage
 from pathlib import Path
@@ -220,8 +221,8 @@ def test_the_engine_routes_each_persona_to_its_own_model(tmp_path: Path) -> None
     assert llm.adapters == [lora, None, lora]
 
 
-def test_an_adapter_that_cannot_be_served_stops_the_start_naming_the_file(
-        tmp_path: Path, tiny_base: tuple[Path, Path]) -> None:
+def test_a_missing_adapter_stops_the_start_one_that_cannot_be_served_is_left_out(
+        tmp_path: Path, tiny_base: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
     folder = persona_dir(tmp_path)
     cfg = at(write_config(tmp_path), tmp_path / "personas")
     toml = folder / "persona.toml"
@@ -234,13 +235,18 @@ def test_an_adapter_that_cannot_be_served_stops_the_start_naming_the_file(
     shutil.copy(tiny_base[1], lora)
     lora_sidecar(lora).write_text('{"base_name": "other.gguf", "base_bytes": 1}')
     toml.write_text(PERSONA + '[model]\nlora_path = "fine-tune/persona-lora.gguf"\n')
-    with pytest.raises(ConfigError, match=r"allen/persona.toml: \[model\] lora_path: "
-                                          r"persona-lora.gguf was trained on other.gguf"):
-        Engine(load_config(cfg))
+    # Trained on another model, or a model server that cannot apply one: the persona
+    # answers without it, and the log says why (a persona folder serves any backend).
+    engine = Engine(load_config(cfg))
+    allen = engine.personas.get("allen")
+    assert engine.llm_for(allen) is engine.llm
+    assert re.search(r"allen/persona.toml: \[model\] lora_path: persona-lora.gguf was trained "
+                     r"on other.gguf.*; allen answers without its fine-tune", caplog.text)
     cfg.write_text(cfg.read_text().replace(
         "[llm]\n", '[llm]\nbackend = "openai"\napi_base = "http://127.0.0.1:9/v1"\n', 1))
-    with pytest.raises(ConfigError, match=r"lora_path: .*cannot apply a LoRA"):
-        Engine(load_config(cfg))
+    engine = Engine(load_config(cfg))
+    assert engine.llm_for(allen) is engine.llm
+    assert re.search(r"lora_path: .*cannot apply a LoRA.*; allen answers without", caplog.text)
     assert brief(load_persona(folder)) == "You are Phillip Allen, a gas trader in Houston."
 
 
