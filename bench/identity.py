@@ -77,8 +77,7 @@ async def run(persona_name: str) -> dict[str, Any]:
                 rows.append({"message": text, "canned": canned, "written": raw, "sent": sent,
                              "cut": cut, "other_names_written": other_names(raw, names),
                              "other_names_sent": other_names(sent, names),
-                             "violations_sent": [why for s in [sent]
-                                                 if (why := identity.contradiction(s))]})
+                             "violation_sent": identity.contradiction(sent)})
             seconds = time.perf_counter() - t0
         finally:
             await engine.stop()
@@ -90,7 +89,7 @@ async def run(persona_name: str) -> dict[str, Any]:
         "answered_by_profile": len(rows) - len(model),
         "written_contradicting": sum(1 for r in rows if r["cut"]),
         "written_other_name_broad": sum(1 for r in rows if r["other_names_written"]),
-        "sent_contradicting": sum(1 for r in rows if r["violations_sent"]),
+        "sent_contradicting": sum(1 for r in rows if r["violation_sent"]),
         "sent_other_name_broad": sum(1 for r in rows if r["other_names_sent"]),
         "seconds": round(seconds, 1), "rows": rows,
     }

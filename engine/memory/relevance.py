@@ -101,15 +101,10 @@ class Evidence:
 
     cosine: float
     """The best cosine similarity of any candidate."""
-    coverage: float
-    """The largest share of the question's words (IDF-weighted) one candidate contains."""
-    specificity: float
-    """In that candidate, the rarest question word's IDF over the largest possible."""
     information: float
-    """In that candidate, the question words' IDF summed, over the largest possible: below
-    1, a question too vague to look up ("Which message?")."""
-    support: float
-    """That candidate's cosine similarity."""
+    """In the candidate holding most of the question's words (IDF-weighted), those words'
+    IDF summed, over the largest possible: below 1, a question too vague to look up
+    ("Which message?")."""
     unseen: float
     """Share of the question's words (IDF-weighted) that no chunk of memory contains."""
     out_of_time: bool
@@ -158,13 +153,13 @@ def weigh(question: str, passages: list[str], cosines: list[float],
     out_of_time = _out_of_time(question, stats)
     words = list(dict.fromkeys(w for w in content if not _YEAR.fullmatch(w)))
     if not words:
-        return Evidence(best_cos, 0.0, 0.0, 0.0, 0.0, 0.0, out_of_time,
-                        tuple(0.0 for _ in passages), best_window)
+        return Evidence(best_cos, 0.0, 0.0, out_of_time, tuple(0.0 for _ in passages),
+                        best_window)
     idf, top = rarity(stats)
     mass = sum(idf(w) for w in words)
     unseen = (sum(idf(w) for w in words if stats.df.get(w, 0) == 0) / mass
               if stats is not None and stats.docs >= MIN_DOCS else 0.0)
-    coverage = specificity = information = support = 0.0
+    coverage = support = information = 0.0
     shares = []
     for text, cos in zip(passages, cosines, strict=True):
         present = set(terms(text))
@@ -173,7 +168,5 @@ def weigh(question: str, passages: list[str], cosines: list[float],
         shares.append(share)
         if (share, cos) > (coverage, support):
             coverage, support = share, cos
-            specificity = max((idf(w) for w in found), default=0.0) / top
             information = sum(idf(w) for w in found) / top
-    return Evidence(best_cos, coverage, specificity, information, support, unseen,
-                    out_of_time, tuple(shares), best_window)
+    return Evidence(best_cos, information, unseen, out_of_time, tuple(shares), best_window)

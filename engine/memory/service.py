@@ -240,40 +240,39 @@ class Memory:
     def _speaks_of_own(self, persona: str, what: str) -> bool:
         """Whether the persona's own words mention their own ``what`` ("my wife"; embed
         thread). Without a full-text index (other databases), assumed so."""
-        if self.fts_path is None:
-            return True
-        if self._fts is None:
-            self._fts = sqlite3.connect(f"file:{self.fts_path}?mode=ro", uri=True)
-        try:
-            row = self._fts.execute(
-                "SELECT 1 FROM memory_fts f JOIN memory_chunks c ON c.rowid = f.rowid "
-                "WHERE memory_fts MATCH ? AND f.persona = ? AND c.kind = 'own' LIMIT 1",
-                (f'text : "my {what}"', persona)).fetchone()
-        except sqlite3.Error as exc:
-            log.warning("full-text search failed for %r: %s", what, exc)
-            return True
-        return row is not None
+        rows = self._full_text(
+            "SELECT 1 FROM memory_fts f JOIN memory_chunks c ON c.rowid = f.rowid "
+            "WHERE memory_fts MATCH ? AND f.persona = ? AND c.kind = 'own' LIMIT 1",
+            (f'text : "my {what}"', persona))
+        return rows is None or bool(rows)
 
     def _lexical(self, persona: str, words: list[str], context: bool
                  ) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of every chunk that has any of ``words`` (SQLite FTS5;
         other databases: none, vector search alone)."""
-        if self.fts_path is None or not words:
+        if not words:
             return []
-        if self._fts is None:
-            self._fts = sqlite3.connect(f"file:{self.fts_path}?mode=ro", uri=True)
         w = LEXICAL_WEIGHTS
         match = fts_query(words) if context else f"{{subject text}} : ({fts_query(words)})"
+        rows = self._full_text(
+            f"SELECT chunk_id, bm25(memory_fts, 0, 0, {w['subject']}, {w['text']}, "
+            f"{w['context'] if context else 0.0}) FROM memory_fts "
+            "WHERE memory_fts MATCH ? AND persona = ?", (match, persona))
+        return [(r[0], -float(r[1])) for r in rows or []]
+
+    def _full_text(self, sql: str, params: tuple[str, ...]) -> list[Any] | None:
+        """The rows of a query on the full-text index (embed thread); None without one
+        (other databases) or when the query fails: a malformed query must not break
+        retrieval."""
+        if self.fts_path is None:
+            return None
+        if self._fts is None:
+            self._fts = sqlite3.connect(f"file:{self.fts_path}?mode=ro", uri=True)
         try:
-            rows = self._fts.execute(
-                f"SELECT chunk_id, bm25(memory_fts, 0, 0, {w['subject']}, {w['text']}, "
-                f"{w['context'] if context else 0.0}) FROM memory_fts "
-                "WHERE memory_fts MATCH ? AND persona = ?", (match, persona)
-            ).fetchall()
-        except sqlite3.Error as exc:  # a malformed query must not break retrieval
-            log.warning("full-text search failed for %r: %s", words, exc)
-            return []
-        return [(r[0], -float(r[1])) for r in rows]
+            return self._fts.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            log.warning("full-text search failed for %r: %s", params[0], exc)
+            return None
 
     async def style(self, persona: str) -> StyleProfile | None:
         if persona not in self._styles:

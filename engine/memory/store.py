@@ -90,14 +90,3 @@ class VectorStore:
 
     def count(self, persona: str) -> int:
         return int(self.collection(persona).count())
-
-    def query(self, persona: str, vector: Any, n: int,
-              where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The ``n`` nearest vectors; ``n`` must not exceed the collection's size."""
-        if n <= 0:
-            return {"ids": [[]], "embeddings": [[]], "documents": [[]], "metadatas": [[]]}
-        result: dict[str, Any] = self.collection(persona).query(
-            query_embeddings=[vector], n_results=n, where=where or None,
-            include=["distances", "embeddings", "metadatas", "documents"],
-        )
-        return result
