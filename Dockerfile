@@ -87,9 +87,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DOPPEL_CONFIG=/app/config.toml
 # The database and other state live on the volume, not in the image.
-RUN sed -i 's|^data_dir = "data"|data_dir = "/data"|' config.toml
+# The web app and the API listen on every interface of the container (publish the port).
+RUN sed -i -e 's|^data_dir = "data"|data_dir = "/data"|' \
+           -e 's|^host = "127.0.0.1"|host = "0.0.0.0"  |' config.toml
 USER 10001
 VOLUME ["/data"]
+EXPOSE 8000
 # A fresh heartbeat file, written by the running event loop every 15 s.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s \
   CMD ["doppel", "health"]

@@ -37,9 +37,10 @@ def temp_config(data_dir: Path, personas_dir: Path | None = None, default: str |
 
 async def memory_engine(cfg: Config, *, load_llm: bool = False) -> Engine:
     from engine.engine import Engine
+    from engine.profile import MEMORY, MODEL
 
     engine = Engine(cfg)
-    await engine.start(load_llm=load_llm)
+    await engine.start(MODEL if load_llm else MEMORY)
     return engine
 
 

@@ -37,7 +37,7 @@ def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int) -> Pa
         f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
         f'[llm]\n{model}max_tokens = 48\n'
         f'[engine]\nqueue_size = {people * 2}\n'
-        '[memory]\nauto_ingest = false\n'
+        '[memory]\nauto_ingest = false\n[api]\nport = 0\n'
         f'[telegram]\napi_base = "{api.base}"\n')
     return path
 

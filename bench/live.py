@@ -178,13 +178,14 @@ async def main() -> int:
         report["model"] = engine.llm.description
         report["end_silence_ms"] = cfg.voice.call_end_silence_ms
         user = UserRef("web", "bench", "Bench")
-        token = (await engine.web.link(user)).rsplit("/", 1)[-1]
-        signed = await engine.web.redeem(token)
-        assert signed is not None
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen()  # connections wait in the backlog until the server takes them
         port = sock.getsockname()[1]
+        engine.web.serving_at(f"http://127.0.0.1:{port}")
+        token = (await engine.web.link(user)).rsplit("/", 1)[-1]
+        signed = await engine.web.redeem(token)
+        assert signed is not None
         server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         try:

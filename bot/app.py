@@ -10,18 +10,19 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.base import Adapter
-from engine.config import Config
-from engine.engine import Engine
+from bot.settings import Settings
+from engine.api import SERVER, Config, Engine, LLMBackend, open_engine
 
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[Engine], Adapter]
 
 
-def platform_adapters(config: Config, engine: Engine) -> list[Adapter]:
+def platform_adapters(config: Settings, engine: Engine) -> list[Adapter]:
     """Adapters whose token environment variable is set."""
     adapters: list[Adapter] = []
     token = os.environ.get(config.discord.token_env)
@@ -41,6 +42,48 @@ def platform_adapters(config: Config, engine: Engine) -> list[Adapter]:
     return adapters
 
 
+@dataclass(frozen=True)
+class Surface:
+    """Which adapters a process runs: ``doppel run`` every one that config.toml turns on
+    (the console when no bot token is set); ``doppel serve`` the HTTP ones alone;
+    ``doppel chat`` the console alone."""
+
+    bots: bool = True
+    """Telegram and Discord, where their tokens are set."""
+    http: bool = True
+    """The web app and the API, as ``[api]`` says..."""
+    api: bool = False
+    """...the API even where ``[api] enabled`` is off (``doppel serve``)."""
+    host: str | None = None
+    port: int | None = None
+
+
+CHAT = Surface(bots=False, http=False)
+SERVE = Surface(bots=False, api=True)
+
+
+def adapters_for(config: Settings, engine: Engine, console: AdapterFactory | None,
+                 surface: Surface = Surface()) -> list[Adapter]:
+    """The HTTP adapter first (a bot's /web link works from its first answer), then the
+    bots, or the console when there is none."""
+    adapters: list[Adapter] = []
+    api = config.api.enabled or surface.api
+    if surface.http and (api or config.api.web_app):
+        from bot.http.server import HttpAdapter
+
+        adapters.append(HttpAdapter(engine, config.api, host=surface.host, port=surface.port,
+                                    api=api, web=config.api.web_app,
+                                    grace_s=config.engine.engine.shutdown_grace_s))
+    if surface.api and not os.environ.get(config.api.key_env):
+        log.warning("%s is not set: the web app, /health and user keys (`doppel "
+                    "api-token create`) are served; metrics and key management need it",
+                    config.api.key_env)
+    bots = platform_adapters(config, engine) if surface.bots else []
+    if not bots and console is not None:
+        bots = [console(engine)]
+    return adapters + bots
+
+
 HEARTBEAT_S = 15
 HEARTBEAT_FILE = "heartbeat.json"
 
@@ -48,10 +91,10 @@ HEARTBEAT_FILE = "heartbeat.json"
 async def heartbeat(engine: Engine, adapters: list[str]) -> None:
     """Write ``<data_dir>/heartbeat.json`` every 15 s from the event loop: ``doppel health``
     (the container's health check) reads it, so a stuck loop shows as unhealthy."""
-    path = engine.config.storage.data_dir / HEARTBEAT_FILE
+    path = engine.data_dir / HEARTBEAT_FILE
     while True:
         state = {"time": time.time(), "pid": os.getpid(), "adapters": adapters,
-                 "queued": sum(s["queued"] for s in engine.scheduler.stats().values())}
+                 "queued": engine.status().queued}
         tmp = path.with_suffix(".tmp")
         try:
             await asyncio.to_thread(tmp.write_text, json.dumps(state))
@@ -75,14 +118,31 @@ def health(config: Config, max_age_s: float = 3 * HEARTBEAT_S) -> tuple[bool, st
                   f"{state.get('queued', 0)} job(s) queued, heartbeat {age:.0f} s ago")
 
 
+async def _until_ended(adapters: list[Adapter]) -> None:
+    """Returns when an adapter that ends the run ended (the console user quit), or when
+    every adapter ended on its own."""
+    waiters = {asyncio.ensure_future(a.wait_closed()): a for a in adapters}
+    try:
+        pending = set(waiters)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(waiters[w].ends_run for w in done):
+                return
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 async def run_app(
-    config: Config,
+    config: Settings,
     *,
-    console: AdapterFactory,
-    engine: Engine | None = None,
+    console: AdapterFactory | None,
+    surface: Surface = Surface(),
+    llm: LLMBackend | None = None,
 ) -> int:
-    """Run until a signal, or until every adapter has ended (the console user quit)."""
-    engine = engine or Engine(config)
+    """Run until a signal, or until the console user quit (or every adapter ended);
+    ``llm``: a backend instead of the configured one (tests)."""
     adapters: list[Adapter] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -103,37 +163,52 @@ async def run_app(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
     try:
-        await engine.start(background_ingest=True)
-        if config.voice.preload:
-            engine.warm_speech()
-        adapters = platform_adapters(config, engine) or [console(engine)]
-        for adapter in adapters:
-            await adapter.start()
-            log.info("%s adapter started", adapter.name)
-        closed: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(a.wait_closed() for a in adapters)))
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        beat = asyncio.create_task(heartbeat(engine, [a.name for a in adapters]))
-        await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (closed, stopping, beat):
-            waiter.cancel()
-        await asyncio.gather(closed, stopping, beat, return_exceptions=True)
+        async with open_engine(config.engine, SERVER, llm=llm) as engine:
+            try:
+                await _serve(config, engine, adapters, console, surface, stop)
+            finally:
+                await _shut_down(engine, adapters)
     finally:
-        # In order: take nothing new, let running replies finish within the grace (then
-        # cancel them, keeping their text), let adapters send their last words, close.
-        for adapter in adapters:
-            try:
-                await adapter.pause()
-            except Exception:
-                log.exception("pausing the %s adapter failed", adapter.name)
-        await engine.drain()
-        for adapter in reversed(adapters):
-            try:
-                await adapter.stop()
-            except Exception:
-                log.exception("stopping the %s adapter failed", adapter.name)
-        await engine.stop()
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
     return 0
+
+
+async def _serve(config: Settings, engine: Engine, adapters: list[Adapter],
+                 console: AdapterFactory | None, surface: Surface, stop: asyncio.Event) -> None:
+    """Start the adapters (into ``adapters``, as each starts) and wait for the end."""
+    if config.engine.voice.preload:
+        engine.warm_speech()
+    for adapter in adapters_for(config, engine, console, surface):
+        await adapter.start()
+        adapters.append(adapter)
+        log.info("%s adapter started", adapter.name)
+    closed: asyncio.Future[Any] = asyncio.ensure_future(_until_ended(adapters))
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    beat = asyncio.create_task(heartbeat(engine, [a.name for a in adapters]))
+    try:
+        await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (closed, stopping, beat):
+            waiter.cancel()
+        await asyncio.gather(closed, stopping, beat, return_exceptions=True)
+
+
+async def _shut_down(engine: Engine, adapters: list[Adapter]) -> None:
+    """In order: take nothing new, let running replies finish within the grace (then
+    cancel them, keeping their text), let adapters send their last words, close (the
+    engine stops after this)."""
+    for adapter in adapters:
+        try:
+            await adapter.pause()
+        except Exception:
+            log.exception("pausing the %s adapter failed", adapter.name)
+    await engine.drain()
+    for adapter in reversed(adapters):
+        try:
+            await adapter.stop()
+        except Exception:
+            log.exception("stopping the %s adapter failed", adapter.name)
+        else:
+            log.info("%s adapter stopped", adapter.name)

@@ -7,6 +7,8 @@ from typing import Protocol
 
 class Adapter(Protocol):
     name: str
+    ends_run: bool
+    """Its ending on its own ends the process (the console: its user quit)."""
 
     async def start(self) -> None:
         """Connect and begin handling events; returns once running."""

@@ -11,16 +11,19 @@ import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import cli_memory, cli_model, cli_tokens, cli_train, cli_users
-from engine.config import Config, load_config
+from bot.settings import Settings, load_settings
+from engine.config import Config
 from engine.errors import DoppelError, InputError
+from engine.lifecycle import open_engine
+from engine.profile import MEMORY, MODEL, RECORDS
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
     from engine.memory.retrieve import Hit
 
 log = logging.getLogger("doppel")
@@ -135,16 +138,13 @@ STORY_COMMANDS = {
 async def _story(config: Config, action: str, args: list[str]) -> int:
     from bot.console import ConsoleAdapter
 
-    engine = _engine(config)
     # History, favourites, ...: records only, so they work beside a running bot.
-    await engine.start(exclusive=action in STORY_NEEDS_MODEL)
-    try:
+    profile = MODEL if action in STORY_NEEDS_MODEL else RECORDS
+    async with open_engine(config, profile) as engine:
         adapter = ConsoleAdapter(engine)
         if action == "clear" and args == ["yes"]:  # confirmation given on the command line
             adapter.story_commands.awaiting_clear_confirmation = True
         return await adapter.run_command(f"{STORY_COMMANDS[action]} {shlex.join(args)}")
-    finally:
-        await engine.stop()
 
 
 def _date(text: str) -> datetime:
@@ -168,60 +168,33 @@ def _setup_logging(config: Config | None, verbose: bool, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _engine(config: Config) -> Engine:
-    from engine.engine import Engine
-
-    return Engine(config)
-
-
-async def _chat(config: Config, persona: str | None, message: str | None,
+async def _chat(settings: Settings, persona: str | None, message: str | None,
                 voice: bool, voice_in: Path | None) -> int:
-    from bot.app import run_app
+    from bot.app import CHAT, run_app
     from bot.console import ConsoleAdapter
 
-    engine = _engine(config)
     speak = True if voice else None
     if message is None and voice_in is None:
-        return await run_app(config, engine=engine, console=lambda e: ConsoleAdapter(
+        return await run_app(settings, surface=CHAT, console=lambda e: ConsoleAdapter(
             e, persona=persona, voice=speak))
-    await engine.start()
-    try:
+    async with open_engine(settings.engine, MODEL) as engine:
         return await ConsoleAdapter(engine, persona=persona, voice=speak).run_once(
             message, voice_in=voice_in)
-    finally:
-        await engine.stop()
 
 
-async def _run(config: Config) -> int:
+async def _run(settings: Settings) -> int:
     from bot.app import run_app
     from bot.console import ConsoleAdapter
 
-    return await run_app(config, console=lambda e: ConsoleAdapter(e))
+    return await run_app(settings, console=lambda e: ConsoleAdapter(e))
 
 
-async def _serve(config: Config, host: str | None, port: int | None) -> int:
-    import uvicorn
+async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    """``doppel run`` with the HTTP adapter alone: the web app and the API."""
+    from bot.app import SERVE, run_app
 
-    from bot.http.app import create_app
-
-    engine = _engine(config)
-    await engine.start()
-    try:
-        if not os.environ.get(config.api.key_env):
-            log.warning("%s is not set: /health and user keys (`doppel api-token create`) "
-                        "are served; metrics and key management need it", config.api.key_env)
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(engine), host=host or config.api.host, port=port or config.api.port,
-            log_level="info", lifespan="off"))
-        # uvicorn re-raises the signal it stopped on once it is done; with these loop
-        # handlers in place that lands here harmlessly and the engine still stops cleanly.
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: log.info("stopping the API"))
-        await server.serve()  # returns on SIGINT/SIGTERM
-    finally:
-        await engine.stop()
-    return 0
+    return await run_app(settings, console=None,
+                         surface=replace(SERVE, host=host, port=port))
 
 
 def _worker(config: Config, name: str) -> int:
@@ -271,9 +244,7 @@ def _persona_list(config: Config) -> int:
 
 
 async def _persona_show(config: Config, name: str) -> int:
-    engine = _engine(config)
-    await engine.start(exclusive=False)
-    try:
+    async with open_engine(config, RECORDS) as engine:
         p = engine.personas.get(name)
         stats = await engine.memory.stats(p.name)
         style = await engine.memory.style(p.name)
@@ -296,8 +267,6 @@ async def _persona_show(config: Config, name: str) -> int:
               "not measured yet (run `doppel ingest`)")
         print("  fine-tune:", _fine_tune_line(p.model.lora_path, p.name))
         print("\nSystem prompt:\n" + p.system_message())
-    finally:
-        await engine.stop()
     return 0
 
 
@@ -347,9 +316,7 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
     if missing:
         print(f"doppel: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    engine = _engine(config)
-    await engine.start(load_llm=False)
-    try:
+    async with open_engine(config, MEMORY) as engine:
         p = engine.personas.get(persona)
         roots = paths
         if not paths:
@@ -372,8 +339,6 @@ async def _ingest(config: Config, persona: str, paths: list[Path], prune: bool,
             sys.stdout.flush()
             os._exit(130)
         bar.bar.close()
-    finally:
-        await engine.stop()
     if as_json:  # with this process's peak memory, for scripts and bench/ingest.py
         from engine.procinfo import peak_rss_mb
 
@@ -391,9 +356,7 @@ async def _recall(config: Config, persona: str, k: int | None, as_json: bool,
                   after: datetime | None, before: datetime | None, thread: str | None) -> int:
     from engine.memory.retrieve import Filters
 
-    engine = _engine(config)
-    await engine.start(load_llm=False)
-    try:
+    async with open_engine(config, MEMORY) as engine:
         p = engine.personas.get(persona)
         filters = Filters(after=after, before=before, thread=thread)
         for line in sys.stdin:
@@ -413,15 +376,11 @@ async def _recall(config: Config, persona: str, k: int | None, as_json: bool,
                     print(f"  {h.citation(n)}  score {h.score:.2f}")
                 if not hits:
                     print("  (nothing in memory clears the relevance gate)")
-    finally:
-        await engine.stop()
     return 0
 
 
 async def _ask(config: Config, persona: str, as_json: bool) -> int:
-    engine = _engine(config)
-    await engine.start()
-    try:
+    async with open_engine(config, MODEL) as engine:
         p = engine.personas.get(persona)
         failed = 0
         for line in sys.stdin:
@@ -449,8 +408,6 @@ async def _ask(config: Config, persona: str, as_json: bool) -> int:
                 for n, h in enumerate(result.sources, 1):
                     print(f"  {h.citation(n)}")
                 print()
-    finally:
-        await engine.stop()
     return 1 if failed else 0
 
 
@@ -465,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.help_of.print_help()
         return 0
     try:
-        config = load_config(args.config)
+        settings = load_settings(args.config)
+        config = settings.engine
     except DoppelError as exc:
         print(f"doppel: {exc}", file=sys.stderr)
         return 2
@@ -475,14 +433,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         match args.command:
             case "run":
-                return asyncio.run(_run(config))
+                return asyncio.run(_run(settings))
             case "chat":
-                return asyncio.run(_chat(config, args.persona, args.message, args.voice,
+                return asyncio.run(_chat(settings, args.persona, args.message, args.voice,
                                          args.voice_in))
             case "migrate":
                 return asyncio.run(_migrate(config))
             case "serve":
-                return asyncio.run(_serve(config, args.host, args.port))
+                return asyncio.run(_serve(settings, args.host, args.port))
             case "export" | "forget" | "users":
                 return cli_users.run(config, args)
             case "train":
@@ -492,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "api-token":
                 return cli_tokens.run(config, args)
             case "web-login":
-                return cli_tokens.web_login(config, args)
+                return cli_tokens.web_login(settings, args)
             case "memory":
                 return cli_memory.run(config, args)
             case "health":
@@ -506,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "doctor":
                 from bot.doctor import report
 
-                return report(config)
+                return report(settings)
             case "check":
                 _persona_list(config)
                 print(f"{args.config}: OK")

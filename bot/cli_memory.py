@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config
+from engine.lifecycle import open_engine
 from engine.memory.parse import IGNORE_FILE
+from engine.profile import MEMORY, RECORDS
 
 
 def add_parser(sub: Any) -> None:
@@ -36,12 +38,10 @@ def _which(text: str) -> str:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    from engine.engine import Engine
     from engine.memory import catalog
 
-    engine = Engine(config)
-    await engine.start(load_llm=False, exclusive=args.memory_command == "delete")
-    try:
+    profile = MEMORY if args.memory_command == "delete" else RECORDS
+    async with open_engine(config, profile) as engine:
         persona = engine.personas.get(args.persona).name
         memory = engine.memory
         if args.memory_command == "list":
@@ -71,8 +71,6 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
                 print(f"forgot {e.path}")
             print(f"{removed} chunks removed. To keep these files out of later ingests, "
                   f"list them in a {IGNORE_FILE} in their folder or pass --exclude.")
-    finally:
-        await engine.stop()
     return 0
 
 

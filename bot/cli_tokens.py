@@ -8,8 +8,11 @@ import argparse
 import asyncio
 from typing import Any
 
+from bot.settings import Settings
 from engine.api_tokens import SCOPES, TokenInfo
 from engine.config import Config
+from engine.lifecycle import open_engine
+from engine.profile import RECORDS
 from engine.records import UserRef
 
 
@@ -39,11 +42,7 @@ def _line(t: TokenInfo) -> str:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    from engine.engine import Engine
-
-    engine = Engine(config)
-    await engine.start(exclusive=False)
-    try:
+    async with open_engine(config, RECORDS) as engine:
         tokens = engine.api_tokens
         if args.token_command == "create":
             info, secret = await tokens.create(UserRef.parse(args.user), args.scopes or ["chat"],
@@ -58,8 +57,6 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             return 1
         else:
             print(f"revoked key {args.id}")
-    finally:
-        await engine.stop()
     return 0
 
 
@@ -67,19 +64,14 @@ def run(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_run(config, args))
 
 
-async def _web_login(config: Config, user: str) -> int:
-    from engine.engine import Engine
-
-    engine = Engine(config)
-    await engine.start(exclusive=False)
-    try:
+async def _web_login(settings: Settings, user: str) -> int:
+    async with open_engine(settings.engine, RECORDS) as engine:
+        engine.web.serving_at(settings.api.url)  # where `doppel run` listens
         link = await engine.web.link(UserRef.parse(user))
-    finally:
-        await engine.stop()
     print(f"{link}\nIt signs {user} in to the web app once, within "
-          f"{config.web.link_minutes} minutes.")
+          f"{engine.web.link_minutes} minutes.")
     return 0
 
 
-def web_login(config: Config, args: argparse.Namespace) -> int:
-    return asyncio.run(_web_login(config, args.user))
+def web_login(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_web_login(settings, args.user))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import Config
 from engine.errors import UserNotFound
+from engine.lifecycle import open_engine
+from engine.profile import MEMORY, RECORDS
 
 if TYPE_CHECKING:
     from engine.conversations import KnownUser
@@ -35,14 +37,8 @@ def _user_line(u: KnownUser) -> str:
 
 
 async def _users(config: Config, search: str) -> int:
-    from engine.engine import Engine
-
-    engine = Engine(config)
-    await engine.start(exclusive=False)
-    try:
-        found = await engine.conversations.find_users(search)
-    finally:
-        await engine.stop()
+    async with open_engine(config, RECORDS) as engine:
+        found = await engine.find_users(search)
     for u in found:
         print(_user_line(u))
     if not found:
@@ -53,14 +49,10 @@ async def _users(config: Config, search: str) -> int:
 async def _user_data(config: Config, args: argparse.Namespace) -> int:
     """``doppel export USER -o FILE`` / ``doppel forget USER --yes`` (operators, e.g. for a
     deletion request that came by mail). USER is a platform:id, an id or a name."""
-    from engine.engine import Engine
-
-    engine = Engine(config)
     # An export only reads records: it works beside a running bot. Forgetting also cancels
     # the user's running requests and deletes their voices: it needs the data dir alone.
-    await engine.start(load_llm=False, exclusive=args.command == "forget")
-    try:
-        found = await engine.conversations.find_users(args.user)
+    async with open_engine(config, MEMORY if args.command == "forget" else RECORDS) as engine:
+        found = await engine.find_users(args.user)
         if len(found) != 1:
             print(f"doppel: {len(found) or 'no'} users match {args.user!r}"
                   + (":\n" + "\n".join(_user_line(u) for u in found) +
@@ -84,8 +76,6 @@ async def _user_data(config: Config, args: argparse.Namespace) -> int:
         else:
             await engine.forget(user)
             print(f"forgot {who}")
-    finally:
-        await engine.stop()
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.settings import Settings
 from engine.config import Config
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -208,20 +209,21 @@ def _packages(prefix: Path | None = None, locks: Path = LOCKS) -> Finding:
     return Finding(OK, "packages", f"{pinned} as locked in .ci/locks/{lock.name}")
 
 
-def _tokens(config: Config) -> list[Finding]:
+def _tokens(settings: Settings) -> list[Finding]:
     out = []
-    for name, env in (("Discord", config.discord.token_env),
-                      ("Telegram", config.telegram.token_env),
-                      ("HTTP API key", config.api.key_env)):
+    for name, env in (("Discord", settings.discord.token_env),
+                      ("Telegram", settings.telegram.token_env),
+                      ("HTTP API key", settings.api.key_env)):
         out.append(Finding(OK, name, f"{env} is {'set' if os.environ.get(env) else 'not set'}"))
     return out
 
 
-def diagnose(config: Config) -> list[Finding]:
+def diagnose(settings: Settings) -> list[Finding]:
+    config = settings.engine
     checks: list[Callable[[], Finding | list[Finding]]] = [
         lambda: _model_file(config), lambda: _gpu(config), lambda: _embedder(config),
         lambda: _voices(config), _ffmpeg, lambda: _database(config), lambda: _disk(config),
-        _training, _packages, lambda: _tokens(config)]
+        _training, _packages, lambda: _tokens(settings)]
     findings: list[Finding] = []
     for check in checks:
         try:
@@ -232,9 +234,9 @@ def diagnose(config: Config) -> list[Finding]:
     return findings
 
 
-def report(config: Config, write: Callable[[str], None] = print) -> int:
+def report(settings: Settings, write: Callable[[str], None] = print) -> int:
     """Print the findings; 1 if anything failed."""
-    findings = diagnose(config)
+    findings = diagnose(settings)
     for f in findings:
         write(f"[{f.status:>4}] {f.what:<15} {f.detail}")
     failed = [f for f in findings if f.status == FAIL]

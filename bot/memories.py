@@ -5,10 +5,7 @@ there; ``/memories server`` shows a server's admins what everyone told the perso
 
 from __future__ import annotations
 
-from engine.engine import Engine
-from engine.errors import InputError, NotAllowed
-from engine.personas import Persona
-from engine.records import UserRef
+from engine.api import Engine, InputError, NotAllowed, Persona, UserRef
 
 USAGE = ("Use /memories to list them, /memories forget N to forget one (server admins: "
          "/memories server, /memories server forget N).")

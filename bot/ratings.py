@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from engine.engine import Engine
-from engine.errors import NotAllowed
-from engine.records import UserRef
+from engine.api import Engine, NotAllowed, UserRef
 
 
 async def stats_text(engine: Engine, user: UserRef, *, local: bool = False) -> str:
     """Only for ``[engine] admins`` (``local``: the console, run by the operator)."""
-    if not local and user.key not in engine.config.engine.admins:
+    if not local and not engine.is_operator(user):
         raise NotAllowed(f"{user.key} asked for /stats",
                          user_message="Only the operator ([engine] admins) sees the ratings.")
     rows = await engine.feedback.stats()

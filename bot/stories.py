@@ -5,11 +5,17 @@ from __future__ import annotations
 import shlex
 from collections.abc import Awaitable, Callable
 
-from engine.engine import Engine, UserRef
-from engine.errors import DoppelError, InputError
-from engine.images.service import Picture
-from engine.stories.options import GENRES, StoryRequest
-from engine.stories.service import Stories, StoryRecord
+from engine.api import (
+    GENRES,
+    DoppelError,
+    Engine,
+    InputError,
+    Picture,
+    Stories,
+    StoryRecord,
+    StoryRequest,
+    UserRef,
+)
 
 STORY_HELP = """\
 Stories:

@@ -21,13 +21,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.ordering import admitted
-from engine.engine import ChatReply, Engine
-from engine.errors import DoppelError, InputError, SchedulerStopped
-from engine.images.service import Picture
-from engine.records import ChatResult, UserRef
-from engine.stories.options import StoryRequest
-from engine.stories.service import StoryRecord
-from engine.voice.audio import VoiceNote
+from engine.api import (
+    ChatReply,
+    ChatResult,
+    DoppelError,
+    Engine,
+    InputError,
+    Picture,
+    SchedulerStopped,
+    StoryRecord,
+    StoryRequest,
+    UserRef,
+    VoiceNote,
+)
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +253,44 @@ async def _after_first(source: AsyncIterable[str],
         yield piece
 
 
+_GENRE_BYTES = 24
+"""A genre as a button carries it: Telegram's callback data holds 64 bytes in all."""
+
+
+def clip(text: str, n_bytes: int) -> str:
+    """``text`` cut to fit ``n_bytes`` of a button's data (whole characters, no ``|``)."""
+    return text.encode()[:n_bytes].decode(errors="ignore").replace("|", " ")
+
+
+@dataclass(frozen=True)
+class IdeasFor:
+    """Story ideas for a genre, language and age group: what 💡 buttons carry."""
+
+    genre: str = "adventure"
+    language: str = "en"
+    age: str = "6-8"
+
+    @property
+    def value(self) -> str:
+        return f"{clip(self.genre, _GENRE_BYTES)}|{self.language}|{self.age}"
+
+    @classmethod
+    def parse(cls, value: str) -> tuple[IdeasFor, int | None]:
+        """The ideas a button is about, and which one (``idea`` buttons) if any."""
+        genre, language, age, n = [*value.split("|"), "", "", "", ""][:4]
+        about = cls(genre or "adventure", language or "en", age or "6-8")
+        return about, int(n) if n.isdigit() else None
+
+    def heading(self) -> str:
+        return f"💡 Ideas for a {self.genre} story (ages {self.age}):"
+
+    def buttons(self, ideas: Sequence[str]) -> list[Button]:
+        """One button per idea (it writes that story), then one for new ideas."""
+        return [*(Button(f"{n + 1}. {idea}"[:60], "idea", f"{self.value}|{n}")
+                  for n, idea in enumerate(ideas)),
+                Button("💡 More ideas", "more", self.value)]
+
+
 def rating_buttons(target: str) -> list[Button]:
     """👍 / 👎 (``engine.feedback``: kept for the operator and for preference training)."""
     return [Button("👍", "good", target), Button("👎", "bad", target)]
@@ -255,8 +299,8 @@ def rating_buttons(target: str) -> list[Button]:
 def story_buttons(record: StoryRecord) -> list[Button]:
     return [Button("⭐ Favourite", "fav", str(record.id)),
             Button("🔊 Read aloud", "narrate", str(record.id)),
-            Button("💡 Ideas", "ideas", f"{record.genre[:30]}|{record.language}|"
-                                        f"{record.age_group}"),
+            Button("💡 Ideas", "ideas",
+                   IdeasFor(record.genre, record.language, record.age_group).value),
             *rating_buttons(f"story:{record.id}")]
 
 

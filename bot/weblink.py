@@ -3,8 +3,7 @@ same words in every adapter)."""
 
 from __future__ import annotations
 
-from engine.engine import Engine
-from engine.records import UserRef
+from engine.api import Engine, UserRef
 
 IN_PRIVATE = "Send /web to me in a private chat: the link signs you in, so it is yours alone."
 
@@ -12,4 +11,4 @@ IN_PRIVATE = "Send /web to me in a private chat: the link signs you in, so it is
 async def web_link_text(engine: Engine, user: UserRef) -> str:
     link = await engine.web.link(user)
     return (f"Your sign-in link for the web app (it works once, within "
-            f"{engine.config.web.link_minutes} minutes; keep it to yourself):\n{link}")
+            f"{engine.web.link_minutes} minutes; keep it to yourself):\n{link}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -114,77 +114,12 @@ class PersonasConfig:
 
 
 @dataclass(frozen=True)
-class DiscordConfig:
-    token_env: str = "DISCORD_TOKEN"
-    allowed_guilds: tuple[int, ...] = ()
-    """Servers the bot answers in; empty: every server it is in."""
-    allowed_channels: tuple[int, ...] = ()
-    """Channels (and their threads) where mentioning the bot chats; empty: all channels."""
-    allowed_users: tuple[int, ...] = ()
-    """Users the bot answers at all; empty: everyone."""
-    admin_role: str = ""
-    """Name or id of the role that may run admin commands (server persona, voices);
-    members with the Manage Server permission always may."""
-    edit_interval_s: float = bounded(1.0, min=0.2)
-    """Streaming replies are edited at most this often."""
-    sharded: bool = False
-    """Use AutoShardedClient (for bots in very many servers)."""
-    sync_commands: bool = True
-    """Register the slash commands with Discord at start."""
-    api_base: str = ""
-    """REST API base URL; empty: Discord's own. Set it to route calls through a proxy
-    (e.g. ``http://127.0.0.1:3000/api/v10`` for a twilight-http-proxy)."""
-    gateway_url: str = ""
-    """Gateway WebSocket URL; empty: Discord's own. Set it for a gateway proxy."""
-    message_content: bool = False
-    """Ask for the privileged Message Content intent (enable it in the Developer Portal
-    first). Not needed for DMs, mentions and replies to the bot."""
-    persona_webhooks: bool = True
-    """In server channels, reply under the persona's own name and avatar through a channel
-    webhook (needs the Manage Webhooks permission; without it, the bot's own identity)."""
-    thread_after: int = bounded(4, min=0)
-    """In a server channel, the persona takes a person's conversation into a thread of its
-    own at their this-many-th message (where everything they say is for the persona, no
-    mention needed); 0: never. Needs the Create Public Threads permission; without it the
-    conversation stays in the channel."""
-
-
-@dataclass(frozen=True)
-class TelegramConfig:
-    token_env: str = "TELEGRAM_TOKEN"
-    allowed_chats: tuple[int, ...] = ()
-    allowed_users: tuple[int, ...] = ()
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_url: str = ""
-    """Public HTTPS URL Telegram posts to, in webhook mode."""
-    webhook_listen: str = "127.0.0.1"
-    webhook_port: int = bounded(8443, min=1, max=65535)
-    edit_interval_s: float = bounded(1.2, min=0.3)
-    """Streaming replies are edited at most this often (Telegram rate limits)."""
-    api_base: str = ""
-    """A self-hosted Bot API server, e.g. ``http://127.0.0.1:8081``; empty: Telegram's own."""
-    local_mode: bool = False
-    """The self-hosted server runs with ``--local``: files up to 2 GB, read from its disk."""
-
-    @property
-    def max_download_mb(self) -> float:
-        """The Bot API's getFile limit: 20 MB on Telegram's server, 2 GB on a local one."""
-        return 2000.0 if self.local_mode else 20.0
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    host: str = "127.0.0.1"
-    port: int = bounded(8000, min=1, max=65535)
-    key_env: str = "DOPPEL_API_KEY"
-    """Name of the variable with the API key; when it is unset, only /health is served."""
-
-
-@dataclass(frozen=True)
 class WebConfig:
+    """Sign-in to the web app (the web app itself is an adapter's: ``[api] web_app``)."""
+
     public_url: str = ""
-    """Where people open the web app (``doppel serve``), as sign-in links name it, e.g.
-    ``https://doppel.example.org``; empty: ``http://<[api] host>:<[api] port>``."""
+    """Where people open the web app, as sign-in links name it, e.g.
+    ``https://doppel.example.org``; empty: where it listens (``[api] host``, ``port``)."""
     link_minutes: int = bounded(15, min=1, max=1440)
     """A sign-in link works once, for this long."""
     session_days: int = bounded(30, min=1, max=365)
@@ -341,14 +276,11 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     personas: PersonasConfig = field(default_factory=PersonasConfig)
-    discord: DiscordConfig = field(default_factory=DiscordConfig)
-    telegram: TelegramConfig = field(default_factory=TelegramConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
-    api: ApiConfig = field(default_factory=ApiConfig)
     web: WebConfig = field(default_factory=WebConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -361,16 +293,29 @@ class Config:
         return str(self.source) if self.source else "config.toml"
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, validate and resolve a config file. Raises :class:`ConfigError` with one line."""
+ADAPTER_TABLES = ("telegram", "discord", "api")
+"""Tables of config.toml that are the adapters' own (``bot/settings.py`` reads them): the
+engine skips them."""
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A config file's tables. Raises :class:`ConfigError` with one line."""
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return config_from_dict(raw, base_dir=p.resolve().parent, name=str(p), source=p.resolve())
+
+
+def load_config(path: str | os.PathLike[str], *,
+                adapter_sections: Collection[str] = ADAPTER_TABLES) -> Config:
+    """Read, validate and resolve a config file (``adapter_sections``: tables the adapters
+    read themselves). Raises :class:`ConfigError` with one line."""
+    p = Path(path)
+    return config_from_dict(read_toml(p), base_dir=p.resolve().parent, name=str(p),
+                            source=p.resolve(), adapter_sections=adapter_sections)
 
 
 def config_from_dict(
@@ -379,9 +324,12 @@ def config_from_dict(
     base_dir: Path,
     name: str = "config.toml",
     source: Path | None = None,
+    adapter_sections: Collection[str] = ADAPTER_TABLES,
 ) -> Config:
-    """Build a :class:`Config` from parsed TOML; relative paths resolve against ``base_dir``."""
-    cfg: Config = build_dataclass(Config, raw, where=f"{name}:", base_dir=base_dir)
+    """Build a :class:`Config` from parsed TOML; relative paths resolve against ``base_dir``;
+    the ``adapter_sections`` are left to the adapters."""
+    engine_part = {k: v for k, v in raw.items() if k not in adapter_sections}
+    cfg: Config = build_dataclass(Config, engine_part, where=f"{name}:", base_dir=base_dir)
     cfg = dataclasses.replace(cfg, source=source)
     _check_paths(cfg, name)
     if cfg.llm.backend == "llama_cpp" and cfg.llm.workers != 1:
@@ -393,15 +341,6 @@ def config_from_dict(
                                                                          "rediss://")):
         raise ConfigError(f"{name}: [llm] redis_url must be a redis:// URL for backend "
                           f"'redis', got {cfg.llm.redis_url!r}")
-    if cfg.discord.gateway_url and not cfg.discord.gateway_url.startswith(("ws://", "wss://")):
-        raise ConfigError(f"{name}: [discord] gateway_url must be a ws(s):// URL, got "
-                          f"{cfg.discord.gateway_url!r}")
-    if cfg.telegram.api_base and not cfg.telegram.api_base.startswith(("http://", "https://")):
-        raise ConfigError(f"{name}: [telegram] api_base must be an http(s) URL, got "
-                          f"{cfg.telegram.api_base!r}")
-    if cfg.telegram.local_mode and not cfg.telegram.api_base:
-        raise ConfigError(f"{name}: [telegram] local_mode needs api_base (your own Bot API "
-                          "server started with --local)")
     if cfg.llm.backend == "openai" and not cfg.llm.api_base.startswith(("http://", "https://")):
         raise ConfigError(f"{name}: [llm] api_base must be an http(s) URL for backend "
                           f"'openai', got {cfg.llm.api_base!r}")

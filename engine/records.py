@@ -7,6 +7,7 @@ from datetime import datetime
 
 from engine.errors import DoppelError
 from engine.memory.retrieve import Hit
+from engine.scheduler import KindMetrics
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,20 @@ class AskResult:
     answer: str
     grounded: bool
     sources: list[Hit]
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """The engine now, for operators (``/health``, ``/metrics``, the web app's admin page)."""
+
+    started: bool
+    queues: dict[str, dict[str, int]]
+    """Per resource (llm, tts, ...): jobs ``queued`` and ``running``."""
+    kinds: dict[str, KindMetrics]
+    """Finished jobs per kind: counts by outcome, summed wait and run seconds."""
+    queued: int
+    model: str
+    building: dict[str, int]
+    """Personas whose memory is being built, and how far (percent)."""
+    generated_tokens: int
+    tokens_per_s: float

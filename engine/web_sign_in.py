@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.config import Config
 from engine.conversations import ConversationStore
+from engine.errors import InputError
 from engine.records import UserRef
 from engine.storage.db import Database
 from engine.storage.models import User, WebLogin, WebSession, utcnow
@@ -46,14 +47,34 @@ class WebSignIn:
         self.db = db
         self.users = users
         self.config = config.web
-        self.base_url = (config.web.public_url or
-                         f"http://{config.api.host}:{config.api.port}").rstrip("/")
-        """Where the web app is opened (``[web] public_url``)."""
+        self.base_url = config.web.public_url.rstrip("/")
+        """Where the web app is opened (``[web] public_url``, else where it listens, once
+        it does; empty: it is not served by this process)."""
         self.secure = self.base_url.startswith("https://")
         """Cookies go only over HTTPS when the app is served over HTTPS."""
 
+    @property
+    def link_minutes(self) -> int:
+        """A sign-in link works once, for this long."""
+        return self.config.link_minutes
+
+    @property
+    def session_days(self) -> int:
+        """A browser stays signed in this long after its last visit."""
+        return self.config.session_days
+
+    def serving_at(self, url: str) -> None:
+        """The web app listens at ``url`` (the port chosen when ``[api] port`` is 0): links
+        name it unless ``[web] public_url`` says where people open it."""
+        if not self.config.public_url:
+            self.base_url = url.rstrip("/")
+            self.secure = self.base_url.startswith("https://")
+
     async def link(self, user: UserRef) -> str:
         """A one-time sign-in link for ``user`` (their account is made if it is new)."""
+        if not self.base_url:
+            raise InputError("web app off", user_message=(
+                "The web app is not running here: its operator turned it off."))
         token = secrets.token_urlsafe(24)
         uid = await self.users.user_id(user)
         async with self.db.session() as s, s.begin():

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from bot.http.settings import ApiConfig
+from bot.settings import Settings
 from engine.config import Config, config_from_dict
 from engine.engine import Engine
 from engine.llm.llama_cpp import LlamaCppBackend
@@ -55,6 +57,12 @@ def make_config(tmp_path: Path) -> MakeConfig:
 @pytest.fixture
 def config(make_config: MakeConfig) -> Config:
     return make_config()
+
+
+def settings_of(config: Config) -> Settings:
+    """``config`` for a whole process (``run_app``), with no HTTP server: the tests of the
+    web app and the API run their own (tests/bot/web/, tests/bot/test_http_api.py)."""
+    return Settings(config, api=ApiConfig(enabled=False, web_app=False))
 
 
 @pytest.fixture

@@ -20,13 +20,17 @@ from bot.ratings import stats_text
 from bot.stories import STORY_HELP, StoryCommands
 from bot.turn import CONTINUE_PROMPT, TRUNCATED_NOTE, Button, deliver
 from bot.weblink import web_link_text
-from engine.achievements import dashboard_text
-from engine.engine import ChatReply, Engine, UserRef
-from engine.errors import DoppelError
-from engine.images.service import Picture
-from engine.memory.retrieve import Hit
-from engine.personas import Persona
-from engine.voice.audio import VoiceNote
+from engine.api import (
+    ChatReply,
+    DoppelError,
+    Engine,
+    Hit,
+    Persona,
+    Picture,
+    UserRef,
+    VoiceNote,
+    dashboard_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class ConsoleAdapter:
     """Reads lines from ``stdin``, writes the persona's streamed replies to ``stdout``."""
 
     name = "console"
+    ends_run = True
 
     def __init__(
         self,

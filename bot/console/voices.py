@@ -10,9 +10,7 @@ import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from engine.engine import Engine, UserRef
-from engine.errors import InputError
-from engine.personas import Persona
+from engine.api import Engine, InputError, Persona, UserRef
 
 VOICE_HELP = """\
 Voice:

@@ -15,6 +15,8 @@ from discord import app_commands
 
 from bot.discord import commands
 from bot.discord.components import ComponentHandler
+from bot.discord.press import DiscordPressView
+from bot.discord.settings import DiscordConfig
 from bot.discord.stream import DiscordTurnView, connection_gone
 from bot.discord.threads import PersonaThreads
 from bot.discord.users import chat_key, server_key, user_ref
@@ -22,11 +24,14 @@ from bot.discord.voice import send_voice_message
 from bot.discord.webhooks import NEEDS_PERMISSION, PersonaWebhooks
 from bot.ordering import ChatOrder
 from bot.turn import chat_turn
-from engine.config import DiscordConfig
-from engine.engine import Engine
-from engine.errors import DoppelError, InputError, NotAllowed
-from engine.records import UserRef
-from engine.voice.audio import VoiceNote
+from engine.api import (
+    DoppelError,
+    Engine,
+    InputError,
+    NotAllowed,
+    UserRef,
+    VoiceNote,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ SORRY = "Sorry, something went wrong on my side. Please try again."
 
 class DiscordAdapter:
     name = "discord"
+    ends_run = False
 
     def __init__(self, engine: Engine, config: DiscordConfig, token: str, *,
                  connect: bool = True) -> None:
@@ -67,7 +73,7 @@ class DiscordAdapter:
         self.threads = PersonaThreads(self.client)
         self.order = ChatOrder()
         self.stopping = False
-        commands.register(self)
+        commands.register(self, self.components)
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
 
@@ -220,7 +226,7 @@ class DiscordAdapter:
             if audio is not None:
                 await self._voice_in(message, audio)
             elif message.content.strip():
-                await self._answer(message.channel, message.author, message.content,
+                await self.answer(message.channel, message.author, message.content,
                                    reply_to=message)
             return
         replied_to_me = (message.reference is not None
@@ -236,7 +242,7 @@ class DiscordAdapter:
             await message.reply(f"Hi! I'm an AI persona of {persona.display_name}. Mention me "
                                 f"with a question, or try /story.", mention_author=False)
             return
-        await self._answer(message.channel, message.author, text, reply_to=message,
+        await self.answer(message.channel, message.author, text, reply_to=message,
                            guild_id=guild_id, thread_of=parent)
 
     async def _voice_in(self, message: discord.Message, audio: discord.Attachment) -> None:
@@ -249,7 +255,7 @@ class DiscordAdapter:
             data = await audio.read()
             heard = await self.engine.transcribe(data, user=user)
         await message.reply(f"🎙 you said: {heard}", mention_author=False)
-        await self._answer(message.channel, message.author, heard, spoken=True)
+        await self.answer(message.channel, message.author, heard, spoken=True)
 
     async def persona_for(self, user: UserRef, channel_id: int | None,
                           guild_id: int | None) -> Any:
@@ -271,7 +277,22 @@ class DiscordAdapter:
                                send_voice=voice, interval_s=self.config.edit_interval_s,
                                voice_caption=self.engine.voice_caption)
 
-    async def _answer(self, channel: discord.abc.Messageable, author: discord.abc.User,
+    def press_view(self, interaction: discord.Interaction[Any], *,
+                   brief: bool = False) -> DiscordPressView:
+        """Follow-ups of ``interaction`` (a press, or a command showing ideas or stories)."""
+        channel = interaction.channel
+        channel_id = interaction.channel_id
+
+        async def voice(note: VoiceNote) -> None:
+            if channel_id is not None:
+                await self.send_voice(channel_id, note)
+
+        return DiscordPressView(channel, self.sender(channel, None, interaction),  # type: ignore[arg-type]
+                                send_voice=voice, interval_s=self.config.edit_interval_s,
+                                voice_caption=self.engine.voice_caption,
+                                interaction=interaction, brief=brief)
+
+    async def answer(self, channel: discord.abc.Messageable, author: discord.abc.User,
                       text: str, *, reply_to: discord.Message | None = None,
                       guild_id: int | None = None, spoken: bool = False,
                       interaction: discord.Interaction[Any] | None = None,

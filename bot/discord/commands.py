@@ -5,24 +5,32 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 
-from bot.discord.components import history_embed, ideas_view
+from bot.actions import HistoryPage, show_history, show_ideas
+from bot.discord.components import ComponentHandler
+from bot.discord.context import DiscordContext
+from bot.discord.press import history_embed
 from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.memories import memories_text
 from bot.ratings import stats_text
 from bot.stories import StoryCommands, overlay
+from bot.turn import IdeasFor
 from bot.weblink import web_link_text
-from engine.achievements import dashboard_text
-from engine.errors import InputError, NotAllowed
-from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
-
-if TYPE_CHECKING:
-    from bot.discord.adapter import DiscordAdapter
+from engine.api import (
+    AGE_GROUPS,
+    GENRES,
+    LANGUAGES,
+    LENGTHS,
+    InputError,
+    NotAllowed,
+    StoryRequest,
+    dashboard_text,
+)
 
 Interaction = discord.Interaction[Any]
 
@@ -41,9 +49,9 @@ SIZES = [app_commands.Choice(name=n, value=n) for n in LENGTHS]
 MODES = [app_commands.Choice(name=m, value=m) for m in ("text", "voice", "both")]
 
 
-def register(adapter: DiscordAdapter) -> None:
+def register(adapter: DiscordContext, components: ComponentHandler) -> None:
     """Add every slash command to ``adapter.tree``."""
-    tree, engine, components = adapter.tree, adapter.engine, adapter.components
+    tree, engine = adapter.tree, adapter.engine
 
     async def defer(interaction: Interaction, *, ephemeral: bool = False) -> None:
         if not adapter.allowed(interaction.user, interaction.guild_id, interaction.channel):
@@ -94,10 +102,8 @@ def register(adapter: DiscordAdapter) -> None:
     async def ideas(interaction: Interaction, genre: str = "adventure", age: str = "6-8",
                     language: str = "en") -> None:
         await defer(interaction)
-        found = await engine.stories.suggestions(user_ref(interaction.user), genre, language,
-                                                 age)
-        await interaction.followup.send(f"💡 Ideas for a {genre} story (ages {age}):",
-                                        view=ideas_view(found, genre, language, age))
+        await show_ideas(engine, adapter.press_view(interaction), user_ref(interaction.user),
+                         IdeasFor(genre, language, age))
 
     ideas.autocomplete("genre")(genre_choices)
 
@@ -109,7 +115,7 @@ def register(adapter: DiscordAdapter) -> None:
         await interaction.followup.send(f"**{interaction.user.display_name} asked:** "
                                         f"{question}"[:2000])
         assert interaction.channel is not None
-        await adapter._answer(interaction.channel,  # type: ignore[arg-type]
+        await adapter.answer(interaction.channel,  # type: ignore[arg-type]
                               interaction.user, question, guild_id=interaction.guild_id,
                               interaction=interaction)
 
@@ -214,17 +220,19 @@ def register(adapter: DiscordAdapter) -> None:
     @tree.command(name="history", description="Your stories by date, or search them")
     async def history(interaction: Interaction, search: str = "") -> None:
         await defer(interaction)
-        await components.show_history(interaction, 0, search)
+        await show_history(engine, adapter.press_view(interaction), user_ref(interaction.user),
+                           0, search)
 
     @tree.command(name="favourites", description="Your favourite stories")
     async def favourites(interaction: Interaction) -> None:
         await defer(interaction, ephemeral=True)
         records = await engine.stories.favourites(user_ref(interaction.user))
-        shown = history_embed([("Favourites", records)], 0, "")
-        if shown is None:
+        if not records:
             await interaction.followup.send("No favourites yet: press ⭐ under a story.")
             return
-        await interaction.followup.send(embed=shown[0], view=shown[1])
+        embed, view = history_embed(HistoryPage.of([("Favourites", records)], 0, ""),
+                                    "Your favourites")
+        await interaction.followup.send(embed=embed, view=view)
 
     @tree.command(name="prompts", description="Saved prompts: list, save NAME [options] "
                                               "[idea], delete NAME")

@@ -13,8 +13,7 @@ import discord
 
 from bot.pacing import PacedReply
 from bot.turn import Button
-from engine.images.service import Picture
-from engine.voice.audio import VoiceNote
+from engine.api import Picture, VoiceNote
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from engine.records import UserRef
+from engine.api import UserRef
 
 
 def user_ref(user: discord.abc.User) -> UserRef:

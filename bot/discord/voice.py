@@ -15,7 +15,7 @@ from typing import Any
 
 import discord
 
-from engine.voice.audio import VoiceNote
+from engine.api import VoiceNote
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 import discord
 from discord import utils
 
-from engine.personas import Persona
+from engine.api import Persona
 
 log = logging.getLogger(__name__)
 

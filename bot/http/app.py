@@ -11,7 +11,6 @@ import base64
 import binascii
 import hmac
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,13 +22,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from bot.web import routes as web
-from engine.api_tokens import TokenInfo
-from engine.engine import Engine, UserRef
-from engine.errors import DoppelError, InputError, QueueFull, UserNotFound, UserQueueFull
-from engine.images.service import Picture
-from engine.stories.options import StoryRequest
-from engine.stories.service import StoryRecord
+from bot.web import routes as web_routes
+from engine.api import (
+    DoppelError,
+    Engine,
+    InputError,
+    Picture,
+    QueueFull,
+    StoryRecord,
+    StoryRequest,
+    TokenInfo,
+    UserNotFound,
+    UserQueueFull,
+    UserRef,
+)
 
 USER_FIELD = ("Your id for the end user (operator key); a user key acts for its own user "
               "and may leave it out")
@@ -127,10 +133,13 @@ def _pictures_json(pictures: list[Picture], user: str | None) -> list[dict[str, 
             for p in pictures]
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The ASGI app for an engine that the caller starts and stops."""
+def create_app(engine: Engine, *, api: bool = True, web: bool = True,
+               api_key: str = "") -> FastAPI:
+    """The ASGI app for an engine that the caller starts and stops: ``/health`` always, the
+    web app at ``/`` with ``web``, the API under ``/v1`` (and ``/metrics``) with ``api``;
+    ``api_key``: the operator's (empty: user keys only)."""
     app = FastAPI(title="Doppel API", version="1", description=__doc__)
-    app.state.api_key = os.environ.get(engine.config.api.key_env, "")
+    app.state.api_key = api_key
     app.state.engine = engine
 
     @app.exception_handler(DoppelError)
@@ -148,31 +157,38 @@ def create_app(engine: Engine) -> FastAPI:
                   for e in exc.errors()]
         return JSONResponse({"error": "invalid request", "details": errors}, status_code=422)
 
-    web.install(app, engine)
-
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"ok": engine.started, "queues": engine.scheduler.stats()}
+        status = engine.status()
+        return {"ok": status.started, "queues": status.queues}
 
+    if web:
+        web_routes.install(app, engine)
+    if api:
+        _install_api(app, engine)
+    return app
+
+
+def _install_api(app: FastAPI, engine: Engine) -> None:
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(_: Admin) -> str:
+        status = engine.status()
         lines = ["# TYPE doppel_queue_depth gauge", "# TYPE doppel_running gauge"]
-        for res, s in engine.scheduler.stats().items():
+        for res, s in status.queues.items():
             lines.append(f'doppel_queue_depth{{resource="{res}"}} {s["queued"]}')
             lines.append(f'doppel_running{{resource="{res}"}} {s["running"]}')
         lines += ["# TYPE doppel_jobs_total counter",
                   "# TYPE doppel_job_wait_seconds_sum counter",
                   "# TYPE doppel_job_run_seconds_sum counter"]
-        for kind, m in engine.scheduler.kind_metrics().items():
+        for kind, m in status.kinds.items():
             for state, n in m.by_state.items():
                 lines.append(f'doppel_jobs_total{{kind="{kind}",state="{state}"}} {n}')
             lines.append(f'doppel_job_wait_seconds_sum{{kind="{kind}"}} {m.wait_s:.6f}')
             lines.append(f'doppel_job_run_seconds_sum{{kind="{kind}"}} {m.run_s:.6f}')
-        rate = engine.generated_tokens / engine.generation_s if engine.generation_s else 0.0
         lines += ["# TYPE doppel_generated_tokens_total counter",
-                  f"doppel_generated_tokens_total {engine.generated_tokens}",
+                  f"doppel_generated_tokens_total {status.generated_tokens}",
                   "# TYPE doppel_tokens_per_second gauge",
-                  f"doppel_tokens_per_second {rate:.3f}"]
+                  f"doppel_tokens_per_second {status.tokens_per_s:.3f}"]
         return "\n".join(lines) + "\n"
 
     @app.post("/v1/interact")
@@ -217,8 +233,8 @@ def create_app(engine: Engine) -> FastAPI:
             raise HTTPException(404, "no such audio")
         if not who.admin and owner != engine.user_files(who.acting_for(None)).name:
             raise HTTPException(404, "no such audio")  # another user's: as if not there
-        path = engine.config.storage.data_dir / "users" / owner / name
-        if not path.is_file():
+        path = engine.stored_file(owner, name)
+        if path is None:
             raise HTTPException(404, "no such audio")
         return Response(path.read_bytes(), media_type="audio/ogg")
 
@@ -305,8 +321,6 @@ def create_app(engine: Engine) -> FastAPI:
         if not await engine.api_tokens.revoke(token_id):
             raise HTTPException(404, "no such key")
         return {"revoked": token_id}
-
-    return app
 
 
 def _token_json(t: TokenInfo) -> dict[str, Any]:

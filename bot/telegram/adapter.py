@@ -29,19 +29,25 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
+from bot.actions import Action, Press, is_brief, press
 from bot.memories import memories_text
 from bot.ratings import stats_text
+from bot.telegram.buttons import TelegramPressView
+from bot.telegram.settings import TelegramConfig
 from bot.telegram.stories import StoryHandlers
-from bot.telegram.stream import TelegramTurnView, chat_action
+from bot.telegram.stream import chat_action
 from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
 from bot.telegram.users import chat_key, is_chat_admin, user_ref
 from bot.telegram.voices import VoiceHandlers
-from bot.turn import CONTINUE_PROMPT, button_number, chat_turn, open_story
+from bot.turn import chat_turn
 from bot.weblink import IN_PRIVATE, web_link_text
-from engine.achievements import dashboard_text
-from engine.config import TelegramConfig
-from engine.engine import Engine
-from engine.errors import DoppelError, InputError, SchedulerStopped
+from engine.api import (
+    DoppelError,
+    Engine,
+    InputError,
+    SchedulerStopped,
+    dashboard_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,7 @@ COMMANDS = [
 
 class TelegramAdapter:
     name = "telegram"
+    ends_run = False
 
     def __init__(self, engine: Engine, config: TelegramConfig, token: str, *,
                  request: BaseRequest | None = None,
@@ -249,16 +256,17 @@ class TelegramAdapter:
             raise InputError("no question", user_message="Ask me something: /ask question")
         await self._answer(update, context, question)
 
-    def view(self, update: Update, context: Context) -> TelegramTurnView:
+    def view(self, update: Update, context: Context) -> TelegramPressView:
+        """The chat's view of a turn or a press (a button's callback query is answered)."""
         msg, chat = update.effective_message, update.effective_chat
         assert chat is not None
         from_button = update.callback_query is not None
-        return TelegramTurnView(
+        return TelegramPressView(
             context.bot, chat.id,
             reply_to=msg.message_id if msg is not None and not from_button else None,
             thread_id=msg.message_thread_id if msg is not None else None,
             interval_s=self.config.edit_interval_s,
-            voice_caption=self.engine.voice_caption)
+            voice_caption=self.engine.voice_caption, query=update.callback_query)
 
     async def _answer(self, update: Update, context: Context, text: str, *,
                       spoken: bool = False) -> None:
@@ -382,71 +390,16 @@ class TelegramAdapter:
     # -- buttons ----------------------------------------------------------------------------
 
     async def button(self, update: Update, context: Context) -> None:
+        """A button pressed: the action is ``bot.actions``' (the /story keyboard's own)."""
         query = update.callback_query
         assert query is not None
-        user = user_ref(update)
         action, _, value = (query.data or "").partition("|")
-        if action not in BUTTONS:
-            await query.answer("That button no longer works. Try /help.")
-            return
-        if action not in ("favmsg", "good", "bad"):  # those answer with a line of their own
-            await query.answer()
-        chat_id = update.effective_chat.id if update.effective_chat else user.user_id
-        if action == "sf":  # the /story flow: genre, then age, language, length
-            await self.stories.story_flow(update, context, value)
-        elif action == "fav":
-            record = await self.engine.stories.favourite(user, button_number(value))
-            await context.bot.send_message(chat_id, f"⭐ Saved \"{record.title}\".")
-        elif action == "favmsg":
-            await self.engine.favourite_message(user, button_number(value))
-            await query.answer("⭐ Saved to your favourites")
-        elif action in ("good", "bad"):
-            await self.engine.feedback.rate(user, value, action == "good")
-            await query.answer("Thanks: noted." if action == "good" else
-                               "Thanks: noted, I'll learn from it.")
-        elif action == "narrate":
-            async with chat_action(context.bot, int(chat_id), ChatAction.RECORD_VOICE):
-                parts = await self.engine.stories.narrate(user, button_number(value))
-            for part in parts:
-                await self.view(update, context).voice(part, ())
-        elif action == "open":
-            await open_story(self.engine, self.view(update, context), user,
-                             button_number(value))
-        elif action == "hp":
-            await self.stories.history_page(update, context, button_number(value))
-        elif action in ("ideas", "more", "idea"):
-            await self.stories.ideas_button(update, context, action, value)
-        elif action == "forget":
-            if value == "yes":
-                await self.engine.forget(user)
-            assert query.message is not None
-            await query.edit_message_text("Done: I have forgotten everything about you."
-                                          if value == "yes" else "Nothing was deleted.")
-        else:  # regen, say, continue
-            await self._reply_button(update, context, action)
-
-    async def _reply_button(self, update: Update, context: Context, action: str) -> None:
-        user = user_ref(update)
-        if action == "continue":
-            await self._answer(update, context, CONTINUE_PROMPT)
-            return
-        history = await self.engine.history(user, chat_key=chat_key(update), limit=2)
-        if action == "say":
-            last = next((m for m in reversed(history) if m.role == "assistant"), None)
-            if last is None:
-                raise InputError("nothing to say", user_message="There is no reply to read.")
-            assert update.effective_chat is not None
-            chat_id = update.effective_chat.id
-            async with chat_action(context.bot, chat_id, ChatAction.RECORD_VOICE):
-                persona = await self.engine.current_persona(user, chat_key(update))
-                note = await self.engine.speak(last.content, user=user, persona=persona)
-            await self.view(update, context).voice(note, ())
-            return
-        question = next((m for m in reversed(history) if m.role == "user"), None)
-        if question is None:
-            raise InputError("nothing to redo", user_message="There is nothing to redo yet.")
-        await self._answer(update, context, question.content)
-
-
-BUTTONS = frozenset("sf fav favmsg narrate open hp ideas more idea forget regen say "
-                    "continue good bad".split())
+        view = self.view(update, context)
+        own = {"sf": Action(lambda _e, _v, p: self.stories.story_flow(update, context, p.value))}
+        if not is_brief(action, own):  # stop the button spinning while it runs
+            await view.acknowledge()
+        try:
+            await press(self.engine, view, Press(user_ref(update), action, value,
+                                                 chat_key=chat_key(update)), own)
+        finally:
+            await view.acknowledge()

@@ -8,17 +8,22 @@ from collections.abc import Callable, Sequence
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, PhotoSize, Update
 from telegram.ext import ContextTypes
 
+from bot.actions import ActionView, show_history, show_ideas
 from bot.stories import StoryCommands, overlay, parse_request
-from bot.telegram.stream import chat_action
+from bot.telegram.settings import TelegramConfig
 from bot.telegram.users import chat_key, user_ref
-from bot.turn import TurnView, story_turn
-from engine.config import TelegramConfig
-from engine.engine import Engine
-from engine.errors import InputError
-from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
+from bot.turn import IdeasFor, story_turn
+from engine.api import (
+    AGE_GROUPS,
+    GENRES,
+    LANGUAGES,
+    LENGTHS,
+    Engine,
+    InputError,
+    StoryRequest,
+)
 
 Context = ContextTypes.DEFAULT_TYPE
-HISTORY_PAGE = 8
 
 
 def largest(sizes: Sequence[PhotoSize]) -> PhotoSize:
@@ -28,7 +33,7 @@ def largest(sizes: Sequence[PhotoSize]) -> PhotoSize:
 
 class StoryHandlers:
     def __init__(self, engine: Engine, config: TelegramConfig,
-                 view: Callable[[Update, Context], TurnView]) -> None:
+                 view: Callable[[Update, Context], ActionView]) -> None:
         self.engine = engine
         self.config = config
         self.adapter_view = view
@@ -77,55 +82,12 @@ class StoryHandlers:
 
     async def suggest(self, update: Update, context: Context) -> None:
         req = parse_request(" ".join(context.args or []))
-        await self._show_ideas(update, context, req.genre, req.language, req.age_group)
-
-    async def _show_ideas(self, update: Update, context: Context, genre: str, language: str,
-                          age: str, refresh: bool = False) -> None:
-        chat = update.effective_chat
-        assert chat is not None
-        async with chat_action(context.bot, chat.id):  # the model may take a while
-            ideas = await self.engine.stories.suggestions(user_ref(update), genre, language,
-                                                          age, refresh=refresh)
-        assert context.user_data is not None
-        context.user_data["ideas"] = (ideas, genre, language, age)
-        rows = [[InlineKeyboardButton(i[:60], callback_data=f"idea|{n}")]
-                for n, i in enumerate(ideas)]
-        rows.append([InlineKeyboardButton("💡 More ideas", callback_data="more")])
-        await context.bot.send_message(chat.id, f"Ideas for {genre} ({age}):",
-                                       reply_markup=InlineKeyboardMarkup(rows))
+        await show_ideas(self.engine, self.adapter_view(update, context), user_ref(update),
+                         IdeasFor(req.genre, req.language, req.age_group))
 
     async def history(self, update: Update, context: Context) -> None:
-        assert context.user_data is not None
-        context.user_data["search"] = " ".join(context.args or [])
-        await self.history_page(update, context, 0)
-
-    async def history_page(self, update: Update, context: Context, page: int) -> None:
-        assert context.user_data is not None and update.effective_chat is not None
-        search = context.user_data.get("search", "")
-        groups = await self.engine.stories.history(user_ref(update), search=search)
-        flat = [(label, r) for label, rs in groups for r in rs]
-        if not flat:
-            await context.bot.send_message(update.effective_chat.id, "No stories found."
-                                           if search else "No stories yet. Try /story.")
-            return
-        chunk = flat[page * HISTORY_PAGE:(page + 1) * HISTORY_PAGE]
-        lines, last = [], None
-        for label, r in chunk:
-            if label != last:
-                lines.append(f"\n{label}")
-                last = label
-            lines.append(f"#{r.id} {r.title}{' ⭐' if r.favourite else ''}")
-        nav = []
-        if page > 0:
-            nav.append(InlineKeyboardButton("◀", callback_data=f"hp|{page - 1}"))
-        if (page + 1) * HISTORY_PAGE < len(flat):
-            nav.append(InlineKeyboardButton("▶", callback_data=f"hp|{page + 1}"))
-        opens = [InlineKeyboardButton(f"#{r.id}", callback_data=f"open|{r.id}")
-                 for _, r in chunk]
-        rows = [opens[i:i + 4] for i in range(0, len(opens), 4)] + ([nav] if nav else [])
-        await context.bot.send_message(update.effective_chat.id,
-                                       "\n".join(lines).strip(),
-                                       reply_markup=InlineKeyboardMarkup(rows))
+        await show_history(self.engine, self.adapter_view(update, context), user_ref(update),
+                           0, " ".join(context.args or []))
 
     async def favourites(self, update: Update, context: Context) -> None:
         records = await self.engine.stories.favourites(user_ref(update))
@@ -170,20 +132,3 @@ class StoryHandlers:
         await query.edit_message_text(f"A {length} {genre} story for ages {age} ({lang}) ...")
         await self._write_story(update, context, StoryRequest(
             genre=genre, age_group=age, language=lang, length=length))
-
-    async def ideas_button(self, update: Update, context: Context, action: str,
-                            value: str) -> None:
-        assert context.user_data is not None
-        ideas, genre, lang, age = context.user_data.get(
-            "ideas", ([], value or "adventure", "en", "6-8"))
-        if action == "idea" and value.isdigit() and int(value) < len(ideas):
-            await self._write_story(update, context, StoryRequest(
-                genre=genre, language=lang, age_group=age, prompt=ideas[int(value)]))
-        elif action == "ideas":  # under a story: "genre|language|age"
-            genre, _, rest = value.partition("|")
-            lang, _, age = rest.partition("|")
-            await self._show_ideas(update, context, genre or "adventure", lang or "en",
-                                   age or "6-8")
-        else:
-            await self._show_ideas(update, context, genre, lang, age, refresh=True)
-

@@ -20,8 +20,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.pacing import PacedReply
 from bot.turn import Button
-from engine.images.service import Picture
-from engine.voice.audio import VoiceNote
+from engine.api import Picture, VoiceNote
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +85,28 @@ class StreamedReply(PacedReply[Message]):
             log.debug("edit skipped: %s", exc)
 
 
+ROW_CHARS, ROW_BUTTONS, LONG = 40, 5, 12
+"""Short buttons share a keyboard row while their labels fit; a long one (a story idea)
+has a row of its own."""
+
+
 def markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
-    """Platform-free buttons as one row of an inline keyboard (callback data ``action|value``)."""
+    """Platform-free buttons as an inline keyboard (callback data ``action|value``)."""
     if not buttons:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data[:64])
-                                  for b in buttons]])
+    rows: list[list[InlineKeyboardButton]] = []
+    width = ROW_CHARS + 1  # the first button starts a row
+    for b in buttons:
+        key = InlineKeyboardButton(b.label, callback_data=b.data.encode()[:64].decode(
+            errors="ignore"))
+        size = len(b.label) if len(b.label) <= LONG else ROW_CHARS
+        if len(rows[-1] if rows else ()) < ROW_BUTTONS and width + size <= ROW_CHARS:
+            rows[-1].append(key)
+            width += size
+        else:
+            rows.append([key])
+            width = size
+    return InlineKeyboardMarkup(rows)
 
 
 class TelegramTurnView:

@@ -21,7 +21,7 @@ from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
 from bot.ordering import ChatOrder
-from engine.inbox import Inbox
+from engine.api import Inbox
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 from telegram import Update
 from telegram.constants import ChatMemberStatus, ChatType
 
-from engine.records import UserRef
+from engine.api import UserRef
 
 
 def user_ref(update: Update) -> UserRef:

@@ -13,7 +13,7 @@ from telegram.ext import ContextTypes
 
 from bot.telegram.stream import chat_action
 from bot.telegram.users import chat_key, is_chat_admin, user_ref
-from engine.engine import Engine
+from engine.api import Engine
 
 Context = ContextTypes.DEFAULT_TYPE
 

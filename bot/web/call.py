@@ -21,9 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from engine.call import CallEvent, LiveCall
-from engine.engine import Engine
-from engine.errors import DoppelError
+from engine.api import CallEvent, DoppelError, Engine, LiveCall
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,23 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from bot.turn import CONTINUE_PROMPT, chat_turn, story_turn
+from bot.actions import Press, press
+from bot.turn import chat_turn, story_turn
 from bot.web import call, voices
-from bot.web.view import WebTurnView, keep_audio, recording
-from engine.engine import Engine
-from engine.errors import DoppelError, InputError
-from engine.records import ChatResult, UserRef
-from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
-from engine.stories.service import StoryRecord
+from bot.web.view import WebTurnView, recording
+from engine.api import (
+    AGE_GROUPS,
+    GENRES,
+    LANGUAGES,
+    LENGTHS,
+    ChatResult,
+    DoppelError,
+    Engine,
+    InputError,
+    StoryRecord,
+    StoryRequest,
+    UserRef,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +212,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, signed.session, httponly=True, samesite="lax",
                             secure=engine.web.secure, path="/",
-                            max_age=engine.config.web.session_days * 86400)
+                            max_age=engine.web.session_days * 86400)
         return response
 
     # -- who --------------------------------------------------------------------------------
@@ -215,7 +224,7 @@ def install(app: FastAPI, engine: Engine) -> None:
                 "persona": persona_json(persona.name),
                 "personas": [persona_json(p.name) for p in engine.visible_personas(user)],
                 "reply_mode": await engine.reply_mode(user),
-                "admin": user.key in engine.config.engine.admins,
+                "admin": engine.is_operator(user),
                 "timezone": await engine.stories.timezone(user)}
 
     def persona_json(name: str) -> dict[str, Any]:
@@ -257,25 +266,28 @@ def install(app: FastAPI, engine: Engine) -> None:
                              for m in await engine.history(user, limit=200)
                              if m.role in ("user", "assistant") and m.content]}
 
-    async def last(user: Me, role: str) -> str:
-        found = [m for m in await engine.history(user, limit=2) if m.role == role]
-        if not found:
-            raise InputError(f"no {role} message", user_message=(
-                "There is nothing to redo yet." if role == "user" else
-                "There is no reply to read."))
-        return found[-1].content
-
     @app.post("/web/api/chat")
     async def chat(body: ChatIn, user: Me) -> StreamingResponse:
         """Server-sent events from the turn driver, then ``result``: the reply's text and
-        its sources."""
-        text = (await last(user, "user") if body.again else
-                CONTINUE_PROMPT if body.go_on else body.text)
+        its sources. ``again`` (🔁) and ``go_on`` (⏩) are the bots' buttons."""
 
-        def after(view: WebTurnView, result: ChatResult) -> None:
-            view.send("result", result_json(result))
+        async def drive(view: WebTurnView) -> ChatResult | None:
+            if body.again or body.go_on:
+                return await press(engine, view, Press(user, "regen" if body.again
+                                                       else "continue"))
+            return await chat_turn(engine, view, user, body.text)
 
-        return turn(user, lambda view: chat_turn(engine, view, user, text), after)
+        def after(view: WebTurnView, result: ChatResult | None) -> None:
+            if result is not None:
+                view.send("result", result_json(result))
+
+        return turn(user, drive, after)
+
+    async def pressed(user: UserRef, action: str, value: str = "") -> WebTurnView:
+        """A button of the page, as the bots' (``bot.actions``); what it showed."""
+        view = WebTurnView(engine.user_files(user))
+        await press(engine, view, Press(user, action, value))
+        return view
 
     @app.post("/web/api/voice")
     async def voice_note(request: Request, user: Me) -> StreamingResponse:
@@ -296,9 +308,7 @@ def install(app: FastAPI, engine: Engine) -> None:
     @app.post("/web/api/say")
     async def say(user: Me) -> dict[str, Any]:
         """🔊: the last reply as a voice note."""
-        text = await last(user, "assistant")
-        note = await engine.speak(text, user=user, persona=await engine.current_persona(user))
-        return keep_audio(engine.user_files(user), note)
+        return (await pressed(user, "say")).voices[0]
 
     @app.get("/web/api/audio/{name}")
     async def audio(name: str, user: Me) -> FileResponse:
@@ -311,13 +321,13 @@ def install(app: FastAPI, engine: Engine) -> None:
 
     @app.post("/web/api/messages/{message_id}/favourite")
     async def favourite_message(message_id: int, user: Me) -> dict[str, Any]:
-        m = await engine.favourite_message(user, message_id)
-        return {"id": m.id, "content": m.content}
+        view = await pressed(user, "favmsg", str(message_id))
+        return {"id": message_id, "notice": view.notices[-1]}
 
     @app.post("/web/api/rate")
     async def rate(body: RateIn, user: Me) -> dict[str, Any]:
-        await engine.feedback.rate(user, body.target, body.good)
-        return {"rated": body.target, "good": body.good}
+        view = await pressed(user, "good" if body.good else "bad", body.target)
+        return {"rated": body.target, "good": body.good, "notice": view.notices[-1]}
 
     # -- stories ----------------------------------------------------------------------------
 
@@ -384,8 +394,7 @@ def install(app: FastAPI, engine: Engine) -> None:
 
     @app.post("/web/api/stories/{story_id}/narrate")
     async def narrate(story_id: int, user: Me) -> dict[str, Any]:
-        parts = await engine.stories.narrate(user, story_id)
-        return {"parts": [keep_audio(engine.user_files(user), p) for p in parts]}
+        return {"parts": (await pressed(user, "narrate", str(story_id))).voices}
 
     @app.post("/web/api/prompts")
     async def save_prompt(body: SavedPromptIn, user: Me) -> dict[str, Any]:
@@ -427,21 +436,21 @@ def install(app: FastAPI, engine: Engine) -> None:
     async def admin(user: Me) -> dict[str, Any]:
         """Personas, their cloned voices (with the consent recorded), the queues and the
         model: for ``[engine] admins`` only."""
-        if user.key not in engine.config.engine.admins:
+        if not engine.is_operator(user):
             raise HTTPException(403, "Only the operator ([engine] admins) sees this page.")
+        status = engine.status()
         personas = []
         for p in engine.personas.all():
-            building = engine.building.get(p.name)
+            building = status.building.get(p.name)
             personas.append({
                 **persona_json(p.name), "private": p.profile.owner_only,
-                "memory": f"{building.percent}% built" if building is not None else "ready",
+                "memory": f"{building}% built" if building is not None else "ready",
                 "voices": [{"id": v.id, "name": v.name, "consent": v.consent_speaker,
                             "consent_at": v.consent_at.isoformat(), "clips": v.clips,
                             "seconds": round(v.seconds, 1), "active": v.active}
                            for v in await engine.voices.list(p)]})
-        rate = engine.generated_tokens / engine.generation_s if engine.generation_s else 0.0
-        return {"personas": personas, "queues": engine.scheduler.stats(),
-                "model": engine.llm.description, "tokens_per_s": round(rate, 1)}
+        return {"personas": personas, "queues": status.queues, "model": status.model,
+                "tokens_per_s": round(status.tokens_per_s, 1)}
 
     # -- the account ------------------------------------------------------------------------
 

@@ -14,10 +14,9 @@ from typing import Any
 
 from fastapi import Request
 
-from bot.turn import Button
-from engine.errors import InputError
-from engine.images.service import Picture
-from engine.voice.audio import VoiceNote
+from bot.actions import HistoryPage
+from bot.turn import Button, IdeasFor
+from engine.api import InputError, Picture, VoiceNote
 
 END = object()
 
@@ -60,6 +59,9 @@ class WebTurnView:
     def __init__(self, files: Path) -> None:
         self.events: asyncio.Queue[object] = asyncio.Queue()
         self.files = files
+        self.notices: list[str] = []
+        self.voices: list[dict[str, Any]] = []
+        """What a press showed, for the routes that answer with JSON instead of events."""
 
     def send(self, event: str, data: Any) -> None:
         self.events.put_nowait(sse(event, data))
@@ -82,7 +84,26 @@ class WebTurnView:
         self.send("done", {"text": text, "buttons": buttons_json(buttons)})
 
     async def voice(self, note: VoiceNote, buttons: Sequence[Button]) -> None:
-        self.send("voice", {**keep_audio(self.files, note), "buttons": buttons_json(buttons)})
+        kept = keep_audio(self.files, note)
+        self.voices.append(kept)
+        self.send("voice", {**kept, "buttons": buttons_json(buttons)})
+
+    async def notice(self, text: str) -> None:
+        self.notices.append(text)
+        self.send("notice", {"text": text})
+
+    async def settle(self, text: str) -> None:
+        await self.notice(text)
+
+    async def ideas(self, about: IdeasFor, ideas: Sequence[str]) -> None:
+        self.send("ideas", {"heading": about.heading(), "ideas": list(ideas),
+                            "buttons": buttons_json(about.buttons(ideas))})
+
+    async def history(self, page: HistoryPage) -> None:
+        self.send("history", {"page": page.page, "pages": page.pages, "total": page.total,
+                              "stories": [{"id": r.id, "title": r.title, "date": label}
+                                          for label, r in page.entries],
+                              "buttons": buttons_json(page.nav())})
 
     def title(self, text: str) -> str:
         return text

@@ -11,11 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
 from bot.web.view import keep_audio, recording
-from engine.engine import Engine
-from engine.errors import InputError
-from engine.records import UserRef
-from engine.voice.cloning import CLONING_NEEDS_XTTS
-from engine.voice.library import VoiceRecord
+from engine.api import CLONING_NEEDS_XTTS, Engine, InputError, UserRef, VoiceRecord
 
 
 class CloneIn(BaseModel):

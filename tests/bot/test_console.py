@@ -20,7 +20,7 @@ from engine.config import Config
 from engine.engine import Engine, UserRef
 from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
-from tests.conftest import ROOT
+from tests.conftest import ROOT, settings_of
 
 ME = UserRef("console", "tester", "tester")
 
@@ -28,9 +28,8 @@ ME = UserRef("console", "tester", "tester")
 async def run_repl(config: Config, llm: FakeLLM, script: str, persona: str | None = None,
                    voice: bool | None = None) -> str:
     out = io.StringIO()
-    engine = Engine(config, llm=llm)
     code = await run_app(
-        config, engine=engine,
+        settings_of(config), llm=llm,
         console=lambda e: ConsoleAdapter(e, user=ME, stdin=io.StringIO(script), stdout=out,
                                          persona=persona, voice=voice),
     )
@@ -103,6 +102,7 @@ def write_config(tmp_path: Path) -> Path:
         # A busy machine may be slow, never wrong: job timeouts only guard against hangs.
         '[engine]\nshutdown_grace_s = 2\nchat_timeout_s = 900\nstory_timeout_s = 900\n'
         '[memory]\nauto_ingest = false\n'
+        '[api]\nport = 0\n'
     )
     return path
 

@@ -11,7 +11,7 @@ import pytest
 from bot.doctor import FAIL, OK, WARN, diagnose, report
 from engine.engine import Engine
 from tests.auxil.fake_llm import FakeLLM
-from tests.conftest import MakeConfig
+from tests.conftest import MakeConfig, settings_of
 
 
 def statuses(findings: list) -> dict[str, str]:  # type: ignore[type-arg]
@@ -22,18 +22,18 @@ async def test_a_fresh_install_is_healthy_and_never_prints_tokens(
         make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeLLM) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "MTA0.secret-token")
     config = make_config()
-    before = statuses(diagnose(config))
+    before = statuses(diagnose(settings_of(config)))
     assert before["database"] == WARN  # not made yet
     engine = Engine(config, llm=fake_llm)
     await engine.start()
     await engine.stop()
     lines: list[str] = []
-    assert report(config, lines.append) == 0
+    assert report(settings_of(config), lines.append) == 0
     text = "\n".join(lines)
     assert re.search(r"\[  ok\] database .* revision (\d+) \(newest \1\), integrity ok", text)
     assert "DISCORD_TOKEN is set" in text and "secret-token" not in text
     assert re.search(r"\[  ok\] training .*transformers .*GGUF converters in", text)
-    assert all(s in (OK, WARN) for s in statuses(diagnose(config)).values())
+    assert all(s in (OK, WARN) for s in statuses(diagnose(settings_of(config))).values())
 
 
 def test_broken_pieces_are_reported(make_config: MakeConfig, tmp_path: Path) -> None:
@@ -46,13 +46,13 @@ def test_broken_pieces_are_reported(make_config: MakeConfig, tmp_path: Path) -> 
     db = config.storage.data_dir / "doppel.db"
     db.parent.mkdir(parents=True)
     db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 2000)
-    found = {f.what: f for f in diagnose(config)}
+    found = {f.what: f for f in diagnose(settings_of(config))}
     assert found["LLM"].status == FAIL and "not a GGUF" in found["LLM"].detail
     assert found["GPU"].status == FAIL  # GPU layers asked of a CPU build
     assert found["XTTS (cloning)"].status == FAIL and "model.pth" in found["XTTS (cloning)"].detail
     assert found["database"].status == FAIL
     lines: list[str] = []
-    assert report(config, lines.append) == 1
+    assert report(settings_of(config), lines.append) == 1
     assert lines[-1].endswith("problem(s) found.")
 
 

@@ -11,9 +11,9 @@ import time
 from bot.app import HEARTBEAT_FILE, health, run_app
 from bot.console import ConsoleAdapter
 from engine.config import Config
-from engine.engine import Engine
 from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
+from tests.conftest import settings_of
 
 
 async def test_heartbeat_while_running_and_stale_after(config: Config) -> None:
@@ -22,7 +22,7 @@ async def test_heartbeat_while_running_and_stale_after(config: Config) -> None:
     read_fd, write_fd = os.pipe()
     stdin = os.fdopen(read_fd, "r")
     app = asyncio.create_task(run_app(
-        config, engine=Engine(config, llm=FakeLLM()),
+        settings_of(config), llm=FakeLLM(),
         console=lambda e: ConsoleAdapter(e, stdin=stdin, stdout=io.StringIO())))
     deadline = time.monotonic() + HANG_S
     while not health(config)[0]:

@@ -26,10 +26,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
-async def client(engine: Engine, monkeypatch: pytest.MonkeyPatch
-                 ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setenv("DOPPEL_API_KEY", KEY)
-    app = create_app(engine)
+async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(engine, api_key=KEY)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://doppel") as c:
         yield c

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.settings import load_settings
 from engine.config import Config, config_from_dict, load_config
 from engine.errors import ConfigError
 from engine.personas import PersonaRegistry, load_persona
@@ -22,8 +23,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def error_of(tmp_path: Path, text: str) -> str:
+    """The one line a whole process's start says (the engine's tables and the adapters')."""
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, text))
+        load_settings(write(tmp_path, text))
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"{tmp_path / 'config.toml'}:")
@@ -31,13 +33,15 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 
 def test_shipped_config_loads_and_resolves_paths() -> None:
-    cfg = load_config(ROOT / "config.toml")
+    settings = load_settings(ROOT / "config.toml")
+    cfg = settings.engine
     assert isinstance(cfg, Config)
     assert cfg.personas.dir == ROOT / "persona_data"
     assert cfg.storage.data_dir == ROOT / "data"
     assert cfg.llm.backend == "llama_cpp"
     assert cfg.llm.model_path is None  # the bundled model
-    assert cfg.discord.token_env == "DISCORD_TOKEN"
+    assert settings.discord.token_env == "DISCORD_TOKEN"
+    assert settings.api.web_app and settings.api.url == "http://127.0.0.1:8000"
     assert cfg.storage.effective_database_url.startswith("sqlite+aiosqlite:///")
 
 
@@ -59,6 +63,10 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[engine]\nqueue_size = true\n", "[engine] queue_size must be an integer"),
         ("[discord]\nallowed_users = ['me']\n", "[discord] allowed_users[0] must be an integer"),
         ("[discord]\ntoken = 'abc'\n", "[discord] unknown key 'token'"),
+        ("[discord]\ngateway_url = 'http://x'\n", "[discord] gateway_url must be a ws(s)://"),
+        ("[telegram]\napi_base = 'ftp://x'\n", "[telegram] api_base must be an http(s) URL"),
+        ("[api]\nport = 70000\n", "[api] port must be an integer"),
+        ("[api]\nweb = true\n", "[api] unknown key 'web'"),
         ("[train.lora]\nstages = [{ name = 'a', fields = ['mood'] }]\n",
          "[train.lora] stages[0] fields: unknown 'mood'"),
         ("[train.lora]\nstages = [{ name = 'a', epoch = 2 }]\n",

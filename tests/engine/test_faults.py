@@ -21,7 +21,7 @@ from engine.voice.tts import PCM, PiperTTS
 from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM, introduced
 from tests.bot.test_console import doppel, doppel_env, write_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, settings_of
 
 
 class FailingTTS(PiperTTS):
@@ -65,7 +65,7 @@ def test_a_model_that_will_not_load_stops_with_one_clear_line(tmp_path: Path) ->
 async def test_a_full_disk_loses_the_voice_note_not_the_conversation(
         config: Config, tmp_path: Path) -> None:
     out = io.StringIO()
-    engine = Engine(config, llm=FakeLLM(["The rent roll came in on Friday.", "Still here."]))
+    llm = FakeLLM(["The rent roll came in on Friday.", "Still here."])
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the voice folder should be")
 
@@ -75,7 +75,7 @@ async def test_a_full_disk_loses_the_voice_note_not_the_conversation(
         adapter.voice_dir = blocked / "voice"
         return adapter
 
-    assert await asyncio.wait_for(run_app(config, engine=engine, console=console), 120) == 0
+    assert await asyncio.wait_for(run_app(settings_of(config), llm=llm, console=console), 120) == 0
     text = out.getvalue()
     assert "(could not save the voice note: Not a directory)" in text
     assert "Still here." in text  # the next message was answered

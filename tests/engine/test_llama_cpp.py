@@ -104,7 +104,7 @@ async def test_story_with_real_model_is_titled_and_stored(make_config: MakeConfi
 
 
 async def test_separate_story_model_runs_on_its_own_worker(make_config: MakeConfig) -> None:
-    from engine.engine import STORY_LLM
+    from engine.core import STORY_LLM
     from engine.stories.options import StoryRequest
 
     engine = Engine(make_config(stories={"model_path": str(bundled_model_path())}))

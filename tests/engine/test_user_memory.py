@@ -15,6 +15,7 @@ import pytest
 from engine.engine import Engine, UserRef
 from engine.errors import InputError
 from engine.llm.llama_cpp import LlamaCppBackend
+from engine.profile import MEMORY
 from engine.usermemory.extract import extract
 from engine.usermemory.person import second, third
 from tests.auxil.eventually import eventually
@@ -108,7 +109,7 @@ async def test_memories_are_exported_and_forgotten_with_the_user(engine: Engine,
 async def test_the_bundled_model_answers_from_what_the_user_told_it(
         make_config: MakeConfig, real_llm: LlamaCppBackend) -> None:
     engine = Engine(make_config(), llm=real_llm)
-    await engine.start(load_llm=False)
+    await engine.start(MEMORY)
     try:
         await say(engine, ANN, "Please remember that my dog is called Biscuit.")
         await engine.reset(ANN)

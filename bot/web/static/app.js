@@ -272,8 +272,9 @@ function finishReply(bubble, result) {
   const target = `reply:${result.message_id}`;
   bubble.append(el("div", { className: "actions" },
     actionButton("⭐", "Favourite", async (b) => {
-      await api(`/web/api/messages/${result.message_id}/favourite`, { method: "POST" });
+      const { notice } = await api(`/web/api/messages/${result.message_id}/favourite`, { method: "POST" });
       b.setAttribute("aria-pressed", "true");
+      say(notice);
     }),
     actionButton("🔁", "Again", () => send({ again: true })),
     actionButton("🔊", "Read aloud", async () => {
@@ -296,9 +297,9 @@ function rateButtons(target) {
   const buttons = [];
   for (const [label, name, good] of [["👍", "Good", true], ["👎", "Bad", false]]) {
     buttons.push(actionButton(label, name, async (b) => {
-      await api("/web/api/rate", { method: "POST", body: { target, good } });
+      const { notice } = await api("/web/api/rate", { method: "POST", body: { target, good } });
       for (const other of buttons) other.setAttribute("aria-pressed", String(other === b));
-      say("Thanks: noted.");
+      say(notice);
     }));
   }
   return buttons;

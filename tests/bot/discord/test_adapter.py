@@ -19,7 +19,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.discord.adapter import DiscordAdapter
-from engine.config import DiscordConfig
+from bot.discord.settings import DiscordConfig
 from engine.engine import Engine, UserRef
 from engine.storage.models import Favourite
 from engine.stories.options import StoryRequest
@@ -410,6 +410,7 @@ def opt(name: str, value: object, kind: int = 3) -> dict[str, Any]:
 
 async def test_every_command_defers_first_then_answers(
         dc: DiscordAdapter, fake: FakeDiscord, engine: Engine, fake_llm: FakeLLM) -> None:
+    engine.web.serving_at("http://127.0.0.1:8000")  # as the HTTP adapter does when it listens
     cases: list[tuple[str, list[dict[str, Any]], str]] = [
         ("help", [], "**Talk to me** in a DM"),
         ("voice", [{"name": "mode", "type": 1, "options": [opt("mode", "both")]}],

@@ -41,6 +41,7 @@ def start(tmp: Path, dc: DiscordStandIn, llm: FakeLLMServer) -> subprocess.Popen
         f'[llm]\nbackend = "openai"\napi_base = "{llm.base}"\nmax_tokens = 40\n'
         '[engine]\nshutdown_grace_s = 2\n'
         '[memory]\nauto_ingest = false\n'
+        '[api]\nport = 0\n'
         f'[discord]\napi_base = "{dc.api_base}"\ngateway_url = "{dc.gateway_url}"\n'
         'edit_interval_s = 0.3\n')
     return subprocess.Popen(doppel("--config", str(cfg), "run"), cwd=ROOT,

@@ -15,9 +15,10 @@ from PIL import Image
 from sqlalchemy import select
 from telegram import Update
 
+from bot.actions import OUTDATED
 from bot.telegram.adapter import TelegramAdapter
+from bot.telegram.settings import TelegramConfig
 from bot.telegram.stream import LIMIT
-from engine.config import TelegramConfig
 from engine.engine import Engine, UserRef
 from engine.storage.models import (
     Conversation,
@@ -82,7 +83,7 @@ async def test_private_text_is_answered_and_stored(tg: TelegramAdapter, wire: Re
     press["callback_query"]["data"] = f"favmsg|{reply_id}"
     press["callback_query"]["from"]["id"] = 12345678
     await feed(tg, press)
-    assert wire.named("answerCallbackQuery")[-1]["text"] == "⭐ Saved to your favourites"
+    assert wire.named("answerCallbackQuery")[-1]["text"] == "⭐ Saved to your favourites."
     async with engine.db.session() as s:
         assert [f.message_id for f in (await s.scalars(select(Favourite))).all()] == [reply_id]
     stranger = fixture("callback_query_inline_keyboard.json")  # user 222222222
@@ -391,7 +392,7 @@ async def test_unknown_commands_and_bad_button_data_get_one_line(
     said = sent_texts(wire)
     assert "That button no longer works." in said  # fav|notanumber
     assert "That button no longer works. Try /story again." in said  # a broken story flow
-    assert answers.count("That button no longer works. Try /help.") == 2  # unknown actions
+    assert answers.count(OUTDATED) == 2  # unknown actions
     assert not any("went wrong" in t for t in said)
 
 
@@ -477,6 +478,9 @@ async def test_achievements_and_the_web_link_in_private(
     await feed(tg, fixture("private_text.json", text="/achievements"))
     board = sent_texts(wire)[-1]
     assert board.startswith("Stories written: 0") and "⬜ First story" in board
+    await feed(tg, fixture("private_text.json", text="/web"))  # no web app in this process
+    assert sent_texts(wire)[-1] == "The web app is not running here: its operator turned it off."
+    engine.web.serving_at("http://127.0.0.1:8000")  # as the HTTP adapter does when it listens
     await feed(tg, fixture("private_text.json", text="/web"))
     link = sent_texts(wire)[-1].rsplit("\n", 1)[-1]
     assert link.startswith("http://127.0.0.1:8000/login/")
@@ -484,3 +488,54 @@ async def test_achievements_and_the_web_link_in_private(
     assert signed is not None and signed.user.key == "telegram:12345678"
     await feed(tg, fixture("supergroup_command_reply_in_thread.json", text="/web"))
     assert "private chat" in sent_texts(wire)[-1] and "/login/" not in sent_texts(wire)[-1]
+
+
+def pressed(data: str, user: int = 12345678) -> dict[str, Any]:
+    """A real callback query payload for a button carrying ``data``, pressed by ``user``."""
+    press = fixture("callback_query_inline_keyboard.json")
+    press["callback_query"]["data"] = data
+    press["callback_query"]["from"]["id"] = user
+    return press
+
+
+def keys(call: dict[str, Any]) -> list[str]:
+    return [b["callback_data"] for row in call["reply_markup"]["inline_keyboard"] for b in row]
+
+
+async def test_ideas_history_pages_and_read_aloud_through_the_shared_actions(
+        tg: TelegramAdapter, wire: RecordingRequest, engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.replies.append("A turtle learns to swim\nA fox finds a friend\nThe moon hides\n"
+                            "A robot bakes bread\nThe lost kite")
+    await feed(tg, fixture("private_text.json", text="/suggest genre=animals"))
+    shown = wire.named("sendMessage")[-1]
+    assert shown["text"] == "💡 Ideas for a animals story (ages 6-8):"
+    ideas = keys(shown)
+    assert ideas[0] == "idea|animals|en|6-8|0" and ideas[-1] == "more|animals|en|6-8"
+    rows = shown["reply_markup"]["inline_keyboard"]
+    assert all(len(row) == 1 for row in rows), rows  # a long label has a row of its own
+    fake_llm.replies.append("Pip Swims\nPip the turtle paddled across the whole pond.")
+    await feed(tg, pressed(ideas[0]))
+    user = UserRef("telegram", "12345678")
+    [first] = (await engine.stories.history(user))[0][1]
+    assert first.prompt == "A turtle learns to swim"
+    assert (wire.named("editMessageText") or wire.named("sendMessage"))[-1]["text"].startswith(
+        "Pip Swims")
+
+    for n in range(9):  # a second page of the history
+        fake_llm.replies.append(f"Story {n}\nOnce upon a time, number {n}.")
+        await (await engine.stories.create(user, StoryRequest(prompt=f"story {n}"))).result()
+    await feed(tg, fixture("private_text.json", text="/history"))
+    page = wire.named("sendMessage")[-1]
+    assert "Page 1 of 2 · 10 stories" in page["text"] and keys(page)[-1] == "hp|1|"
+    assert sum(k.startswith("open|") for k in keys(page)) == 8
+    await feed(tg, pressed("hp|1|"))
+    second = wire.named("sendMessage")[-1]
+    assert "Page 2 of 2" in second["text"] and keys(second)[-1] == "hp|0|"
+    await feed(tg, pressed(f"open|{first.id}"))
+    assert "Pip the turtle paddled" in sent_texts(wire)[-1]
+
+    await feed(tg, pressed(f"narrate|{first.id}"))
+    assert sent_texts(wire)[-1] == "🔊 Reading it aloud (1 part)."
+    assert len(wire.named("sendVoice")) == 1
+    await feed(tg, pressed("say"))  # no reply in this chat yet
+    assert sent_texts(wire)[-1] == "There is no reply to read."

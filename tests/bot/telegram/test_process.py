@@ -41,6 +41,7 @@ def write_config(tmp: Path, api: BotApi, llm: FakeLLMServer, extra: str = "") ->
         '[engine]\nshutdown_grace_s = 2\nrate_per_minute = 6\nrate_burst = 3\n'
         'max_pending_per_user = 4\n'
         '[memory]\nauto_ingest = false\n'
+        '[api]\nport = 0\n'
         f'[telegram]\napi_base = "{api.base}"\nedit_interval_s = 0.3\n' + extra
     )
     return path

@@ -113,6 +113,17 @@ def sign_in(page: Any, server: Doppel, user: str) -> None:
     page.get_by_role("tab", name="Chat").wait_for()
 
 
+def write_and_favourite(page: Any, title: str, idea: str = "a kite that wants to fly") -> None:
+    """Write a story in the Stories tab and favourite it, waiting for each step to show."""
+    page.get_by_role("tab", name="Stories").click()
+    page.get_by_label("What happens").fill(idea)
+    page.get_by_role("button", name="Write the story").click()
+    story = page.locator("#story-output")
+    story.get_by_role("heading", name=title).wait_for()
+    story.get_by_role("button", name="Favourite").click()
+    story.locator('button[aria-pressed="true"]', has_text="Favourite").wait_for()
+
+
 def last_reply(page: Any) -> Any:
     """The newest finished reply (it has its buttons)."""
     page.locator(".msg.assistant .actions").last.wait_for()

@@ -32,6 +32,7 @@ async def port(engine: Engine) -> AsyncIterator[int]:
     sock.listen()
     server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
+    engine.web.serving_at(f"http://127.0.0.1:{sock.getsockname()[1]}")
     yield sock.getsockname()[1]
     server.should_exit = True
     await serving

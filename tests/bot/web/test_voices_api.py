@@ -29,6 +29,7 @@ def config(make_config: MakeConfig) -> Config:
 
 
 async def browser(engine: Engine, user: UserRef) -> httpx.AsyncClient:
+    engine.web.serving_at("http://doppel")
     signed = await engine.web.redeem((await engine.web.link(user)).rsplit("/", 1)[-1])
     assert signed is not None
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(engine)),

@@ -24,6 +24,7 @@ from tests.bot.web.browser import (
     page_of,
     shot,
     sign_in,
+    write_and_favourite,
 )
 
 SPOKEN = "Please tell me about the rent roll for the apartments."
@@ -64,13 +65,7 @@ def test_sign_in_chat_story_favourite_offline_then_forget(
     assert server.db("SELECT good FROM ratings") == [(1,)]
     shot(page, "web_chat")
 
-    page.get_by_role("tab", name="Stories").click()
-    page.get_by_label("What happens").fill("a kite that wants to fly")
-    page.get_by_role("button", name="Write the story").click()
-    story = page.locator("#story-output")
-    story.get_by_role("heading", name=TITLE).wait_for()
-    story.get_by_role("button", name="Favourite").click()
-    story.locator('button[aria-pressed="true"]', has_text="Favourite").wait_for()
+    write_and_favourite(page, TITLE)
     history = page.locator("#history")
     history.get_by_role("heading", name="Today").wait_for()
     history.get_by_role("button", name=f"Open {TITLE}").wait_for()

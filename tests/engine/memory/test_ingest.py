@@ -12,6 +12,7 @@ from engine.engine import Engine, UserRef
 from engine.memory.embed import Embedder, Vectors
 from engine.memory.ingest import Ingestor
 from engine.memory.style import StyleProfile
+from engine.profile import SERVER
 from tests.auxil.eventually import eventually
 from tests.auxil.fake_llm import FakeLLM
 from tests.conftest import CORPUS, MakeConfig
@@ -139,7 +140,7 @@ async def test_a_bot_builds_memory_at_first_start_while_people_are_told(
     config = make_config(personas={"dir": str(personas_dir)}, memory={"auto_ingest": True})
     gated = GatedEmbedder(embedder)
     engine = Engine(config, llm=FakeLLM(["Hello there.", "Jeff, hi."]), embedder=gated)
-    await engine.start(background_ingest=True)  # returns while memory is still empty
+    await engine.start(SERVER)  # returns while memory is still empty
     try:
         await eventually(lambda: "allen" in engine.building)
         reply = await engine.chat(UserRef("telegram", "5"), "hi", persona="allen")

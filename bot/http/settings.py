@@ -1,0 +1,26 @@
+"""``[api]`` in config.toml: where the HTTP adapter (the web app and the API) listens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.api import bounded
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    enabled: bool = True
+    """The HTTP API (``/v1``) in ``doppel run``, beside the bots (``doppel serve``: always)."""
+    web_app: bool = True
+    """The web app (at ``/``) in ``doppel run`` and ``doppel serve``."""
+    host: str = "127.0.0.1"
+    port: int = bounded(8000, min=0, max=65535)
+    """Where the web app and the API listen; 0: any free port (the log says which)."""
+    key_env: str = "DOPPEL_API_KEY"
+    """Name of the variable with the API key; when it is unset, only /health is served."""
+
+    @property
+    def url(self) -> str:
+        """Where it listens, as a link names it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
