@@ -68,12 +68,13 @@ def adapters_for(config: Settings, engine: Engine, console: AdapterFactory | Non
     bots, or the console when there is none."""
     adapters: list[Adapter] = []
     api = config.api.enabled or surface.api
+    grace_s = engine.grace_s
     if surface.http and (api or config.api.web_app):
         from bot.http.server import HttpAdapter
 
         adapters.append(HttpAdapter(engine, config.api, host=surface.host, port=surface.port,
                                     api=api, web=config.api.web_app,
-                                    grace_s=config.engine.engine.shutdown_grace_s))
+                                    grace_s=grace_s))
     if surface.api and not os.environ.get(config.api.key_env):
         log.warning("%s is not set: the web app, /health and user keys (`doppel "
                     "api-token create`) are served; metrics and key management need it",
@@ -178,7 +179,7 @@ async def run_app(
 async def _serve(config: Settings, engine: Engine, adapters: list[Adapter],
                  console: AdapterFactory | None, surface: Surface, stop: asyncio.Event) -> None:
     """Start the adapters (into ``adapters``, as each starts) and wait for the end."""
-    if config.engine.voice.preload:
+    if engine.preloads_speech:
         engine.warm_speech()
     for adapter in adapters_for(config, engine, console, surface):
         await adapter.start()

@@ -19,6 +19,7 @@ from engine.engine import ChatReply, Engine
 from engine.errors import (
     ConfigError,
     DoppelError,
+    FeatureUnavailable,
     InputError,
     NotAllowed,
     QueueFull,
@@ -90,6 +91,7 @@ __all__ = [
     "DoppelError",
     "Engine",
     "EngineStatus",
+    "FeatureUnavailable",
     "Feedback",
     "Hit",
     "Inbox",

@@ -20,6 +20,7 @@ from engine.errors import (
     ConfigError,
     InputError,
     NotAllowed,
+    PersonaNotFound,
     UserNotFound,
 )
 from engine.feedback import Feedback
@@ -288,8 +289,17 @@ class EngineCore:
         name = self.config.stories.narrator_persona
         return self.personas.get(name) if name else self.personas.default
 
+    def find_persona(self, user: UserRef, name: str) -> Persona:
+        """The persona ``user`` asks for by name; not found names only those they may use
+        (a private persona's name is not told to strangers)."""
+        try:
+            return self.personas.get(name)
+        except PersonaNotFound as exc:
+            raise PersonaNotFound(name, [p.name for p in self.visible_personas(user)]
+                                  ) from exc
+
     async def set_persona(self, user: UserRef, name: str, chat_key: str = "") -> Persona:
-        persona = self.personas.get(name)
+        persona = self.find_persona(user, name)
         self.check_access(user, persona)
         await self.conversations.set_persona_choice(user, persona.name, chat_key)
         return persona
@@ -327,6 +337,17 @@ class EngineCore:
     @property
     def data_dir(self) -> Path:
         return self.config.storage.data_dir
+
+    @property
+    def grace_s(self) -> float:
+        """How long running replies may finish at shutdown (``[engine] shutdown_grace_s``):
+        adapters close what stays open (calls, event streams) after it."""
+        return self.config.engine.shutdown_grace_s
+
+    @property
+    def preloads_speech(self) -> bool:
+        """``[voice] preload``: a server loads Piper and Whisper at start."""
+        return self.config.voice.preload
 
     async def find_users(self, query: str = "") -> list[KnownUser]:
         """Users whose ``platform:id``, id or name matches ``query`` (all when empty)."""
@@ -385,6 +406,7 @@ class EngineCore:
         Their running requests are cancelled first."""
         self.cancel(user)
         self.voices.cancel(user)
+        self.web.ended(user)  # a live call on one of their sessions ends now
         self._disclosed = {d for d in self._disclosed if d[0] != user.key}
         uid = await self.conversations.find_user_id(user)  # forgetting creates no one
         voice_ids = await self.voice.library.ids_created_by(uid) if uid is not None else []
@@ -422,7 +444,8 @@ class EngineCore:
 
 
     async def _persona(self, user: UserRef, chat_key: str, name: str | None) -> Persona:
-        return self.personas.get(name) if name else await self.current_persona(user, chat_key)
+        return (self.find_persona(user, name) if name
+                else await self.current_persona(user, chat_key))
 
     def cancel(self, user: UserRef) -> int:
         """Cancel the user's queued and running requests (``/cancel``)."""

@@ -60,10 +60,17 @@ class InputError(DoppelError):
     """The user's input was rejected; ``user_message`` says why."""
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """Something a person sent, as a message may quote it: one line, at most ``limit``
+    characters (a 10 MB name is not sent back)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
 class PersonaNotFound(InputError):
     def __init__(self, name: str, available: list[str]) -> None:
         names = ", ".join(available) or "none"
-        message = f"There is no persona called '{name}'. Available: {names}."
+        message = f"There is no persona called '{shown(name)}'. Available: {names}."
         super().__init__(message, user_message=message)
         self.name = name
         self.available = available

@@ -7,6 +7,7 @@ ends at sign-out or with ``/forget``."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class WebSignIn:
         it does; empty: it is not served by this process)."""
         self.secure = self.base_url.startswith("https://")
         """Cookies go only over HTTPS when the app is served over HTTPS."""
+        self._watched: dict[str, tuple[str, asyncio.Event]] = {}
+        """Sessions something long-lived (a call) runs on: hash -> (user key, set at end)."""
 
     @property
     def link_minutes(self) -> int:
@@ -136,6 +139,33 @@ class WebSignIn:
                 row.expires_at = now + timedelta(days=self.config.session_days)
         return _ref(user)
 
+    def trusted(self, origin: str | None, here: str) -> bool:
+        """Does a page of this web app send ``origin``: where the request arrived
+        (``here``, scheme://host:port), or, behind a reverse proxy that rewrites Host and
+        ends TLS, ``[web] public_url``'s origin."""
+        public = "/".join(self.config.public_url.split("/")[:3])
+        return bool(origin) and origin in {o for o in (here, public) if o}
+
+    def watch(self, session: str, user: UserRef) -> asyncio.Event:
+        """An event set when this session ends (signed out, or its user forgotten): what
+        runs on it (a live call) ends then too, not at its next check."""
+        key = _hash(session)
+        if key not in self._watched:
+            self._watched[key] = (user.key, asyncio.Event())
+        return self._watched[key][1]
+
+    def unwatch(self, session: str) -> None:
+        self._watched.pop(_hash(session), None)
+
+    def ended(self, user: UserRef) -> None:
+        """Every session of ``user`` is gone (``Engine.forget``)."""
+        for key, (owner, event) in list(self._watched.items()):
+            if owner == user.key:
+                event.set()
+                del self._watched[key]
+
     async def sign_out(self, session: str) -> None:
         async with self.db.session() as s, s.begin():
             await s.execute(delete(WebSession).where(WebSession.secret_hash == _hash(session)))
+        if (watched := self._watched.pop(_hash(session), None)) is not None:
+            watched[1].set()

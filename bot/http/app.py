@@ -22,11 +22,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from bot.http.guard import DEFAULT_LIMIT, MB, HttpGuard, RowId
 from bot.web import routes as web_routes
+from bot.web.view import UPLOADS
 from engine.api import (
     DoppelError,
     Engine,
+    FeatureUnavailable,
     InputError,
+    NotAllowed,
     Picture,
     QueueFull,
     StoryRecord,
@@ -37,6 +41,8 @@ from engine.api import (
     UserRef,
 )
 
+STORY_BODY = 72 * MB
+"""``POST /v1/stories``: a story about a photo carries it as base64 (``photo_base64``)."""
 USER_FIELD = ("Your id for the end user (operator key); a user key acts for its own user "
               "and may leave it out")
 
@@ -140,14 +146,24 @@ def create_app(engine: Engine, *, api: bool = True, web: bool = True,
     ``api_key``: the operator's (empty: user keys only)."""
     app = FastAPI(title="Doppel API", version="1", description=__doc__)
     app.state.api_key = api_key
+    audio = int(engine.max_audio_mb * MB)
+
+    def limit(path: str) -> int:
+        if path in UPLOADS:
+            return audio
+        return STORY_BODY if path == "/v1/stories" else DEFAULT_LIMIT
+
+    app.add_middleware(HttpGuard, limit=limit)
     app.state.engine = engine
 
     @app.exception_handler(DoppelError)
     async def doppel_error(request: Request, exc: DoppelError) -> JSONResponse:
         if isinstance(exc, UserNotFound):
             return JSONResponse({"error": "nothing is stored about this user"}, status_code=404)
-        status = 429 if isinstance(exc, QueueFull | UserQueueFull) else (
-            400 if isinstance(exc, InputError) else 500)
+        status = (429 if isinstance(exc, QueueFull | UserQueueFull) else
+                  403 if isinstance(exc, NotAllowed) else
+                  # what the person asked for is wrong, or needs what is not set up here
+                  400 if isinstance(exc, InputError | FeatureUnavailable) else 500)
         return JSONResponse({"error": exc.user_message}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
@@ -273,7 +289,7 @@ def _install_api(app: FastAPI, engine: Engine) -> None:
         return {**_story_json(record), "pictures": _pictures_json(pictures, body.user)}
 
     @app.get("/v1/stories/{story_id}/pictures")
-    async def story_pictures(story_id: int, who: Auth,
+    async def story_pictures(story_id: RowId, who: Auth,
                              user: str | None = None) -> dict[str, Any]:
         """A story's pictures (drawn now if it has none yet), cover first, with URLs."""
         acting = who.acting_for(user)
@@ -282,7 +298,7 @@ def _install_api(app: FastAPI, engine: Engine) -> None:
                                            user)}
 
     @app.get("/v1/stories/{story_id}/pictures/{position}")
-    async def story_picture(story_id: int, position: int, who: Auth,
+    async def story_picture(story_id: RowId, position: RowId, who: Auth,
                             user: str | None = None) -> Response:
         for pic in await engine.pictures.of_story(who.acting_for(user), story_id):
             if pic.position == position:
@@ -296,7 +312,7 @@ def _install_api(app: FastAPI, engine: Engine) -> None:
                            for label, records in groups]}
 
     @app.post("/v1/stories/{story_id}/favourite")
-    async def favourite(story_id: int, who: Auth, user: str | None = None,
+    async def favourite(story_id: RowId, who: Auth, user: str | None = None,
                         on: bool = True) -> dict[str, Any]:
         return _story_json(await engine.stories.favourite(who.acting_for(user), story_id, on))
 
@@ -317,7 +333,7 @@ def _install_api(app: FastAPI, engine: Engine) -> None:
         return {"tokens": [_token_json(t) for t in await engine.api_tokens.list()]}
 
     @app.delete("/v1/tokens/{token_id}")
-    async def revoke(token_id: int, _: Admin) -> dict[str, Any]:
+    async def revoke(token_id: RowId, _: Admin) -> dict[str, Any]:
         if not await engine.api_tokens.revoke(token_id):
             raise HTTPException(404, "no such key")
         return {"revoked": token_id}

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import struct
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -30,11 +31,12 @@ MAX_FRAME = 64 * 1024
 SORRY = "Sorry, the call failed on my side. Please call again."
 
 
-def _same_origin(ws: WebSocket) -> bool:
+def _same_origin(ws: WebSocket, engine: Engine) -> bool:
     """A page on another site cannot open a call with this browser's cookie."""
-    origin = ws.headers.get("origin")
-    host = ws.headers.get("host")
-    return origin is not None and host is not None and origin.split("://", 1)[-1] == host
+    origin, host = ws.headers.get("origin"), ws.headers.get("host")
+    if origin is not None and host is not None and origin.split("://", 1)[-1] == host:
+        return True
+    return engine.web.trusted(origin, "")  # [web] public_url, behind a proxy
 
 
 def install(app: FastAPI, engine: Engine, cookie: str) -> None:
@@ -44,11 +46,13 @@ def install(app: FastAPI, engine: Engine, cookie: str) -> None:
 
     @app.websocket("/web/api/call")
     async def call(ws: WebSocket) -> None:
-        user = await engine.web.user(ws.cookies.get(cookie, ""))
-        if user is None or not _same_origin(ws):
+        session = ws.cookies.get(cookie, "")
+        user = await engine.web.user(session)
+        if user is None or not _same_origin(ws, engine):
             await ws.close(code=1008, reason="Sign in first: send /web to the bot.")
             return
         await ws.accept()
+        ended = engine.web.watch(session, user)
         if (earlier := calls.pop(user.key, None)) is not None:
             await earlier[1].close()
             with contextlib.suppress(Exception):
@@ -69,7 +73,9 @@ def install(app: FastAPI, engine: Engine, cookie: str) -> None:
             async with send:
                 await ws.send_text(json.dumps({"type": "ready", "text": persona.display_name,
                                                "caption": engine.voice_caption}))
-            await _listen(ws, live)
+            await _until_either(_listen(ws, live), ended.wait())
+            if ended.is_set():  # signed out, or forgotten: nothing more is heard or said
+                await _goodbye(ws, "This browser is signed out now, so the call ended.")
         except WebSocketDisconnect:  # the page closed: a normal end of a call
             log.debug("the page of %s went away", user.key)
         except DoppelError as exc:
@@ -79,9 +85,23 @@ def install(app: FastAPI, engine: Engine, cookie: str) -> None:
             await _goodbye(ws, SORRY)
         finally:
             await live.close()
+            engine.web.unwatch(session)
             if calls.get(user.key, (None, None))[1] is live:
                 del calls[user.key]
             log.info("live call of %s ended", user.key)
+
+
+async def _until_either(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Run until the first of ``waits`` ends (its error is raised); cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _listen(ws: WebSocket, live: LiveCall) -> None:

@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from bot.actions import Press, press
+from bot.http.guard import RowId
 from bot.turn import chat_turn, story_turn
 from bot.web import call, voices
 from bot.web.view import WebTurnView, recording
@@ -204,7 +205,8 @@ def install(app: FastAPI, engine: Engine) -> None:
     @app.post("/login/{token}", include_in_schema=False)
     async def login(token: str, request: Request) -> Response:
         origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        here = f"{request.url.scheme}://{request.url.netloc}"
+        if origin is not None and not engine.web.trusted(origin, here):
             raise HTTPException(403, "Sign in from the link's own page.")
         signed = await engine.web.redeem(token) if len(token) < 100 else None
         if signed is None:
@@ -293,7 +295,7 @@ def install(app: FastAPI, engine: Engine) -> None:
     async def voice_note(request: Request, user: Me) -> StreamingResponse:
         """A voice note recorded in the browser: transcribed (``heard``), then answered in
         voice as a voice note is in the bots."""
-        audio = await recording(request, engine.max_audio_mb)
+        audio = await recording(request)
 
         async def drive(view: WebTurnView) -> ChatResult:
             heard = await engine.transcribe(audio, user=user)
@@ -320,7 +322,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         return FileResponse(path, media_type="audio/ogg")
 
     @app.post("/web/api/messages/{message_id}/favourite")
-    async def favourite_message(message_id: int, user: Me) -> dict[str, Any]:
+    async def favourite_message(message_id: RowId, user: Me) -> dict[str, Any]:
         view = await pressed(user, "favmsg", str(message_id))
         return {"id": message_id, "notice": view.notices[-1]}
 
@@ -369,7 +371,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         return {"cleared": await engine.stories.clear_history(user, confirm=confirm)}
 
     @app.get("/web/api/stories/{story_id}")
-    async def story(story_id: int, user: Me) -> dict[str, Any]:
+    async def story(story_id: RowId, user: Me) -> dict[str, Any]:
         record = await engine.stories.open(user, story_id)
         pictures = await engine.pictures.of_story(user, story_id)
         return {**story_json(record), "pictures": [
@@ -377,15 +379,14 @@ def install(app: FastAPI, engine: Engine) -> None:
              "caption": p.caption} for p in pictures]}
 
     @app.get("/web/api/stories/{story_id}/pictures/{position}")
-    async def picture(story_id: int, position: int, user: Me) -> Response:
+    async def picture(story_id: RowId, position: RowId, user: Me) -> Response:
         for pic in await engine.pictures.of_story(user, story_id):
             if pic.position == position:
-                return Response(pic.data, media_type=pic.mime,
-                                headers={"Cache-Control": "private, max-age=86400"})
+                return Response(pic.data, media_type=pic.mime)  # no-store (bot.http.guard)
         raise HTTPException(404, "no such picture")
 
     @app.post("/web/api/stories/{story_id}/favourite")
-    async def favourite(story_id: int, user: Me, on: bool = True) -> dict[str, Any]:
+    async def favourite(story_id: RowId, user: Me, on: bool = True) -> dict[str, Any]:
         return story_json(await engine.stories.favourite(user, story_id, on))
 
     @app.get("/web/api/favourites")
@@ -393,7 +394,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         return {"stories": [story_json(r) for r in await engine.stories.favourites(user)]}
 
     @app.post("/web/api/stories/{story_id}/narrate")
-    async def narrate(story_id: int, user: Me) -> dict[str, Any]:
+    async def narrate(story_id: RowId, user: Me) -> dict[str, Any]:
         return {"parts": (await pressed(user, "narrate", str(story_id))).voices}
 
     @app.post("/web/api/prompts")

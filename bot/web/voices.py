@@ -56,8 +56,7 @@ def install(app: FastAPI, engine: Engine,
     @app.post("/web/api/voices/clone/clips")
     async def add_clip(request: Request, user: Me) -> dict[str, Any]:
         """One clip (the request's body: audio as recorded or a file)."""
-        draft = await engine.voices.add_clip(user,
-                                             await recording(request, engine.max_audio_mb))
+        draft = await engine.voices.add_clip(user, await recording(request))
         return {"clips": len(draft.clips), "seconds": round(draft.seconds, 1)}
 
     @app.post("/web/api/voices/clone/finish")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.errors import InputError
+from engine.errors import InputError, shown
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December")
@@ -20,10 +20,12 @@ class Dated(Protocol):
 
 def zone(name: str) -> ZoneInfo:
     try:
+        if len(name) > 64:  # the longest IANA name has 32: not looked up on disk
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"unknown timezone {name!r}", user_message=(
-            f"I don't know the timezone '{name}'. Use a name like Europe/Berlin, "
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InputError(f"unknown timezone {shown(name)!r}", user_message=(
+            f"I don't know the timezone '{shown(name)}'. Use a name like Europe/Berlin, "
             "Asia/Kolkata or America/New_York.")) from None
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from engine.config import Config
 from engine.engine import Engine, UserRef
-from engine.errors import NotAllowed, UserNotFound
+from engine.errors import NotAllowed, PersonaNotFound, UserNotFound
 from engine.stories.options import StoryRequest
 from engine.voice.clips import clean_clip
 from tests.auxil.fake_llm import FakeLLM
@@ -148,6 +148,15 @@ async def test_owner_only_persona(make_config: MakeConfig, tmp_path: Path,
                                           "talk to it.")
         with pytest.raises(NotAllowed):
             await engine.set_persona(stranger, "secret")
+        # A name that is not there: the list names only what this person may use, and
+        # what they sent is not sent back whole.
+        with pytest.raises(PersonaNotFound) as missing:
+            await engine.set_persona(stranger, "x" * 100_000)
+        said = missing.value.user_message
+        assert said == f"There is no persona called '{'x' * 40}…'. Available: pub."
+        with pytest.raises(PersonaNotFound) as missing:
+            await engine.chat(owner, "hi", persona="nobody")
+        assert missing.value.user_message.endswith("Available: pub, secret.")
         for allowed in (owner, admin):
             await (await engine.chat(allowed, "hi", persona="secret")).result()
     finally:

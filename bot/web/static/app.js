@@ -12,7 +12,7 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
-const state = { me: null, options: null };
+const state = { me: null, options: null, history: Promise.resolve() };
 
 // -- talking to the server -------------------------------------------------------------
 
@@ -121,7 +121,7 @@ function signedIn() {
   $(".tabs").hidden = false;
   showPersona();
   show("chat");
-  loadHistory().catch(fail);
+  reloadHistory();
   loadStoryOptions().catch(fail);
   loadFavourites().catch(fail);
   fillSettings();
@@ -204,6 +204,13 @@ function setupChat() {
   setupCall({ addBubble, note, say });
 }
 
+// The history replaces what the list shows: a message sent meanwhile waits for it, so
+// that what the person just wrote (and its reply) is never wiped by a late history.
+function reloadHistory() {
+  state.history = loadHistory().catch(fail);
+  return state.history;
+}
+
 async function loadHistory() {
   const { messages } = await api("/web/api/history");
   const list = $("#messages");
@@ -228,6 +235,7 @@ function note(bubble, text) {
 }
 
 async function send(body, { voice } = {}) {
+  await state.history;
   if (body.text) addBubble("user", body.text);
   const bubble = addBubble("assistant", "…");
   bubble.setAttribute("aria-busy", "true");
@@ -521,7 +529,7 @@ function setupSettings() {
       } });
       showPersona();
       say("Saved.");
-      loadHistory().catch(fail);
+      reloadHistory();
     } catch (error) { fail(error); }
   });
   $("#logout").addEventListener("click", async () => {

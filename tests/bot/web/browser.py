@@ -30,7 +30,7 @@ WAIT_MS = HANG_S * 1000
 class Doppel:
     """A ``doppel serve`` process on a free port, over one data dir (restartable)."""
 
-    def __init__(self, tmp: Path, llm: FakeLLMServer) -> None:
+    def __init__(self, tmp: Path, llm: FakeLLMServer, extra: str = "") -> None:
         self.tmp, self.port = tmp, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "config.toml"
@@ -40,7 +40,7 @@ class Doppel:
             f'[llm]\nbackend = "openai"\napi_base = "{llm.base}"\nmax_tokens = 60\n'
             '[memory]\nauto_ingest = false\n'
             '[engine]\nadmins = ["telegram:7001"]\n'
-            f'[api]\nport = {self.port}\n')
+            f'[api]\nport = {self.port}\n' + extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import uvicorn
 import websockets
+from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed
 
 from bot.http.app import create_app
@@ -151,3 +152,34 @@ async def test_two_people_call_at_once_and_each_hears_their_own_answer(
         history = await engine.history(user)
         assert [m.role for m in history] == ["user", "assistant"]
         assert history[0].content == heard
+
+
+async def users(engine: Engine) -> int:
+    async with engine.db.session() as s:
+        return int(await s.scalar(text("SELECT count(*) FROM users")) or 0)
+
+
+@pytest.mark.parametrize("how", ["forget", "sign out"])
+async def test_an_open_call_ends_with_its_session(engine: Engine, port: int, how: str) -> None:
+    """Forgetting the user (from any platform) or signing this browser out ends a call on
+    it at once: what is said afterwards is never heard, answered or stored."""
+    user = UserRef("telegram", "46", "Cy")
+    cookie = await session(engine, user)
+    async with connect(port, cookie) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        if how == "forget":
+            assert await engine.forget(user)
+        else:
+            await engine.web.sign_out(cookie)
+        async with asyncio.timeout(HANG_S):  # before the fix: the call went on
+            notice = json.loads(await ws.recv())
+        assert notice == {"type": "notice",
+                          "text": "This browser is signed out now, so the call ended."}
+        with pytest.raises(ConnectionClosed):
+            audio = call_audio(QUESTION) + call_silence(1.0)
+            for i in range(0, len(audio), 640):
+                await ws.send(audio[i:i + 640])
+            await ws.recv()
+    await engine.settled()
+    assert await users(engine) == (0 if how == "forget" else 1)
+    assert await engine.history(user) == []

@@ -122,6 +122,23 @@ def test_sign_in_chat_story_favourite_offline_then_forget(
     assert page.request.get(f"{server.url}/web/api/me").status == 401
 
 
+def test_a_message_sent_before_the_history_arrives_is_kept(
+        chromium: Any, served: tuple[Doppel, FakeLLMServer]) -> None:
+    """Someone who writes the moment the page opens: the history that arrives later does
+    not wipe their message or its reply (it did, now and then, on a busy machine)."""
+    server, _ = served
+    page = page_of(chromium)
+    held: list[Any] = []
+    page.route("**/web/api/history", lambda route: held.append(route))  # slow to come
+    sign_in(page, server, "telegram:7010")
+    page.get_by_label("Message").fill("Is the rent roll in yet?")
+    page.get_by_role("button", name="Send").click()
+    for route in held:
+        route.continue_()
+    assert last_reply(page).locator(".text").inner_text().endswith(CALM)
+    assert page.locator(".msg.user").all_inner_texts() == ["Is the rent roll in yet?"]
+
+
 def test_two_people_never_see_each_other(
         chromium: Any, served: tuple[Doppel, FakeLLMServer]) -> None:
     server, _ = served

@@ -38,14 +38,16 @@ def test_live_call_answers_aloud_and_stops_when_talked_over(
     # the question is heard (a bubble of its own) and answered with audio that plays
     asked = page.locator(".msg.user", has_text="📞")
     asked.first.wait_for()
-    page.wait_for_function(
-        "Number(document.querySelector('#call-panel').dataset.audio) > 0", polling=100)
+    page.wait_for_function(  # a function, not an expression: the page's CSP forbids eval
+        "() => Number(document.querySelector('#call-panel').dataset.audio) > 0",
+        polling=100)
     assert float(panel.get_attribute("data-latency") or "nan") > 0
     shot(page, "web_call")
 
     # the question comes again while the persona talks: it stops, playback and all
     page.wait_for_function(
-        "Number(document.querySelector('#call-panel').dataset.stopped) > 0", polling=100)
+        "() => Number(document.querySelector('#call-panel').dataset.stopped) > 0",
+        polling=100)
     cut = page.locator(".msg.assistant.cut").first
     cut.wait_for()
     shown = cut.locator(".text").inner_text()
@@ -57,7 +59,8 @@ def test_live_call_answers_aloud_and_stops_when_talked_over(
     played = int(panel.get_attribute("data-audio") or "0")
     asked.nth(1).wait_for()
     page.wait_for_function(
-        f"Number(document.querySelector('#call-panel').dataset.audio) > {played}", polling=100)
+        "n => Number(document.querySelector('#call-panel').dataset.audio) > n", arg=played,
+        polling=100)
     assert max(words_heard(QUESTION, t) for t in asked.all_inner_texts()) >= 0.8
     page.get_by_role("button", name="Hang up").click()
     panel.wait_for(state="hidden")

@@ -1,0 +1,164 @@
+"""Request-level checks of the web app's defences through the real ``doppel serve``
+process: security headers on every page, nothing private kept by the browser's HTTP
+cache, and request bodies cut off at their limit while they are read, chunked or not."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import aiohttp
+import httpx
+import pytest
+import websockets
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tests.auxil.eventually import HANG_S
+from tests.auxil.llm_api import FakeLLMServer
+from tests.auxil.servers import LoopbackServer
+from tests.bot.web.browser import Doppel
+
+WEB = {"x-doppel": "web"}
+
+
+def signed_in(server: Doppel, user: str = "telegram:7001") -> httpx.Client:
+    """A client with the session cookie a sign-in link gives (the browser's way)."""
+    client = httpx.Client(base_url=server.url, timeout=HANG_S, headers=WEB)
+    token = server.link(user).rsplit("/", 1)[-1]
+    assert client.post(f"/login/{token}").status_code == 303
+    assert "doppel_session" in client.cookies
+    return client
+
+
+def test_every_page_has_the_security_headers_and_private_ones_are_not_kept(
+        served: tuple[Doppel, FakeLLMServer]) -> None:
+    server, _ = served
+    page = httpx.get(server.url)
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    with closing(signed_in(server)) as client:
+        for path in ("/web/api/me", "/web/api/history", "/web/api/favourites"):
+            r = client.get(path)
+            assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+        r = client.post("/web/api/stories", json={"prompt": "a kite that wants to fly"})
+        story = int(re.findall(r'"id": (\d+)', r.text)[-1])
+        for path in (f"/web/api/stories/{story}", f"/web/api/stories/{story}/pictures/0"):
+            r = client.get(path)
+            assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+    assert httpx.get(f"{server.url}/web/api/me").headers["cache-control"] == "no-store"
+
+
+def test_bodies_are_cut_off_at_their_limit_while_read(
+        served: tuple[Doppel, FakeLLMServer]) -> None:
+    server, _ = served
+    sent = [0]
+
+    def chunks(mb: int) -> Iterator[bytes]:
+        for _ in range(mb):
+            sent[0] += 1
+            yield bytes(1024 * 1024)
+
+    with closing(signed_in(server)) as client:
+        # A voice note over [voice] max_input_mb (20 MB), chunked: no length to go by.
+        try:
+            r = client.post("/web/api/voice", content=chunks(300))
+            status, said = r.status_code, r.json()["error"]
+        except httpx.TransportError:  # closed on us while still sending: cut off too
+            status, said = 413, "That is more than 20 MB."
+        assert (status, said) == (413, "That is more than 20 MB.")
+        assert sent[0] < 300  # not read whole before the answer
+        # A declared length over the limit is refused before anything is read.
+        r = client.post("/web/api/voice", content=bytes(21 * 1024 * 1024))
+        assert r.status_code == 413
+        # JSON routes take 1 MB, chunked or not.
+        sent[0] = 0
+        try:
+            r = client.post("/web/api/chat", content=chunks(50),
+                            headers={"content-type": "application/json"})
+            status = r.status_code
+        except httpx.TransportError:
+            status = 413
+        assert status == 413 and sent[0] < 50
+        assert client.get("/web/api/me").status_code == 200  # the server is fine
+
+
+def test_bad_input_gets_a_4xx_with_one_short_line(
+        served: tuple[Doppel, FakeLLMServer]) -> None:
+    """Never a 500 and never the input sent back: a huge time zone or persona name, an id
+    past the database's integers, cloning a voice where XTTS is not set up."""
+    server, _ = served
+    with closing(signed_in(server)) as client:
+        r = client.post("/web/api/settings", json={"timezone": "Europe/" + "x" * 5000})
+        assert r.status_code == 400 and len(r.text) < 300, r.text
+        assert "I don't know the timezone" in r.json()["error"]
+        r = client.post("/web/api/settings", json={"persona": "p" * 500_000})
+        assert r.status_code == 400 and len(r.text) < 300, r.text
+        assert r.json()["error"].endswith("Available: allen, storyteller.")
+        for path in ("/web/api/stories/99999999999999999999999",
+                     "/web/api/stories/99999999999999999999999/pictures/0"):
+            r = client.get(path)
+            assert r.status_code == 422 and len(r.text) < 500, (path, r.text)
+        r = client.post("/web/api/messages/99999999999999999999999/favourite")
+        assert r.status_code == 422
+        r = client.post("/web/api/voices/clone", json={"persona": "allen", "name": "Al"})
+        assert r.status_code in (400, 403) and "XTTS" in r.json()["error"], r.text
+
+
+class Proxy(LoopbackServer):
+    """A reverse proxy on loopback as operators put one in front (TLS ended there): it
+    rewrites Host to the upstream's and says the client came over https."""
+
+    upstream = ""
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        headers["X-Forwarded-Proto"] = "https"
+        async with aiohttp.ClientSession() as s, s.request(
+                request.method, self.upstream + request.path_qs, headers=headers,
+                data=await request.read(), allow_redirects=False) as r:
+            body = await r.read()
+            kept = [(k, v) for k, v in r.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+            return web.Response(status=r.status, body=body, headers=CIMultiDict(kept))
+
+
+async def _call_opens(port: int, cookie: str, origin: str) -> str:
+    async with websockets.connect(
+            f"ws://127.0.0.1:{port}/web/api/call", open_timeout=HANG_S,
+            additional_headers={"Origin": origin, "Cookie": f"doppel_session={cookie}"}) as ws:
+        return str(json.loads(await ws.recv())["type"])
+
+
+def test_sign_in_and_calls_behind_a_reverse_proxy(tmp_path: Path) -> None:
+    """Behind a proxy that rewrites Host, the page's origin is ``[web] public_url``'s:
+    signing in and calling work there, and any other origin is still refused."""
+    with Proxy() as proxy, FakeLLMServer() as llm:
+        server = Doppel(tmp_path, llm, f'[web]\npublic_url = "{proxy.url}"\n')
+        proxy.upstream = server.url
+        server.start()
+        try:
+            link = server.link("telegram:7001")  # names the public address
+            assert link.startswith(f"{proxy.url}/login/")
+            with httpx.Client(timeout=HANG_S) as browser:
+                evil = browser.post(link, headers={"Origin": "http://evil.example"})
+                assert evil.status_code == 403
+                r = browser.post(link, headers={"Origin": proxy.url})
+                assert r.status_code == 303, r.text
+                cookie = browser.cookies["doppel_session"]
+                assert browser.get(f"{proxy.url}/web/api/me").status_code == 200
+            assert asyncio.run(_call_opens(server.port, cookie, proxy.url)) == "ready"
+            with pytest.raises(websockets.InvalidStatus):
+                asyncio.run(_call_opens(server.port, cookie, "http://evil.example"))
+        finally:
+            server.stop()
