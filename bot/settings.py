@@ -1,4 +1,4 @@
-"""config.toml for a whole process: the engine's sections (``engine.config``) and the
+"""config.toml for a whole process: the engine's tables (read by the engine's own loader) and the
 adapters' own (``[telegram]``, ``[discord]``, ``[api]``), each validated at start with a
 message that names the key."""
 
