@@ -395,7 +395,8 @@ class EngineCore:
             raise UserNotFound(user.key)
         faces = [PersonaFace(p.name, p.display_name, p.profile.avatar)
                  for p in self.personas.all()]
-        return await export_user(self.db, user_id, self.voice.library.root, user, faces)
+        return await export_user(self.db, user_id, self.voice.library.root, user, faces,
+                                 files=self.user_files(user))
 
     async def favourite_message(self, user: UserRef, message_id: int) -> StoredMessage:
         return await self.conversations.favourite_message(user, message_id)

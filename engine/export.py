@@ -125,10 +125,19 @@ def _personas(data: dict[str, Any], faces: Sequence[PersonaFace]) -> list[dict[s
             for f in faces if f.name in used]
 
 
+def _kept(files: Path | None) -> list[Path]:
+    """The plain files kept in a user's folder (no links: nothing outside it is read)."""
+    if files is None or not files.is_dir():
+        return []
+    return sorted(p for p in files.iterdir() if p.is_file() and not p.is_symlink())
+
+
 async def export_user(db: Database, user_id: int | None, voices_dir: Path,
-                      user: UserRef, faces: Sequence[PersonaFace] = ()) -> bytes:
+                      user: UserRef, faces: Sequence[PersonaFace] = (),
+                      files: Path | None = None) -> bytes:
     """The zip: ``doppel-export.json`` plus the stories' pictures, the avatars of the
-    personas the user talked to, and the clips of the voices the user cloned."""
+    personas the user talked to, the clips of the voices the user cloned, and the files
+    kept for them (``files``: the voice notes the web app and the API made)."""
     async with db.session() as s:
         pictures = await _pictures(s, user_id)
         data = await user_data(s, user_id, pictures)
@@ -145,9 +154,11 @@ async def export_user(db: Database, user_id: int | None, voices_dir: Path,
         for voice in data["voices"]:
             for clip in sorted((voices_dir / voice["id"]).glob("clip-*.wav")):
                 z.write(clip, f"voices/{voice['id']}/{clip.name}")
+        for kept in _kept(files):
+            z.write(kept, f"voice-notes/{kept.name}")
         z.writestr("README.txt", f"Everything Doppel stores about {user.key}, exported "
                                  "on request. doppel-export.json holds the data; pictures/ "
                                  "the pictures of your stories; personas/ the pictures of "
                                  "the personas you talked to; voices/ the clips of voices "
-                                 "you cloned.\n")
+                                 "you cloned; voice-notes/ the voice notes made for you.\n")
     return out.getvalue()

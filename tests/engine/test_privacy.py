@@ -77,8 +77,12 @@ async def test_export_carries_voice_clips_and_consent(engine: Engine) -> None:
     voice = await engine.voice.library.create(
         persona="allen", name="studio", created_by=await engine.conversations.user_id(user),
         clips=[clip], consent_speaker="Phillip Allen")
+    note = engine.user_files(user) / "reply.ogg"  # a voice note the web app kept for them
+    note.parent.mkdir(parents=True)
+    note.write_bytes(b"OggS-their-voice-note")
     archive = zipfile.ZipFile(io.BytesIO(await engine.export(user)))
     assert f"voices/{voice.id}/clip-1.wav" in archive.namelist()
+    assert archive.read("voice-notes/reply.ogg") == b"OggS-their-voice-note"
     [exported] = json.loads(archive.read("doppel-export.json"))["voices"]
     assert exported["consent_speaker"] == "Phillip Allen" and exported["consent_at"]
 
