@@ -11,10 +11,10 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from bot.base import Adapter
 from bot.settings import Settings
+from bot.waiting import until_first
 from engine.api import SERVER, Config, Engine, LLMBackend, open_engine
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,11 @@ def adapters_for(config: Settings, engine: Engine, console: AdapterFactory | Non
     bots, or the console when there is none."""
     adapters: list[Adapter] = []
     api = config.api.enabled or surface.api
-    grace_s = engine.grace_s
     if surface.http and (api or config.api.web_app):
         from bot.http.server import HttpAdapter
 
         adapters.append(HttpAdapter(engine, config.api, host=surface.host, port=surface.port,
-                                    api=api, web=config.api.web_app,
-                                    grace_s=grace_s))
+                                    api=api, web=config.api.web_app))
     if surface.api and not os.environ.get(config.api.key_env):
         log.warning("%s is not set: the web app, /health and user keys (`doppel "
                     "api-token create`) are served; metrics and key management need it",
@@ -185,15 +183,12 @@ async def _serve(config: Settings, engine: Engine, adapters: list[Adapter],
         await adapter.start()
         adapters.append(adapter)
         log.info("%s adapter started", adapter.name)
-    closed: asyncio.Future[Any] = asyncio.ensure_future(_until_ended(adapters))
-    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     beat = asyncio.create_task(heartbeat(engine, [a.name for a in adapters]))
     try:
-        await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
+        await until_first(_until_ended(adapters), stop.wait())
     finally:
-        for waiter in (closed, stopping, beat):
-            waiter.cancel()
-        await asyncio.gather(closed, stopping, beat, return_exceptions=True)
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
 
 
 async def _shut_down(engine: Engine, adapters: list[Adapter]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,8 +54,8 @@ class WebSignIn:
         it does; empty: it is not served by this process)."""
         self.secure = self.base_url.startswith("https://")
         """Cookies go only over HTTPS when the app is served over HTTPS."""
-        self._watched: dict[str, tuple[str, asyncio.Event]] = {}
-        """Sessions something long-lived (a call) runs on: hash -> (user key, set at end)."""
+        self._watched: dict[asyncio.Event, tuple[str, str]] = {}
+        """What runs on a session (a call), each its own event: -> (session hash, user)."""
 
     @property
     def link_minutes(self) -> int:
@@ -148,24 +149,27 @@ class WebSignIn:
 
     def watch(self, session: str, user: UserRef) -> asyncio.Event:
         """An event set when this session ends (signed out, or its user forgotten): what
-        runs on it (a live call) ends then too, not at its next check."""
-        key = _hash(session)
-        if key not in self._watched:
-            self._watched[key] = (user.key, asyncio.Event())
-        return self._watched[key][1]
+        runs on it (a live call) ends then too, not at its next check. Each watcher has
+        its own (two calls on one session end apart); ``unwatch`` it when done."""
+        event = asyncio.Event()
+        self._watched[event] = (_hash(session), user.key)
+        return event
 
-    def unwatch(self, session: str) -> None:
-        self._watched.pop(_hash(session), None)
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._watched.pop(event, None)
+
+    def _end(self, ended: Callable[[str, str], bool]) -> None:
+        for event, (session, owner) in list(self._watched.items()):
+            if ended(session, owner):
+                event.set()
+                del self._watched[event]
 
     def ended(self, user: UserRef) -> None:
         """Every session of ``user`` is gone (``Engine.forget``)."""
-        for key, (owner, event) in list(self._watched.items()):
-            if owner == user.key:
-                event.set()
-                del self._watched[key]
+        self._end(lambda _session, owner: owner == user.key)
 
     async def sign_out(self, session: str) -> None:
         async with self.db.session() as s, s.begin():
             await s.execute(delete(WebSession).where(WebSession.secret_hash == _hash(session)))
-        if (watched := self._watched.pop(_hash(session), None)) is not None:
-            watched[1].set()
+        gone = _hash(session)
+        self._end(lambda hashed, _owner: hashed == gone)

@@ -38,13 +38,7 @@ says so, not an overflow deep in the database driver)."""
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body over {limit} bytes")
-        self.limit = limit
-
-    def json(self) -> dict[str, str]:
-        """What the client is told (413), the same wherever it is caught."""
-        return {"error": f"That is more than {self.limit / MB:g} MB."}
+    """A body read past its limit (``HttpGuard`` answers 413)."""
 
 
 class HttpGuard:
@@ -97,7 +91,7 @@ class HttpGuard:
                 read += len(message.get("body", b""))
                 if read > limit:
                     exceeded = True
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(f"request body over {limit} bytes")
             return message
 
         with contextlib.suppress(BodyTooLarge):  # told below, or by guarded_send
@@ -117,7 +111,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(BodyTooLarge(limit).json()).encode()
+    body = json.dumps({"error": f"That is more than {limit / MB:g} MB."}).encode()
     headers: list[Any] = [(b"content-type", b"application/json"),
                           (b"content-length", str(len(body)).encode()),
                           (b"connection", b"close")]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from bot.http.app import create_app
-from bot.http.settings import ApiConfig
+from bot.http.settings import ApiConfig, http_url
 from engine.api import ConfigError, Engine
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ class HttpAdapter:
     ends_run = False
 
     def __init__(self, engine: Engine, config: ApiConfig, *, host: str | None = None,
-                 port: int | None = None, api: bool = True, web: bool = True,
-                 grace_s: float = 10.0) -> None:
+                 port: int | None = None, api: bool = True, web: bool = True) -> None:
         self.engine = engine
         self.host = host or config.host
         self.port = config.port if port is None else port
@@ -45,7 +44,7 @@ class HttpAdapter:
         self.server = _Server(uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off",
             # Open calls and event streams are closed after the engine's grace, not awaited.
-            timeout_graceful_shutdown=max(1, int(grace_s))))
+            timeout_graceful_shutdown=max(1, int(engine.grace_s))))
         self._socket: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self.url = ""
@@ -68,11 +67,8 @@ class HttpAdapter:
                               f"({exc.strerror or exc}); choose another [api] port, or turn "
                               f"the web app and API off ([api] web_app, enabled)"
                               ) from None
-        sock.set_inheritable(True)
         self._socket = sock
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{port}"
+        self.url = http_url(*sock.getsockname()[:2])
         self.engine.web.serving_at(self.url)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:

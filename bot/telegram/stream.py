@@ -95,17 +95,15 @@ def markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
     if not buttons:
         return None
     rows: list[list[InlineKeyboardButton]] = []
-    width = ROW_CHARS + 1  # the first button starts a row
+    width = 0
     for b in buttons:
-        key = InlineKeyboardButton(b.label, callback_data=b.data.encode()[:64].decode(
-            errors="ignore"))
         size = len(b.label) if len(b.label) <= LONG else ROW_CHARS
-        if len(rows[-1] if rows else ()) < ROW_BUTTONS and width + size <= ROW_CHARS:
-            rows[-1].append(key)
-            width += size
-        else:
-            rows.append([key])
-            width = size
+        if not rows or len(rows[-1]) == ROW_BUTTONS or width + size > ROW_CHARS:
+            rows.append([])
+            width = 0
+        rows[-1].append(InlineKeyboardButton(
+            b.label, callback_data=b.data.encode()[:64].decode(errors="ignore")))
+        width += size
     return InlineKeyboardMarkup(rows)
 
 

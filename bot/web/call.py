@@ -17,11 +17,11 @@ import contextlib
 import json
 import logging
 import struct
-from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from bot.waiting import until_first
 from engine.api import CallEvent, DoppelError, Engine, LiveCall
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def install(app: FastAPI, engine: Engine, cookie: str) -> None:
             async with send:
                 await ws.send_text(json.dumps({"type": "ready", "text": persona.display_name,
                                                "caption": engine.voice_caption}))
-            await _until_either(_listen(ws, live), ended.wait())
+            await until_first(_listen(ws, live), ended.wait())
             if ended.is_set():  # signed out, or forgotten: nothing more is heard or said
                 await _goodbye(ws, "This browser is signed out now, so the call ended.")
         except WebSocketDisconnect:  # the page closed: a normal end of a call
@@ -85,23 +85,10 @@ def install(app: FastAPI, engine: Engine, cookie: str) -> None:
             await _goodbye(ws, SORRY)
         finally:
             await live.close()
-            engine.web.unwatch(session)
+            engine.web.unwatch(ended)
             if calls.get(user.key, (None, None))[1] is live:
                 del calls[user.key]
             log.info("live call of %s ended", user.key)
-
-
-async def _until_either(*waits: Coroutine[Any, Any, Any]) -> None:
-    """Run until the first of ``waits`` ends (its error is raised); cancel the rest."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _listen(ws: WebSocket, live: LiveCall) -> None:

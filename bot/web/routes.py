@@ -164,8 +164,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         task = asyncio.create_task(run())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        return StreamingResponse(view.stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(view.stream(), media_type="text/event-stream")
 
     tasks: set[asyncio.Task[None]] = set()
 
@@ -198,9 +197,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         if user is None:
             return HTMLResponse(LINK_GONE, status_code=400)
         who = html.escape(user.display_name or user.key)
-        return HTMLResponse(SIGN_IN.format(who=who, token=html.escape(token)),
-                            headers={"Cache-Control": "no-store",
-                                     "Referrer-Policy": "same-origin"})
+        return HTMLResponse(SIGN_IN.format(who=who, token=html.escape(token)))
 
     @app.post("/login/{token}", include_in_schema=False)
     async def login(token: str, request: Request) -> Response:
@@ -382,7 +379,7 @@ def install(app: FastAPI, engine: Engine) -> None:
     async def picture(story_id: RowId, position: RowId, user: Me) -> Response:
         for pic in await engine.pictures.of_story(user, story_id):
             if pic.position == position:
-                return Response(pic.data, media_type=pic.mime)  # no-store (bot.http.guard)
+                return Response(pic.data, media_type=pic.mime)
         raise HTTPException(404, "no such picture")
 
     @app.post("/web/api/stories/{story_id}/favourite")
