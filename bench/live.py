@@ -14,7 +14,15 @@ sent in real time (a question spoken by Piper, then silence, as a microphone giv
   question over it: how long from the start of their speech to the ``barge_in`` (playback
   stops), and the latency of the answer to the question asked over the persona.
 
-    .venv/bin/python bench/live.py [--turns 20] [--barge-turns 10] [--out FILE]
+- **On a busy machine**: ``--hogs N`` runs N processes that keep a core each busy for the
+  whole run (as another program would); the figures are then those of a loaded machine.
+
+    .venv/bin/python bench/live.py [--turns 20] [--barge-turns 10] [--hogs 0]
+        [--config config.toml] [--data-dir DIR] [--out FILE]
+
+``--config``: the settings to run with (default the shipped config.toml); ``--data-dir``:
+where its state goes (default a temporary folder; a folder given is kept, and the memory
+built in it is used again next time).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import os
 import re
 import socket
 import tempfile
@@ -32,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import cpu_count, peak_rss_mb, spread, temp_config, write
+from _common import ROOT, cpu_count, peak_rss_mb, spread, write
 
+from engine.config import Config, load_config
 from engine.engine import Engine, UserRef
 from tests.auxil.speech import call_audio
 
@@ -153,12 +164,32 @@ async def turn(client: Client, question: tuple[bytes, int, int], *, listen: floa
     return row
 
 
+def hog(parent: int) -> None:
+    """A core kept busy, as another program on the machine would (until the bench ends,
+    however it ends)."""
+    while os.getppid() == parent:
+        for _ in range(1_000_000):
+            pass
+
+
+def bench_config(path: Path, data_dir: Path) -> Config:
+    """``path``'s settings with state in ``data_dir`` (its memory built at start)."""
+    cfg = load_config(path)
+    return replace(cfg, storage=replace(cfg.storage, data_dir=data_dir, database_url=""),
+                   memory=replace(cfg.memory, chroma_path=None, auto_ingest=True))
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--turns", type=int, default=20)
     ap.add_argument("--barge-turns", type=int, default=10)
     ap.add_argument("--listen", type=float, default=1.5,
                     help="seconds of each answer heard before talking over it")
+    ap.add_argument("--hogs", type=int, default=0,
+                    help="processes keeping a core busy each while it runs")
+    ap.add_argument("--config", type=Path, default=ROOT / "config.toml")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="kept state (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -168,10 +199,20 @@ async def main() -> int:
     from bot.http.app import create_app
 
     questions = [spoken(q) for q in QUESTIONS]
-    report: dict[str, Any] = {"bench": "live", "cpus": cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = temp_config(Path(tmp))
-        cfg = replace(cfg, memory=replace(cfg.memory, auto_ingest=True))
+    report: dict[str, Any] = {"bench": "live", "cpus": cpu_count(), "hogs": args.hogs,
+                              "config": str(args.config)}
+    hogs = [multiprocessing.Process(target=hog, args=(os.getpid(),), daemon=True)
+            for _ in range(args.hogs)]
+    for h in hogs:
+        h.start()
+    with contextlib.ExitStack() as stack:
+        if args.data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            data_dir = args.data_dir.resolve()
+        for h in hogs:
+            stack.callback(h.terminate)
+        cfg = bench_config(args.config, data_dir)
         engine = Engine(cfg)
         await engine.start()  # builds the default persona's memory first
         unknown = engine.persona(cfg.personas.default).profile.unknown_reply

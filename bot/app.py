@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 AdapterFactory = Callable[[Engine], Adapter]
 
 
+def bots_configured(config: Settings) -> bool:
+    """Whether a bot's token is set (else ``doppel run`` opens the console chat)."""
+    return any(os.environ.get(env) for env in (config.discord.token_env,
+                                                config.telegram.token_env))
+
+
 def platform_adapters(config: Settings, engine: Engine) -> list[Adapter]:
     """Adapters whose token environment variable is set."""
     adapters: list[Adapter] = []
@@ -161,6 +167,8 @@ async def run_app(
     with contextlib.suppress(NotImplementedError):  # not available on Windows loops
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
+        # The terminal closed under the console chat: as SIGTERM (what was written stays).
+        loop.add_signal_handler(signal.SIGHUP, on_signal, "SIGHUP")
     try:
         async with open_engine(config.engine, SERVER, llm=llm) as engine:
             try:
@@ -169,8 +177,8 @@ async def run_app(
                 await _shut_down(engine, adapters)
     finally:
         with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
     return 0
 
 

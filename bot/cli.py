@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import cli_memory, cli_model, cli_tokens, cli_train, cli_users
+from bot.console.logs import log_to_file
 from bot.settings import Settings, load_settings
 from engine.config import Config
 from engine.errors import DoppelError, InputError
 from engine.lifecycle import open_engine
 from engine.profile import MEMORY, MODEL, RECORDS
+from engine.storage.private import check_data_dir
 
 if TYPE_CHECKING:
     from engine.memory.retrieve import Hit
@@ -175,17 +177,42 @@ async def _chat(settings: Settings, persona: str | None, message: str | None,
 
     speak = True if voice else None
     if message is None and voice_in is None:
+        log_to_file(settings.engine.storage.data_dir)
         return await run_app(settings, surface=CHAT, console=lambda e: ConsoleAdapter(
             e, persona=persona, voice=speak))
-    async with open_engine(settings.engine, MODEL) as engine:
-        return await ConsoleAdapter(engine, persona=persona, voice=speak).run_once(
-            message, voice_in=voice_in)
+    # SIGTERM or SIGHUP mid-reply: it stops, and what was written of it is stored (as a
+    # cancelled reply) before the process ends, never left pending and empty.
+    loop, me = asyncio.get_running_loop(), asyncio.current_task()
+    assert me is not None
+    stopped: list[int] = []
+
+    def stop(signum: int) -> None:
+        stopped.append(signum)
+        me.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        async with open_engine(settings.engine, MODEL) as engine:
+            return await ConsoleAdapter(engine, persona=persona, voice=speak).run_once(
+                message, voice_in=voice_in)
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        print(f"doppel: stopped by {signal.Signals(stopped[0]).name}; what was written is "
+              "kept", file=sys.stderr)
+        return 128 + stopped[0]
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
 
 
 async def _run(settings: Settings) -> int:
-    from bot.app import run_app
+    from bot.app import bots_configured, run_app
     from bot.console import ConsoleAdapter
 
+    if not bots_configured(settings):  # the console chat: the terminal is the person's
+        log_to_file(settings.engine.storage.data_dir)
     return await run_app(settings, console=lambda e: ConsoleAdapter(e))
 
 
@@ -466,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 return report(settings)
             case "check":
+                check_data_dir(config.storage.data_dir)
                 _persona_list(config)
                 print(f"{args.config}: OK")
                 return 0

@@ -13,6 +13,7 @@ from typing import Any
 from engine.config import Config
 from engine.lifecycle import open_engine
 from engine.memory.parse import IGNORE_FILE
+from engine.printable import printable
 from engine.profile import MEMORY, RECORDS
 
 
@@ -52,23 +53,25 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
                 else:
                     state = "" if e.complete else "  (partly read: `doppel ingest` goes on)"
                     print(f"{e.id:>5}  {e.documents:>6} docs {e.chunks:>6} chunks  "
-                          f"{e.ingested_at:%Y-%m-%d}  {e.path}{state}")
+                          f"{e.ingested_at:%Y-%m-%d}  {printable(e.path)}{state}")
             if not entries and not args.json:
                 print(f"Nothing in {persona}'s memory" + (f" matches {args.match!r}."
                                                           if args.match else " yet."))
         elif args.memory_command == "show":
             entry = await catalog.find_file(memory, persona, _which(args.file))
-            print(f"{entry.path}: {entry.documents} documents, {entry.chunks} chunks")
+            print(f"{printable(entry.path)}: {entry.documents} documents, "
+                  f"{entry.chunks} chunks")
             for c in await catalog.chunks(memory, persona, entry.id):
                 when = f"{c.sent_at:%Y-%m-%d}" if c.sent_at else "undated"
-                print(f"\n[{c.id}] {c.kind} · {when} · {c.subject or '(no subject)'}"
-                      + (f" · {c.sender}" if c.sender else ""))
+                print("\n" + printable(f"[{c.id}] {c.kind} · {when} · "
+                                       f"{c.subject or '(no subject)'}"
+                                       + (f" · {c.sender}" if c.sender else "")))
                 print(c.text)
         else:
             found = [await catalog.find_file(memory, persona, _which(f)) for f in args.files]
             removed = await catalog.drop_files(memory, persona, [e.id for e in found])
             for e in found:
-                print(f"forgot {e.path}")
+                print(f"forgot {printable(e.path)}")
             print(f"{removed} chunks removed. To keep these files out of later ingests, "
                   f"list them in a {IGNORE_FILE} in their folder or pass --exclude.")
     return 0

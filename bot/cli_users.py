@@ -1,6 +1,7 @@
 """``doppel users``, ``doppel export USER -o FILE`` and ``doppel forget USER --yes``: for
-operators (a deletion request that came by mail, say). USER is a platform:id, an id or a
-name; several matches are listed and nothing is done."""
+operators (a deletion request that came by mail, say). USER is exactly a platform:id, an
+id or a name; several matches, or none, are listed and nothing is done. What is printed of
+names and ids shows control characters escaped."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import Config
 from engine.errors import UserNotFound
 from engine.lifecycle import open_engine
+from engine.printable import printable
 from engine.profile import MEMORY, RECORDS
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _user_line(u: KnownUser) -> str:
-    return (f"{u.ref.key:<28} {u.ref.display_name or '-':<24} "
+    return (f"{printable(u.ref.key):<28} {printable(u.ref.display_name or '-'):<24} "
             f"last seen {u.last_seen:%Y-%m-%d %H:%M}")
 
 
@@ -52,15 +54,21 @@ async def _user_data(config: Config, args: argparse.Namespace) -> int:
     # An export only reads records: it works beside a running bot. Forgetting also cancels
     # the user's running requests and deletes their voices: it needs the data dir alone.
     async with open_engine(config, MEMORY if args.command == "forget" else RECORDS) as engine:
-        found = await engine.find_users(args.user)
+        # Only an exact platform:id, id or name, and only one: a part of one ("ob" of
+        # api:bob) lists who it may mean and does nothing.
+        found = await engine.find_users(args.user, exact=True)
         if len(found) != 1:
-            print(f"doppel: {len(found) or 'no'} users match {args.user!r}"
-                  + (":\n" + "\n".join(_user_line(u) for u in found) +
-                     "\nGive one of these platform:ids." if found else
+            near = found or await engine.find_users(args.user)
+            asked = printable(args.user)
+            print((f"doppel: {len(found)} users are {asked!r}" if found else
+                   f"doppel: no user is exactly {asked!r}")
+                  + (":\n" + "\n".join(_user_line(u) for u in near) +
+                     "\nGive one of these platform:ids." if near else
                      "; `doppel users` lists everyone stored"), file=sys.stderr)
             return 1
         user = found[0].ref
-        who = f"{user.key}" + (f" ({user.display_name})" if user.display_name else "")
+        who = printable(f"{user.key}" + (f" ({user.display_name})" if user.display_name
+                                          else ""))
         if args.command == "export":
             try:
                 data = await engine.export(user)

@@ -36,7 +36,14 @@ from engine.memory.retrieve import Hit
 from engine.memory.service import Memory
 from engine.personas import Persona, PersonaRegistry
 from engine.profile import MEMORY, MODEL, RECORDS, SERVER, Profile
-from engine.records import AskResult, ChatResult, EngineStatus, StoredMessage, UserRef
+from engine.records import (
+    AskResult,
+    ChatResult,
+    EngineStatus,
+    SourceCard,
+    StoredMessage,
+    UserRef,
+)
 from engine.stories.options import AGE_GROUPS, GENRES, LANGUAGES, LENGTHS, StoryRequest
 from engine.stories.service import Stories, StoryRecord
 from engine.typed_toml import bounded, build_dataclass
@@ -109,6 +116,7 @@ __all__ = [
     "QueueFull",
     "SchedulerStopped",
     "Services",
+    "SourceCard",
     "StoredMessage",
     "Stories",
     "StoryRecord",

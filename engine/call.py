@@ -11,6 +11,12 @@ sentence's audio is handed out the moment it exists. While the persona talks, sp
 ``call_barge_in_ms`` is a barge-in: the reply stops, and what the person heard of it is
 what the history keeps. While the person talks, the transcript so far is shown every
 ``call_partial_s`` of speech.
+
+Speech that resumes before the answer is heard continues the turn if it comes within
+``_RESUME_S`` of the turn's end (they were not done); after a longer pause it is a turn of
+its own, answered after the one before. Work a turn makes superseded (a transcript so far,
+a guess at a pause, the model reading ahead) is cancelled at once, so that the person's own
+earlier jobs never fill their share of the queues.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from numpy.typing import NDArray
 from engine.engine import ChatReply, Engine
 from engine.errors import DoppelError
 from engine.records import UserRef
-from engine.scheduler import Priority
+from engine.scheduler import Job, Priority
 from engine.voice.vad import RATE, WINDOW, Endpointer, SileroVAD, Turn
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,9 @@ _PREROLL = 10
 """Windows (320 ms) kept from before speech was detected: its first syllable."""
 _MIN_SPEECH_S = 0.25
 """Less voiced audio than this is a noise (a cough, a click), not a turn."""
+_RESUME_S = 1.5
+"""Speech again within this (of audio) after a turn ended, before its answer is heard,
+goes on with that turn; later, it is a new one."""
 SORRY = "Sorry, something went wrong on my side. Please say that again."
 
 
@@ -73,6 +82,8 @@ class _Guess:
     covers: int
     """Samples of the utterance it was made from."""
     task: asyncio.Task[tuple[str, ChatReply | None]]
+    words: asyncio.Task[str]
+    """Its transcription (``task`` goes on to ask for the answer)."""
 
 
 @dataclass
@@ -117,6 +128,10 @@ class LiveCall:
                                    end_ms=cfg.call_end_silence_ms)
         self._barge_windows = max(1, round(cfg.call_barge_in_ms * RATE / 1000 / WINDOW))
         self._pending = np.zeros(0, dtype=np.int16)
+        self._at = 0
+        """Samples heard since the call began."""
+        self._last_voice_at = -RATE * 3600
+        """Where the last voiced window ended (``_at``)."""
         self._preroll: deque[NDArray[np.float32]] = deque(maxlen=_PREROLL)
         self._utterance: _Utterance | None = None
         self._speech_end_t = 0.0
@@ -137,6 +152,8 @@ class LiveCall:
         self._held_disclosure = ""
         """The AI disclosure of an answer asked for on a guess that was dropped."""
         self._background: set[asyncio.Task[None]] = set()
+        self._prefilled: Job[None] | None = None
+        self._hung_up = asyncio.Event()
         self.closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -151,6 +168,7 @@ class LiveCall:
         if self.closed:
             return
         self.closed = True
+        self._hung_up.set()
         self._control.put_nowait(None)  # the steps already under way finish first
         if self._controller is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,6 +178,7 @@ class LiveCall:
             self._partial.cancel()
         if self._utterance is not None:
             self._drop(self._utterance.guess)
+        self._read_ahead(None)
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _run_control(self) -> None:
@@ -211,8 +230,16 @@ class LiveCall:
         return (self._ending > 0 or (self._turn is not None and not self._turn.done())
                 or self.clock() < self._speaking_until)
 
+    @property
+    def _audible(self) -> bool:
+        """The persona's answer is being spoken (its audio has begun) or still plays."""
+        speaking = (self._turn is not None and not self._turn.done()
+                    and self._first_audio_t is not None)
+        return speaking or self.clock() < self._speaking_until
+
     def _window(self, window: NDArray[np.float32]) -> None:
         p = self.vad(window)
+        self._at += WINDOW
         u = self._utterance
         if u is None:
             self._preroll.append(window)
@@ -220,13 +247,18 @@ class LiveCall:
             u.windows.append(window)
         turn = self.endpoint.step(p)
         if turn is Turn.STARTED:
-            u = self._utterance = _Utterance(list(self._preroll),
-                                             barging=self.persona_talking)
+            # Talking over an answer that plays, or going on with what they had said: a
+            # barge-in. After a longer pause, before the answer is heard: a turn of its own.
+            resumes = (self._at - self._last_voice_at) / RATE < _RESUME_S
+            u = self._utterance = _Utterance(
+                list(self._preroll),
+                barging=self.persona_talking and (self._audible or resumes))
             self._preroll.clear()
             self._control.put_nowait(lambda: self._say("speech"))
         if u is None:
             return
         if p >= self.endpoint.on:
+            self._last_voice_at = self._at
             u.voiced += 1
             u.last_voiced = u.samples
             self._speech_end_t = self.clock()
@@ -237,12 +269,18 @@ class LiveCall:
                 self._start_partial(u)
         if turn is Turn.PAUSED:
             self._drop(u.guess)
+            self._stop_partial()  # the guess covers more
             ask = (not u.barging and not self.persona_talking and not self._carry
                    and u.voiced * WINDOW >= _MIN_SPEECH_S * RATE)
+            words = asyncio.create_task(self._transcribe(u.audio()))
             u.guess = _Guess(u.samples, asyncio.create_task(
-                self._guess(u, u.samples, ask)))
+                self._guess(u, words, u.samples, ask)), words)
         elif turn is Turn.ENDED or u.samples >= self.cfg.call_max_utterance_s * RATE:
             self._end_utterance(u)
+
+    def _stop_partial(self) -> None:
+        if self._partial is not None and not self._partial.done():
+            self._partial.cancel()
 
     def _start_partial(self, u: _Utterance) -> None:
         if self._partial is not None and not self._partial.done():
@@ -266,27 +304,30 @@ class LiveCall:
             log.info("live call of %s: no transcript (%s)", self.user.key, exc)
             return ""
 
-    async def _guess(self, u: _Utterance, covers: int,
+    async def _guess(self, u: _Utterance, words: asyncio.Task[str], covers: int,
                      ask: bool) -> tuple[str, ChatReply | None]:
         """The words up to the pause; and, when ``ask``, the answer to them already asked
         for, so that the model reads and writes while the turn's end is still uncertain."""
-        text = await self._transcribe(u.audio()[:covers])
+        text = await words
         if not ask or not text or u.last_voiced > covers or self._utterance is not u:
             return text, None  # they spoke on meanwhile
         try:
+            self._read_ahead(None)  # the answer asked for now reads the prompt itself
             return text, await self.engine.chat(self.user, text, brief=True, learn=False)
         except DoppelError:
             return text, None  # the sure turn asks again, and says what is wrong
 
     def _drop(self, guess: _Guess | None) -> None:
-        """Throw a guess away; an answer it asked for is undone, as if never asked."""
+        """Throw a guess away: its transcription stops; an answer it asked for is undone,
+        as if never asked."""
         if guess is None:
             return
+        guess.words.cancel()  # (a transcript it already has is kept: nothing to stop)
 
         async def undo() -> None:
             try:
                 _, reply = await guess.task
-            except Exception:
+            except BaseException:  # its transcription was cancelled: nothing was asked
                 return
             if reply is not None:
                 self._held_disclosure = self._held_disclosure or reply.disclosure
@@ -299,6 +340,7 @@ class LiveCall:
     def _end_utterance(self, u: _Utterance) -> None:
         self._utterance = None
         self.endpoint.reset()
+        self._stop_partial()
         if u.voiced * WINDOW < _MIN_SPEECH_S * RATE:
             self._drop(u.guess)
             self._control.put_nowait(lambda: self._say("ignored"))
@@ -323,7 +365,13 @@ class LiveCall:
                     await self._say("ignored")
                     return
                 self._carry = ""
+                await self._after_the_last_turn()
+                if self.closed:
+                    if reply is not None:
+                        self._drop(guess)
+                    return
                 await self._say("heard", text=text)
+                self._read_ahead(None)  # superseded: this turn's prompt is read now
                 if reply is None:
                     # a dropped guess's exchange is undone first: not in this prompt
                     await asyncio.gather(*self._background, return_exceptions=True)
@@ -334,16 +382,28 @@ class LiveCall:
                 disclosure, self._held_disclosure = reply.disclosure or self._held_disclosure, ""
                 if disclosure:
                     await self._say("disclosure", text=disclosure)
+                self._spoken, self._first_audio_t = [], None
                 self._turn = asyncio.create_task(self._speak(reply, ended))
             finally:
                 self._ending -= 1
 
         self._control.put_nowait(answer)
 
+    async def _after_the_last_turn(self) -> None:
+        """Wait until the answer before is over (a turn of its own asked while the persona
+        was still thinking is answered after it), or the call is."""
+        last = self._turn
+        if last is None or last.done():
+            return
+        hung_up = asyncio.create_task(self._hung_up.wait())
+        try:
+            await asyncio.wait({last, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hung_up.cancel()
+
     # -- the persona's turn -----------------------------------------------------------------
 
     async def _speak(self, reply: ChatReply, ended: float) -> None:
-        self._spoken, self._first_audio_t = [], None
         await self._guarded("the answer", self._answer_aloud(reply, ended))
 
     async def _answer_aloud(self, reply: ChatReply, ended: float) -> None:
@@ -420,7 +480,14 @@ class LiveCall:
         """While the person listens: the model reads the next turn's prompt up to the new
         question, so it answers that sooner."""
         try:
-            await self.engine.prefill_call(self.user)
+            self._read_ahead(await self.engine.prefill_call(self.user))
         except Exception:  # only speed is at stake
             log.warning("live call of %s: no prefill", self.user.key, exc_info=True)
+
+    def _read_ahead(self, job: Job[None] | None) -> None:
+        """Keep ``job`` as the one reading ahead; the one before is cancelled (superseded:
+        on a busy machine it may not have begun)."""
+        if self._prefilled is not None:
+            self.engine.scheduler.cancel(self._prefilled)
+        self._prefilled = job
 

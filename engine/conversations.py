@@ -9,16 +9,18 @@ commands beside it touch stories and settings), so the cache stays true.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from engine.errors import InputError
 from engine.llm.base import ChatMessage
-from engine.records import StoredMessage, UserRef
+from engine.records import SourceCard, StoredMessage, UserRef
 from engine.reply_text import visible
 from engine.storage import repo
 from engine.storage.db import Database
@@ -93,15 +95,28 @@ class ConversationStore:
         self._personas: LRU[tuple[str, str], str | None] = LRU(cache_size * 4)
         self._conversations: LRU[tuple[str, str, str], ConversationState] = LRU(cache_size)
         self._lock = asyncio.Lock()
+        self._user_lock = asyncio.Lock()
+        """Held while a user row may be made (``user_id``)."""
 
     async def user_id(self, user: UserRef) -> int:
+        """The user's row id, the row made on their first request. Atomic: first requests
+        at once (here, or in another process on the same database) make one row."""
         uid = self._users.get_fresh(user.key)
-        if uid is None:
-            async with self.db.session() as s, s.begin():
-                name = " ".join(visible(user.display_name or "").split())[:200] or None
-                row = await repo.get_or_create_user(s, user.platform, user.user_id, name)
-                uid = row.id
-            self._users.put(user.key, uid)
+        if uid is not None:
+            return uid
+        name = " ".join(visible(user.display_name or "").split())[:200] or None
+        async with self._user_lock:
+            for attempt in range(2):
+                try:
+                    async with self.db.session() as s, s.begin():
+                        uid = (await repo.get_or_create_user(s, user.platform, user.user_id,
+                                                             name)).id
+                    break
+                except IntegrityError:  # another process made it meanwhile: it is there now
+                    if attempt:
+                        raise
+        assert uid is not None
+        self._users.put(user.key, uid)
         return uid
 
     async def find_user_id(self, user: UserRef) -> int | None:
@@ -113,9 +128,10 @@ class ConversationStore:
                     User.platform == user.platform, User.platform_user_id == user.user_id))
         return uid
 
-    async def find_users(self, query: str = "") -> list[KnownUser]:
+    async def find_users(self, query: str = "", *, exact: bool = False) -> list[KnownUser]:
         """Users whose ``platform:id``, id or name matches ``query`` (all when empty): an
-        exact key or id first, else names containing it, newest activity first."""
+        exact key, id or name first, else (unless ``exact``) keys and names containing it,
+        newest activity first."""
         q = query.strip()
         async with self.db.session() as s:
             rows = (await s.scalars(select(User).order_by(User.last_seen_at.desc()))).all()
@@ -123,10 +139,11 @@ class ConversationStore:
                            r.last_seen_at) for r in rows]
         if not q:
             return users
-        exact = [u for u in users if q in (u.ref.key, u.ref.user_id)
-                 or (u.ref.display_name or "").casefold() == q.casefold()]
-        return exact or [u for u in users if q.casefold() in
-                         f"{u.ref.key} {u.ref.display_name or ''}".casefold()]
+        same = [u for u in users if q in (u.ref.key, u.ref.user_id)
+                or (u.ref.display_name or "").casefold() == q.casefold()]
+        return same or ([] if exact else [
+            u for u in users if q.casefold() in f"{u.ref.key} {u.ref.display_name or ''}"
+            .casefold()])
 
     async def persona_choice(self, user: UserRef, chat_key: str, *,
                              fallback: bool = True) -> str | None:
@@ -249,9 +266,11 @@ class ConversationStore:
         state.replace_line(ChatMessage("user", asked), None)
 
     async def finish_reply(self, state: ConversationState, reply_id: int, text: str, *,
-                           status: str, tokens: int | None) -> int | None:
-        """Store how the reply ended; an empty failed reply leaves no row. Returns the id
-        of the stored reply, or None."""
+                           status: str, tokens: int | None, disclosure: str = "",
+                           sources: tuple[SourceCard, ...] = ()) -> int | None:
+        """Store how the reply ended, with what was shown beside it (a page reloaded shows
+        it again); an empty failed reply leaves no row. Returns the id of the stored reply,
+        or None."""
         async with self.db.session() as s, s.begin():
             row = await s.get(Message, reply_id)
             if row is None:  # the user was forgotten meanwhile
@@ -260,6 +279,8 @@ class ConversationStore:
                 await s.delete(row)
                 return None
             row.content, row.status, row.tokens = text, status, tokens
+            row.disclosure = disclosure
+            row.sources = json.dumps([asdict(c) for c in sources]) if sources else ""
         if text:
             state.remember(ChatMessage("assistant", text))
             await self._keep_summary(state)
@@ -300,7 +321,9 @@ class ConversationStore:
         state = await self.open(user, persona, chat_key)
         async with self.db.session() as s:
             rows = await repo.recent_messages(s, state.conversation_id, limit)
-        return [StoredMessage(r.id, r.role, r.content, r.status, r.created_at) for r in rows]
+        return [StoredMessage(r.id, r.role, r.content, r.status, r.created_at, r.disclosure,
+                              tuple(SourceCard(**c) for c in json.loads(r.sources or "[]")))
+                for r in rows]
 
     async def close(self, user: UserRef, persona: str, chat_key: str) -> int:
         uid = await self.user_id(user)

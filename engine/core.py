@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import shutil
 import time
@@ -38,6 +37,7 @@ from engine.ratelimit import RateLimiter
 from engine.records import EngineStatus, StoredMessage, UserRef
 from engine.scheduler import Scheduler
 from engine.storage.db import Database
+from engine.storage.private import folder_key, folder_name, make_private, rename_unkeyed
 from engine.stories.service import Stories
 from engine.usermemory.store import UserMemories
 from engine.vision.service import PhotoReader
@@ -97,6 +97,8 @@ class EngineCore:
         self.memory = Memory(config.memory, config.storage.data_dir, self.db, self.scheduler,
                              embedder=embedder)
         self._lock = DataDirLock(config.storage.data_dir)
+        self._folder_key: bytes | None = None
+        """The key user folders are named with (``engine.storage.private``), read once."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._disclosed: set[tuple[str, str]] = set()
         self.building: dict[str, BuildProgress] = {}
@@ -173,6 +175,7 @@ class EngineCore:
         background_ingest = profile.background_ingest
         t0 = time.perf_counter()
         self.exclusive = exclusive
+        make_private(self.config.storage.data_dir)
         if exclusive:
             self._lock.acquire()
         else:
@@ -180,6 +183,10 @@ class EngineCore:
         await self.db.start()
         if exclusive:
             await self._recover()
+            users = [u.ref.key for u in await self.conversations.find_users()]
+            if moved := rename_unkeyed(self.config.storage.data_dir / "users",
+                                       folder_key(self.config.storage.data_dir), users):
+                log.info("renamed %d user folders to keyed names", moved)
         await self.scheduler.start()
         if load_llm:
             await self.scheduler.run_on(LLM, self.llm.load)
@@ -240,12 +247,16 @@ class EngineCore:
         if self._building_task is not None:  # the next start goes on where it stopped
             self._building_task.cancel()
             await asyncio.gather(self._building_task, return_exceptions=True)
-        await self.scheduler.stop()
+        for warming in self._warming:  # stopped before a model was warm: not wanted now
+            warming.cancel()
         for warming in self._warming:
             try:
                 await warming
+            except asyncio.CancelledError:
+                pass
             except Exception:  # the next use loads (and reports) it again
                 log.exception("warming up a model failed")
+        await self.scheduler.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.stories.drain()
@@ -349,9 +360,10 @@ class EngineCore:
         """``[voice] preload``: a server loads Piper and Whisper at start."""
         return self.config.voice.preload
 
-    async def find_users(self, query: str = "") -> list[KnownUser]:
-        """Users whose ``platform:id``, id or name matches ``query`` (all when empty)."""
-        return await self.conversations.find_users(query)
+    async def find_users(self, query: str = "", *, exact: bool = False) -> list[KnownUser]:
+        """Users whose ``platform:id``, id or name matches ``query`` (all when empty);
+        ``exact``: only an exact key, id or name (what destructive commands act on)."""
+        return await self.conversations.find_users(query, exact=exact)
 
     # -- access -----------------------------------------------------------------------------
 
@@ -374,9 +386,11 @@ class EngineCore:
 
     def user_files(self, user: UserRef) -> Path:
         """The folder for files made for this user (voice notes an adapter keeps);
-        ``forget`` removes it."""
-        digest = hashlib.sha256(user.key.encode()).hexdigest()[:24]
-        return self.config.storage.data_dir / "users" / digest
+        ``forget`` removes it. Its name is a keyed hash of who they are."""
+        if self._folder_key is None:
+            self._folder_key = folder_key(self.config.storage.data_dir)
+        return self.config.storage.data_dir / "users" / folder_name(self._folder_key,
+                                                                     user.key)
 
     def stored_file(self, folder: str, name: str) -> Path | None:
         """A file kept in a user's folder (``user_files(user).name``), if it is there; a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -24,7 +24,7 @@ from engine.identity import Identity
 from engine.llm.base import ChatMessage, Completion, SamplingParams
 from engine.memory.retrieve import Hit
 from engine.personas import Persona
-from engine.records import AskResult, ChatResult, StoredMessage, UserRef
+from engine.records import AskResult, ChatResult, SourceCard, StoredMessage, UserRef
 from engine.reply_text import is_blank, visible
 from engine.scheduler import Job, JobContext, PositionCallback, Priority
 from engine.usermemory.model_pass import ModelPass, worth_asking
@@ -130,8 +130,8 @@ class Engine(EngineCore):
         partial: list[str] = []
         try:
             place = server or chat_key
-            told = (await self.user_memories.learn(user, p.name, text, exchange[0], place)
-                    if learn else None)
+            told = (await self.user_memories.learn(user, p.name, text, exchange[0], place,
+                                                   keep=False) if learn else None)
             if told is not None and told.forgotten:
                 notice = " ".join(filter(None, (notice, "Forgotten: " + " ".join(
                     m.to_them for m in told.forgotten))))
@@ -154,17 +154,23 @@ class Engine(EngineCore):
         except BaseException:  # refused (queue full, ...): nothing of it stays stored
             await self.conversations.abort_exchange(state, exchange)
             raise
-        task = asyncio.create_task(self._store_reply(job, partial, state, hits, exchange))
+        shown = " ".join(x for x in (await self._disclose(user, p), notice) if x)
+        told_facts = told.found.facts if told is not None else []
+
+        async def answered() -> None:  # what the message tells is kept once it is answered
+            await self.user_memories.keep(user, p.name, told_facts, exchange[0], place)
+
+        task = asyncio.create_task(self._store_reply(job, partial, state, hits, exchange,
+                                                     shown, answered if told_facts else None))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if (told is not None and self.config.memory.user_facts_model
                 and worth_asking(text, told.found)):
             self._read_for_facts(user, p, text, exchange[0], place)
-        disclosure = await self._disclose(user, p)
-        return ChatReply(p, job, hits, task, " ".join(x for x in (disclosure, notice) if x),
-                         await self.reply_mode(user), state, exchange)
+        return ChatReply(p, job, hits, task, shown, await self.reply_mode(user), state,
+                         exchange)
 
-    async def prefill_call(self, user: UserRef) -> None:
+    async def prefill_call(self, user: UserRef) -> Job[None]:
         """Between a live call's turns: have the model read what the next turn's prompt
         begins with (the system message and the history it will hold), so that the answer
         to the next question starts sooner. Runs behind everything else on the model."""
@@ -177,8 +183,9 @@ class Engine(EngineCore):
         def run(ctx: JobContext) -> None:
             llm.prefill(messages)
 
-        self.scheduler.submit(LLM, run, user=user.key, kind="prefill", priority=Priority.BATCH,
-                              timeout_s=self.config.engine.chat_timeout_s)
+        return self.scheduler.submit(LLM, run, user=user.key, kind="prefill",
+                                     priority=Priority.BATCH,
+                                     timeout_s=self.config.engine.chat_timeout_s)
 
     def _read_for_facts(self, user: UserRef, persona: Persona, text: str, message_id: int,
                         place: str) -> None:
@@ -267,7 +274,9 @@ class Engine(EngineCore):
 
     async def _store_reply(self, job: Job[Completion], partial: list[str],
                            state: ConversationState, hits: list[Hit],
-                           exchange: tuple[int, int]) -> ChatResult:
+                           exchange: tuple[int, int], disclosure: str,
+                           answered: Callable[[], Awaitable[None]] | None = None
+                           ) -> ChatResult:
         completion: Completion | None = None
         error: DoppelError | None = None
         try:
@@ -293,8 +302,14 @@ class Engine(EngineCore):
             if completion.truncated:
                 status = "truncated"
         text = completion.text if completion else "".join(partial)
-        message_id = await self.conversations.finish_reply(state, exchange[1], text,
-                                                           status=status, tokens=tokens)
+        message_id = await self.conversations.finish_reply(
+            state, exchange[1], text, status=status, tokens=tokens, disclosure=disclosure,
+            sources=SourceCard.all_of(hits))
+        if answered is not None and message_id is not None and error is None:
+            try:
+                await answered()
+            except Exception:  # the reply stands; only what it would have learned is lost
+                log.exception("could not keep what %s told", exchange)
         return ChatResult(
             status=status, text=text, message_id=message_id, tokens=tokens, error=error,
             wait_s=job.wait_s, run_s=job.run_s,
@@ -332,6 +347,11 @@ class Engine(EngineCore):
         if reply.exchange is not None:
             await self.user_memories.learn(user, reply.persona.name, text, reply.exchange[0],
                                            "")
+
+    def abandon(self, reply: ChatReply) -> None:
+        """Nobody waits for ``reply`` any more (its stream was dropped): it stops, and what
+        was written of it is kept as a cancelled reply."""
+        self.scheduler.cancel(reply.job)
 
     async def interrupt(self, reply: ChatReply, said: str) -> ChatResult:
         """The person talked over ``reply`` (a live call): stop it, and keep of it only

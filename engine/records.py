@@ -30,12 +30,35 @@ class UserRef:
 
 
 @dataclass(frozen=True)
+class SourceCard:
+    """A source a reply drew on, as shown beside it: ``[n]``, its date and title, and
+    the start of what memory gave the model."""
+
+    n: int
+    date: str
+    title: str
+    kind: str
+    excerpt: str
+
+    @classmethod
+    def of(cls, hit: Hit, n: int) -> SourceCard:
+        return cls(n, hit.date, hit.title(), hit.kind, hit.text[:600])
+
+    @classmethod
+    def all_of(cls, hits: list[Hit]) -> tuple[SourceCard, ...]:
+        return tuple(cls.of(h, n) for n, h in enumerate(hits, 1))
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     id: int
     role: str
     content: str
     status: str
     created_at: datetime
+    disclosure: str = ""
+    """What was shown before the reply (the AI disclosure on a persona's first reply)."""
+    sources: tuple[SourceCard, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,19 @@ passes before it leaves the engine.
 
 Small models echo the prompt's machinery: the fences around retrieved mail
 (``<<<END SOURCE 4>>>``, invented ones too), the story prompt's tag lines
-(``[GENRE] adventure``), chat-template tokens. None of that may reach a message, a title or
-a voice note. ``clean`` removes it from finished text; ``CleanStream`` does the same to a
-stream without ever letting a half-written marker through. ``end_at_sentence`` trims a
+(``[GENRE] adventure``), chat-template tokens, and invent mail headers and chat labels
+("Sent by: ...", "To: ...", "User: ..."). None of that may reach a message, a title or a
+voice note; nor may an e-mail address or a phone number the model writes (``[email]``,
+``[phone]``, as in memory). ``clean`` removes it from finished text; ``CleanStream`` does
+the same to a stream without ever letting a half-written marker through. ``end_at_sentence`` trims a
 reply that ran out of tokens mid-sentence.
 """
 
 from __future__ import annotations
 
 import re
+
+from engine.contacts import EMAIL, redact_phones
 
 # <<<SOURCE 2 | 2001-04-23 'Re: rent'>>>, <<<END SOURCE 4>>, << <END SOURCE 1> >>, and an
 # unclosed one at the end of a line.
@@ -26,6 +30,19 @@ _TEMPLATE = re.compile(r"<\|[^|<>\n]{1,40}\|>|</?s>")  # <|im_start|>, <|eot_id|
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad\u034f\u180e]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_HEADER_LINE = re.compile(
+    r"^[ \t>*_]*(?:from|to|cc|bcc|sent(?: by| from)?|subject|date|message|user|human|"
+    r"question|system|prompt)[ \t*_]*:[^\n]*(?:\n|$)", re.IGNORECASE | re.MULTILINE)
+"""A line the model made up in the shape of a mail header or of the prompt ("Sent by:
+[x]", "Message: what you asked"): dropped whole."""
+_SPEAKER = re.compile(r"^[ \t*_]*(?:assistant|answer|reply|response|ai|bot)[ \t*_]*:[ \t]*",
+                      re.IGNORECASE | re.MULTILINE)
+"""A label before the model's own words ("Answer: ..."): the label goes, the words stay."""
+_LABEL_SO_FAR = re.compile(r"^[ \t>*_]*[A-Za-z]{0,9}(?: (?:by?|f(?:r(?:om?)?)?)?)?[ \t*_]*:?$")
+"""The start of a line that may yet turn out to be a label: held back until it is not."""
+_CONTACT_SO_FAR = re.compile(r"[\w.+-]*@[\w.-]*$|[+(]?\d[\d \t().-]*$|[\w.+(-]*[\w+(-]$")
+"""An address or a number that may still be being written (a word, until it ends, may be
+the start of an address; one that ends a sentence is let through)."""
 _SPACES = re.compile(r"[ \t]{2,}")
 
 _CLOSERS = "\"'\u201d\u2019)\\]"  # quotes and brackets that may follow a sentence's end
@@ -46,8 +63,12 @@ def is_blank(text: str) -> bool:
 
 
 def clean(text: str) -> str:
-    """``text`` with every piece of prompt markup removed and the spacing repaired."""
+    """``text`` with every piece of prompt markup, every made-up header or label, and
+    every address and phone number removed, and the spacing repaired."""
     text = visible(text)
+    text = _HEADER_LINE.sub("", text)
+    text = _SPEAKER.sub("", text)
+    text = redact_phones(EMAIL.sub("[email]", text))
     text = _TEMPLATE.sub("", text)
     text = _FENCE.sub("", text)
     text = _ANGLES.sub("", text)
@@ -60,8 +81,20 @@ def clean(text: str) -> str:
 
 
 def _open_marker(text: str) -> int:
-    """Where an unfinished marker may begin near the end of ``text`` (it must be held back
-    until it is finished or shown not to be one), or ``len(text)``."""
+    """Where something unfinished may begin near the end of ``text`` (a marker, a label,
+    an address: it must be held back until it is finished or shown not to be one), or
+    ``len(text)``."""
+    line_start = text.rfind("\n") + 1
+    line = text[line_start:]
+    held = len(text)
+    if _LABEL_SO_FAR.match(line) or _HEADER_LINE.match(line):  # (a header line: to its end)
+        held = line_start
+    elif (contact := _CONTACT_SO_FAR.search(text, max(0, len(text) - 80))) is not None:
+        held = contact.start()
+    return min(held, _open_markup(text))
+
+
+def _open_markup(text: str) -> int:
     tail_from = max(0, len(text) - 220)
     i = text.rfind("<", tail_from)
     if i >= 0:

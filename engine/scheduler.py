@@ -259,6 +259,8 @@ class Scheduler:
         """Load a model on its resource's thread once (``name`` tells models apart), outside
         any job: a cold model never counts against a job's timeout. Concurrent callers share
         the one load; a failed load is tried again by the next caller."""
+        if not self._started or self._stopping:  # stopped before it was wanted: never loaded
+            raise SchedulerStopped(f"not loading {name}: the scheduler is stopped")
         key = (resource, name)
         loading = self._warm.get(key)
         if loading is None or (loading.done() and loading.exception() is not None):
@@ -296,6 +298,12 @@ class Scheduler:
                 if not job.state.finished:
                     log.info("cancelling job %d (%s) at shutdown", job.id, job.kind)
                     job._cancel_event.set()
+        loading = {k: f for k, f in self._warm.items() if not f.done()}
+        for f in loading.values():  # a model not loaded yet is not wanted now
+            f.cancel()
+        await asyncio.gather(*loading.values(), return_exceptions=True)
+        for key in loading:
+            del self._warm[key]
         for res in self._resources.values():
             await asyncio.gather(*res.tasks, return_exceptions=True)
             res.tasks.clear()

@@ -61,7 +61,11 @@ class DiscordAdapter:
         client_class = discord.AutoShardedClient if config.sharded else discord.Client
         # Doppel sends voice *messages* (files), never joins voice channels: no PyNaCl needed.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
-        self.client: discord.Client = client_class(intents=intents)
+        # What the persona sends never pings anyone but the person it answers: not
+        # @everyone or @here, no role, no user a stored fact or an echoed name names.
+        self.client: discord.Client = client_class(
+            intents=intents, allowed_mentions=discord.AllowedMentions(
+                everyone=False, roles=False, users=False, replied_user=True))
         self.tree = app_commands.CommandTree(self.client)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
         self.client.setup_hook = self._setup_hook  # type: ignore[method-assign]

@@ -22,9 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from bot.http.guard import DEFAULT_LIMIT, MB, HttpGuard, RowId
+from bot.http.guard import DEFAULT_LIMIT, MB, HttpGuard, RowId, bearer
 from bot.web import routes as web_routes
 from bot.web.view import UPLOADS
+from bot.web.wording import in_app
 from engine.api import (
     DoppelError,
     Engine,
@@ -54,6 +55,10 @@ class Interact(BaseModel):
     persona: str | None = None
     chat: str = Field("", max_length=100, description="Conversation scope, e.g. a room id")
     voice: bool = Field(False, description="Also return a voice note URL")
+
+
+class CancelIn(BaseModel):
+    user: str | None = Field(None, min_length=1, max_length=64, description=USER_FIELD)
 
 
 class StoryIn(BaseModel):
@@ -100,8 +105,9 @@ class Caller:
 
 
 async def caller(request: Request) -> Caller:
-    """The bearer key's caller; 401 without a valid key."""
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    """The bearer key's caller; 401 without a valid key (``Authorization: Bearer KEY``,
+    exactly)."""
+    given = bearer(request.headers.get("authorization", "")) or ""
     operator: str = request.app.state.api_key
     if operator and hmac.compare_digest(given.encode(), operator.encode()):
         return Caller(admin=True)
@@ -153,7 +159,11 @@ def create_app(engine: Engine, *, api: bool = True, web: bool = True,
             return audio
         return STORY_BODY if path == "/v1/stories" else DEFAULT_LIMIT
 
-    app.add_middleware(HttpGuard, limit=limit)
+    async def known(key: str) -> bool:
+        return bool(api_key and hmac.compare_digest(key.encode(), api_key.encode())) or (
+            await engine.api_tokens.verify(key) is not None)
+
+    app.add_middleware(HttpGuard, limit=limit, known=known if api else None)
     app.state.engine = engine
 
     @app.exception_handler(DoppelError)
@@ -164,7 +174,9 @@ def create_app(engine: Engine, *, api: bool = True, web: bool = True,
                   403 if isinstance(exc, NotAllowed) else
                   # what the person asked for is wrong, or needs what is not set up here
                   400 if isinstance(exc, InputError | FeatureUnavailable) else 500)
-        return JSONResponse({"error": exc.user_message}, status_code=status)
+        shown = (in_app(exc.user_message) if request.url.path.startswith("/web/") else
+                 exc.user_message.replace("or /cancel them", "or cancel them: POST /v1/cancel"))
+        return JSONResponse({"error": shown}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -214,8 +226,12 @@ def _install_api(app: FastAPI, engine: Engine) -> None:
         reply = await engine.chat(user, body.text, chat_key=body.chat, persona=body.persona)
 
         async def events() -> AsyncIterator[str]:
-            async for piece in reply:
-                yield _sse("chunk", {"text": piece})
+            try:
+                async for piece in reply:
+                    yield _sse("chunk", {"text": piece})
+            finally:  # the client went away mid-reply: it stops (the rest is not wanted)
+                if not reply.job.state.finished:
+                    engine.abandon(reply)
             result = await reply.result()
             done: dict[str, Any] = {
                 "status": result.status, "message_id": result.message_id,
@@ -241,6 +257,11 @@ def _install_api(app: FastAPI, engine: Engine) -> None:
             yield _sse("done", done)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/v1/cancel")
+    async def cancel(who: Auth, body: CancelIn | None = None) -> dict[str, Any]:
+        """Stop the user's queued and running requests (as /cancel in the bots)."""
+        return {"cancelled": engine.cancel(who.acting_for(body.user if body else None))}
 
     @app.get("/v1/audio/{owner}/{name}")
     async def audio(owner: str, name: str, who: Auth) -> Response:

@@ -6,14 +6,16 @@ web app and the API):
   referrer policy; private responses (the web app's API, sign-in, the HTTP API) are
   ``no-store``: after sign-out or "forget me" the browser's HTTP cache holds nothing;
 - a body limit per route, counted while the body is read, whatever the transfer encoding
-  (a chunked upload is cut off at the limit with 413, never read whole first).
+  (a chunked upload is cut off at the limit with 413, never read whole first);
+- the API's key checked before a byte of the body is read (401 at once, not after a
+  400 MB upload).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Path
@@ -41,12 +43,28 @@ class BodyTooLarge(Exception):
     """A body read past its limit (``HttpGuard`` answers 413)."""
 
 
-class HttpGuard:
-    """``limit(path)``: the most bytes a request body to ``path`` may have."""
+KEYED = ("/v1/", "/metrics")
+"""Routes that take only requests with an API key."""
 
-    def __init__(self, app: ASGIApp, limit: Callable[[str], int]) -> None:
+
+def bearer(header: str) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` header, exactly so (no other scheme, no
+    space around the key; the scheme's case is free, as HTTP has it), else None."""
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key or key != key.strip() or " " in key:
+        return None
+    return key
+
+
+class HttpGuard:
+    """``limit(path)``: the most bytes a request body to ``path`` may have; ``known(key)``:
+    whether an API key is good (checked before the body of a request to the API is read)."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[str], int],
+                 known: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.known = known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +96,12 @@ class HttpGuard:
                 return
             await headed_send(message)
 
+        if (self.known is not None and path.startswith(KEYED)
+                and scope["method"] in ("POST", "PUT", "PATCH")):
+            key = bearer(_header(scope, b"authorization"))
+            if key is None or not await self.known(key):
+                await _refuse(headed_send, 401, "missing or wrong API key")
+                return
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _too_large(headed_send, limit)
@@ -100,20 +124,29 @@ class HttpGuard:
             await _too_large(headed_send, limit)
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    try:
+        return int(_header(scope, b"content-length"))
+    except ValueError:
+        return None
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": f"That is more than {limit / MB:g} MB."}).encode()
+    await _refuse(send, 413, f"That is more than {limit / MB:g} MB.")
+
+
+async def _refuse(send: Send, status: int, error: str) -> None:
+    """Answer ``status`` with one line, the body left unread (the connection closes)."""
+    body = json.dumps({"error": error}).encode()
     headers: list[Any] = [(b"content-type", b"application/json"),
                           (b"content-length", str(len(body)).encode()),
                           (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -12,6 +12,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ from bot.http.guard import RowId
 from bot.turn import chat_turn, story_turn
 from bot.web import call, voices
 from bot.web.view import WebTurnView, recording
+from bot.web.wording import in_app
 from engine.api import (
     AGE_GROUPS,
     GENRES,
@@ -40,6 +42,8 @@ from engine.api import (
     DoppelError,
     Engine,
     InputError,
+    SourceCard,
+    StoredMessage,
     StoryRecord,
     StoryRequest,
     UserRef,
@@ -123,9 +127,14 @@ def result_json(result: ChatResult) -> dict[str, Any]:
     return {"status": result.status, "message_id": result.message_id, "text": result.text,
             "truncated": result.truncated,
             "error": result.error.user_message if result.error else None,
-            "sources": [{"n": n, "date": h.date, "subject": h.subject, "kind": h.kind,
-                         "citation": h.citation(n), "excerpt": h.text[:600]}
-                        for n, h in enumerate(result.sources, 1)]}
+            "sources": [asdict(c) for c in SourceCard.all_of(result.sources)]}
+
+
+def message_json(m: StoredMessage) -> dict[str, Any]:
+    """A stored message for the page: a reply comes back with what was shown beside it."""
+    return {"id": m.id, "role": m.role, "content": m.content, "status": m.status,
+            "created_at": m.created_at.isoformat(), "disclosure": in_app(m.disclosure),
+            "sources": [asdict(c) for c in m.sources]}
 
 
 def install(app: FastAPI, engine: Engine) -> None:
@@ -260,9 +269,7 @@ def install(app: FastAPI, engine: Engine) -> None:
 
     @app.get("/web/api/history")
     async def history(user: Me) -> dict[str, Any]:
-        return {"messages": [{"id": m.id, "role": m.role, "content": m.content,
-                              "created_at": m.created_at.isoformat()}
-                             for m in await engine.history(user, limit=200)
+        return {"messages": [message_json(m) for m in await engine.history(user, limit=200)
                              if m.role in ("user", "assistant") and m.content]}
 
     @app.post("/web/api/chat")

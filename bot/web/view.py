@@ -16,6 +16,7 @@ from fastapi import Request
 
 from bot.actions import HistoryPage
 from bot.turn import Button, IdeasFor
+from bot.web.wording import in_app
 from engine.api import Picture, VoiceNote
 
 END = object()
@@ -61,6 +62,9 @@ class WebTurnView:
         """What a press showed, for the routes that answer with JSON instead of events."""
 
     def send(self, event: str, data: Any) -> None:
+        if isinstance(data, dict):
+            data = {k: in_app(v) if k in ("text", "message") and isinstance(v, str) else v
+                    for k, v in data.items()}
         self.events.put_nowait(sse(event, data))
 
     async def queued(self, position: int) -> None:
@@ -86,7 +90,7 @@ class WebTurnView:
         self.send("voice", {**kept, "buttons": buttons_json(buttons)})
 
     async def notice(self, text: str) -> None:
-        self.notices.append(text)
+        self.notices.append(in_app(text))
         self.send("notice", {"text": text})
 
     async def settle(self, text: str) -> None:

@@ -30,10 +30,18 @@ from engine.memory.chunk import (
     signature_bytes,
 )
 from engine.memory.clean import normalise, quoted_body, strip_mail, thread_key
-from engine.memory.parse import ParseError, Skipped, SourceDoc, iter_files, read_file
+from engine.memory.parse import (
+    ParseError,
+    Skipped,
+    SourceDoc,
+    iter_files,
+    path_text,
+    read_file,
+)
 from engine.memory.service import EMBED, Memory
 from engine.memory.style import build_profile
 from engine.personas import Persona
+from engine.printable import printable
 from engine.scheduler import Job, JobContext, Priority
 from engine.storage.models import MemoryChunk, MemoryFile, PersonaStyle
 
@@ -47,6 +55,12 @@ EMBED_STEP = 128
 cost the embedder a sixth of its speed)."""
 
 
+def persona_tag(persona: str) -> str:
+    """A short mark of the persona in its chunks' ids: the same file in two personas'
+    memories (or a persona folder copied) makes ids of its own for each."""
+    return hashlib.sha256(persona.encode()).hexdigest()[:8]
+
+
 @dataclass
 class IngestReport:
     persona: str
@@ -57,6 +71,8 @@ class IngestReport:
     files_pruned: int = 0
     files_excluded: int = 0
     """Files left out by --exclude, a .doppelignore or the defaults (licences, hidden)."""
+    files_outside: list[str] = field(default_factory=list)
+    """Links in a folder given that lead out of it: never read."""
     documents_resumed: int = 0
     """Documents a stopped run had already stored (not read again)."""
     mails_own: int = 0
@@ -79,7 +95,7 @@ class IngestReport:
             "persona": self.persona, "files_seen": self.files_seen,
             "files_unchanged": self.files_unchanged, "files_indexed": self.files_indexed,
             "files_failed": self.files_failed, "files_pruned": self.files_pruned,
-            "files_excluded": self.files_excluded,
+            "files_excluded": self.files_excluded, "files_outside": self.files_outside,
             "documents_resumed": self.documents_resumed,
             "mails_kept": self.mails_kept, "mails_own": self.mails_own,
             "mails_context": self.mails_context, "documents": self.documents,
@@ -99,6 +115,13 @@ class IngestReport:
             f"  mails kept: {self.mails_kept} ({self.mails_own} by the persona, "
             f"{self.mails_context} as context); documents: {self.documents}",
         ]
+        if self.files_outside:
+            shown = ", ".join(printable(f) for f in self.files_outside[:5])
+            more = len(self.files_outside) - 5
+            n = len(self.files_outside)
+            lines.append(f"  not read: {n} {'link that leads' if n == 1 else 'links that lead'}"
+                         f" out of the folder given ({shown}"
+                         f"{f' and {more} more' if more > 0 else ''})")
         if self.documents_resumed:
             lines.append(f"  resumed: {self.documents_resumed} documents were already in "
                          "from the run that stopped")
@@ -240,8 +263,10 @@ class Ingestor:
         name = self.persona.name
         report = IngestReport(persona=name)
         left_out: list[Path] = []
-        files = list(iter_files(paths, exclude, left_out))
+        outside: list[Path] = []
+        files = list(iter_files(paths, exclude, left_out, outside))
         report.files_seen, report.files_excluded = len(files), len(left_out)
+        report.files_outside = [path_text(p) for p in outside]
         db = self.memory.db
         async with db.session() as s:
             known = {r.path: r for r in (await s.scalars(
@@ -250,7 +275,7 @@ class Ingestor:
         stale: list[MemoryFile] = []
         for path in files:
             digest = await _sha256(path)
-            row = known.get(str(path.resolve()))
+            row = known.get(path_text(path.resolve()))
             if row is not None and row.sha256 == digest:
                 report.files_unchanged += 1
                 continue
@@ -263,7 +288,7 @@ class Ingestor:
             todo.append(item)
         if prune:
             prune_roots = [p.resolve() for p in (roots or paths)]
-            present = {str(p.resolve()) for p in files}
+            present = {path_text(p.resolve()) for p in files}
             gone = [r for path, r in known.items() if path not in present
                     and any(Path(path).is_relative_to(x) for x in prune_roots)]
             stale += gone
@@ -296,7 +321,7 @@ class Ingestor:
         try:
             first = await asyncio.to_thread(_take, stream, READ_STEP)
         except ParseError as exc:
-            report.files_failed[str(item.path)] = str(exc)
+            report.files_failed[path_text(item.path)] = str(exc)
             log.warning("skipping %s: %s", item.path, exc)
             if self.progress:
                 self.progress.advance(item.path.stat().st_size, 0)
@@ -305,7 +330,7 @@ class Ingestor:
             return
         if not item.row_id:
             async with self.memory.db.session() as s, s.begin():
-                row = MemoryFile(persona=self.persona.name, path=str(item.path.resolve()),
+                row = MemoryFile(persona=self.persona.name, path=path_text(item.path.resolve()),
                                  sha256="", reading_sha256=item.digest,
                                  size=item.path.stat().st_size)
                 s.add(row)
@@ -384,6 +409,7 @@ class Ingestor:
                    ) -> Callable[[JobContext], list[MemoryChunk]]:
         cfg = self.memory.cfg
         persona = self.persona.name
+        tag = persona_tag(persona)
 
         def run(ctx: JobContext) -> list[MemoryChunk]:
             embedder = self.memory.embedder
@@ -401,7 +427,7 @@ class Ingestor:
                         continue
                     self.dups.add(h, mh)
                     rows.append(MemoryChunk(
-                        id=f"{item.digest[:16]}-{item.index}-{j}", persona=persona,
+                        id=f"{item.digest[:16]}-{tag}-{item.index}-{j}", persona=persona,
                         file_id=item.file_id,
                         kind=item.kind, text=piece, context=item.context, content_hash=h,
                         minhash=signature_bytes(mh), source=doc.source,

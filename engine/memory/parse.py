@@ -27,6 +27,26 @@ DOC_SUFFIXES = {".pdf", ".docx", ".txt", ".md"}
 SUFFIXES = MAIL_SUFFIXES | DOC_SUFFIXES
 
 
+HEADER_CHARS = 300
+"""The longest Subject, From, Message-ID kept (longer ones are cut, with an ellipsis)."""
+RECIPIENTS_CHARS = 2000
+REFERENCES_KEPT = 50
+"""The newest ids of a References header kept (enough to find a thread)."""
+
+
+def path_text(path: Path | str) -> str:
+    """A path as text that can be stored and shown: bytes of a name that are not UTF-8 (a
+    file from another system) as ``\\xNN`` escapes, so one odd name never stops an ingest."""
+    text = str(path)
+    if text.isprintable() and not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 class ParseError(Exception):
     """A file could not be read; the message says why, for the ingest report."""
 
@@ -47,6 +67,16 @@ class SourceDoc:
     in_reply_to: str = ""
     references: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Headers are a line each in the memory and the prompt: a 1 MB Subject (a hostile
+        # or broken mail) is cut here, once, not embedded with every chunk of its mail.
+        self.subject = _capped(self.subject, HEADER_CHARS)
+        self.sender = _capped(self.sender, HEADER_CHARS)
+        self.recipients = _capped(self.recipients, RECIPIENTS_CHARS)
+        self.message_id = self.message_id[:HEADER_CHARS]
+        self.in_reply_to = self.in_reply_to[:HEADER_CHARS]
+        self.references = [r[:HEADER_CHARS] for r in self.references[-REFERENCES_KEPT:]]
+
     @property
     def sender_address(self) -> str:
         return email.utils.parseaddr(self.sender)[1].lower()
@@ -59,17 +89,23 @@ are not anyone's writing). A file named on the command line is always read."""
 
 
 def iter_files(paths: list[Path], exclude: Sequence[str] = (),
-               excluded: list[Path] | None = None) -> Iterator[Path]:
+               excluded: list[Path] | None = None,
+               outside: list[Path] | None = None) -> Iterator[Path]:
     """Files with a known suffix under ``paths`` (recursive), sorted, each once; minus those
     matching :data:`DEFAULT_EXCLUDE`, ``exclude`` or a ``.doppelignore`` in a folder given
-    (see :func:`ignored`), which are added to ``excluded``."""
+    (see :func:`ignored`), which are added to ``excluded``, and minus links in a folder
+    that lead out of it (``ln -s /etc/passwd notes/``), which are added to ``outside``."""
     seen: set[Path] = set()
     for root in paths:
         if root.is_dir():
             patterns = [*DEFAULT_EXCLUDE, *exclude, *read_ignore_file(root / IGNORE_FILE)]
+            base = root.resolve()
             candidates = []
             for p in sorted(root.rglob("*")):
-                if not ignored(p.relative_to(root), patterns):
+                if not p.resolve().is_relative_to(base):
+                    if outside is not None and p.is_file():
+                        outside.append(p)
+                elif not ignored(p.relative_to(root), patterns):
                     candidates.append(p)
                 elif excluded is not None and p.is_file() and p.suffix.lower() in SUFFIXES:
                     excluded.append(p)
@@ -164,7 +200,7 @@ def read_file(path: Path, start: int = 0) -> Iterator[tuple[int, SourceDoc | Ski
                 yield i, Skipped(f"a mail over {MAX_MAIL_BYTES // 2**20} MB"), end
                 continue
             try:
-                yield i, _from_email(_read_email(data), f"{path}#{i}"), end
+                yield i, _from_email(_read_email(data), f"{path_text(path)}#{i}"), end
             except Exception as exc:  # one broken mail never stops the box
                 log.debug("mail %d of %s unreadable", i, path, exc_info=True)
                 yield i, Skipped(f"unreadable mail ({_short(exc)})"), end
@@ -214,7 +250,7 @@ def parse_file(path: Path) -> list[SourceDoc]:
             data = path.read_bytes()
             if _binary(data):
                 raise ParseError("not a mail: binary data")
-            return [_from_email(_read_email(data), str(path))]
+            return [_from_email(_read_email(data), path_text(path))]
         if suffix in (".txt", ".md"):
             if size > MAX_TEXT_CHARS:  # at least as many bytes as characters
                 raise ParseError(f"too large for a text file ({size / 1e6:.0f} MB; the limit "
@@ -222,7 +258,8 @@ def parse_file(path: Path) -> list[SourceDoc]:
             data = path.read_bytes()
             if _binary(data):
                 raise ParseError("not text: binary data")
-            return [SourceDoc(decode_bytes(data), False, str(path), subject=path.stem)]
+            return [SourceDoc(decode_bytes(data), False, path_text(path),
+                              subject=path_text(path.stem))]
         if suffix == ".msg":
             return [_parse_msg(path)]
         if suffix == ".pdf":
@@ -313,7 +350,9 @@ def _header(msg: EmailMessage, name: str) -> str:
         value = raw[0] if raw else None
     if value is None:
         return ""
-    text = str(value)
+    text, most = str(value), RECIPIENTS_CHARS * 4  # what is kept of any header, and more
+    if len(text) > most:  # (the newest ids of References are at its end)
+        text = text[-most:] if name == "References" else text[:most]
     if "\ufffd" in text:  # raw 8-bit bytes in the header: read them as the body's charset
         raw_value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")
         if any("\udc80" <= c <= "\udcff" for c in raw_value):
@@ -382,7 +421,7 @@ def _parse_msg(path: Path) -> SourceDoc:
         return SourceDoc(
             text=text.replace("\r\n", "\n"),
             is_mail=True,
-            source=str(path),
+            source=path_text(path),
             html=is_html,
             message_id=(msg.messageId or "").strip(),
             subject=msg.subject or "",
@@ -418,7 +457,7 @@ def _parse_pdf(path: Path) -> SourceDoc:
     title = ""
     if reader.metadata is not None and reader.metadata.title:
         title = _title(str(reader.metadata.title))
-    return SourceDoc(text, False, str(path), subject=title or path.stem)
+    return SourceDoc(text, False, path_text(path), subject=title or path_text(path.stem))
 
 
 def _parse_docx(path: Path) -> SourceDoc:
@@ -438,7 +477,7 @@ def _parse_docx(path: Path) -> SourceDoc:
             cells = list(dict.fromkeys(c.text.strip() for c in row.cells))
             parts.append(" | ".join(c for c in cells if c))
     title = _title(document.core_properties.title or "") or path.stem
-    return SourceDoc("\n".join(parts), False, str(path), subject=title)
+    return SourceDoc("\n".join(parts), False, path_text(path), subject=title)
 
 
 _PLACEHOLDER_TITLE = re.compile(r"^\W*(anonymous|untitled|no title|none|title|document\d*)\W*$",

@@ -3,36 +3,12 @@ user, in citations) sees it. On by default: a persona quotes its mail, not its c
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
-import phonenumbers
-
+from engine.contacts import redact
 from engine.memory.retrieve import Hit
 
-EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-REGION = "US"
-"""Where numbers without a country code are read as local ones."""
-
-
-def _phones(text: str, region: str) -> str:
-    """Phone numbers replaced, found by libphonenumber: a number counts only if it is a
-    valid number of its country (years, ranges, quantities, policy and invoice numbers
-    survive)."""
-    found = list(phonenumbers.PhoneNumberMatcher(text, region,
-                                                 leniency=phonenumbers.Leniency.VALID))
-    for match in reversed(found):
-        text = text[:match.start] + "[phone]" + text[match.end:]
-    return text
-
-
-def redact(text: str, *, emails: bool = True, phones: bool = True,
-           region: str = REGION) -> str:
-    if emails:
-        text = EMAIL.sub("[email]", text)
-    if phones:
-        text = _phones(text, region)
-    return text
+__all__ = ["redact", "redact_hit"]
 
 
 def redact_hit(hit: Hit, *, emails: bool = True, phones: bool = True) -> Hit:

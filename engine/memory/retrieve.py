@@ -31,18 +31,22 @@ class Hit:
     """The few sentences of ``text`` closest in meaning to the question (its best window;
     empty: the whole text is that short)."""
 
-    def citation(self, n: int) -> str:
-        """``[1] 2001-03-12 'Re: Sept 1 Payment'`` for a mail, ``[2] report.pdf`` for a file."""
+    def title(self) -> str:
+        """A mail's subject (its first words when it has none), a document's file name."""
         title = self.subject.strip()
         if not title and self.kind == "document":
-            title = Path(self.source.split("#", 1)[0]).name
-        elif not title:  # a mail without subject: its first words
+            return Path(self.source.split("#", 1)[0]).name
+        if not title:
             words = self.text.split()
             title = " ".join(words[:6]) + (" ..." if len(words) > 6 else "")
+        return title
+
+    def citation(self, n: int) -> str:
+        """``[1] 2001-03-12 'Re: Sept 1 Payment'`` for a mail, ``[2] report.pdf`` for a file."""
         parts = [f"[{n}]"]
         if self.date:
             parts.append(self.date)
-        parts.append(f"'{title}'" if self.kind != "document" else title)
+        parts.append(f"'{self.title()}'" if self.kind != "document" else self.title())
         return " ".join(parts)
 
     def as_json(self) -> dict[str, Any]:

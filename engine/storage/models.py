@@ -129,6 +129,10 @@ class Message(Base):
     ``truncated`` when the model ran out of tokens (the text ends at a sentence)."""
     tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
+    disclosure: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """What a reply was shown after (the AI disclosure on a persona's first reply)."""
+    sources: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The source cards shown beside a reply, as JSON (``engine.records.SourceCard``)."""
 
 
 class Story(Base):
@@ -341,7 +345,8 @@ class MemoryChunk(Base):
     )
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    """Also the vector's id in Chroma: ``<file sha256 prefix>-<document>-<chunk>``."""
+    """Also the vector's id in Chroma: ``<file sha256 prefix>-<persona tag>-<document>-
+    <chunk>`` (chunks stored before the tag have none: their ids were unique already)."""
     persona: Mapped[str] = mapped_column(String(100))
     file_id: Mapped[int] = mapped_column(
         ForeignKey("memory_files.id", ondelete="CASCADE"), index=True

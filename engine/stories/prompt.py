@@ -66,9 +66,13 @@ def suggestion_messages(genre: str, language: str, age_group: str) -> list[ChatM
 
 
 _BULLET = re.compile(r"^\s*([-*•]|\d+[.)]|[a-e][.)])\s*")
-_CHATTER = re.compile(r"^(sure|certainly|of course|here (are|is)|here's|these (stories|ideas)|"
-                      r"i hope|enjoy|let me know|feel free)\b|\b(story )?ideas (for|in|"
-                      r"written)\b|:$", re.IGNORECASE)
+_CHATTER = re.compile(r"^(sure|certainly|of course|here (are|is)|here's|these (are|stories|"
+                      r"ideas)|i hope|enjoy|let me know|feel free)\b|\b(story )?ideas (for|in|"
+                      r"written)\b|[…:]$|\b(i|i'm|i've|i'll|i'd|me|my)\b", re.IGNORECASE)
+"""A line about the list, not in it: the model's own voice (I, me, my) is never an idea."""
+_DANGLING = re.compile(r"\b(of|the|a|an|and|or|to|about|with|who|that|in|on|for)$",
+                       re.IGNORECASE)
+"""An idea cut off where it began ("The story of")."""
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?।])(\s|$)")
 
 
@@ -84,8 +88,8 @@ def parse_suggestions(text: str, language: str = "en", *, cut_off: bool = False)
         lines = lines[:-1]  # the model ran out of tokens inside it
     ideas = []
     for line in lines:
-        idea = _BULLET.sub("", line).strip().strip('"*').strip()
-        if _CHATTER.search(idea):
+        idea = _BULLET.sub("", line).strip().strip('"*_~').strip()
+        if _CHATTER.search(idea) or _DANGLING.search(idea):
             continue
         if len(idea.split()) > 25 and (m := _FIRST_SENTENCE.match(idea)):
             idea = m.group(1)

@@ -147,6 +147,22 @@ def fact_in(sentence: str) -> Fact | None:
     return None
 
 
+_TO_THE_PERSONA = re.compile(
+    r"^(?:you|your|always|never|to|from now on|whenever|in (?:every|each|all))\b|"
+    r"\byou (?:must|should|shall|have to|need to|will|are to|always|never|can't|cannot)\b|"
+    r"\b(?:ignore|disregard|pretend|act as|system prompt|instructions?)\b", re.IGNORECASE)
+"""An instruction to the persona ("remember that you must always ..."): not a fact about
+the one who writes."""
+_NOT_KEPT = re.compile(r"[<>{}\[\]`]|\b(?:passwords?|passcodes?|pins?|api keys?|tokens?|"
+                       r"secrets?|credentials?|credit cards?)\b", re.IGNORECASE)
+"""Markup, and what nobody should have a chatbot keep: passwords, keys, card numbers."""
+
+
+def keepable(fact: Fact) -> bool:
+    return not _NOT_KEPT.search(fact.clause) and not (
+        fact.slot.startswith("note:") and _TO_THE_PERSONA.search(fact.clause))
+
+
 def extract(text: str) -> Extraction:
     facts: list[Fact] = []
     forget: list[str] = []
@@ -177,5 +193,6 @@ def extract(text: str) -> Extraction:
         facts.extend(found)
     slots: dict[str, Fact] = {}
     for fact in facts:  # the last word in one message on a slot stands
-        slots[fact.slot] = fact
+        if keepable(fact):
+            slots[fact.slot] = fact
     return Extraction(list(slots.values()), forget)

@@ -21,6 +21,8 @@ from engine.usermemory.person import second, third
 T = TypeVar("T")
 RECALL = 12
 """Memories given with one message at most (the user's name always among them)."""
+KEPT = 100
+"""Memories kept per user and persona at most: past it, those told longest ago go."""
 _WORD = re.compile(r"[a-z0-9']+")
 _NOT_CONTENT = STOP_WORDS | {"i", "me", "mine", "i'm", "i've", "what", "who", "where", "when",
                              "how", "why", "which", "you", "remember", "know", "tell",
@@ -85,16 +87,20 @@ class UserMemories:
         self.users = users
 
     async def learn(self, user: UserRef, persona: str, text: str,
-                    message_id: int | None = None, place: str = "") -> Learned:
+                    message_id: int | None = None, place: str = "", *,
+                    keep: bool = True) -> Learned:
         """Keep what ``text`` says about its writer (a newer fact in a slot replaces the
-        older) and drop what it asks to be forgotten."""
+        older) and drop what it asks to be forgotten. ``keep=False``: only forget now; the
+        facts found (``found.facts``) are for the caller to ``keep`` once the message was
+        answered (nothing is learned from a message that failed or was refused)."""
         found = extract(text)
         if not found.facts and not found.forget:
             return Learned([], [], found)
         forgotten = [m for query in found.forget
                      for m in await self.forget_matching(user, persona, query, place)]
-        return Learned(await self.keep(user, persona, found.facts, message_id, place),
-                       forgotten, found)
+        learned = (await self.keep(user, persona, found.facts, message_id, place) if keep
+                   else [])
+        return Learned(learned, forgotten, found)
 
     async def keep(self, user: UserRef, persona: str, facts: list[Fact],
                    message_id: int | None = None, place: str = "") -> list[Remembered]:
@@ -112,6 +118,12 @@ class UserMemories:
                     s.add(row)
                 row.clause, row.message_id, row.updated_at = fact.clause, message_id, utcnow()
                 rows.append(row)
+            await s.flush()
+            kept = (await s.scalars(select(UserMemory.id).where(
+                UserMemory.user_id == uid, UserMemory.persona == persona)
+                .order_by(UserMemory.updated_at.desc(), UserMemory.id.desc()))).all()
+            if len(kept) > KEPT:  # the oldest go (a name told again is new again)
+                await s.execute(delete(UserMemory).where(UserMemory.id.in_(kept[KEPT:])))
         return [Remembered.of(r) for r in rows]
 
     async def all(self, user: UserRef, persona: str, place: str = "") -> list[Remembered]:

@@ -23,7 +23,7 @@ from engine.scheduler import JobContext, Priority, Scheduler
 from engine.voice.audio import VoiceNote, decode, encode_voice_note
 from engine.voice.library import VoiceLibrary
 from engine.voice.speaker import PIPER, Speaker
-from engine.voice.stt import WhisperSTT
+from engine.voice.stt import WhisperSTT, heard_words
 from engine.voice.text import MIN_WORDS, chapters, speech_chunks
 from engine.voice.tts import PCM, PiperTTS, TTSBackend
 from engine.voice.xtts import XTTSBackend
@@ -282,7 +282,11 @@ class Voice:
 
         job = self.scheduler.submit(STT, run, user=user, kind="stt", priority=priority,
                                     timeout_s=self.cfg.tts_timeout_s)
-        return (await job.result()).strip()
+        try:
+            return heard_words(await job.result())
+        except asyncio.CancelledError:  # nobody waits for it any more: it goes too
+            self.scheduler.cancel(job)
+            raise
 
 
 def _last_sentence_end(text: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,17 @@ from numpy.typing import NDArray
 from engine.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
+
+_NOT_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|♪+")
+"""What Whisper writes for sounds that are not words: [BLANK_AUDIO], (silence), *music*."""
+_WORD = re.compile(r"\w")
+
+
+def heard_words(text: str) -> str:
+    """A transcript's words, without Whisper's notes on sounds; "" when no word is left
+    (a question made of a blank or a "." is never asked)."""
+    words = " ".join(_NOT_SPEECH.sub(" ", text).split())
+    return words if _WORD.search(words) else ""
 
 
 def bundled_whisper_model() -> Path:

@@ -26,6 +26,8 @@ _ABBREVIATIONS = {
 }
 _SENTENCE = re.compile(r"(?<=[.!?।])\s+")
 _SPEAKABLE = re.compile(r"\w", re.UNICODE)
+_ASIDE = re.compile(r"(?:^|(?<=[.!?।]\s))[(\[][^()\[\]\n]*[)\]][.!?।]?(?=\s|$)")
+"""A sentence wholly in brackets is a note, not words to say: "(The message is blank.)"."""
 MIN_WORDS = 4
 """Shorter sentences are merged with a neighbour: XTTS invents sounds on very short input."""
 
@@ -58,7 +60,7 @@ def clean_for_speech(text: str) -> str:
 def speech_chunks(text: str) -> list[str]:
     """Sentences to synthesise one by one: cleaned, never empty or punctuation-only, and
     none shorter than MIN_WORDS words unless it is all there is."""
-    sentences = [s.strip() for s in _SENTENCE.split(clean_for_speech(text))]
+    sentences = [s.strip() for s in _SENTENCE.split(_ASIDE.sub("", clean_for_speech(text)))]
     sentences = [s for s in sentences if _SPEAKABLE.search(s)]
     chunks: list[str] = []
     for s in sentences:

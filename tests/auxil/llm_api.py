@@ -6,6 +6,7 @@ model boundary for tests that run the real ``doppel run`` process (``[llm] backe
   goes away (a reply that is still being written);
 - ``hostile``: a reply full of prompt markup (fences, story tags, template tokens);
 - ``long``: more words than any ``max_tokens`` (cut off mid-sentence);
+- ``mention``: a reply with @everyone, @here, a role and a user mention;
 - a ``/story`` request (its ``[PROMPT]`` tag): a short titled story in three paragraphs;
 - a message with an image (a vision request): ``vision_reply``, not streamed unless asked;
   the image is kept in ``photos`` for the test to look at.
@@ -35,6 +36,8 @@ HOLD_FIRST = "Let me think about that for a moment, friend."
 STORY = ("The Brave Kite\nKit the kite lived in a cupboard and dreamed of the sky.\n\n"
          "One windy morning a girl named Rosa carried Kit up the hill and let the string "
          "run.\n\nKit danced above the trees, and Rosa laughed all the way home.")
+MENTION = "Hello @everyone and @here and <@&5550>, and <@7100> too: the rent came in."
+"""A reply that would ping a whole server, a role and a user if sent as it is."""
 LONG = " ".join(f"Sentence number {i} goes on and on." for i in range(200))
 
 
@@ -86,6 +89,7 @@ class FakeLLMServer(LoopbackServer):
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         text = (STORY if "[prompt]" in last else HOSTILE if "hostile" in last else
+                MENTION if "mention" in last else
                 LONG if "long" in last else HOLD_FIRST if "hold" in last else CALM)
         words = text.split(" ")
         try:

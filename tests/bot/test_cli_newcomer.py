@@ -91,3 +91,19 @@ def test_api_keys_are_made_listed_and_revoked_beside_a_running_server(
         running.release()
     with sqlite3.connect(tmp_path / "data" / "doppel.db") as conn:  # only a hash is kept
         assert secret not in str(conn.execute("SELECT * FROM api_tokens").fetchall())
+
+
+def test_a_data_dir_that_is_a_file_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33: `data_dir` naming a file passed `doppel check` and then ended in a long
+    traceback. Both say, in one line, which path and what to do."""
+    cfg = write_config(tmp_path)
+    (tmp_path / "data").write_text("not a folder")
+    for args in (["check"], ["users"], ["story", "history"]):
+        assert main(["--config", str(cfg), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"[storage] data_dir: {tmp_path / 'data'} is a file, not a folder" in err
+    (tmp_path / "data").unlink()
+    (tmp_path / "data").mkdir()
+    assert main(["--config", str(cfg), "check"]) == 0

@@ -144,8 +144,26 @@ def test_run_without_tokens_opens_console_with_default_persona(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert "you are talking to Phillip Allen" in proc.stdout
     assert "Phillip Allen: " in proc.stdout.split("> ", 1)[1]
-    assert "Discord adapter off: DISCORD_TOKEN is not set" in proc.stderr
-    assert "engine stopped" in proc.stderr
+    # The terminal shows the conversation only (issue 33): the log is in a file.
+    assert " INFO " not in proc.stdout + proc.stderr, proc.stderr
+    log = (tmp_path / "data" / "doppel.log").read_text()
+    assert "Discord adapter off: DISCORD_TOKEN is not set" in log
+    assert "engine stopped" in log
+
+
+@pytest.mark.model
+def test_quitting_the_console_at_once_is_quiet(tmp_path: Path) -> None:
+    """Issue 33: /quit before the speech models had warmed printed a traceback."""
+    cfg = write_config(tmp_path)
+    proc = subprocess.run(doppel("--config", str(cfg), "run"), input="/quit\n",
+                          capture_output=True, text=True, timeout=HANG_S, env=doppel_env(),
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "data" / "doppel.log").read_text()
+    assert "engine stopped" in log
+    for said in (proc.stdout, proc.stderr, log):
+        assert "Traceback" not in said and "failed" not in said, said
+    assert proc.stderr == ""
 
 
 @pytest.mark.model
@@ -167,8 +185,9 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "SIGTERM: shutting down" in err
-    assert "engine stopped" in err
+    log = (tmp_path / "data" / "doppel.log").read_text()
+    assert "SIGTERM: shutting down" in log
+    assert "engine stopped" in log
 
 
 async def test_console_story_flow_suggest_write_favourite_find_clear(config: Config) -> None:

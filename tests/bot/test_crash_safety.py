@@ -132,3 +132,35 @@ def test_kill_during_ingest_then_the_rerun_finishes_the_job(tmp_path: Path) -> N
     assert 0 < partial[1] < memory_counts(clean_dir / "data")[1]  # it really was cut short
     assert json.loads(clean_out)["documents_resumed"] == 0
     assert 0 < json.loads(out)["documents_resumed"] < 602  # the rest, not everything again
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_reply_keeps_what_was_written(tmp_path: Path,
+                                                   how: signal.Signals) -> None:
+    """Issue 33: a reply cut by SIGTERM (`chat -m`) or SIGHUP (the terminal closed) stayed
+    `pending` and empty though its first words were shown."""
+    from tests.auxil.llm_api import HOLD_FIRST, FakeLLMServer
+
+    with FakeLLMServer() as llm:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+            f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
+            f'[llm]\nbackend = "openai"\napi_base = "{llm.base}"\n'
+            '[engine]\nshutdown_grace_s = 1\n[memory]\nauto_ingest = false\n')
+        proc = subprocess.Popen(doppel("--config", str(cfg), "chat", "-m",
+                                       "Please hold on and think it over"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=doppel_env(), cwd=ROOT)
+        deadline = time.monotonic() + HANG_S
+        while not llm.holding and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # its first sentence is written; the model thinks on
+        assert llm.holding, proc.communicate()[1].decode()
+        proc.send_signal(how)
+        out, err = proc.communicate(timeout=HANG_S)
+    assert proc.returncode == 128 + how, err.decode()
+    assert b"Traceback" not in err and b"what was written is kept" in err
+    kept = rows(tmp_path / "data" / "doppel.db")
+    assert kept[0] == ("user", "Please hold on and think it over", "complete")
+    assert kept[1] == ("assistant", HOLD_FIRST, "cancelled")
+    assert out.decode().strip() and HOLD_FIRST.startswith(out.decode().strip())  # as shown

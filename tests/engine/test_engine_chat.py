@@ -30,7 +30,9 @@ async def test_chat_streams_and_stores_the_exchange(engine: Engine, fake_llm: Fa
     fake_llm.replies.extend(["Ann, send me the rent roll. Phillip"])
     reply = await engine.chat(ANN, "  hello  ")
     chunks = [c async for c in reply]
-    assert len(chunks) == 7  # one per word: the engine forwards the stream as it comes
+    # In pieces as it comes, not at the end: a word once the next begins (until then it
+    # might be the start of an e-mail address, which never leaves the engine whole).
+    assert len(chunks) >= 4 and chunks[-1].endswith("Phillip")
     result = await reply.result()
     assert result.status == "complete"
     assert result.text == "Ann, send me the rent roll. Phillip"

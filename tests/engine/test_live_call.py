@@ -5,6 +5,7 @@ waits for the call's events, never for time (the call's clock is the test's)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,10 +15,11 @@ import pytest
 from engine.call import CallEvent, LiveCall
 from engine.engine import Engine, UserRef
 from engine.grounding import CALL_RULES
+from engine.scheduler import Priority
 from engine.voice.audio import decode
 from engine.voice.tts import PiperTTS
 from engine.voice.vad import RATE, WINDOW, Endpointer, SileroVAD, Turn
-from tests.auxil.eventually import HANG_S
+from tests.auxil.eventually import HANG_S, eventually
 from tests.auxil.fake_llm import FakeLLM
 from tests.auxil.speech import call_audio, call_silence, speech_wav, words_heard
 
@@ -59,10 +61,14 @@ class Call:
 
     async def next(self, kind: str, after: int = 0) -> CallEvent:
         """The first ``kind`` event at index ``after`` or later, once it has come."""
+        return await self.next_of((kind,), after)
+
+    async def next_of(self, kinds: tuple[str, ...], after: int = 0) -> CallEvent:
+        """The first event of one of ``kinds`` at index ``after`` or later."""
         async with asyncio.timeout(HANG_S):
             while True:
                 for e in self.events[after:]:
-                    if e.kind == kind:
+                    if e.kind in kinds:
                         return e
                 self.arrived.clear()
                 await self.arrived.wait()
@@ -276,3 +282,85 @@ async def test_hanging_up_while_the_persona_thinks_leaves_nothing_half_done(
     await engine.settled()
     assert await engine.history(USER) == []  # undone: as if never asked
     assert engine.scheduler.stats()["llm"]["running"] == 0
+
+
+def held(engine: Engine, resource: str) -> threading.Event:
+    """Another person's job that holds ``resource`` until the event is set (a busy
+    machine), queued ahead of what comes next."""
+    release = threading.Event()
+    engine.scheduler.submit(resource, lambda ctx: release.wait(HANG_S), user="web:other",
+                            kind="busy", priority=Priority.INTERACTIVE)
+    return release
+
+
+async def test_a_turn_after_a_long_pause_is_its_own_answered_after_the_first(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    """Issue 32: with the answer slow to come, a person who waits 3 s and asks something
+    else gets both questions answered, in order; they are not merged into one."""
+    fake_llm.gate.clear()  # a busy machine: the first answer is slow to begin
+    fake_llm.replies.extend(["The first answer.", "The second answer."])
+    await call.send(call_audio(QUESTION) + call_silence(0.7))
+    first = await call.next("heard")
+    await asyncio.to_thread(fake_llm.started.wait)
+    mark = len(call.events)
+    await call.send(call_silence(2.5) + call_audio(FOLLOW_UP) + call_silence(1.0))
+    await call.next("speech", mark)
+    fake_llm.gate.set()
+    done = await call.next("done", mark)
+    assert done.text == "The first answer."
+    second = await call.next("heard", call.events.index(done))
+    assert words_heard(FOLLOW_UP, second.text) >= 0.8
+    assert words_heard(QUESTION, second.text) < 0.5  # not both in one
+    assert (await call.next("done", call.events.index(second))).text == "The second answer."
+    assert "barge_in" not in call.kinds()
+    rows = [(m.role, m.content) for m in await engine.history(USER)]
+    assert rows == [("user", first.text), ("assistant", "The first answer."),
+                    ("user", second.text), ("assistant", "The second answer.")]
+
+
+async def test_a_calls_superseded_jobs_never_fill_the_persons_share(
+        make_config: Any, fake_llm: FakeLLM) -> None:
+    """Issue 32: on a busy machine the call's own earlier work (the model reading ahead
+    after an answer, a transcript so far) was still queued when the next turn needed a
+    transcript, and the per-person cap refused it: the turn was lost in silence."""
+    engine = Engine(make_config(engine={"max_pending_per_user": 2},
+                                voice={"call_partial_s": 0.3}), llm=fake_llm)
+    await engine.start()
+    c = Call(engine, Clock())
+    await c.call.start()
+    try:
+        fake_llm.replies.extend(["The first answer.", "The second answer."])
+        fake_llm.gate.clear()
+        await c.send(call_audio(QUESTION) + call_silence(1.0))
+        await asyncio.to_thread(fake_llm.started.wait)
+        model = held(engine, "llm")  # after this answer, the model is busy for a while
+        fake_llm.gate.set()
+        done = await c.next("done")
+        await eventually(lambda: engine.scheduler.stats()["llm"]["queued"] == 1)  # reading
+        speech = held(engine, "stt")  # ahead waits; so will the next transcripts
+        mark = len(c.events)
+        await c.send(call_audio(FOLLOW_UP) + call_silence(1.0))
+        speech.set()
+        model.set()
+        got = await c.next_of(("heard", "ignored"), mark)
+        assert got.kind == "heard" and words_heard(FOLLOW_UP, got.text) >= 0.8
+        assert (await c.next("done", c.events.index(got))).text == "The second answer."
+        assert done.text == "The first answer."
+    finally:
+        await c.call.close()
+        await engine.stop()
+
+
+async def test_a_blank_transcript_is_no_question(call: Call, engine: Engine,
+                                                 fake_llm: FakeLLM) -> None:
+    """Whisper's notes on sounds ("[BLANK_AUDIO]", "(silence)") are no words: a turn of
+    them is ignored, never asked of the model (which answered "(The message is blank.)")."""
+    from engine.voice.stt import heard_words
+
+    assert heard_words(" [BLANK_AUDIO] ") == heard_words(" . ") == ""
+    assert heard_words("(upbeat music) Hello there.") == "Hello there."
+    fake_llm.replies.append("(The message is blank.)")
+    await call.send(call_audio("Hello, can you hear me?") + call_silence(1.0))
+    done = await call.next("done")
+    assert not [e for e in call.events if e.kind == "audio"]  # a note, not spoken
+    assert done.text == "(The message is blank.)"

@@ -182,3 +182,52 @@ async def test_a_reply_reciting_the_system_prompt_is_stopped(engine: Engine,
     fake_llm.replies.append("I am Phillip, and I trade gas for a living.")
     ok = await (await engine.chat(user, "Who are you?")).result()
     assert ok.status == "complete"
+
+
+async def test_user_data_is_readable_by_its_owner_only_whatever_the_umask(
+        make_config: MakeConfig, tmp_path: Path) -> None:
+    """Issue 33: under the default umask doppel.db was 0644, the data dir 0755, voice
+    notes and exports 0644, and a user's folder was a plain hash of e.g. telegram:42."""
+    import hashlib
+    import os
+    import stat
+
+    from engine.storage.private import unkeyed_name
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    data = tmp_path / "data"
+    ann = UserRef("telegram", "42", "Ann")
+    before = os.umask(0o022)
+    try:
+        engine = Engine(make_config(), llm=FakeLLM(["Noted."] * 2))
+        await engine.start()
+        await (await engine.chat(ann, "hello there")).result()
+        await engine.stop()
+        # What an earlier version left: a folder named by a plain hash, open to all.
+        old = data / "users" / unkeyed_name(ann.key)
+        old.mkdir(parents=True)
+        (old / "note.ogg").write_bytes(b"OggS")
+        for path in (data, data / "users", old, old / "note.ogg", data / "doppel.db"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        engine = Engine(make_config(), llm=FakeLLM(["Noted."]))
+        await engine.start()
+        try:
+            await (await engine.chat(ann, "hello again")).result()
+            folder = engine.user_files(ann)
+            (folder / "new.ogg").write_bytes(b"OggS")
+            export = tmp_path / "data" / "export.zip"
+            export.write_bytes(await engine.export(ann))
+        finally:
+            await engine.stop()
+    finally:
+        os.umask(before)
+    assert folder.name != hashlib.sha256(b"telegram:42").hexdigest()[:24]
+    assert (folder / "note.ogg").read_bytes() == b"OggS" and not old.exists()  # moved
+    assert mode(data) == mode(folder) == 0o700
+    for path in (data / "doppel.db", folder / "note.ogg", folder / "new.ogg", export):
+        assert mode(path) == 0o600, path
+    loose = [p for p in data.rglob("*") if not p.is_symlink()
+             and mode(p) & (stat.S_IRWXG | stat.S_IRWXO)]
+    assert loose == []

@@ -27,6 +27,18 @@ HOSTILE = [
     "[LANGUAGE] English [LENGTH] 12 lines long\n[STORY] Once there was a fox.",
     "Done now <|im_end|> and << <END SOURCE 2> >> more",
 ]
+INVENTED = ("Message: What did you work on last week?\nSent by: [Lynn@TechBlogspot]\n"
+            "To: LINE@TechBlogspot.com\nAnswer: I worked on the rent roll; call me at "
+            "(713) 853-6965 or mail pallen@enron.com. To be honest: fine.")
+"""What a reply carried (issue 33): a prompt-style label, made-up mail headers, contacts."""
+
+
+def test_made_up_headers_labels_addresses_and_numbers_never_leave() -> None:
+    assert clean(INVENTED) == ("I worked on the rent roll; call me at [phone] or mail "
+                               "[email]. To be honest: fine.")
+    for kept in ("Sent from my phone at 5 pm.", "To do: the rent.", "In 2001 we had 12 units "
+                 "and 1,140 acres.", "From what I recall, Jeff said no."):
+        assert clean(kept) == kept
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -45,7 +57,7 @@ def test_ordinary_text_is_untouched() -> None:
         assert clean(text) == text
 
 
-@given(st.sampled_from([*HOSTILE, "Plain words only. Nothing odd here."]),
+@given(st.sampled_from([*HOSTILE, INVENTED, "Plain words only. Nothing odd here."]),
        st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=80))
 def test_a_stream_shows_exactly_the_clean_text_and_never_half_a_marker(
         text: str, cuts: list[int]) -> None:
@@ -55,6 +67,7 @@ def test_a_stream_shows_exactly_the_clean_text_and_never_half_a_marker(
             break
         shown += stream.feed(text[i:i + n])
         assert not MARKUP.search(shown) and not shown.endswith(("<", "[")), shown
+        assert "@" not in shown and "853" not in shown and "Sent by" not in shown, shown
         i += n
     shown += stream.feed(text[i:]) + stream.close()
     assert shown == stream.text == clean(text).strip()

@@ -388,3 +388,31 @@ async def test_a_failed_load_is_tried_again(sched: Scheduler) -> None:
         await sched.warm("llm", "model", load)
     await sched.warm("llm", "model", load)
     assert len(tries) == 2
+
+
+async def test_stopping_before_a_model_is_warm_is_quiet() -> None:
+    """Issue 33: /quit before the speech models had warmed printed a traceback: the
+    warming ran after the workers' threads were shut down ("cannot schedule new futures
+    after shutdown"). A model wanted only after the stop is not loaded; one loading when
+    it comes is waited for; nothing raises but SchedulerStopped."""
+    s = make_scheduler()
+    s.add_resource("llm")
+    await s.start()
+    loads: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(HANG_S)
+        loads.append("slow")
+
+    loading = asyncio.create_task(s.warm("llm", "first", slow))
+    await asyncio.to_thread(started.wait)
+    late = asyncio.create_task(s.warm("llm", "late", lambda: loads.append("late")))
+    stopping = asyncio.create_task(s.stop(grace_s=1))
+    release.set()
+    await stopping
+    done = await asyncio.gather(loading, late, return_exceptions=True)
+    assert all(r is None or isinstance(r, SchedulerStopped | asyncio.CancelledError)
+               for r in done), done
+    assert "late" not in loads

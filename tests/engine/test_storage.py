@@ -114,3 +114,29 @@ async def test_a_deleted_users_ids_are_never_given_to_someone_else(tmp_path: Pat
     await db.close()
     assert second[0] > first[0] and second[1] > first[1]
     assert plain == []
+
+
+async def test_first_requests_at_once_make_one_user(tmp_path: Path) -> None:
+    """Issue 33: 3 of 4 parallel first requests of a new user failed (UNIQUE users.
+    platform, platform_user_id). Here, and from a second process on the same database."""
+    import asyncio
+
+    from engine.conversations import ConversationStore
+    from engine.records import UserRef
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'race.db'}"
+    one, other = Database(url), Database(url)
+    await one.start()
+    await other.start()
+    try:
+        here, there = ConversationStore(one), ConversationStore(other)
+        ann = UserRef("api", "ann", "Ann")
+        ids = await asyncio.gather(*(store.user_id(ann) for store in [here, there] * 4),
+                                   here.setting(ann, "reply_mode"),
+                                   there.set_setting(ann, "reply_mode", "voice"))
+        assert len(set(ids[:8])) == 1
+        async with one.session() as s:
+            assert await s.scalar(select(func.count()).select_from(User)) == 1
+    finally:
+        await one.close()
+        await other.close()

@@ -378,6 +378,16 @@ def test_suggestions_keep_the_models_ideas_and_drop_its_chatter() -> None:
         "चाँद पर रहने वाली एक नन्ही परी की कहानी"]
     assert parse_suggestions("1. A girl who has a bright idea to save the park") == [
         "A girl who has a bright idea to save the park"]
+    # What a browser run was shown (issue 32): the model talking about its task, and a
+    # title in markdown cut off where it began.
+    assert parse_suggestions(
+        "These are some of the ideas I've been tasked with today, for your little ones…\n"
+        "_The story of\n"
+        "*A hedgehog who knits scarves for the whole forest*\n"
+        "I hope you like these ones as much as I do!\n"
+        "A penguin who opens an ice cream shop in the desert") == [
+        "A hedgehog who knits scarves for the whole forest",
+        "A penguin who opens an ice cream shop in the desert"]
 
 
 async def test_a_title_and_a_tag_is_no_story_and_is_written_again(engine: Engine,

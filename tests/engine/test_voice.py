@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,12 +16,12 @@ import pytest
 from engine.config import EngineConfig, VoiceConfig
 from engine.engine import Engine, UserRef
 from engine.errors import InputError
-from engine.scheduler import Scheduler
+from engine.scheduler import Priority, Scheduler
 from engine.storage.db import Database
 from engine.stories.options import StoryRequest
 from engine.voice.audio import WAVEFORM_SAMPLES, waveform
 from engine.voice.library import VoiceLibrary
-from engine.voice.service import Voice
+from engine.voice.service import STT, Voice
 from engine.voice.text import clean_for_speech, speech_chunks
 from tests.auxil.eventually import HANG_S, eventually
 from tests.auxil.fake_llm import FakeLLM
@@ -45,6 +46,12 @@ def test_chunks_never_empty_and_short_ones_merged() -> None:
     assert speech_chunks("Hi. Yes. The rent roll arrived on Friday morning.") == [
         "Hi. Yes. The rent roll arrived on Friday morning."]
     assert speech_chunks("Okay.") == ["Okay."]  # all there is
+    # a sentence wholly in brackets is the model's note, never said (issue 32)
+    assert speech_chunks("(The message is blank.)") == speech_chunks("[no reply]") == []
+    assert speech_chunks("Sure thing. (The message is blank.) The rent roll came on "
+                         "Friday.") == ["Sure thing. The rent roll came on Friday."]
+    assert speech_chunks("I went (with Jeff) to see the site today.") == [
+        "I went (with Jeff) to see the site today."]
 
 
 def test_waveform_is_256_scaled_bytes() -> None:
@@ -165,3 +172,18 @@ async def test_speech_models_warm_at_start_outside_any_job(engine: Engine) -> No
     note = await engine.speak("The models were ready before anyone asked.",
                               user=UserRef("telegram", "1"), persona=engine.persona("allen"))
     assert note.duration_s > 1
+
+
+async def test_a_transcription_nobody_waits_for_leaves_the_queue(voice: Voice) -> None:
+    """A live call gives up a transcript it no longer needs: its job goes with it, so it
+    does not hold the person's share of the queue (issue 32)."""
+    release = threading.Event()
+    voice.scheduler.submit(STT, lambda ctx: release.wait(HANG_S), user="other", kind="busy",
+                           priority=Priority.INTERACTIVE)
+    asked = asyncio.create_task(voice.transcribe_pcm(np.zeros(16000, np.float32), user="me"))
+    await eventually(lambda: voice.scheduler.stats()[STT]["queued"] == 1)
+    asked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asked
+    assert voice.scheduler.stats()[STT]["queued"] == 0
+    release.set()

@@ -20,11 +20,24 @@ class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// fetch, with the offline banner shown while the server cannot be reached at all.
+async function reach(path, init) {
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (error) {
+    $("#offline").hidden = false;
+    throw error;
+  }
+  $("#offline").hidden = !res.headers.has("x-doppel-offline");  // the worker's kept copy
+  return res;
+}
+
 async function api(path, { method = "GET", body, raw } = {}) {
   const headers = {};
   if (method !== "GET") headers["X-Doppel"] = "web";
   if (body !== undefined && !raw) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, {
+  const res = await reach(path, {
     method, headers, credentials: "same-origin",
     body: raw ?? (body !== undefined ? JSON.stringify(body) : undefined),
   });
@@ -44,7 +57,7 @@ async function api(path, { method = "GET", body, raw } = {}) {
 async function stream(path, handlers, { body, raw, type } = {}) {
   const headers = { "X-Doppel": "web" };
   headers["Content-Type"] = raw ? (type || "application/octet-stream") : "application/json";
-  const res = await fetch(path, {
+  const res = await reach(path, {
     method: "POST", headers, credentials: "same-origin",
     body: raw ?? JSON.stringify(body ?? {}),
   });
@@ -72,10 +85,11 @@ async function stream(path, handlers, { body, raw, type } = {}) {
 
 function say(text) { $("#status").textContent = text; }
 
+const UNREACHABLE = "Doppel cannot be reached: you are offline or the server is down.";
+
 function fail(error) {
   if (error instanceof HttpError && error.status === 401) return signedOut();
-  say(error instanceof HttpError ? error.message
-    : navigator.onLine ? "Could not reach Doppel." : "You are offline.");
+  say(error instanceof HttpError ? error.message : UNREACHABLE);
 }
 
 // -- start -----------------------------------------------------------------------------
@@ -90,7 +104,6 @@ async function start() {
       loadFavourites().catch(() => {});
     });
   }
-  addEventListener("online", () => { $("#offline").hidden = true; });
   addEventListener("offline", () => { $("#offline").hidden = false; });
   setupTabs();
   setupChat();
@@ -144,9 +157,10 @@ function setupTabs() {
     tab.addEventListener("click", () => show(tab.id.slice(4)));
     tab.addEventListener("keydown", (e) => {
       const i = tabs.indexOf(tab);
-      const next = e.key === "ArrowRight" ? tabs[(i + 1) % tabs.length]
-        : e.key === "ArrowLeft" ? tabs[(i + tabs.length - 1) % tabs.length] : null;
-      if (next) { next.focus(); show(next.id.slice(4)); }
+      const next = { ArrowRight: tabs[(i + 1) % tabs.length],
+        ArrowLeft: tabs[(i + tabs.length - 1) % tabs.length],
+        Home: tabs[0], End: tabs[tabs.length - 1] }[e.key];
+      if (next) { e.preventDefault(); next.focus(); show(next.id.slice(4)); }
     });
   }
 }
@@ -215,37 +229,65 @@ async function loadHistory() {
   const { messages } = await api("/web/api/history");
   const list = $("#messages");
   list.replaceChildren();
+  const latest = messages.findLast((m) => m.role === "assistant");
   for (const m of messages) {
-    const bubble = addBubble(m.role, m.content);
-    if (m.role === "assistant") bubble.dataset.messageId = m.id;
+    if (m.role !== "assistant") { addBubble(m.role, m.content); continue; }
+    showReply(addBubble("assistant", ""), { text: m.content, disclosure: m.disclosure,
+      sources: m.sources, message_id: m.id, truncated: m.status === "truncated" }, m === latest);
   }
+  if (!messages.length) greet();
   list.scrollTop = list.scrollHeight;
 }
 
+// An empty conversation: who answers here, and what to ask.
+function greet() {
+  const name = state.me.persona.display_name;
+  $("#messages").append(el("li", { className: "greeting" },
+    el("strong", { textContent: `Say hello to ${name}.` }),
+    el("span", { className: "muted", textContent: ` Ask what ${name} knows or remembers,` +
+      " or 🎙 send a voice note: answers come from what is in memory, with their sources." })));
+}
+
+// Changes the conversation; the newest message stays in sight while it grows, unless the
+// person has scrolled up to read.
+function pinned(change) {
+  const list = $("#messages");
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 64;
+  const out = change();
+  if (atEnd) list.scrollTop = list.scrollHeight;
+  return out;
+}
+
 function addBubble(role, text) {
+  $("#messages .greeting")?.remove();
   const li = el("li", { className: `msg ${role}` });
   li.append(el("div", { className: "text", textContent: text }));
   $("#messages").append(li);
-  li.scrollIntoView({ block: "end" });
+  $("#messages").scrollTop = $("#messages").scrollHeight;
   return li;
 }
 
 function note(bubble, text) {
-  bubble.querySelector(".text").textContent = text;
+  pinned(() => { bubble.querySelector(".text").textContent = text; });
+}
+
+function attach(bubble, ...nodes) {
+  pinned(() => bubble.append(...nodes));
 }
 
 async function send(body, { voice } = {}) {
   await state.history;
-  if (body.text) addBubble("user", body.text);
+  const mine = body.text ? addBubble("user", body.text) : null;
   const bubble = addBubble("assistant", "…");
   bubble.setAttribute("aria-busy", "true");
+  if (voice) say("Sending your voice note…");
   const handlers = {
-    heard: (d) => { bubble.before(addBubble("user", `🎙 ${d.text}`)); },
+    heard: (d) => { bubble.before(addBubble("user", `🎙 ${d.text}`)); say(""); },
     queued: (d) => note(bubble, `You are #${d.position} in line…`),
     dequeued: () => note(bubble, "…"),
     text: (d) => note(bubble, d.text),
     done: (d) => { bubble.dataset.final = d.text; },
-    voice: (d) => bubble.append(player(d.url, d.duration_s)),
+    voice: (d) => attach(bubble, player(d.url, d.duration_s)),
     result: (d) => finishReply(bubble, d),
     error: (d) => note(bubble, d.message),
   };
@@ -253,44 +295,60 @@ async function send(body, { voice } = {}) {
     if (voice) await stream("/web/api/voice", handlers, { raw: voice, type: voice.type });
     else await stream("/web/api/chat", handlers, { body });
   } catch (error) {
-    note(bubble, error.message || "Could not reach Doppel.");
+    if (error instanceof HttpError) note(bubble, error.message);
+    else {  // never sent: nothing of it is lost, it waits in the composer
+      mine?.remove();
+      bubble.classList.add("failed");
+      note(bubble, `Not sent. ${UNREACHABLE}`);
+      if (body.text && !$("#chat-input").value) $("#chat-input").value = body.text;
+    }
     fail(error);
   } finally {
     bubble.removeAttribute("aria-busy");
+    if (voice && $("#status").textContent.startsWith("Sending your voice note")) say("");
   }
 }
 
 function finishReply(bubble, result) {
   const shown = bubble.dataset.final || "";  // the AI disclosure leads a persona's first reply
-  let text = (shown.startsWith("🤖") ? shown.split("\n\n")[0] + "\n\n" : "") + (result.text || "");
+  const disclosure = shown.startsWith("🤖 ") ? shown.split("\n\n")[0].slice(3) : "";
+  showReply(bubble, { ...result, disclosure }, true);
+}
+
+// A reply as it stays: its text (after the disclosure, if it had one), its source cards
+// and its buttons; those that act on the newest reply only (🔁, 🔊, ⏩) move to it.
+function showReply(bubble, result, latest) {
+  let text = (result.disclosure ? `🤖 ${result.disclosure}\n\n` : "") + (result.text || "");
   if (result.truncated) text += "\n\n(I ran out of room there; ⏩ for more.)";
   if (result.error) text = (text ? text + "\n\n" : "") + result.error;
   note(bubble, text);
-  if (result.sources.length) {
+  if (result.sources?.length) {
     const box = el("div", { className: "sources" });
     for (const s of result.sources) {
-      const title = `[${s.n}] ${s.date ? s.date + " · " : ""}${s.subject || s.citation}`;
+      const title = `[${s.n}] ${s.date ? s.date + " · " : ""}${s.title}`;
       box.append(el("details", { className: "source" }, el("summary", { textContent: title }),
         el("p", { textContent: s.excerpt })));
     }
-    bubble.append(box);
+    attach(bubble, box);
   }
   if (result.message_id == null) return;
   bubble.dataset.messageId = result.message_id;
   const target = `reply:${result.message_id}`;
-  bubble.append(el("div", { className: "actions" },
+  if (latest) for (const old of document.querySelectorAll("#messages .latest")) old.remove();
+  const newest = (button) => { button?.classList.add("latest"); return latest ? button : null; };
+  attach(bubble, el("div", { className: "actions" },
     actionButton("⭐", "Favourite", async (b) => {
       const { notice } = await api(`/web/api/messages/${result.message_id}/favourite`, { method: "POST" });
       b.setAttribute("aria-pressed", "true");
       say(notice);
     }),
-    actionButton("🔁", "Again", () => send({ again: true })),
-    actionButton("🔊", "Read aloud", async () => {
+    newest(actionButton("🔁", "Again", () => send({ again: true }))),
+    newest(actionButton("🔊", "Read aloud", async () => {
       const audio = await api("/web/api/say", { method: "POST" });
-      bubble.append(player(audio.url, audio.duration_s));
-    }),
+      attach(bubble, player(audio.url, audio.duration_s));
+    })),
     ...rateButtons(target),
-    result.truncated ? actionButton("⏩", "Continue", () => send({ go_on: true })) : null,
+    result.truncated ? newest(actionButton("⏩", "Continue", () => send({ go_on: true }))) : null,
   ));
 }
 
@@ -435,15 +493,21 @@ async function loadIdeas(more) {
 async function writeStory() {
   const out = $("#story-output");
   out.hidden = false;
+  delete out.dataset.storyId;
   out.replaceChildren(el("p", { className: "muted", textContent: "Writing…" }));
+  out.scrollIntoView({ behavior: "smooth", block: "start" });
   $("#write").disabled = true;
+  const pictures = [];  // they may come before the story: drawn with it, never wiped by it
   try {
     await stream("/web/api/stories", {
       queued: (d) => out.replaceChildren(el("p", { className: "muted", textContent: `You are #${d.position} in line…` })),
       text: (d) => out.replaceChildren(el("div", { textContent: d.text })),
       done: (d) => out.replaceChildren(el("div", { textContent: d.text })),
-      story: (s) => renderStory(out, s),
-      pictures: (d) => addPictures(out, d.pictures),
+      story: (s) => renderStory(out, { ...s, pictures }),
+      pictures: (d) => {
+        pictures.push(...d.pictures);
+        if (out.dataset.storyId) addPictures(out, d.pictures);
+      },
       error: (d) => out.append(el("p", { className: "muted", textContent: d.message })),
     }, { body: storyFields() });
   } catch (error) {
@@ -471,7 +535,9 @@ function renderStory(box, s) {
     b.disabled = true;
     try {
       const { parts } = await api(`/web/api/stories/${s.id}/narrate`, { method: "POST" });
-      for (const p of parts) box.append(player(p.url, p.duration_s));
+      const players = parts.map((p) => player(p.url, p.duration_s));
+      box.append(...players);
+      players[0]?.scrollIntoView({ behavior: "smooth", block: "nearest" });
     } finally { b.disabled = false; }
   });
   box.replaceChildren(el("h3", { textContent: s.title }),

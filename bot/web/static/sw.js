@@ -3,7 +3,7 @@
 // favourites, stories, their pictures) is kept for reading offline. Nothing else is
 // cached, and sign-out and "forget me" delete what was kept.
 
-const SHELL = "doppel-shell-v4";
+const SHELL = "doppel-shell-v5";
 const DATA = "doppel-data";
 const SHELL_FILES = ["/", "/static/app.js", "/static/call.js", "/static/capture-worklet.js",
   "/static/voices.js", "/static/recorder.js",
@@ -32,8 +32,11 @@ async function networkFirst(request, cacheName) {
     return response;
   } catch (error) {
     const kept = await cache.match(request, { ignoreSearch: cacheName === SHELL });
-    if (kept) return kept;
-    throw error;
+    if (!kept) throw error;
+    // Marked, so that the page says it is offline while it shows what was kept.
+    const headers = new Headers(kept.headers);
+    headers.set("X-Doppel-Offline", "1");
+    return new Response(kept.body, { status: kept.status, statusText: kept.statusText, headers });
   }
 }
 

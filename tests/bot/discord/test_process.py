@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 
 ANN_DM = command("cancel")
 ANN, ANN_CHANNEL = int(ANN_DM["user"]["id"]), int(ANN_DM["channel_id"])
-BOB, CAT = 7100, 7200
+BOB, CAT, DAN = 7100, 7200, 7300
 MARKUP = re.compile(r"<<|>>|\[(GENRE|STORY|AGE|LANGUAGE|LENGTH|PROMPT|CHARACTERS)\]|<\|")
 
 
@@ -75,6 +75,7 @@ def test_people_at_once_cancel_and_clean_replies_then_sigterm(
         places = {dc.wait_for(partial(place, dc, BOB + 1)),
                   dc.wait_for(partial(place, dc, CAT + 1))}
         assert places == {1, 2}
+        dc.dm(DAN, "Please mention everyone you know")
         # /cancel is answered at once and stops Ann's reply; Bob and Cat are answered.
         dc.dispatch("INTERACTION_CREATE", ANN_DM)
         dc.wait_for(lambda: any("Stopped 1 request" in json.dumps(c.json)
@@ -87,6 +88,17 @@ def test_people_at_once_cancel_and_clean_replies_then_sigterm(
         for channel in (ANN_CHANNEL, BOB + 1, CAT + 1):
             for text in dc.texts(channel):
                 assert not MARKUP.search(text), text
+        # Issue 33: nothing the persona sends may ping a server, a role or a user.
+        assert "@everyone" in dc.wait_for(partial(finished, dc, DAN + 1))[-1]
+        bodies = [(c.path, c.json["data"] if isinstance(c.json.get("data"), dict)
+                   else c.json) for c in dc.calls()
+                  if c.method in ("POST", "PATCH") and isinstance(c.json, dict)]
+        sent = [(path, body) for path, body in bodies if "content" in body]
+        assert len(sent) > 6 and any("/webhooks/" in path for path, _ in sent)
+        for path, body in sent:
+            assert body.get("allowed_mentions", {}).get("parse") == [], (path, body)
+            assert not body["allowed_mentions"].get("roles")
+            assert not body["allowed_mentions"].get("users")
     finally:
         llm.release()
         proc.send_signal(signal.SIGTERM)

@@ -24,6 +24,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 """Debian's Chromium: ``.ci/setup --dev`` installs it (as root; else ``apt-get install
 chromium``). Without it these tests fail, saying so: they are how the web app is tested."""
 SHOTS = ROOT / "tests" / "screenshots"
+SPOKEN = "Please tell me about the rent roll for the apartments."
+"""What the browser's fake microphone says (the ``chromium`` fixture)."""
 WAIT_MS = HANG_S * 1000
 
 
@@ -125,6 +127,8 @@ def write_and_favourite(page: Any, title: str, idea: str = "a kite that wants to
 
 
 def last_reply(page: Any) -> Any:
-    """The newest finished reply (it has its buttons)."""
-    page.locator(".msg.assistant .actions").last.wait_for()
-    return page.locator(".msg.assistant").last
+    """The newest reply, once finished: the conversation's last message, no longer being
+    written, with its buttons (replies from the history have theirs too)."""
+    newest = page.locator("#messages > li.msg.assistant:last-child:not([aria-busy])")
+    newest.locator(".actions").wait_for()
+    return newest

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -21,7 +24,9 @@ from multidict import CIMultiDict
 from tests.auxil.eventually import HANG_S
 from tests.auxil.llm_api import FakeLLMServer
 from tests.auxil.servers import LoopbackServer
+from tests.bot.test_console import doppel, doppel_env
 from tests.bot.web.browser import Doppel
+from tests.conftest import ROOT
 
 WEB = {"x-doppel": "web"}
 
@@ -162,3 +167,77 @@ def test_sign_in_and_calls_behind_a_reverse_proxy(tmp_path: Path) -> None:
                 asyncio.run(_call_opens(server.port, cookie, "http://evil.example"))
         finally:
             server.stop()
+
+
+def api_key(server: Doppel, user: str) -> str:
+    """A user's API key, made the operator's way (``doppel api-token create``)."""
+    made = subprocess.run(doppel("--config", str(server.config), "api-token", "create", user),
+                          cwd=ROOT, env=doppel_env(), capture_output=True, text=True,
+                          timeout=HANG_S, check=True)
+    found = re.search(r"dpl_\S+", made.stdout)
+    assert found, made.stdout
+    return found.group(0)
+
+
+def eventually(cond: Callable[[], bool]) -> None:
+    """Return once ``cond()`` holds (a hang fails at HANG_S)."""
+    end = time.monotonic() + HANG_S
+    while not cond():
+        assert time.monotonic() < end, "never came"
+        time.sleep(0.02)
+
+
+def test_the_api_key_is_checked_before_the_body_is_read(
+        served: tuple[Doppel, FakeLLMServer]) -> None:
+    """Issue 33: a 400 MB unauthenticated POST to /v1/interact was read whole (2.13 GB)
+    before the 401. Here the body is never sent at all: the answer comes without it."""
+    server, _ = served
+    key = api_key(server, "telegram:7001")
+
+    def status(authorization: str | None, length: int = 400 * 1024 * 1024) -> int:
+        head = (f"POST /v1/interact HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {length}\r\n")
+        if authorization is not None:
+            head += f"Authorization: {authorization}\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=HANG_S) as s:
+            s.sendall((head + "\r\n").encode())  # and not a byte of the body
+            answer = s.recv(4096).decode(errors="replace")
+        return int(answer.split(" ", 2)[1])
+
+    assert status(None) == 401
+    assert status("Bearer dpl_not_a_key") == 401
+    # A key is taken only as "Bearer KEY": not bare, not with space around it.
+    for sloppy in (key, f"Bearer {key} ", f"Bearer  {key}",
+                   f"Basic {key}"):
+        assert status(sloppy) == 401, sloppy
+    assert status(f"Bearer {key}") == 413  # a good key: then the body's limit
+    r = httpx.post(f"{server.url}/v1/interact", json={"text": "hello"},
+                   headers={"Authorization": f"Bearer {key}"}, timeout=HANG_S)
+    assert r.status_code == 200
+
+
+def test_a_dropped_api_stream_stops_its_reply_and_cancel_is_a_route(
+        served: tuple[Doppel, FakeLLMServer]) -> None:
+    """Issue 33: a /v1/interact stream the client dropped ran to its end and filled the
+    user's share ("... or /cancel them", and the API had no cancel)."""
+    server, llm = served
+    key = api_key(server, "api:drop")
+    with httpx.Client(base_url=server.url, timeout=HANG_S,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        with client.stream("POST", "/v1/interact",
+                           json={"text": "Please hold on and think it over"}) as r:
+            assert r.status_code == 200
+            next(line for line in r.iter_lines() if line.startswith("event: chunk"))
+        # The client went away while the reply was being written: the model's stream is
+        # closed (the job stopped) and what was written is kept, as cancelled.
+        eventually(lambda: llm.abandoned == 1)
+        eventually(lambda: server.db("SELECT status FROM messages WHERE role = "
+                                     "'assistant'") == [("cancelled",)])
+        with client.stream("POST", "/v1/interact", json={"text": "Please hold on"}) as r:
+            lines = r.iter_lines()
+            next(line for line in lines if line.startswith("event: chunk"))
+            assert client.post("/v1/cancel").json() == {"cancelled": 1}
+            rest = list(lines)  # and it ends at once, saying so
+        assert rest.count("event: done") == 1
+        done = json.loads(rest[rest.index("event: done") + 1].removeprefix("data: "))
+        assert done["status"] == "cancelled"

@@ -10,16 +10,13 @@ a hang); screenshots go to tests/screenshots/.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from tests.auxil.llm_api import CALM, STORY, FakeLLMServer
-from tests.auxil.speech import speech_seconds, speech_wav, words_heard
+from tests.auxil.speech import speech_seconds, words_heard
 from tests.bot.web.browser import (
+    SPOKEN,
     Doppel,
-    chromium_hearing,
     last_reply,
     page_of,
     shot,
@@ -27,14 +24,7 @@ from tests.bot.web.browser import (
     write_and_favourite,
 )
 
-SPOKEN = "Please tell me about the rent roll for the apartments."
 TITLE = STORY.split("\n", 1)[0]
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium_hearing(speech_wav(SPOKEN), tmp_path_factory.mktemp("mic")) as browser:
-        yield browser
 
 
 def test_sign_in_chat_story_favourite_offline_then_forget(

@@ -188,3 +188,82 @@ def test_a_100k_mail_mbox_streams_stops_on_ctrl_c_and_resumes(tmp_path: Path) ->
         chunks = conn.execute("SELECT count(*) FROM memory_chunks").fetchone()[0]
     assert done == [(1, 100_000)]
     assert chunks == 200  # each distinct line once, none lost to the stop
+
+
+def test_ingest_never_follows_a_link_out_of_the_folder(tmp_path: Path) -> None:
+    """Issue 33: `ln -s /etc/passwd notes/passwd.txt; doppel ingest NAME notes/` stored
+    the file and the persona quoted it. A link inside the folder is read; one out of it is
+    not, and the report names it."""
+    from tests.bot.test_console import doppel, doppel_env, write_config
+    from tests.conftest import ROOT
+
+    cfg = write_config(tmp_path)
+    secret = tmp_path / "elsewhere" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:the operator's secret shadow line\n")
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "trip.txt").write_text("We drove to Portland for the rose garden in June.\n")
+    (notes / "passwd.txt").symlink_to(secret)
+    (notes / "linked").symlink_to(secret.parent, target_is_directory=True)
+    (notes / "sub" / "again.txt").symlink_to(notes / "trip.txt")  # inside: read once
+    done = subprocess.run(doppel("--config", str(cfg), "ingest", "allen", str(notes),
+                                 "--json"), capture_output=True, timeout=HANG_S,
+                          env=doppel_env(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    # (a linked folder is not gone into at all)
+    assert [Path(p).name for p in report["files_outside"]] == ["passwd.txt"]
+    with sqlite3.connect(tmp_path / "data" / "doppel.db") as conn:
+        texts = " ".join(t for (t,) in conn.execute("SELECT text FROM memory_chunks"))
+        paths = [p for (p,) in conn.execute("SELECT path FROM memory_files")]
+    assert "Portland" in texts and "secret shadow" not in texts
+    assert paths == [str((notes / "trip.txt").resolve())]
+    plain = subprocess.run(doppel("--config", str(cfg), "ingest", "allen", str(notes)),
+                           capture_output=True, text=True, timeout=HANG_S,
+                           env=doppel_env(), cwd=ROOT)
+    assert "not read: 1 link that leads out of the folder given" in plain.stdout
+
+
+def test_a_megabyte_subject_is_cut_when_the_mail_is_read(tmp_path: Path) -> None:
+    """Issue 33: a 1 MB Subject was prepended to every chunk of its mail and embedded whole
+    (312 s and 1 GB for one mail). Headers are cut as they are read."""
+    mail = tmp_path / "huge-subject.eml"
+    refs = " ".join(f"<r{i}@example.com>" for i in range(20_000))
+    mail.write_text(GOOD.replace("Subject: Storage report", "Subject: " + "storage " * 130_000)
+                    .replace("Message-ID:", f"References: {refs}\nMessage-ID:"))
+    [doc] = parse_file(mail)
+    assert len(doc.subject) <= 300 and doc.subject.startswith("storage storage")
+    assert doc.subject.endswith("…")
+    assert len(doc.references) == 50 and doc.references[-1] == "<r19999@example.com>"
+    assert "storage report is due on Friday" in doc.text
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_shown_escaped(tmp_path: Path) -> None:
+    """Issue 33: a file name with invalid UTF-8 stopped the whole ingest
+    (UnicodeEncodeError), leaving files "partly read"."""
+    import os
+
+    from tests.bot.test_console import doppel, doppel_env, write_config
+    from tests.conftest import ROOT
+
+    cfg = write_config(tmp_path)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    odd = os.path.join(os.fsencode(notes), b"caf\xe9 \x1b[31mnotes.txt")
+    with open(odd, "wb") as f:
+        f.write(b"We drove to Portland for the rose garden in June.\n")
+    (notes / "plain.txt").write_text("The storage report is due on Friday morning.\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(doppel("--config", str(cfg), *args), capture_output=True,
+                              text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT)
+
+    done = run("ingest", "allen", str(notes))
+    assert done.returncode == 0, done.stderr
+    assert "2 indexed" in done.stdout and "0 failed" in done.stdout
+    listed = run("memory", "list", "allen")
+    assert listed.returncode == 0, listed.stderr
+    assert "caf\\xe9 \\x1b[31mnotes.txt" in listed.stdout and "\x1b" not in listed.stdout
+    again = run("ingest", "allen", str(notes))  # known by the same name: unchanged
+    assert "2 unchanged" in again.stdout, again.stdout

@@ -183,3 +183,19 @@ async def test_progress_counts_every_byte_and_document_against_a_known_total(
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert seen.totals == [size]  # known before reading, never grown
     assert seen.done == size and seen.docs == 602 + 1
+
+
+async def test_the_same_file_in_two_personas_memories(memory_engine: Engine,
+                                                       tmp_path: Path) -> None:
+    """Issue 33: chunk ids collided across personas (the same file, or a copied persona
+    folder): `UNIQUE constraint failed: memory_chunks.id` on every run."""
+    folder = tmp_path / "shared-notes"
+    folder.mkdir()
+    (folder / "note.txt").write_text("The storage report is due on Friday morning.\n")
+    for name in ("allen", "storyteller"):
+        report = await Ingestor(memory_engine.memory,
+                                memory_engine.personas.get(name)).run([folder])
+        assert report.files_indexed == 1 and report.chunks_added == 1, name
+    for name in ("allen", "storyteller"):
+        hits = await memory_engine.memory.recall(name, "When is the storage report due?")
+        assert hits and "Friday" in hits[0].text, name
