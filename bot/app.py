@@ -109,6 +109,19 @@ async def heartbeat(engine: Engine, adapters: list[str]) -> None:
         await asyncio.sleep(HEARTBEAT_S)
 
 
+STORAGE_CHECK_S = 2
+
+
+async def storage_lost(engine: Engine) -> str:
+    """Returns (what is wrong) once the engine's storage cannot be trusted (the database
+    file deleted or replaced under the process): the process ends then, non-zero, rather
+    than take in what it would lose."""
+    while True:  # a file's state has no event to wait for: it is looked at
+        if problem := engine.status().problem:
+            return problem
+        await asyncio.sleep(STORAGE_CHECK_S)
+
+
 def health(config: Config, max_age_s: float = 3 * HEARTBEAT_S) -> tuple[bool, str]:
     """Is a ``doppel run`` alive on this data dir (a fresh heartbeat)?"""
     path = config.storage.data_dir / HEARTBEAT_FILE
@@ -172,19 +185,20 @@ async def run_app(
     try:
         async with open_engine(config.engine, SERVER, llm=llm) as engine:
             try:
-                await _serve(config, engine, adapters, console, surface, stop)
+                code = await _serve(config, engine, adapters, console, surface, stop)
             finally:
                 await _shut_down(engine, adapters)
     finally:
         with contextlib.suppress(NotImplementedError):
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-    return 0
+    return code
 
 
 async def _serve(config: Settings, engine: Engine, adapters: list[Adapter],
-                 console: AdapterFactory | None, surface: Surface, stop: asyncio.Event) -> None:
-    """Start the adapters (into ``adapters``, as each starts) and wait for the end."""
+                 console: AdapterFactory | None, surface: Surface, stop: asyncio.Event) -> int:
+    """Start the adapters (into ``adapters``, as each starts) and wait for the end: 0, or
+    1 when the engine's storage was lost meanwhile."""
     if engine.preloads_speech:
         engine.warm_speech()
     for adapter in adapters_for(config, engine, console, surface):
@@ -192,11 +206,17 @@ async def _serve(config: Settings, engine: Engine, adapters: list[Adapter],
         adapters.append(adapter)
         log.info("%s adapter started", adapter.name)
     beat = asyncio.create_task(heartbeat(engine, [a.name for a in adapters]))
+    lost = asyncio.create_task(storage_lost(engine))
     try:
-        await until_first(_until_ended(adapters), stop.wait())
+        await until_first(_until_ended(adapters), stop.wait(), lost)
     finally:
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
+        for task in (beat, lost):
+            task.cancel()
+        await asyncio.gather(beat, lost, return_exceptions=True)
+    if lost.done() and not lost.cancelled():
+        log.critical("stopping: %s", lost.result())
+        return 1
+    return 0
 
 
 async def _shut_down(engine: Engine, adapters: list[Adapter]) -> None:

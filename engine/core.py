@@ -17,6 +17,7 @@ from engine.config import Config
 from engine.conversations import ConversationStore, KnownUser
 from engine.errors import (
     ConfigError,
+    DoppelError,
     InputError,
     NotAllowed,
     PersonaNotFound,
@@ -254,6 +255,8 @@ class EngineCore:
                 await warming
             except asyncio.CancelledError:
                 pass
+            except DoppelError as exc:  # it says what is wrong (a damaged store, ...)
+                log.warning("warming up a model failed: %s", exc)
             except Exception:  # the next use loads (and reports) it again
                 log.exception("warming up a model failed")
         await self.scheduler.stop()
@@ -339,7 +342,8 @@ class EngineCore:
             building={name: b.percent for name, b in self.building.items()},
             generated_tokens=self.generated_tokens,
             tokens_per_s=(self.generated_tokens / self.generation_s
-                          if self.generation_s else 0.0))
+                          if self.generation_s else 0.0),
+            problem="" if self.db.intact() else self.db.gone)
 
     def is_operator(self, user: UserRef) -> bool:
         """One of ``[engine] admins``: sees ratings, queues and every persona's voices."""

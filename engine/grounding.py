@@ -5,6 +5,7 @@ remember"; one it answers opens with the quoted sentence)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -16,9 +17,11 @@ from engine.memory.intent import Intent, classify
 from engine.memory.prompt import GROUNDED_RULES, PRIVACY_RULES, UNGROUNDED_RULES
 from engine.memory.redact import redact_hit
 from engine.memory.retrieve import Hit
-from engine.memory.service import Memory
+from engine.memory.service import Memory, StoreDamaged
 from engine.personas import Persona
 from engine.usermemory.store import Remembered, content_words
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,13 @@ async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str
                          UNGROUNDED_RULES)
     if not await memory.size(persona.name):
         return Grounding(system, [], TurnMessage(text, []))
-    hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones)
-            for h in await memory.recall(persona.name, text, user=user_key,
-                                         names=[persona.display_name])]
+    try:
+        found = await memory.recall(persona.name, text, user=user_key,
+                                    names=[persona.display_name])
+    except StoreDamaged as exc:  # the bot talks on, without memory; the log says what to do
+        log.error("%s", exc)
+        found = []
+    hits = [redact_hit(h, emails=cfg.redact_emails, phones=cfg.redact_phones) for h in found]
     if not hits and intent is Intent.FACT:
         # Memory has nothing on a factual question: the persona says so instead of a model
         # inventing. Conversation (small talk, opinions) goes to the model.

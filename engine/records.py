@@ -109,3 +109,6 @@ class EngineStatus:
     """Personas whose memory is being built, and how far (percent)."""
     generated_tokens: int
     tokens_per_s: float
+    problem: str = ""
+    """What is wrong with the engine's storage ("" when nothing): e.g. the database file
+    deleted under it."""

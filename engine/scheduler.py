@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from engine.config import EngineConfig
 from engine.errors import (
+    DoppelError,
     InputError,
     JobCancelled,
     JobTimeout,
@@ -456,6 +457,8 @@ class Scheduler:
         elif error is not None:
             if isinstance(error, InputError):  # refused on purpose: no traceback needed
                 log.info("job %d (%s) refused: %s", job.id, job.kind, error)
+            elif isinstance(error, DoppelError) and not isinstance(error, SchedulerError):
+                log.warning("job %d (%s) failed: %s", job.id, job.kind, error)  # says why
             elif not isinstance(error, SchedulerError):
                 log.error("job %d (%s) failed", job.id, job.kind, exc_info=error)
             job._finish(JobState.FAILED, error=error, now=now)

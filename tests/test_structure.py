@@ -10,7 +10,8 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 PLATFORMS = ("telegram", "discord", "fastapi", "starlette", "uvicorn", "bot")
-TOOLS = ("cli", "cli_memory", "cli_model", "cli_tokens", "cli_train", "cli_users", "doctor")
+TOOLS = ("cli", "cli_memory", "cli_model", "cli_run", "cli_tokens", "cli_train", "cli_users",
+         "doctor")
 """Operator commands in bot/: they use the engine's tools (training, ingest) directly."""
 
 

@@ -186,9 +186,12 @@ def create_app(engine: Engine, *, api: bool = True, web: bool = True,
         return JSONResponse({"error": "invalid request", "details": errors}, status_code=422)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health() -> JSONResponse:
         status = engine.status()
-        return {"ok": status.started, "queues": status.queues}
+        ok = status.started and not status.problem
+        return JSONResponse({"ok": ok, "queues": status.queues,
+                             **({"problem": status.problem} if status.problem else {})},
+                            status_code=200 if ok else 503)
 
     if web:
         web_routes.install(app, engine)

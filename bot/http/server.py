@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from bot.http.app import create_app
+from bot.http.connections import AcceptFaults, guarded_http
 from bot.http.settings import ApiConfig, http_url
 from engine.api import ConfigError, Engine
 
@@ -43,10 +44,12 @@ class HttpAdapter:
                          api_key=os.environ.get(config.key_env, ""))
         self.server = _Server(uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off",
+            http=guarded_http(config.request_head_s, config.max_connections),
             # Open calls and event streams are closed after the engine's grace, not awaited.
             timeout_graceful_shutdown=max(1, int(engine.grace_s))))
         self._socket: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
+        self._faults: AcceptFaults | None = None
         self.url = ""
 
     async def start(self) -> None:
@@ -68,6 +71,9 @@ class HttpAdapter:
                               f"the web app and API off ([api] web_app, enabled)"
                               ) from None
         self._socket = sock
+        loop = asyncio.get_running_loop()
+        self._faults = AcceptFaults(loop)
+        loop.set_exception_handler(self._faults)
         self.url = http_url(*sock.getsockname()[:2])
         self.engine.web.serving_at(self.url)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]))
@@ -92,6 +98,8 @@ class HttpAdapter:
                 await self._task
         if self._socket is not None:
             self._socket.close()
+        if self._faults is not None:
+            self._faults.loop.set_exception_handler(self._faults.previous)
 
     async def wait_closed(self) -> None:
         """Returns if the server ended on its own (it does not, short of a fault)."""

@@ -18,6 +18,12 @@ class ApiConfig:
     """Where the web app and the API listen; 0: any free port (the log says which)."""
     key_env: str = "DOPPEL_API_KEY"
     """Name of the variable with the API key; when it is unset, only /health is served."""
+    max_connections: int = bounded(1000, min=10, max=100_000)
+    """Open connections at most: past it, the one waiting longest without a request goes
+    (``bot/http/connections.py``)."""
+    request_head_s: float = bounded(10.0, min=1, max=300)
+    """Time a connection has to send a whole request head (also between kept-alive
+    requests); a slower or silent one is closed."""
 
     @property
     def url(self) -> str:

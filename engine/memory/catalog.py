@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from engine.errors import InputError
-from engine.memory.service import EMBED, Memory
+from engine.errors import DoppelError, InputError
+from engine.memory.service import EMBED, Memory, StoreDamaged
 from engine.storage.models import MemoryChunk, MemoryFile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,33 @@ async def drop_files(memory: Memory, persona: str, ids: list[int]) -> int:
     await memory.scheduler.run_on(EMBED, lambda: memory.store.delete(persona, chunk_ids))
     memory.forget_cached(persona)
     return len(chunk_ids)
+
+
+async def reconcile(memory: Memory, persona: str) -> int:
+    """Check the catalogue against the vector store: when vectors of the persona's
+    chunks are missing (the store deleted or emptied), the catalogue entries go too, so
+    the next ingest reads those files again (a persona's own sources: at the next
+    start). Returns the files dropped (0: they agree)."""
+    chunks = await memory.size(persona)
+    if not chunks:
+        return 0
+
+    def count() -> int:
+        try:
+            return int(memory.store.collection(persona).count())
+        except DoppelError:
+            raise
+        except Exception as exc:
+            raise StoreDamaged(memory.chroma_path, exc) from None
+
+    vectors = await memory.scheduler.run_on(EMBED, count)
+    if vectors >= chunks:
+        return 0
+    async with memory.db.session() as s:
+        ids = list((await s.scalars(select(MemoryFile.id)
+                                    .where(MemoryFile.persona == persona))).all())
+    await drop_files(memory, persona, ids)
+    log.warning("%s's memory: %d of %d chunks had no vector (the vector store at %s was "
+                "deleted or emptied); its %d files are read again by the next ingest",
+                persona, chunks - vectors, chunks, memory.chroma_path, len(ids))
+    return len(ids)

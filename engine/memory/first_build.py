@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from engine.memory.catalog import files
+from engine.memory.catalog import files, reconcile
 from engine.memory.ingest import Ingestor
-from engine.memory.service import Memory
+from engine.memory.service import Memory, StoreDamaged
 from engine.personas import Persona
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ async def build_missing(memory: Memory, personas: list[Persona],
     """Build what is missing; ``building`` holds each persona's progress until it is done."""
     todo = []
     for persona in personas:
+        try:
+            await reconcile(memory, persona.name)  # vectors lost: their files read again
+        except StoreDamaged as exc:
+            log.error("%s", exc)  # chat goes on without memory; the line says what to do
+            return
         known = await files(memory, persona.name)
         if persona.source_files() and (not known or not all(f.complete for f in known)):
             todo.append(persona)

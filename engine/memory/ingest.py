@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from engine.memory.catalog import drop_files
+from engine.memory.catalog import drop_files, reconcile
 from engine.memory.chunk import (
     SUBJECT_CHARS,
     DuplicateFilter,
@@ -73,6 +73,8 @@ class IngestReport:
     """Files left out by --exclude, a .doppelignore or the defaults (licences, hidden)."""
     files_outside: list[str] = field(default_factory=list)
     """Links in a folder given that lead out of it: never read."""
+    files_rebuilt: int = 0
+    """Files whose vectors the store had lost: dropped from the catalogue, read again."""
     documents_resumed: int = 0
     """Documents a stopped run had already stored (not read again)."""
     mails_own: int = 0
@@ -96,6 +98,7 @@ class IngestReport:
             "files_unchanged": self.files_unchanged, "files_indexed": self.files_indexed,
             "files_failed": self.files_failed, "files_pruned": self.files_pruned,
             "files_excluded": self.files_excluded, "files_outside": self.files_outside,
+            "files_rebuilt": self.files_rebuilt,
             "documents_resumed": self.documents_resumed,
             "mails_kept": self.mails_kept, "mails_own": self.mails_own,
             "mails_context": self.mails_context, "documents": self.documents,
@@ -115,6 +118,10 @@ class IngestReport:
             f"  mails kept: {self.mails_kept} ({self.mails_own} by the persona, "
             f"{self.mails_context} as context); documents: {self.documents}",
         ]
+        if self.files_rebuilt:
+            lines.append(f"  the vector store had lost the vectors of {self.files_rebuilt} "
+                         "known files: they are read again (files elsewhere: ingest them "
+                         "again)")
         if self.files_outside:
             shown = ", ".join(printable(f) for f in self.files_outside[:5])
             more = len(self.files_outside) - 5
@@ -262,6 +269,7 @@ class Ingestor:
         t0 = time.perf_counter()
         name = self.persona.name
         report = IngestReport(persona=name)
+        report.files_rebuilt = await reconcile(self.memory, name)
         left_out: list[Path] = []
         outside: list[Path] = []
         files = list(iter_files(paths, exclude, left_out, outside))

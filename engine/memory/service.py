@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from engine.config import MemoryConfig
+from engine.errors import DoppelError
 from engine.locking import DataDirLocked
 from engine.memory.chunk import sentence_windows
 from engine.memory.embed import Embedder, Vectors
@@ -52,6 +53,17 @@ def _passage(text: str, window: int) -> str:
 EMBED = "embed"
 
 
+class StoreDamaged(DoppelError):
+    """The vector store cannot be opened or read (its files damaged)."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        super().__init__(
+            f"the memory's vector store at {path} is damaged ({type(exc).__name__}: "
+            f"{str(exc)[:120]}): move it away, then `doppel ingest` builds it again from "
+            "the sources", user_message="My memory is unavailable right now; I can talk, "
+                                        "but not from what I remember.")
+
+
 class Memory:
     def __init__(self, cfg: MemoryConfig, data_dir: Path, db: Database,
                  scheduler: Scheduler, *, embedder: Embedder | None = None) -> None:
@@ -82,8 +94,14 @@ class Memory:
             if self.shared and not self.cfg.chroma_url:
                 raise DataDirLocked("this command runs beside another Doppel process and "
                                     "may not open the memory's vector store; stop it first")
-            self._store = VectorStore(self.chroma_path, self.cfg.chroma_url)
+            try:
+                self._store = VectorStore(self.chroma_path, self.cfg.chroma_url)
+            except DoppelError:
+                raise
+            except Exception as exc:  # a damaged chroma.sqlite3, a broken folder
+                raise StoreDamaged(self.chroma_path, exc) from None
         return self._store
+
 
     def load(self) -> None:
         """Load the embedding model and open the store (blocking, on the embed thread)."""

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 import migrations
+from engine.errors import DoppelError
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,53 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class DatabaseGone(DoppelError):
+    """The database file was deleted or replaced under the running process: what would be
+    written now would be lost at the next start."""
+
+    user_message = ("I can't save anything right now: the server's database is missing. "
+                    "The operator has to restart Doppel.")
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url)
+        parsed = make_url(url)
+        self.path: Path | None = (
+            Path(parsed.database) if parsed.get_backend_name() == "sqlite"
+            and parsed.database not in (None, "", ":memory:") else None)
+        """The SQLite file (None for another database)."""
+        self._identity: tuple[int, int] | None = None
+        self.gone = ""
+        """Why the database can no longer be trusted ("" while it can)."""
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "before_cursor_execute", self._before_write)
+
+    def intact(self) -> bool:
+        """Whether the SQLite file is still the one opened at start (deleted or replaced
+        under the process: no, and ``gone`` says how; it stays so until a restart)."""
+        if self.path is None or self._identity is None or self.gone:
+            return not self.gone
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self.gone = f"{self.path} was deleted while Doppel ran"
+        else:
+            if (st.st_dev, st.st_ino) != self._identity:
+                self.gone = f"{self.path} was replaced while Doppel ran"
+        if self.gone:
+            log.critical("database: %s; nothing more is written. Restart Doppel (restore "
+                         "the file from a backup first if it was not meant to go)", self.gone)
+        return not self.gone
+
+    def _before_write(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip()[:7].upper().startswith(_WRITES) and not self.intact():
+            raise DatabaseGone(self.gone)
         self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
@@ -62,6 +104,9 @@ class Database:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         await self.migrate("head")
+        if self.path is not None:
+            st = self.path.stat()
+            self._identity, self.gone = (st.st_dev, st.st_ino), ""
 
     async def migrate(self, revision: str = "head") -> None:
         """Upgrade to ``revision``. On SQLite, foreign keys are off while revisions run:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.conversations import ConversationStore
-from engine.errors import InputError
+from engine.errors import InputError, shown
 from engine.records import UserRef
 from engine.reply_text import visible
 from engine.storage.db import Database
@@ -114,7 +114,8 @@ class StoryLibrary:
         for saved, req in await self.saved_prompts(user):
             if saved.lower() == name.strip().lower():
                 return req
-        raise InputError("no such prompt", user_message=f"You have no saved prompt '{name}'.")
+        raise InputError("no such prompt",
+                         user_message=f"You have no saved prompt '{shown(name)}'.")
 
     async def delete_prompt(self, user: UserRef, name: str) -> bool:
         uid = await self.users.user_id(user)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from engine.errors import InputError
+from engine.errors import InputError, shown
 from engine.llm.base import SamplingParams
 from engine.reply_text import visible
 
@@ -48,8 +48,8 @@ def normalise(request: StoryRequest, custom_genres: list[str]) -> StoryRequest:
     known = {g.lower(): g for g in custom_genres}
     if genre not in GENRES and genre not in known:
         options = ", ".join([*GENRES, *custom_genres])
-        raise InputError(f"unknown genre {genre!r}",
-                         user_message=f"I don't know the genre '{genre}'. Try one of: {options}.")
+        raise InputError(f"unknown genre {shown(genre)!r}", user_message=(
+            f"I don't know the genre '{shown(genre)}'. Try one of: {options}."))
     age = request.age_group.strip().replace("\u2013", "-") or "6-8"  # an en dash too
     if age not in AGE_GROUPS:
         raise InputError(f"bad age {age!r}", user_message="Age group must be 3-5, 6-8 or 9-12.")

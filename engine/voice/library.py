@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from engine.errors import InputError
+from engine.errors import InputError, shown
 from engine.storage.db import Database
 from engine.storage.models import ClonedVoice, utcnow
 from engine.voice.clips import CleanClip
@@ -53,8 +53,9 @@ class VoiceLibrary:
                      consent_speaker: str, activate: bool = True) -> VoiceRecord:
         """Store the clips and the consent; with ``activate`` the persona speaks in it now."""
         if await self.find(persona, name) is not None:
-            raise InputError(f"voice {name!r} exists", user_message=(
-                f"{persona} already has a voice called \"{name}\". Pick another name."))
+            raise InputError(f"voice {shown(name)!r} exists", user_message=(
+                f"{persona} already has a voice called \"{shown(name)}\". Pick another "
+                "name."))
         voice_id = "v" + secrets.token_hex(4)
         folder = self.directory(voice_id)
         folder.mkdir(parents=True, exist_ok=False)

@@ -48,7 +48,8 @@ async def test_interact_streams_sse_and_stores(client: httpx.AsyncClient, engine
                           headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     evs = events(r.text)
-    assert [k for k, _ in evs[:-1]] == ["chunk"] * 5  # one per word from the fake
+    kinds = [k for k, _ in evs[:-1]]  # in pieces as it is written (a word may wait for
+    assert len(kinds) >= 3 and set(kinds) == {"chunk"}  # the next: an address is whole)
     kind, done = evs[-1]
     assert kind == "done" and done["status"] == "complete"
     assert done["text"] == "Hello from Phillip. Talk soon."

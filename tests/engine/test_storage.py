@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -140,3 +141,33 @@ async def test_first_requests_at_once_make_one_user(tmp_path: Path) -> None:
     finally:
         await one.close()
         await other.close()
+
+
+async def test_a_database_deleted_under_the_engine_takes_no_more_writes(
+        make_config: Any) -> None:
+    """Issue 33: the database deleted under a running server went unnoticed (200 OK,
+    /health ok) and everything written after it was lost at restart."""
+    import os
+
+    import pytest
+
+    from engine.engine import Engine, UserRef
+    from engine.storage.db import DatabaseGone
+    from tests.auxil.fake_llm import FakeLLM
+
+    engine = Engine(make_config(), llm=FakeLLM(["Hello.", "Again."]))
+    await engine.start()
+    ann = UserRef("api", "ann")
+    try:
+        await (await engine.chat(ann, "hello")).result()
+        assert engine.status().problem == ""
+        db = engine.data_dir / "doppel.db"
+        for path in (db, db.with_name("doppel.db-wal"), db.with_name("doppel.db-shm")):
+            if path.exists():
+                os.remove(path)
+        with pytest.raises(DatabaseGone) as gone:
+            await engine.chat(UserRef("api", "bob"), "hi")
+        assert "database is missing" in gone.value.user_message
+        assert engine.status().problem == f"{db} was deleted while Doppel ran"
+    finally:
+        await engine.stop()

@@ -241,3 +241,45 @@ def test_a_dropped_api_stream_stops_its_reply_and_cancel_is_a_route(
         assert rest.count("event: done") == 1
         done = json.loads(rest[rest.index("event: done") + 1].removeprefix("data: "))
         assert done["status"] == "cancelled"
+
+
+def test_idle_and_slow_connections_never_crowd_out_real_users(tmp_path: Path) -> None:
+    """Issue 33: ~22k idle TCP connections took every file descriptor (/health and real
+    users timed out) and half-sent headers were kept past 65 s. Each connection has
+    [api] request_head_s for a request head; past [api] max_connections the one waiting
+    longest goes; real requests are answered throughout."""
+    with FakeLLMServer() as llm:
+        server = Doppel(tmp_path, llm, extra="max_connections = 20\nrequest_head_s = 1\n")
+        server.start()
+        try:
+            idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
+            slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
+            for s in slow:  # a request head begun, never finished
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            with httpx.Client(base_url=server.url, timeout=HANG_S) as client:
+                for _ in range(20):
+                    assert client.get("/health").status_code == 200
+            for s in idle + slow:  # each is closed by the server (recv: b"" at its end)
+                s.settimeout(HANG_S)
+                assert s.recv(1024) == b""
+                s.close()
+            assert httpx.get(f"{server.url}/health", timeout=HANG_S).status_code == 200
+        finally:
+            server.stop()
+
+
+def test_a_deleted_database_stops_the_server_saying_why(
+        served: tuple[Doppel, FakeLLMServer]) -> None:
+    """Issue 33: the database deleted under `doppel serve`/`run` went unnoticed; now the
+    process says so (log, /health) and ends non-zero rather than take in what it would
+    lose at its next start."""
+    server, _ = served
+    assert httpx.get(f"{server.url}/health", timeout=HANG_S).json()["ok"] is True
+    db = server.tmp / "data" / "doppel.db"
+    for path in (db, db.with_name("doppel.db-wal"), db.with_name("doppel.db-shm")):
+        path.unlink(missing_ok=True)
+    assert server.proc is not None
+    assert server.proc.wait(HANG_S) == 1
+    server.proc = None
+    log = (server.tmp / "serve.log").read_text()
+    assert f"{db} was deleted while Doppel ran" in log and "Traceback" not in log

@@ -267,3 +267,40 @@ def test_a_file_name_that_is_not_utf8_is_read_and_shown_escaped(tmp_path: Path) 
     assert "caf\\xe9 \\x1b[31mnotes.txt" in listed.stdout and "\x1b" not in listed.stdout
     again = run("ingest", "allen", str(notes))  # known by the same name: unchanged
     assert "2 unchanged" in again.stdout, again.stdout
+
+
+def test_a_lost_or_damaged_vector_store_is_rebuilt_or_said_in_one_line(
+        tmp_path: Path) -> None:
+    """Issue 33: with the Chroma folder deleted, memory was silently empty and ingest said
+    "unchanged, 0 indexed" for ever; a damaged chroma.sqlite3 crashed chat with a long
+    traceback and ingest printed one and then "Ingested", rc 0."""
+    import shutil
+
+    from tests.bot.test_console import doppel, doppel_env, write_config
+    from tests.conftest import ROOT
+
+    cfg = write_config(tmp_path)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.txt").write_text("The storage report is due on Friday morning.\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(doppel("--config", str(cfg), *args), capture_output=True,
+                              text=True, timeout=HANG_S, env=doppel_env(), cwd=ROOT)
+
+    assert run("ingest", "allen", str(notes)).returncode == 0
+    shutil.rmtree(tmp_path / "data" / "chroma")
+    again = run("ingest", "allen", str(notes), "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["files_rebuilt"] == 1 and report["files_indexed"] == 1
+    store = tmp_path / "data" / "chroma" / "chroma.sqlite3"
+    store.write_bytes(b"this is not a database at all " * 1000)
+    broken = run("ingest", "allen", str(notes))
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr, broken.stderr
+    assert f"the memory's vector store at {tmp_path / 'data' / 'chroma'} is damaged" in (
+        broken.stderr)
+    assert "Ingested" not in broken.stdout
+    chat = run("chat", "-m", "When is the storage report due?")
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
+    assert "Traceback" not in chat.stderr and "is damaged" in chat.stderr
