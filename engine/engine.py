@@ -8,6 +8,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import OperationalError
+
 from engine.chat_turn import ChatTurn
 from engine.conversations import ConversationState
 from engine.core import LLM, EngineCore
@@ -27,6 +29,7 @@ from engine.personas import Persona
 from engine.records import AskResult, ChatResult, SourceCard, StoredMessage, UserRef
 from engine.reply_text import is_blank, visible
 from engine.scheduler import Job, JobContext, PositionCallback, Priority
+from engine.storage.db import StorageFull, is_full
 from engine.usermemory.model_pass import ModelPass, worth_asking
 from engine.usermemory.store import Remembered
 from engine.voice.audio import VoiceNote
@@ -302,9 +305,21 @@ class Engine(EngineCore):
             if completion.truncated:
                 status = "truncated"
         text = completion.text if completion else "".join(partial)
-        message_id = await self.conversations.finish_reply(
-            state, exchange[1], text, status=status, tokens=tokens, disclosure=disclosure,
-            sources=SourceCard.all_of(hits))
+        try:
+            message_id = await self.conversations.finish_reply(
+                state, exchange[1], text, status=status, tokens=tokens, disclosure=disclosure,
+                sources=SourceCard.all_of(hits))
+        except OperationalError as exc:
+            if not is_full(exc):
+                raise
+            # Shown, not stored: the person is told; the row stays "pending" (the next
+            # start marks it interrupted) and the operator is told where.
+            log.critical("a reply could not be stored: the disk holding %s is full (free "
+                         "space there; the reply's row is marked interrupted at the next "
+                         "start)", self.db.path or self.db.safe_url)
+            return ChatResult(status="error", text=text, message_id=None, tokens=tokens,
+                              error=StorageFull(str(exc)), wait_s=job.wait_s,
+                              sources=hits)
         if answered is not None and message_id is not None and error is None:
             try:
                 await answered()

@@ -375,7 +375,16 @@ def _body(msg: EmailMessage) -> tuple[str, bool]:
                             part.get_content_charset())
     if not isinstance(text, str):
         text = decode_bytes(bytes(text), part.get_content_charset())
+    if any(type(d).__name__.startswith("InvalidBase64") for d in part.defects) and (
+            _garbled(text)):
+        return "", is_html  # a body that is not base64 though it says so: no text in it
     return (html_to_text(text) if is_html else text), is_html
+
+
+def _garbled(text: str) -> bool:
+    """Mostly not text: replacement characters and control characters."""
+    bad = sum(1 for c in text if c == "\ufffd" or (not c.isprintable() and c not in "\n\r\t"))
+    return bad > 0.1 * max(1, len(text))
 
 
 def _date(value: str) -> datetime | None:

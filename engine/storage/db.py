@@ -50,6 +50,19 @@ class DatabaseGone(DoppelError):
                     "The operator has to restart Doppel.")
 
 
+class StorageFull(DoppelError):
+    """The disk (or the database's size limit) is full: what was to be written is not."""
+
+    user_message = ("I couldn't save that: the server's disk is full. The operator has been "
+                    "told; please try again later.")
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether a database error says the disk (or the database) is full."""
+    text = str(exc).lower()
+    return "database or disk is full" in text or "no space left" in text
+
+
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
@@ -68,6 +81,9 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "before_cursor_execute", self._before_write)
+        self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
 
     def intact(self) -> bool:
         """Whether the SQLite file is still the one opened at start (deleted or replaced
@@ -89,9 +105,6 @@ class Database:
     def _before_write(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.lstrip()[:7].upper().startswith(_WRITES) and not self.intact():
             raise DatabaseGone(self.gone)
-        self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False
-        )
 
     @property
     def safe_url(self) -> str:

@@ -171,3 +171,43 @@ async def test_a_database_deleted_under_the_engine_takes_no_more_writes(
         assert engine.status().problem == f"{db} was deleted while Doppel ran"
     finally:
         await engine.stop()
+
+
+async def test_a_full_disk_mid_reply_is_one_clear_line(make_config: Any) -> None:
+    """Issue 33: a full disk mid-chat ended in a long traceback. The reply is shown, the
+    person is told it could not be saved, the operator gets one line; the next start
+    marks the row interrupted. (The database's size limit stands in for the disk.)"""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from engine.engine import Engine, UserRef
+    from engine.storage.db import StorageFull
+    from tests.auxil.fake_llm import FakeLLM
+
+    llm = FakeLLM(["A long answer that needs new pages to store. " * 200], n_ctx=8192)
+    engine = Engine(make_config(llm={"max_tokens": 2000}), llm=llm)
+    await engine.start()
+    ann = UserRef("api", "ann")
+    try:
+        llm.gate.clear()
+        reply = await engine.chat(ann, "hello")
+        assert await asyncio.to_thread(llm.started.wait, 60)
+
+        def full(dbapi: Any, _record: Any) -> None:  # no page more than it has now
+            cursor = dbapi.cursor()
+            cursor.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+            cursor.close()
+
+        event.listen(engine.db.engine.sync_engine, "connect", full)
+        await engine.db.engine.dispose()
+        llm.gate.set()
+        result = await reply.result()
+        assert isinstance(result.error, StorageFull) and result.message_id is None
+        assert "disk is full" in result.error.user_message
+        assert result.text.startswith("A long answer")
+    finally:
+        llm.gate.set()
+        await engine.stop()

@@ -304,3 +304,15 @@ def test_a_lost_or_damaged_vector_store_is_rebuilt_or_said_in_one_line(
     chat = run("chat", "-m", "When is the storage report due?")
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
     assert "Traceback" not in chat.stderr and "is damaged" in chat.stderr
+
+
+def test_a_body_that_is_not_the_base64_it_claims_is_no_text(tmp_path: Path) -> None:
+    """Issue 33: an invalid base64 mail body was decoded into garbage and stored."""
+    head = ("From: phillip.allen@enron.com\nSubject: {s}\nContent-Type: text/plain; "
+            "charset=utf-8\nContent-Transfer-Encoding: base64\n\n")
+    (tmp_path / "bad.eml").write_text(head.format(s="bad") + "This is not base64 at all!!\n")
+    (tmp_path / "good.eml").write_text(head.format(s="good")
+                                       + "VGhlIHN0b3JhZ2UgcmVwb3J0IGlzIGR1ZSBvbiBGcmlkYXku\n")
+    [bad] = parse_file(tmp_path / "bad.eml")
+    [good] = parse_file(tmp_path / "good.eml")
+    assert bad.text == "" and good.text.strip() == "The storage report is due on Friday."
