@@ -22,7 +22,7 @@ _EN_STEMS = (
     "kill", "murder", "blood", "bloody", "gore", "gory", "gun", "shoot", "stab", "suicide",
     "torture", "rape", "rapist", "sex", "sexy", "sexual", "erotic", "naked", "nude", "nudity",
     "porn", "porno", "nsfw", "horny", "seductive", "undress", "drug", "cocaine", "heroin",
-    "meth", "weed", "beer", "vodka", "whiskey", "drunk", "alcohol", "cigarette", "behead",
+    "meth", "beer", "vodka", "whiskey", "drunk", "alcohol", "cigarette", "behead",
     "corpse", "terrorist", "bomb", "massacre", "fuck", "shit", "bitch", "bastard", "damn",
     "slut", "whore",
 )
@@ -32,7 +32,8 @@ _PHRASES = re.compile(
     r"\b(?:for (?:adults|grown[- ]?ups)|(?:adults|grown[- ]?ups) only|strip club|"
     r"take?s? off (?:all )?(?:her|his|their) clothes|get(?:s|ting)? high|"
     r"hang (?:your|him|her)self|cuts? (?:him|her|my|your)self|commit suicide|"
-    r"in a bad way|races? (?:is|are) (?:worse|better|inferior))\b")
+    r"in a bad way|races? (?:is|are) (?:worse|better|inferior)|smok\w* (?:weed|pot|joints?)|"
+    r"weed (?:joints?|brownies?|gumm\w*))\b")
 _RULE_BREAKING = re.compile(
     r"\b(?:ignore|disregard|forget)\b[^.!?\n]{0,40}\b(?:instructions?|rules|prompt|filter)|"
     r"\byou are now\b|\bpretend (?:that )?you are(?: not|n't)\b|\bunfiltered\b|"
@@ -40,7 +41,8 @@ _RULE_BREAKING = re.compile(
 """A request that tries to talk the storyteller out of its rules."""
 _FINE = re.compile(
     r"\b(?:killer whales?|killing time|shooting stars?|bath bombs?|drug ?stores?|"
-    r"blood ?hounds?|gun ?nera|time killer)\b")
+    r"blood ?hounds?|blood oranges?|gun ?nera|time killer|(?:bamboo|new|green) shoots|"
+    r"root beers?|ginger beers?|naked mole[- ]rats?|horny toads?|heroines?)\b")
 """What only looks like a bad word."""
 
 _LOOKALIKES = str.maketrans(

@@ -83,7 +83,9 @@ async def test_unsuitable_requests_are_refused_kindly(engine: Engine, fake_llm: 
 @pytest.mark.parametrize("prompt", [
     "the big bad wolf wants to eat grandma", "a knight fights a dragon with his sword",
     "a killer whale who wants to dance", "a shooting star", "a class trip to Sussex",
-    "Hansel and Gretel push the witch into the oven", "a bloodhound finds the key"])
+    "Hansel and Gretel push the witch into the oven", "a bloodhound finds the key",
+    "a panda eating bamboo shoots", "the gardener pulls out the weeds",
+    "two brave heroines and a naked mole rat", "a root beer float at the fair"])
 def test_fairy_tale_peril_and_words_that_only_look_bad_are_fine(prompt: str) -> None:
     assert safety.flagged(prompt) == [] and not safety.rule_breaking(prompt)
     safety.check_request(prompt)
