@@ -38,7 +38,13 @@ from engine.ratelimit import RateLimiter
 from engine.records import EngineStatus, StoredMessage, UserRef
 from engine.scheduler import Scheduler
 from engine.storage.db import Database
-from engine.storage.private import folder_key, folder_name, make_private, rename_unkeyed
+from engine.storage.private import (
+    folder_key,
+    folder_name,
+    has_unkeyed,
+    make_private,
+    rename_unkeyed,
+)
 from engine.stories.service import Stories
 from engine.usermemory.store import UserMemories
 from engine.vision.service import PhotoReader
@@ -184,9 +190,10 @@ class EngineCore:
         await self.db.start()
         if exclusive:
             await self._recover()
-            users = [u.ref.key for u in await self.conversations.find_users()]
-            if moved := rename_unkeyed(self.config.storage.data_dir / "users",
-                                       folder_key(self.config.storage.data_dir), users):
+            users_dir = self.config.storage.data_dir / "users"
+            if has_unkeyed(users_dir):  # folders from an earlier version: looked up once
+                keys = [u.ref.key for u in await self.conversations.find_users()]
+                moved = rename_unkeyed(users_dir, self._user_folder_key(), keys)
                 log.info("renamed %d user folders to keyed names", moved)
         await self.scheduler.start()
         if load_llm:
@@ -391,10 +398,13 @@ class EngineCore:
     def user_files(self, user: UserRef) -> Path:
         """The folder for files made for this user (voice notes an adapter keeps);
         ``forget`` removes it. Its name is a keyed hash of who they are."""
+        return self.config.storage.data_dir / "users" / folder_name(self._user_folder_key(),
+                                                                     user.key)
+
+    def _user_folder_key(self) -> bytes:
         if self._folder_key is None:
             self._folder_key = folder_key(self.config.storage.data_dir)
-        return self.config.storage.data_dir / "users" / folder_name(self._folder_key,
-                                                                     user.key)
+        return self._folder_key
 
     def stored_file(self, folder: str, name: str) -> Path | None:
         """A file kept in a user's folder (``user_files(user).name``), if it is there; a

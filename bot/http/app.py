@@ -104,18 +104,27 @@ class Caller:
         return self.user
 
 
-async def caller(request: Request) -> Caller:
-    """The bearer key's caller; 401 without a valid key (``Authorization: Bearer KEY``,
-    exactly)."""
-    given = bearer(request.headers.get("authorization", "")) or ""
-    operator: str = request.app.state.api_key
-    if operator and hmac.compare_digest(given.encode(), operator.encode()):
+async def identify(engine: Engine, operator_key: str, key: str) -> Caller | None:
+    """Who an API key is: the operator, a user's key, or None."""
+    if operator_key and hmac.compare_digest(key.encode(), operator_key.encode()):
         return Caller(admin=True)
-    engine: Engine = request.app.state.engine
-    token = await engine.api_tokens.verify(given) if given else None
-    if token is None:
+    token = await engine.api_tokens.verify(key)
+    return None if token is None else Caller(admin=False, user=token.user,
+                                             scopes=token.scopes)
+
+
+async def caller(request: Request) -> Caller:
+    """The bearer key's caller (``Authorization: Bearer KEY``, exactly; identified once, by
+    the guard when the request has a body); 401 without a valid key."""
+    who = getattr(request.state, "caller", None)
+    if who is None:
+        key = bearer(request.headers.get("authorization", ""))
+        who = (await identify(request.app.state.engine, request.app.state.api_key, key)
+               if key else None)
+    if who is None:
         raise HTTPException(401, "missing or wrong API key")
-    return Caller(admin=False, user=token.user, scopes=token.scopes)
+    assert isinstance(who, Caller)
+    return who
 
 
 def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
@@ -159,11 +168,10 @@ def create_app(engine: Engine, *, api: bool = True, web: bool = True,
             return audio
         return STORY_BODY if path == "/v1/stories" else DEFAULT_LIMIT
 
-    async def known(key: str) -> bool:
-        return bool(api_key and hmac.compare_digest(key.encode(), api_key.encode())) or (
-            await engine.api_tokens.verify(key) is not None)
+    async def who(key: str) -> Caller | None:
+        return await identify(engine, api_key, key)
 
-    app.add_middleware(HttpGuard, limit=limit, known=known if api else None)
+    app.add_middleware(HttpGuard, limit=limit, identify=who if api else None)
     app.state.engine = engine
 
     @app.exception_handler(DoppelError)

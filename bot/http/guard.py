@@ -57,14 +57,15 @@ def bearer(header: str) -> str | None:
 
 
 class HttpGuard:
-    """``limit(path)``: the most bytes a request body to ``path`` may have; ``known(key)``:
-    whether an API key is good (checked before the body of a request to the API is read)."""
+    """``limit(path)``: the most bytes a request body to ``path`` may have; ``identify(key)``:
+    who an API key is (None: nobody), asked before the body of a request to the API is
+    read; the answer is kept in the request's state as ``caller`` for the route."""
 
     def __init__(self, app: ASGIApp, limit: Callable[[str], int],
-                 known: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 identify: Callable[[str], Awaitable[object | None]] | None = None) -> None:
         self.app = app
         self.limit = limit
-        self.known = known
+        self.identify = identify
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,12 +97,14 @@ class HttpGuard:
                 return
             await headed_send(message)
 
-        if (self.known is not None and path.startswith(KEYED)
+        if (self.identify is not None and path.startswith(KEYED)
                 and scope["method"] in ("POST", "PUT", "PATCH")):
             key = bearer(_header(scope, b"authorization"))
-            if key is None or not await self.known(key):
+            who = await self.identify(key) if key is not None else None
+            if who is None:
                 await _refuse(headed_send, 401, "missing or wrong API key")
                 return
+            scope.setdefault("state", {})["caller"] = who
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _too_large(headed_send, limit)

@@ -4,6 +4,7 @@ folder of files is named by a keyed hash, so that its name does not tell whose i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -72,9 +73,8 @@ def folder_key(data_dir: Path) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(secrets.token_bytes(32))
     try:
-        os.link(draft, path)  # fails if another process made it first: theirs is kept
-    except FileExistsError:
-        pass
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs
+            os.link(draft, path)
     finally:
         draft.unlink()
     return path.read_bytes()
@@ -90,10 +90,13 @@ def unkeyed_name(user_key: str) -> str:
     return hashlib.sha256(user_key.encode()).hexdigest()[:24]
 
 
+def has_unkeyed(users: Path) -> bool:
+    """Whether ``users/`` holds a folder named the old way (a cheap look, at start)."""
+    return users.is_dir() and any(len(p.name) == 24 for p in users.iterdir())
+
+
 def rename_unkeyed(users: Path, key: bytes, user_keys: Iterable[str]) -> int:
     """Move folders named the old way to their keyed names. Returns how many moved."""
-    if not users.is_dir() or not any(len(p.name) == 24 for p in users.iterdir()):
-        return 0
     moved = 0
     for user_key in user_keys:
         old, new = users / unkeyed_name(user_key), users / folder_name(key, user_key)

@@ -18,6 +18,7 @@ import pytest
 
 from tests.auxil.eventually import HANG_S
 from tests.auxil.mailboxes import committed
+from tests.auxil.servers import wait_until
 from tests.bot.test_console import doppel, doppel_env, write_config
 from tests.conftest import CORPUS, ROOT
 
@@ -152,10 +153,8 @@ def test_a_signal_mid_reply_keeps_what_was_written(tmp_path: Path,
                                        "Please hold on and think it over"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=doppel_env(), cwd=ROOT)
-        deadline = time.monotonic() + HANG_S
-        while not llm.holding and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)  # its first sentence is written; the model thinks on
-        assert llm.holding, proc.communicate()[1].decode()
+        # its first sentence is written; the model thinks on
+        wait_until(lambda: bool(llm.holding), proc, "doppel chat -m")
         proc.send_signal(how)
         out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 128 + how, err.decode()

@@ -9,8 +9,7 @@ import json
 import re
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from multidict import CIMultiDict
 
 from tests.auxil.eventually import HANG_S
 from tests.auxil.llm_api import FakeLLMServer
-from tests.auxil.servers import LoopbackServer
+from tests.auxil.servers import LoopbackServer, wait_until
 from tests.bot.test_console import doppel, doppel_env
 from tests.bot.web.browser import Doppel
 from tests.conftest import ROOT
@@ -179,14 +178,6 @@ def api_key(server: Doppel, user: str) -> str:
     return found.group(0)
 
 
-def eventually(cond: Callable[[], bool]) -> None:
-    """Return once ``cond()`` holds (a hang fails at HANG_S)."""
-    end = time.monotonic() + HANG_S
-    while not cond():
-        assert time.monotonic() < end, "never came"
-        time.sleep(0.02)
-
-
 def test_the_api_key_is_checked_before_the_body_is_read(
         served: tuple[Doppel, FakeLLMServer]) -> None:
     """Issue 33: a 400 MB unauthenticated POST to /v1/interact was read whole (2.13 GB)
@@ -230,9 +221,11 @@ def test_a_dropped_api_stream_stops_its_reply_and_cancel_is_a_route(
             next(line for line in r.iter_lines() if line.startswith("event: chunk"))
         # The client went away while the reply was being written: the model's stream is
         # closed (the job stopped) and what was written is kept, as cancelled.
-        eventually(lambda: llm.abandoned == 1)
-        eventually(lambda: server.db("SELECT status FROM messages WHERE role = "
-                                     "'assistant'") == [("cancelled",)])
+        assert server.proc is not None
+        wait_until(lambda: llm.abandoned == 1, server.proc, "the model's stream closed")
+        wait_until(lambda: server.db("SELECT status FROM messages WHERE role = "
+                                     "'assistant'") == [("cancelled",)], server.proc,
+                   "the reply stored as cancelled")
         with client.stream("POST", "/v1/interact", json={"text": "Please hold on"}) as r:
             lines = r.iter_lines()
             next(line for line in lines if line.startswith("event: chunk"))
