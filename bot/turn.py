@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.ordering import admitted
+from bot.ordering import admitted, turn_of
 from engine.api import (
     ChatReply,
     ChatResult,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MIN_FIRST_CHARS = 24
 """The first text shown is at least this long (or the whole reply)."""
 _BOUND = re.compile(r"[.!?।…;:,)\n](?=\s)")
+_BOUND_AT_END = re.compile(r"[.!?।…;:,)]\s*$")
 TRUNCATED_NOTE = "(I ran out of room there; ⏩ Continue for more.)"
 
 
@@ -87,10 +88,14 @@ class TurnView(Protocol):
         """A story's pictures, cover first, each with its caption."""
 
 
-def first_visible(text: str) -> str | None:
+def first_visible(text: str, *, paused: bool = False) -> str | None:
     """The first text worth showing: up to the last sentence or clause end, once that is
-    at least ``MIN_FIRST_CHARS`` long; None while there is no such bound yet."""
+    at least ``MIN_FIRST_CHARS`` long; None while there is no such bound yet. ``paused``:
+    the reply stopped coming for now, so a sentence or clause end that ends ``text`` counts
+    too (a model thinking after its first sentence still shows it)."""
     ends = [m.end() for m in _BOUND.finditer(text)]
+    if paused and _BOUND_AT_END.search(text):
+        ends.append(len(text.rstrip()))
     return text[: ends[-1]] if ends and ends[-1] >= MIN_FIRST_CHARS else None
 
 
@@ -172,20 +177,36 @@ async def paced(source: AsyncIterable[str], view: TurnView, *, prefix: str = "",
                 on_first: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[str]:
     """Pass the pieces through, showing the growing text in ``view`` on the way: the first
     time once it has a whole clause (``first_visible``), then at most every
-    ``view.interval_s``. ``on_first`` runs when the first piece arrives."""
-    text, shown, last = "", False, 0.0
-    async for piece in source:
+    ``view.interval_s``; and whenever the reply pauses that long, what it has so far.
+    ``on_first`` runs when the first piece arrives."""
+    text, shown, last = "", "", 0.0
+    pieces = aiter(source)
+
+    async def show(paused: bool) -> None:
+        nonlocal shown, last
+        head = text if shown else first_visible(text, paused=paused)
+        if head is not None and head != shown:
+            await view.show(prefix + head)
+            shown, last = head, time.monotonic()
+
+    while True:
+        step = asyncio.ensure_future(anext(pieces))
+        try:
+            while not (await asyncio.wait({step}, timeout=view.interval_s))[0]:
+                await show(paused=True)  # nothing new for a while: show what there is
+        except BaseException:
+            step.cancel()
+            raise
+        try:
+            piece = step.result()
+        except StopAsyncIteration:
+            return
         if not text and on_first is not None:
             await on_first()
         text += piece
         yield piece
-        now = time.monotonic()
-        if now - last < view.interval_s:
-            continue
-        head = text if shown else first_visible(text)
-        if head is not None:
-            await view.show(prefix + head)
-            shown, last = True, now
+        if time.monotonic() - last >= view.interval_s:
+            await show(paused=False)
 
 
 async def chat_turn(engine: Engine, view: TurnView, user: UserRef, text: str, *,
@@ -193,28 +214,29 @@ async def chat_turn(engine: Engine, view: TurnView, user: UserRef, text: str, *,
                     spoken: bool = False) -> ChatResult:
     """Answer ``text`` from ``user`` in ``view``, start to finish. ``spoken``: the person
     sent a voice message, so the answer is spoken whatever their reply mode."""
-    positions = _Positions(view)
-    async with view.activity(voice=spoken):
-        try:
-            reply = await engine.chat(user, text, chat_key=chat_key, server=server,
-                                      persona=persona, on_position=positions)
-        except BaseException:
-            await positions.close()
-            raise
-        admitted()  # queued in the engine: the chat's next message may be taken in
-        prefix = f"🤖 {reply.disclosure}\n\n" if reply.disclosure else ""
-        result, note = await deliver(engine, view, user, reply, spoken=spoken, prefix=prefix,
-                                     on_first=positions.close)
-    await positions.close()
-    if isinstance(result.error, SchedulerStopped):
-        raise result.error  # never started: the adapter keeps the message for the next start
-    buttons = reply_buttons(result)
-    voice_only = reply.reply_mode == "voice" and note is not None
-    if not voice_only:
-        await view.finish(prefix + reply_body(result), buttons)
-    if note is not None:
-        await view.voice(note, buttons if voice_only else ())
-    return result
+    with turn_of(user.key):  # /cancel and the adapter's stop wait for its end
+        positions = _Positions(view)
+        async with view.activity(voice=spoken):
+            try:
+                reply = await engine.chat(user, text, chat_key=chat_key, server=server,
+                                          persona=persona, on_position=positions)
+            except BaseException:
+                await positions.close()
+                raise
+            admitted()  # queued in the engine: the chat's next message may be taken in
+            prefix = f"🤖 {reply.disclosure}\n\n" if reply.disclosure else ""
+            result, note = await deliver(engine, view, user, reply, spoken=spoken, prefix=prefix,
+                                         on_first=positions.close)
+        await positions.close()
+        if isinstance(result.error, SchedulerStopped):
+            raise result.error  # never started: the adapter keeps the message for the next start
+        buttons = reply_buttons(result)
+        voice_only = reply.reply_mode == "voice" and note is not None
+        if not voice_only:
+            await view.finish(prefix + reply_body(result), buttons)
+        if note is not None:
+            await view.voice(note, buttons if voice_only else ())
+        return result
 
 
 async def deliver(engine: Engine, view: TurnView, user: UserRef, reply: ChatReply, *,
@@ -309,28 +331,29 @@ async def story_turn(engine: Engine, view: TurnView, user: UserRef, request: Sto
     """Write a story into ``view`` (about ``photo``, when given): queued notice, activity,
     paced text, then the titled story with its buttons and pictures; or what was written
     and why it stopped. None if it failed."""
-    positions = _Positions(view)
-    async with view.activity(voice=False):
-        try:
-            reply = await engine.stories.create(user, request, chat_key=chat_key,
-                                                on_position=positions, photo=photo)
-        except BaseException:
-            await positions.close()
-            raise
-        admitted()
-        text = "".join([p async for p in paced(reply, view, on_first=positions.close)])
-        try:
-            record = await reply.result()
-        except DoppelError as exc:
-            await positions.close()
-            if isinstance(exc, SchedulerStopped) and not text:
-                raise  # never started: the adapter keeps the request for the next start
-            await view.finish((text + "\n\n" if text else "") + exc.user_message, ())
-            return None
-    await positions.close()
-    await view.finish(f"{view.title(record.title)}\n\n{record.content}", story_buttons(record))
-    await show_pictures(engine, view, user, record)
-    return record
+    with turn_of(user.key):  # /cancel and the adapter's stop wait for its end
+        positions = _Positions(view)
+        async with view.activity(voice=False):
+            try:
+                reply = await engine.stories.create(user, request, chat_key=chat_key,
+                                                    on_position=positions, photo=photo)
+            except BaseException:
+                await positions.close()
+                raise
+            admitted()
+            text = "".join([p async for p in paced(reply, view, on_first=positions.close)])
+            try:
+                record = await reply.result()
+            except DoppelError as exc:
+                await positions.close()
+                if isinstance(exc, SchedulerStopped) and not text:
+                    raise  # never started: the adapter keeps the request for the next start
+                await view.finish((text + "\n\n" if text else "") + exc.user_message, ())
+                return None
+        await positions.close()
+        await view.finish(f"{view.title(record.title)}\n\n{record.content}", story_buttons(record))
+        await show_pictures(engine, view, user, record)
+        return record
 
 
 async def open_story(engine: Engine, view: TurnView, user: UserRef, story_id: int) -> None:

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+CUT_BY_RESTART = "Cut short: I'm restarting. Ask me again in a minute."
+"""Why a reply still running when the grace of a shutdown ran out stopped."""
+
 
 class Priority(enum.IntEnum):
     INTERACTIVE = 0
@@ -116,6 +119,7 @@ class Job(Generic[T]):
     _chunks: asyncio.Queue[Any] = field(init=False, repr=False)
     _cancel_event: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
     _timed_out: bool = field(init=False, repr=False, default=False)
+    _at_shutdown: bool = field(init=False, repr=False, default=False)
     _announced: bool = field(init=False, repr=False, default=False)
     _wait_timer: asyncio.TimerHandle | None = field(init=False, repr=False, default=None)
 
@@ -298,6 +302,7 @@ class Scheduler:
             for job in running:
                 if not job.state.finished:
                     log.info("cancelling job %d (%s) at shutdown", job.id, job.kind)
+                    job._at_shutdown = True
                     job._cancel_event.set()
         loading = {k: f for k, f in self._warm.items() if not f.done()}
         for f in loading.values():  # a model not loaded yet is not wanted now
@@ -453,7 +458,9 @@ class Scheduler:
             job._finish(JobState.TIMED_OUT, error=JobTimeout("timed out", partial=partial),
                         now=now)
         elif job._cancel_event.is_set():
-            job._finish(JobState.CANCELLED, error=JobCancelled("cancelled"), now=now)
+            job._finish(JobState.CANCELLED, error=JobCancelled(
+                "cancelled at shutdown", user_message=CUT_BY_RESTART) if job._at_shutdown
+                else JobCancelled("cancelled"), now=now)
         elif error is not None:
             if isinstance(error, InputError):  # refused on purpose: no traceback needed
                 log.info("job %d (%s) refused: %s", job.id, job.kind, error)

@@ -22,7 +22,7 @@ from bot.discord.threads import PersonaThreads
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.discord.voice import send_voice_message
 from bot.discord.webhooks import NEEDS_PERMISSION, PersonaWebhooks
-from bot.ordering import ChatOrder
+from bot.ordering import LAST_WORDS_S, ChatOrder, Underway
 from bot.turn import chat_turn
 from engine.api import (
     DoppelError,
@@ -76,6 +76,7 @@ class DiscordAdapter:
         self.webhooks = PersonaWebhooks(self.client)
         self.threads = PersonaThreads(self.client)
         self.order = ChatOrder()
+        self.underway = Underway()
         self.stopping = False
         commands.register(self, self.components)
         self._task: asyncio.Task[None] | None = None
@@ -96,6 +97,7 @@ class DiscordAdapter:
         log.info("Discord: logged in as %s (%s)", user, user.id if user else "?")
 
     async def _run(self) -> None:
+        self.underway.track()  # every event's task copies this task's context
         try:
             await self.client.connect(reconnect=True)
         except discord.LoginFailure:
@@ -111,6 +113,9 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         self.stopping = True
+        # The engine has ended their model work: their last words (the text so far, the
+        # buttons, why it stopped) go out before the connection closes.
+        await self.underway.ended(LAST_WORDS_S)
         await self.client.close()
         if self._task is not None:
             self._task.cancel()

@@ -17,6 +17,7 @@ from bot.discord.press import history_embed
 from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.memories import memories_text
+from bot.ordering import LAST_WORDS_S
 from bot.ratings import stats_text
 from bot.stories import StoryCommands, overlay
 from bot.turn import IdeasFor
@@ -249,7 +250,10 @@ def register(adapter: DiscordContext, components: ComponentHandler) -> None:
     @tree.command(name="cancel", description="Stop my reply")
     async def cancel(interaction: Interaction) -> None:
         await defer(interaction, ephemeral=True)
-        n = engine.cancel(user_ref(interaction.user))
+        user = user_ref(interaction.user)
+        n = engine.cancel(user)
+        if n:  # said once the stopped reply shows that it stopped
+            await adapter.underway.stopped(user.key, LAST_WORDS_S)
         await interaction.followup.send(f"Stopped {n} request(s)." if n else
                                         "Nothing to stop.")
 

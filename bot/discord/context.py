@@ -11,11 +11,13 @@ from discord import app_commands
 
 from bot.discord.press import DiscordPressView
 from bot.discord.stream import DiscordTurnView
+from bot.ordering import Underway
 from engine.api import Engine, Persona, UserRef, VoiceNote
 
 
 class DiscordContext(Protocol):
     engine: Engine
+    underway: Underway
     tree: app_commands.CommandTree[discord.Client]
 
     def allowed(self, user: discord.abc.User, guild_id: int | None,

@@ -31,6 +31,7 @@ from telegram.request import BaseRequest
 
 from bot.actions import Action, Press, is_brief, press
 from bot.memories import memories_text
+from bot.ordering import LAST_WORDS_S
 from bot.ratings import stats_text
 from bot.telegram.buttons import TelegramPressView
 from bot.telegram.settings import TelegramConfig
@@ -52,8 +53,6 @@ from engine.api import (
 log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
-STOP_WAIT_S = 15.0
-"""After the engine has ended its jobs, handlers get this long to send their last words."""
 CAN_DO = ("I can chat by text or voice note, write stories (/story) and more: see /help.")
 COMMANDS = [
     ("start", "Who I am, and how this works"),
@@ -187,7 +186,7 @@ class TelegramAdapter:
         await self.pause()
         running = set(self.processor.running)
         if running:  # the engine has ended their model work: they are sending last words
-            _, late = await asyncio.wait(running, timeout=STOP_WAIT_S)
+            _, late = await asyncio.wait(running, timeout=LAST_WORDS_S)
             for task in late:
                 task.cancel()
         if self.app.running:
@@ -320,7 +319,10 @@ class TelegramAdapter:
                                  "and I'll answer it.")
 
     async def cancel(self, update: Update, context: Context) -> None:
-        n = self.engine.cancel(user_ref(update))
+        user = user_ref(update)
+        n = self.engine.cancel(user)
+        if n:  # said once the stopped reply shows that it stopped
+            await self.processor.underway.stopped(user.key, LAST_WORDS_S)
         assert update.effective_message is not None
         await update.effective_message.reply_text(
             f"Stopped {n} request(s)." if n else "Nothing to stop.")

@@ -20,7 +20,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
-from bot.ordering import ChatOrder
+from bot.ordering import ChatOrder, Underway
 from engine.api import Inbox
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,14 @@ class OrderedProcessor(BaseUpdateProcessor):
         self.order = ChatOrder()
         self.stopping = False
         self.running: set[asyncio.Task[Any]] = set()
+        self.underway = Underway()
         self.kept: set[str] = set()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         task = asyncio.current_task()
         if task is not None:
             self.running.add(task)
+        self.underway.track()
         try:
             key = ordered_key(update)
             work = self._handle(update, coroutine)

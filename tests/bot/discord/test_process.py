@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.auxil.discord_api import command
+from engine.scheduler import CUT_BY_RESTART
+from tests.auxil.discord_api import Call, command
 from tests.auxil.discord_gateway import TOKEN, DiscordStandIn
 from tests.auxil.eventually import HANG_S
-from tests.auxil.llm_api import FakeLLMServer
+from tests.auxil.llm_api import HOLD_FIRST, FakeLLMServer
 from tests.bot.test_console import doppel, doppel_env
 from tests.conftest import ROOT
 
@@ -54,11 +55,17 @@ def place(dc: DiscordStandIn, channel: int) -> int | None:
     return int(told[0].split("#")[1].split()[0]) if told else None
 
 
+def finishes(calls: list[Call], channel: int) -> list[int]:
+    """Where in ``calls`` a reply in ``channel`` was finished: sent or edited with buttons."""
+    prefix = f"/channels/{channel}/messages"
+    return [i for i, c in enumerate(calls) if c.method in ("POST", "PATCH")
+            and c.path.startswith(prefix) and (c.json or {}).get("components")]
+
+
 def finished(dc: DiscordStandIn, channel: int) -> list[str]:
     """Texts of finished replies in a channel: the messages that carry buttons."""
-    prefix = f"/channels/{channel}/messages"
-    return [str(c.json.get("content")) for c in dc.calls() if c.method in ("POST", "PATCH")
-            and c.path.startswith(prefix) and (c.json or {}).get("components")]
+    calls = dc.calls()
+    return [str(calls[i].json.get("content")) for i in finishes(calls, channel)]
 
 
 def test_people_at_once_cancel_and_clean_replies_then_sigterm(
@@ -70,17 +77,25 @@ def test_people_at_once_cancel_and_clean_replies_then_sigterm(
             "PUT", "/applications/*/commands"))
         dc.dm(ANN, "Please hold on and think about the bridge", channel=ANN_CHANNEL)
         dc.wait_for(lambda: llm.holding)
+        head = HOLD_FIRST.rsplit(" ", 1)[0]  # shown while the model pauses
+        dc.wait_for(lambda: [t for t in dc.texts(ANN_CHANNEL) if t.endswith(head)])
         dc.dm(BOB, "Tell me about your week")
         dc.dm(CAT, "Say something hostile")
         places = {dc.wait_for(partial(place, dc, BOB + 1)),
                   dc.wait_for(partial(place, dc, CAT + 1))}
         assert places == {1, 2}
         dc.dm(DAN, "Please mention everyone you know")
-        # /cancel is answered at once and stops Ann's reply; Bob and Cat are answered.
+        # /cancel stops Ann's reply, which shows that it stopped before /cancel says so
+        # (issue 33); Bob and Cat are answered.
         dc.dispatch("INTERACTION_CREATE", ANN_DM)
-        dc.wait_for(lambda: any("Stopped 1 request" in json.dumps(c.json)
-                                for c in dc.rest.named("POST", "/webhooks/*/*")))
-        dc.wait_for(lambda: llm.abandoned)
+        said = dc.wait_for(lambda: [i for i, c in enumerate(dc.calls())
+                                    if "Stopped 1 request" in json.dumps(c.json)])[0]
+        dc.wait_for(lambda: llm.abandoned)  # the server sees it at its next keep-alive
+        calls = dc.calls()
+        ann = finishes(calls, ANN_CHANNEL)
+        assert ann and ann[-1] < said, [(c.method, c.path) for c in calls]
+        assert calls[ann[-1]].json["content"].endswith("Cancelled."), calls[ann[-1]].json
+        assert HOLD_FIRST in calls[ann[-1]].json["content"]
         bob = dc.wait_for(partial(finished, dc, BOB + 1))
         cat = dc.wait_for(partial(finished, dc, CAT + 1))
         assert "calm answer from the fake model" in bob[-1]
@@ -106,3 +121,27 @@ def test_people_at_once_cancel_and_clean_replies_then_sigterm(
     log = err.decode(errors="replace")
     assert proc.returncode == 0, log
     assert "Traceback" not in log and "was never retrieved" not in log, log
+
+
+def test_sigterm_mid_reply_sends_its_last_words_before_the_connection_closes(
+        tmp_path: Path, servers: tuple[DiscordStandIn, FakeLLMServer]) -> None:
+    dc, llm = servers
+    proc = start(tmp_path, dc, llm)
+    try:
+        dc.wait_for(lambda: dc.identified.is_set() and dc.rest.named(
+            "PUT", "/applications/*/commands"))
+        dc.dm(ANN, "Please hold on and think about the river", channel=ANN_CHANNEL)
+        dc.wait_for(lambda: llm.holding)
+        # Shown while the model pauses (issue 33: no streaming edit reached the channel):
+        # up to its last clause end, as the last word may still run on.
+        head = HOLD_FIRST.rsplit(" ", 1)[0]
+        dc.wait_for(lambda: [t for t in dc.texts(ANN_CHANNEL) if t.endswith(head)])
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the held reply never ends by itself
+        _, err = proc.communicate(timeout=HANG_S)
+    log = err.decode(errors="replace")
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log and "edit lost" not in log, log
+    # The reply keeps what was written, says why it stopped and carries its buttons.
+    last = finished(dc, ANN_CHANNEL)
+    assert last and HOLD_FIRST in last[-1] and last[-1].endswith(CUT_BY_RESTART), (last, log)
