@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -60,9 +62,23 @@ async def run(settings: Settings) -> int:
     from bot.app import bots_configured, run_app
     from bot.console import ConsoleAdapter
 
-    if not bots_configured(settings):  # the console chat: the terminal is the person's
-        log_to_file(settings.engine.storage.data_dir)
+    if not bots_configured(settings):
+        if _no_input():  # a container or a service: nobody could type into a console chat
+            log.info("no bot token set and no input to chat on: serving the web app and "
+                     "the API alone")
+            return await run_app(settings, console=None)
+        log_to_file(settings.engine.storage.data_dir)  # the terminal is the person's
     return await run_app(settings, console=lambda e: ConsoleAdapter(e))
+
+
+def _no_input() -> bool:
+    """Whether standard input is /dev/null (``docker run`` without ``-i``, compose, a
+    systemd service): a console chat there would end at once, and the process with it."""
+    try:
+        stdin, null = os.fstat(0), os.stat(os.devnull)
+    except OSError:
+        return True  # no standard input at all
+    return stat.S_ISCHR(stdin.st_mode) and stdin.st_rdev == null.st_rdev
 
 
 async def serve(settings: Settings, host: str | None, port: int | None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.app import run_app
@@ -20,6 +22,7 @@ from engine.config import Config
 from engine.engine import Engine, UserRef
 from tests.auxil.eventually import HANG_S
 from tests.auxil.fake_llm import FakeLLM
+from tests.auxil.servers import wait_until
 from tests.conftest import ROOT, settings_of
 
 ME = UserRef("console", "tester", "tester")
@@ -188,6 +191,37 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     log = (tmp_path / "data" / "doppel.log").read_text()
     assert "SIGTERM: shutting down" in log
     assert "engine stopped" in log
+
+
+@pytest.mark.model
+def test_run_with_no_token_and_no_input_serves_the_web_app_until_told_to_stop(
+        tmp_path: Path) -> None:
+    """Issue 34: in a container (compose, ``docker run`` without -i) standard input is
+    /dev/null; a console chat there ended at once, and the container restarted forever."""
+    cfg = write_config(tmp_path)
+    log = tmp_path / "run.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(doppel("--config", str(cfg), "run"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, env=doppel_env(),
+                                cwd=ROOT)
+    try:
+        def serving() -> re.Match[str] | None:
+            return re.search(r"web app and API at (http://\S+)", log.read_text())
+
+        wait_until(lambda: serving() is not None, proc, "doppel run")
+        found = serving()
+        assert found is not None
+        health = httpx.get(f"{found.group(1)}/health", timeout=HANG_S)
+        assert health.json()["ok"], health.text
+        assert proc.poll() is None  # still up: nobody quit a console
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(HANG_S)
+    finally:
+        proc.kill()
+    said = log.read_text()
+    assert proc.returncode == 0, said
+    assert "no input to chat on: serving the web app and the API alone" in said
+    assert "console" not in said.lower() and "Traceback" not in said, said
 
 
 async def test_console_story_flow_suggest_write_favourite_find_clear(config: Config) -> None:
