@@ -68,17 +68,24 @@ def finished(dc: DiscordStandIn, channel: int) -> list[str]:
     return [str(calls[i].json.get("content")) for i in finishes(calls, channel)]
 
 
+def ann_waits(dc: DiscordStandIn, llm: FakeLLMServer, text: str) -> None:
+    """Once the bot is connected, Ann asks something the model holds after one sentence;
+    returns once that sentence is shown while the model pauses (issue 33: no streaming
+    edit reached the channel), up to its last clause end, as its last word may run on."""
+    dc.wait_for(lambda: dc.identified.is_set() and dc.rest.named(
+        "PUT", "/applications/*/commands"))
+    dc.dm(ANN, text, channel=ANN_CHANNEL)
+    dc.wait_for(lambda: llm.holding)
+    head = HOLD_FIRST.rsplit(" ", 1)[0]
+    dc.wait_for(lambda: [t for t in dc.texts(ANN_CHANNEL) if t.endswith(head)])
+
+
 def test_people_at_once_cancel_and_clean_replies_then_sigterm(
         tmp_path: Path, servers: tuple[DiscordStandIn, FakeLLMServer]) -> None:
     dc, llm = servers
     proc = start(tmp_path, dc, llm)
     try:
-        dc.wait_for(lambda: dc.identified.is_set() and dc.rest.named(
-            "PUT", "/applications/*/commands"))
-        dc.dm(ANN, "Please hold on and think about the bridge", channel=ANN_CHANNEL)
-        dc.wait_for(lambda: llm.holding)
-        head = HOLD_FIRST.rsplit(" ", 1)[0]  # shown while the model pauses
-        dc.wait_for(lambda: [t for t in dc.texts(ANN_CHANNEL) if t.endswith(head)])
+        ann_waits(dc, llm, "Please hold on and think about the bridge")
         dc.dm(BOB, "Tell me about your week")
         dc.dm(CAT, "Say something hostile")
         places = {dc.wait_for(partial(place, dc, BOB + 1)),
@@ -128,14 +135,7 @@ def test_sigterm_mid_reply_sends_its_last_words_before_the_connection_closes(
     dc, llm = servers
     proc = start(tmp_path, dc, llm)
     try:
-        dc.wait_for(lambda: dc.identified.is_set() and dc.rest.named(
-            "PUT", "/applications/*/commands"))
-        dc.dm(ANN, "Please hold on and think about the river", channel=ANN_CHANNEL)
-        dc.wait_for(lambda: llm.holding)
-        # Shown while the model pauses (issue 33: no streaming edit reached the channel):
-        # up to its last clause end, as the last word may still run on.
-        head = HOLD_FIRST.rsplit(" ", 1)[0]
-        dc.wait_for(lambda: [t for t in dc.texts(ANN_CHANNEL) if t.endswith(head)])
+        ann_waits(dc, llm, "Please hold on and think about the river")
     finally:
         proc.send_signal(signal.SIGTERM)  # the held reply never ends by itself
         _, err = proc.communicate(timeout=HANG_S)
