@@ -123,7 +123,10 @@ async def engine_run(engine: Engine, user: UserRef, prompt: str, params: Samplin
     assert result.status in ("complete", "truncated"), result  # cut by max_tokens: fine
     backend = engine.llm
     assert isinstance(backend, Recording)
-    return Run("engine", idx, first - t0, n, rate(n, first, last), result.text,
+    # The engine hands on cleaned text in fewer, larger pieces than the model's tokens:
+    # the rate counts the tokens the model wrote, between the first and the last piece.
+    tokens = len(backend.llama.tokenize(backend.written.encode(), add_bos=False, special=True))
+    return Run("engine", idx, first - t0, tokens, rate(tokens, first, last), result.text,
                backend.written)
 
 
