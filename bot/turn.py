@@ -41,6 +41,8 @@ MIN_FIRST_CHARS = 24
 """The first text shown is at least this long (or the whole reply)."""
 _BOUND = re.compile(r"[.!?।…;:,)\n](?=\s)")
 _BOUND_AT_END = re.compile(r"[.!?।…;:,)]\s*$")
+PAUSE_S = 0.5
+"""A reply that sends nothing for this long (or the view's interval, if longer) pauses."""
 TRUNCATED_NOTE = "(I ran out of room there; ⏩ Continue for more.)"
 
 
@@ -177,7 +179,8 @@ async def paced(source: AsyncIterable[str], view: TurnView, *, prefix: str = "",
                 on_first: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[str]:
     """Pass the pieces through, showing the growing text in ``view`` on the way: the first
     time once it has a whole clause (``first_visible``), then at most every
-    ``view.interval_s``; and whenever the reply pauses that long, what it has so far.
+    ``view.interval_s``; and whenever the reply pauses that long (at least ``PAUSE_S``),
+    what it has so far.
     ``on_first`` runs when the first piece arrives."""
     text, shown, last = "", "", 0.0
     pieces = aiter(source)
@@ -189,10 +192,11 @@ async def paced(source: AsyncIterable[str], view: TurnView, *, prefix: str = "",
             await view.show(prefix + head)
             shown, last = head, time.monotonic()
 
+    pause_s = max(view.interval_s, PAUSE_S)
     while True:
         step = asyncio.ensure_future(anext(pieces))
         try:
-            while not (await asyncio.wait({step}, timeout=view.interval_s))[0]:
+            while not (await asyncio.wait({step}, timeout=pause_s))[0]:
                 await show(paused=True)  # nothing new for a while: show what there is
         except BaseException:
             step.cancel()
