@@ -98,15 +98,10 @@ class Underway:
             if not mine:
                 self._turns.pop(user, None)
 
-    async def stopped(self, user: str, wait_s: float) -> None:
-        """Wait (at most ``wait_s``) until the turns ``user`` has under way now ended."""
-        turns = set(self._turns.get(user, ()))
-        if turns:
-            await asyncio.wait(turns, timeout=wait_s)
-
-    async def ended(self, wait_s: float) -> None:
-        """Wait (at most ``wait_s``) until every turn under way now ended."""
-        turns = {t for mine in self._turns.values() for t in mine}
+    async def ended(self, wait_s: float, user: str | None = None) -> None:
+        """Wait (at most ``wait_s``) until the turns under way now (``user``'s, or
+        everyone's) ended."""
+        turns = {t for who, mine in self._turns.items() if user in (None, who) for t in mine}
         if turns:
             await asyncio.wait(turns, timeout=wait_s)
 

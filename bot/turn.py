@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.ordering import admitted, turn_of
+from bot.ordering import LAST_WORDS_S, Underway, admitted, turn_of
 from engine.api import (
     ChatReply,
     ChatResult,
@@ -241,6 +241,15 @@ async def chat_turn(engine: Engine, view: TurnView, user: UserRef, text: str, *,
         if note is not None:
             await view.voice(note, buttons if voice_only else ())
         return result
+
+
+async def stop_turns(engine: Engine, underway: Underway, user: UserRef) -> str:
+    """``/cancel``: stop the person's queued and running requests; what to tell them, once
+    the stopped replies show that they stopped."""
+    n = engine.cancel(user)
+    if n:
+        await underway.ended(LAST_WORDS_S, user.key)
+    return f"Stopped {n} request(s)." if n else "Nothing to stop."
 
 
 async def deliver(engine: Engine, view: TurnView, user: UserRef, reply: ChatReply, *,

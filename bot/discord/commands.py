@@ -17,10 +17,9 @@ from bot.discord.press import history_embed
 from bot.discord.stream import Buttons, button
 from bot.discord.users import chat_key, server_key, user_ref
 from bot.memories import memories_text
-from bot.ordering import LAST_WORDS_S
 from bot.ratings import stats_text
 from bot.stories import StoryCommands, overlay
-from bot.turn import IdeasFor
+from bot.turn import IdeasFor, stop_turns
 from bot.weblink import web_link_text
 from engine.api import (
     AGE_GROUPS,
@@ -250,12 +249,8 @@ def register(adapter: DiscordContext, components: ComponentHandler) -> None:
     @tree.command(name="cancel", description="Stop my reply")
     async def cancel(interaction: Interaction) -> None:
         await defer(interaction, ephemeral=True)
-        user = user_ref(interaction.user)
-        n = engine.cancel(user)
-        if n:  # said once the stopped reply shows that it stopped
-            await adapter.underway.stopped(user.key, LAST_WORDS_S)
-        await interaction.followup.send(f"Stopped {n} request(s)." if n else
-                                        "Nothing to stop.")
+        await interaction.followup.send(await stop_turns(engine, adapter.underway,
+                                                         user_ref(interaction.user)))
 
     @tree.command(name="export", description="A copy of everything I stored about you")
     async def export(interaction: Interaction) -> None:

@@ -40,7 +40,7 @@ from bot.telegram.stream import chat_action
 from bot.telegram.updates import PLATFORM, DurableQueue, OrderedProcessor
 from bot.telegram.users import chat_key, is_chat_admin, user_ref
 from bot.telegram.voices import VoiceHandlers
-from bot.turn import chat_turn
+from bot.turn import chat_turn, stop_turns
 from bot.weblink import IN_PRIVATE, web_link_text
 from engine.api import (
     DoppelError,
@@ -319,13 +319,9 @@ class TelegramAdapter:
                                  "and I'll answer it.")
 
     async def cancel(self, update: Update, context: Context) -> None:
-        user = user_ref(update)
-        n = self.engine.cancel(user)
-        if n:  # said once the stopped reply shows that it stopped
-            await self.processor.underway.stopped(user.key, LAST_WORDS_S)
+        said = await stop_turns(self.engine, self.processor.underway, user_ref(update))
         assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            f"Stopped {n} request(s)." if n else "Nothing to stop.")
+        await update.effective_message.reply_text(said)
 
     async def forget(self, update: Update, context: Context) -> None:
         assert update.effective_message is not None

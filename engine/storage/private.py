@@ -85,14 +85,18 @@ def folder_name(key: bytes, user_key: str) -> str:
     return hmac.new(key, user_key.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+_UNKEYED_CHARS = 24
+"""The length of an old folder name (keyed ones are longer)."""
+
+
 def unkeyed_name(user_key: str) -> str:
     """What earlier versions named it: a plain hash anyone can compute from the id."""
-    return hashlib.sha256(user_key.encode()).hexdigest()[:24]
+    return hashlib.sha256(user_key.encode()).hexdigest()[:_UNKEYED_CHARS]
 
 
 def has_unkeyed(users: Path) -> bool:
     """Whether ``users/`` holds a folder named the old way (a cheap look, at start)."""
-    return users.is_dir() and any(len(p.name) == 24 for p in users.iterdir())
+    return users.is_dir() and any(len(p.name) == _UNKEYED_CHARS for p in users.iterdir())
 
 
 def rename_unkeyed(users: Path, key: bytes, user_keys: Iterable[str]) -> int:
