@@ -44,6 +44,36 @@ async def memory_engine(cfg: Config, *, load_llm: bool = False) -> Engine:
     return engine
 
 
+class MachineLoad:
+    """How busy the whole machine was between ``start()`` and ``stop()`` (every process,
+    this one included): the CPUs' busy share from /proc/stat and the 1-minute load average,
+    so that a figure is never read without the load it was measured under."""
+
+    def __init__(self) -> None:
+        self._t0 = self._jiffies()
+        self.figures: dict[str, float] = {}
+
+    @staticmethod
+    def _jiffies() -> tuple[float, float]:
+        try:
+            with open("/proc/stat") as f:
+                fields = [float(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return 0.0, 0.0
+        return sum(fields) - fields[3] - fields[4], sum(fields)
+
+    def stop(self) -> dict[str, float]:
+        busy, total = (b - a for a, b in zip(self._t0, self._jiffies(), strict=True))
+        self.figures = {"cpu_busy_pct": round(100 * busy / total, 1) if total else 0.0,
+                        "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": cpu_count()}
+        return self.figures
+
+    def line(self) -> str:
+        f = self.figures or self.stop()
+        return (f"machine load meanwhile: CPUs {f['cpu_busy_pct']:.0f}% busy, load average "
+                f"{f['loadavg_1m']:.2f} on {f['cpus']} CPUs")
+
+
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

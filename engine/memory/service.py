@@ -71,7 +71,8 @@ class Memory:
         self.db = db
         self.scheduler = scheduler
         self.chroma_path = cfg.chroma_path or data_dir / "chroma"
-        self.embedder = embedder or Embedder(cfg.embedding_model, batch_size=cfg.embed_batch)
+        self.embedder = embedder or Embedder(cfg.embedding_model, batch_size=cfg.embed_batch,
+                                             precision=cfg.embed_precision)
         self._store: VectorStore | None = None
         self._sizes: dict[str, int] = {}
         url = make_url(db.url)
@@ -105,7 +106,7 @@ class Memory:
 
     def load(self) -> None:
         """Load the embedding model and open the store (blocking, on the embed thread)."""
-        _ = self.embedder.model
+        self.embedder.load()
         _ = self.store
 
     async def preload(self) -> None:

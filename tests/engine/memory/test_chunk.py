@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import itertools
 
-from engine.memory.chunk import DuplicateFilter, chunk_text, content_hash, signature_bytes
+from engine.memory.chunk import (
+    DuplicateFilter,
+    chunk_text,
+    content_hash,
+    signature_bytes,
+    unit_counter,
+)
 from engine.memory.clean import thread_key
 
 
@@ -33,6 +39,21 @@ def test_a_sentence_longer_than_a_chunk_is_cut_by_words() -> None:
     chunks = chunk_text("word " * 250, 100, 0, words)
     assert all(words(c) <= 100 for c in chunks)
     assert sum(words(c) for c in chunks) == 250
+
+
+def test_sentences_counted_at_once_chunk_as_if_counted_one_by_one() -> None:
+    texts = [" ".join(f"Sentence {i} of mail {m} ends here." for i in range(30))
+             for m in range(3)] + ["word " * 250]
+    batches: list[int] = []
+
+    def many(units: list[str]) -> list[int]:
+        batches.append(len(units))
+        return [words(u) for u in units]
+
+    count = unit_counter(texts, many, words)
+    assert len(batches) == 1 and batches[0] >= 90  # every sentence, in one call
+    for text in texts:
+        assert chunk_text(text, 40, 10, count) == chunk_text(text, 40, 10, words)
 
 
 def test_duplicates_exact_near_and_distinct() -> None:

@@ -1,0 +1,80 @@
+"""The embedder on the real all-MiniLM-L6-v2: the same vectors as sentence-transformers,
+bfloat16 within reach of float32, input order kept through the length sort, long texts
+by windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.memory.embed import Embedder, cpu_has_bf16
+
+TEXTS = [
+    "Vince, the quarterly review is moved to Thursday at 3 pm in EB 19C2.",
+    "Thanks!",
+    "We need to price the weather derivatives before the Houston meeting; please send the "
+    "model and the data you used for the winter contracts, with the volatility surface.",
+    "Lunch?",
+    "The research group will present the credit risk model to the board in October, and "
+    "I would like you to join us for the dry run the week before.",
+]
+
+
+@pytest.fixture(scope="module")
+def fp32() -> Embedder:
+    e = Embedder(precision="fp32")
+    e.load()
+    return e
+
+
+def test_float32_gives_the_vectors_of_sentence_transformers(fp32: Embedder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(fp32.model_path), device="cpu")
+    want = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    got = fp32.embed(TEXTS)
+    assert got.shape == (len(TEXTS), 384)
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_the_length_sort_keeps_each_vector_with_its_text(fp32: Embedder) -> None:
+    together = fp32.embed(TEXTS)
+    alone = np.stack([fp32.embed([t])[0] for t in TEXTS])
+    assert np.allclose(together, alone, atol=1e-5)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1, atol=1e-5)
+    assert fp32.embed([]).shape == (0, 384)
+
+
+def test_bfloat16_vectors_are_float32s_within_a_rounding(fp32: Embedder) -> None:
+    bf16 = Embedder(precision="bf16")
+    bf16.load()
+    assert bf16.model.dtype_name == "bfloat16"
+    cosine = (bf16.embed(TEXTS) * fp32.embed(TEXTS)).sum(axis=1)
+    assert cosine.min() > 0.999, cosine
+
+
+def test_a_text_over_the_window_is_the_mean_of_its_windows(fp32: Embedder) -> None:
+    long = " ".join(TEXTS * 12)
+    assert fp32.count_tokens(long) > fp32.max_tokens
+    pieces = Embedder._windows(long, fp32.count_tokens(long), fp32.max_tokens - 2)
+    assert len(pieces) >= 2 and all(fp32.count_tokens(p) <= fp32.max_tokens - 2
+                                    for p in pieces)
+    mean = fp32.embed(pieces).sum(axis=0)
+    assert np.allclose(fp32.embed([long])[0], mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_tokens_counted_at_once_are_the_tokens_counted_one_by_one(fp32: Embedder) -> None:
+    assert fp32.count_many(TEXTS) == [fp32.count_tokens(t) for t in TEXTS]
+    assert fp32.count_tokens("Thanks!") == 2  # "thanks", "!": no [CLS] or [SEP]
+
+
+def test_bfloat16_is_chosen_only_where_the_cpu_has_it(tmp_path: Path) -> None:
+    with_it = tmp_path / "zen4"
+    with_it.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without = tmp_path / "skylake"
+    without.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert cpu_has_bf16(with_it)
+    assert not cpu_has_bf16(without)
+    assert not cpu_has_bf16(tmp_path / "none")
