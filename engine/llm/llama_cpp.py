@@ -2,7 +2,11 @@
 
 One model in memory serves every persona: a persona's LoRA (``persona.toml`` ``[model]``)
 is loaded once beside it and switched on for that persona's turns only (the prompt cache
-is dropped when the adapter changes, since it was computed with other weights)."""
+is dropped when the adapter changes, since it was computed with other weights).
+
+With ``[llm] workers`` above 1, that many replies are decoded together in one batch
+(``batched.py``); a turn with a LoRA or a log-probability meter is written on the model's
+own context meanwhile, one at a time."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from typing import Any
 from engine.config import LLMConfig
 from engine.errors import ConfigError, ModelError
 from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, LoraView, SamplingParams
+from engine.llm.batched import BatchDecoder
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,9 @@ class LlamaCppBackend(LLMBackend):
         """The LoRA the context applies now (None: the bare model)."""
         self._default = (cfg.lora_path, 1.0) if cfg.lora_path else None
         """``[llm] lora_path``: applied to every turn that names no LoRA of its own."""
+        self._batch: BatchDecoder | None = None
+        self._serial = threading.Lock()
+        """The model's own context: one turn at a time."""
 
     @property
     def n_ctx(self) -> int:
@@ -80,6 +89,11 @@ class LlamaCppBackend(LLMBackend):
     @property
     def description(self) -> str:
         return f"llama.cpp {self.model_path.name}"
+
+    @property
+    def batch(self) -> BatchDecoder | None:
+        """The batch decoder (``[llm] workers`` above 1), for benchmarks and tests."""
+        return self._batch
 
     @property
     def llama(self) -> Any:
@@ -110,6 +124,10 @@ class LlamaCppBackend(LLMBackend):
         if self.cfg.lora_path:
             self.load_lora(self.cfg.lora_path)
             self._use(self._default)
+        if self.cfg.workers > 1:
+            self._batch = BatchDecoder(self._llm, slots=self.cfg.workers, n_ctx=self.cfg.n_ctx,
+                                       n_threads=self.cfg.n_threads or os.cpu_count() or 1,
+                                       n_batch=self.cfg.n_batch)
 
     def load_lora(self, path: Path) -> None:
         """Read a GGUF LoRA of this model (once); llama.cpp checks it fits the model."""
@@ -149,6 +167,9 @@ class LlamaCppBackend(LLMBackend):
         return _LoraView(self, path, scale)
 
     def close(self) -> None:
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
         self._adapters.clear()  # llama.cpp frees adapters with their model
         self._active = None
         if self._llm is not None:
@@ -170,10 +191,16 @@ class LlamaCppBackend(LLMBackend):
     def prefill(self, messages: Sequence[ChatMessage]) -> bool:
         """llama.cpp keeps the last prompt's evaluation and reuses its longest common
         prefix: reading ``messages`` (and one token) leaves them there for the next turn."""
-        self._use(None)
-        self.llama.create_chat_completion(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            max_tokens=1, temperature=0.0)
+        if self._batch is not None:  # read into a slot, which the turn then picks
+            for _ in self._batch.stream(messages, SamplingParams(max_tokens=1),
+                                        lambda: False, max_tokens=0):
+                pass
+            return True
+        with self._serial:
+            self._use(None)
+            self.llama.create_chat_completion(
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                max_tokens=1, temperature=0.0)
         return True
 
     def generate(
@@ -185,6 +212,20 @@ class LlamaCppBackend(LLMBackend):
         lora: tuple[Path, float] | None,
     ) -> Iterator[str]:
         """:meth:`stream_chat` with ``lora`` applied (None: ``[llm] lora_path``, if set)."""
+        if self._batch is not None and meter is None and (lora or self._default) is None:
+            yield from self._batch.stream(messages, params, should_stop)
+            return
+        with self._serial:
+            yield from self._serial_generate(messages, params, should_stop, meter, lora)
+
+    def _serial_generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        should_stop: Callable[[], bool],
+        meter: LogprobMeter | None,
+        lora: tuple[Path, float] | None,
+    ) -> Iterator[str]:
         self._use(lora)
         extra: dict[str, Any] = {}
         if meter is not None:

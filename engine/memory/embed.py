@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Vectors = NDArray[np.float32]
 Precision = Literal["auto", "bf16", "fp32"]
+PAD_TO = 16
+"""Batches are padded to a multiple of this many tokens: a few shapes, so the kernels made
+for each (and the memory they keep) stay few; costs ~5% more work."""
 
 
 def bundled_embedding_model() -> Path:
@@ -175,6 +178,7 @@ class _Model:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
                 width = max(len(encodings[i].ids) for i in rows)
+                width = -(-width // PAD_TO) * PAD_TO
                 ids = np.zeros((len(rows), width), dtype=np.int64)
                 mask = np.zeros_like(ids)
                 for r, i in enumerate(rows):
