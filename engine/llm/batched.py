@@ -45,6 +45,8 @@ class _Reply:
     params: SamplingParams
     stops: list[str]
     max_tokens: int
+    lora: tuple[Any, float] | None = None
+    """The adapter (llama.cpp's) and its scale the reply is written with; None: none."""
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     cancelled: bool = False
     slot: int = -1
@@ -111,6 +113,8 @@ class BatchDecoder:
         self._ends = {t for t in range(llama.n_vocab())
                       if llama_cpp.llama_vocab_is_eog(self._vocab, t)}
         self._pieces: dict[int, bytes] = {}
+        self._lora: tuple[Any, float] | None = None
+        """The adapter the context applies now: every reply under way is written with it."""
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._cached: list[list[int]] = [[] for _ in range(slots)]
         """The tokens each slot's sequence holds (read, or fed back as written)."""
@@ -137,12 +141,14 @@ class BatchDecoder:
         return capture.prompt, capture.stop
 
     def stream(self, messages: Sequence[ChatMessage], params: SamplingParams,
-               should_stop: Callable[[], bool], max_tokens: int | None = None
-               ) -> Iterator[str]:
-        """The reply's text as it is written; closing it (or ``should_stop``) ends it."""
+               should_stop: Callable[[], bool], max_tokens: int | None = None,
+               lora: tuple[Any, float] | None = None) -> Iterator[str]:
+        """The reply's text as it is written; closing it (or ``should_stop``) ends it.
+        ``lora``: a LoRA adapter of the model and its scale (replies with the same one are
+        written together; another waits until they are done)."""
         tokens, stops = self.prompt(messages)
         reply = _Reply(tokens, params, stops + list(params.stop),
-                       params.max_tokens if max_tokens is None else max_tokens)
+                       params.max_tokens if max_tokens is None else max_tokens, lora)
         with self._cv:
             if self._closed:
                 raise ModelError("the model is closed")
@@ -194,7 +200,8 @@ class BatchDecoder:
                     self._waiting.remove(reply)
                     reply.out.put(None)
                 while (self._waiting and None in self._busy
-                       and not self._worth_waiting(self._waiting[0])):
+                       and not self._worth_waiting(self._waiting[0])
+                       and self._adapter_for(self._waiting[0])):
                     self._admit(self._waiting.popleft())
             for reply in [r for r in self._busy if r is not None and r.cancelled]:
                 self._finish(reply)
@@ -209,6 +216,28 @@ class BatchDecoder:
                     self._cached = [[] for _ in range(self.slots)]
         for reply in [r for r in self._busy if r is not None] + list(self._waiting):
             reply.out.put(ModelError("the model was closed while it wrote"))
+
+    def _adapter_for(self, reply: _Reply) -> bool:
+        """Whether ``reply`` can be written now: the context applies its LoRA, or nothing is
+        under way and the context switches to it (what the slots hold was computed with
+        other weights: dropped). First come, first served: the others wait behind it."""
+        if reply.lora == self._lora:
+            return True
+        if any(self._busy):
+            return False
+        cpp = self._cpp
+        if reply.lora is None:
+            failed = cpp.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
+        else:
+            adapters = (cpp.llama_adapter_lora_p_ctypes * 1)(reply.lora[0])
+            scales = (ctypes.c_float * 1)(reply.lora[1])
+            failed = cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales)
+        if failed:
+            raise ModelError("llama.cpp could not apply the LoRA")
+        cpp.llama_memory_clear(self.ctx.memory, True)
+        self._cached = [[] for _ in range(self.slots)]
+        self._lora = reply.lora
+        return True
 
     def _worth_waiting(self, reply: _Reply) -> bool:
         """Whether a prompt being read now shares a long beginning with ``reply``'s that no

@@ -5,8 +5,8 @@ is loaded once beside it and switched on for that persona's turns only (the prom
 is dropped when the adapter changes, since it was computed with other weights).
 
 With ``[llm] workers`` above 1, that many replies are decoded together in one batch
-(``batched.py``); a turn with a LoRA or a log-probability meter is written on the model's
-own context meanwhile, one at a time."""
+(``batched.py``), those with the same LoRA at a time; a turn with a log-probability meter
+is written on the model's own context meanwhile, one at a time."""
 
 from __future__ import annotations
 
@@ -212,8 +212,12 @@ class LlamaCppBackend(LLMBackend):
         lora: tuple[Path, float] | None,
     ) -> Iterator[str]:
         """:meth:`stream_chat` with ``lora`` applied (None: ``[llm] lora_path``, if set)."""
-        if self._batch is not None and meter is None and (lora or self._default) is None:
-            yield from self._batch.stream(messages, params, should_stop)
+        if self._batch is not None and meter is None:
+            wanted = lora or self._default
+            if wanted is not None:
+                self.load_lora(wanted[0])
+            adapter = None if wanted is None else (self._adapters[wanted[0]], wanted[1])
+            yield from self._batch.stream(messages, params, should_stop, lora=adapter)
             return
         with self._serial:
             yield from self._serial_generate(messages, params, should_stop, meter, lora)

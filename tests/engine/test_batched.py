@@ -129,3 +129,29 @@ async def test_three_people_chat_at_once_through_the_engine(make_config: MakeCon
             assert [m.role for m in history][-2:] == ["user", "assistant"]
     finally:
         await engine.stop()
+
+
+def test_replies_with_a_lora_and_without_take_turns_on_the_batch(
+        batched: LlamaCppBackend) -> None:
+    """Allen's fine-tune and the bare model cannot be applied to one batch at once: those
+    with the LoRA are written together, then the others (first come, first served); each
+    is written with its own weights (greedy: the LoRA's reply is its own)."""
+    lora = batched.with_lora(ROOT / "persona_data" / "allen" / "allen-lora.gguf", 0.5)
+    lora.load()
+    messages = asked(QUESTION)
+    plain_alone = "".join(batched.stream_chat(messages, GREEDY, lambda: False))
+    lora_alone = "".join(lora.stream_chat(messages, GREEDY, lambda: False))
+    assert plain_alone[:12] != lora_alone[:12]
+    out: dict[str, str] = {}
+
+    def ask(name: str, model: object) -> None:
+        out[name] = "".join(model.stream_chat(messages, GREEDY, lambda: False))  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=ask, args=(f"{kind}{i}", model))
+               for i in range(2) for kind, model in (("lora", lora), ("plain", batched))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, text in out.items():
+        assert text[:12] == (lora_alone if name.startswith("lora") else plain_alone)[:12], out
