@@ -220,42 +220,32 @@ class LlamaCppBackend(LLMBackend):
             yield from self._batch.stream(messages, params, should_stop, lora=adapter)
             return
         with self._serial:
-            yield from self._serial_generate(messages, params, should_stop, meter, lora)
-
-    def _serial_generate(
-        self,
-        messages: Sequence[ChatMessage],
-        params: SamplingParams,
-        should_stop: Callable[[], bool],
-        meter: LogprobMeter | None,
-        lora: tuple[Path, float] | None,
-    ) -> Iterator[str]:
-        self._use(lora)
-        extra: dict[str, Any] = {}
-        if meter is not None:
-            extra["logits_processor"] = _meter_processor(meter)
-        chunks = self.llama.create_chat_completion(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            stream=True,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-            **extra,
-        )
-        try:
-            for chunk in chunks:
-                if should_stop():
-                    return
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
-        finally:
-            chunks.close()
+            self._use(lora)
+            extra: dict[str, Any] = {}
+            if meter is not None:
+                extra["logits_processor"] = _meter_processor(meter)
+            chunks = self.llama.create_chat_completion(
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                stream=True,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                min_p=params.min_p,
+                repeat_penalty=params.repeat_penalty,
+                seed=params.seed,
+                stop=list(params.stop) or None,
+                **extra,
+            )
+            try:
+                for chunk in chunks:
+                    if should_stop():
+                        return
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
+            finally:
+                chunks.close()
 
 
 class _LoraView(LoraView):
