@@ -74,6 +74,31 @@ class MachineLoad:
                 f"{f['loadavg_1m']:.2f} on {f['cpus']} CPUs")
 
 
+def merged_config(base: Path, overrides: dict[str, dict[str, Any]],
+                  keep: tuple[str, ...] | None = None) -> str:
+    """The TOML of ``base`` (``--config``) with ``overrides`` laid over it, table by table:
+    a bench runs with the settings it is given and its own data dir. ``keep``: the tables
+    of ``base`` taken (default all); its paths are made absolute against its folder."""
+    import tomllib
+
+    raw = tomllib.loads(base.read_text())
+    tables: dict[str, dict[str, Any]] = {}
+    for name, values in raw.items():
+        if isinstance(values, dict) and (keep is None or name in keep):
+            tables[name] = {k: v for k, v in values.items() if not isinstance(v, dict)}
+    for name, values in overrides.items():
+        tables.setdefault(name, {}).update(values)
+    lines: list[str] = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            if isinstance(value, str) and key.endswith(("_path", "_dir", "dir")) and value \
+                    and not Path(value).is_absolute():
+                value = str((base.parent / value).resolve())
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -15,7 +15,7 @@ reply at a time; more decode that many people's replies together in one llama.cp
 time until the last one finished.
 
     .venv/bin/python bench/concurrency.py [--people 20] [--token-ms 25] [--real]
-        [--workers 1,8] [--out F]
+        [--workers 1,8] [--config config.toml] [--out F]
 """
 
 from __future__ import annotations
@@ -28,32 +28,38 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, MachineLoad, cpu_count, pct, write
+from _common import ROOT, MachineLoad, cpu_count, merged_config, pct, write
 
 from tests.auxil.bot_api import TOKEN, BotApi
 from tests.auxil.llm_api import FakeLLMServer
 
 
 def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int,
-           workers: int = 1) -> Path:
-    model = (f'backend = "llama_cpp"\nn_threads = 2\nworkers = {workers}\n' if llm is None
-             else f'backend = "openai"\napi_base = "{llm.base}"\n')
+           workers: int = 1, base: Path = ROOT / "config.toml") -> Path:
+    """``base``'s settings (``--config``) with this run's own data dir, model, queue and
+    Bot API stand-in."""
+    model: dict[str, Any] = ({"backend": "llama_cpp", "n_threads": 2, "workers": workers}
+                             if llm is None else
+                             {"backend": "openai", "api_base": llm.base, "workers": 1})
     path = tmp / "config.toml"
-    path.write_text(
-        f'[storage]\ndata_dir = "{tmp / "data"}"\n'
-        f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
-        f'[llm]\n{model}max_tokens = 48\n'
-        f'[engine]\nqueue_size = {people * 2}\n'
-        '[memory]\nauto_ingest = false\n[api]\nport = 0\n'
-        f'[telegram]\napi_base = "{api.base}"\n')
+    path.write_text(merged_config(base, {
+        "storage": {"data_dir": str(tmp / "data"), "database_url": ""},
+        "personas": {"dir": str(ROOT / "persona_data"), "default": "allen"},
+        "llm": {**model, "max_tokens": 48},
+        "engine": {"queue_size": people * 2},
+        "memory": {"auto_ingest": False, "chroma_path": str(tmp / "data" / "chroma")},
+        "api": {"port": 0},
+        "telegram": {"api_base": api.base},
+    }))
     return path
 
 
-def run(people: int, token_ms: float, real: bool, workers: int = 1) -> dict[str, Any]:
+def run(people: int, token_ms: float, real: bool, workers: int = 1,
+        base: Path = ROOT / "config.toml") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpdir, BotApi() as api, \
             FakeLLMServer(token_delay_s=token_ms / 1000) as llm:
         tmp = Path(tmpdir)
-        cfg = config(tmp, api, None if real else llm, people, workers)
+        cfg = config(tmp, api, None if real else llm, people, workers, base)
         proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(cfg), "run"],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**__import__("os").environ, "TELEGRAM_TOKEN": TOKEN})
@@ -118,11 +124,15 @@ def main() -> None:
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--workers", default="1,8",
                         help="with --real: [llm] workers settings, run in turn")
+    parser.add_argument("--config", type=Path, default=ROOT / "config.toml",
+                        help="the settings to run with (data dir, model and adapters are "
+                             "the bench's own)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     load = MachineLoad()
     settings = [int(w) for w in args.workers.split(",")] if args.real else [1]
-    reports = [run(args.people, args.token_ms, args.real, w) for w in settings]
+    reports = [run(args.people, args.token_ms, args.real, w, args.config.resolve())
+               for w in settings]
     keys = [k for k in reports[0] if k != "per_person"]
     for key in keys:
         cells = [f"{r[key]:12.3f}" if isinstance(r[key], float) else f"{r[key]!s:>12}"

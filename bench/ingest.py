@@ -32,11 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, MachineLoad, cpu_count, write
+from _common import CORPUS, ROOT, MachineLoad, cpu_count, merged_config, write
 
 from engine.memory.chunk import SUBJECT_CHARS, sentence_windows
 from engine.memory.parse import parse_file
@@ -58,14 +57,13 @@ def setup(tmp: Path, base_config: Path = ROOT / "config.toml") -> Path:
     personas = tmp / "personas"
     (personas / "kaminski").mkdir(parents=True)
     (personas / "kaminski" / "persona.toml").write_text(PERSONA)
-    base = tomllib.loads(base_config.read_text())
-    memory = {k: v for k, v in base.get("memory", {}).items() if k != "chroma_path"}
-    memory["auto_ingest"] = False
-    lines = [f'[storage]\ndata_dir = {json.dumps(str(tmp / "data"))}',
-             f'[personas]\ndir = {json.dumps(str(personas))}\ndefault = "kaminski"',
-             "[memory]", *(f"{k} = {json.dumps(v)}" for k, v in memory.items())]
+    text = merged_config(base_config, {
+        "storage": {"data_dir": str(tmp / "data")},
+        "personas": {"dir": str(personas), "default": "kaminski"},
+        "memory": {"auto_ingest": False, "chroma_path": str(tmp / "data" / "chroma")},
+    }, keep=("memory",))
     config = tmp / "config.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(text)
     return config
 
 
