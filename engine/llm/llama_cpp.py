@@ -193,7 +193,8 @@ class LlamaCppBackend(LLMBackend):
         prefix: reading ``messages`` (and one token) leaves them there for the next turn."""
         if self._batch is not None:  # read into a slot, which the turn then picks
             for _ in self._batch.stream(messages, SamplingParams(max_tokens=1),
-                                        lambda: False, max_tokens=0):
+                                        lambda: False, max_tokens=0,
+                                        lora=self._adapter(None)):
                 pass
             return True
         with self._serial:
@@ -202,6 +203,14 @@ class LlamaCppBackend(LLMBackend):
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 max_tokens=1, temperature=0.0)
         return True
+
+    def _adapter(self, lora: tuple[Path, float] | None) -> tuple[Any, float] | None:
+        """llama.cpp's adapter and scale for ``lora`` (None: ``[llm] lora_path``, if set)."""
+        wanted = lora or self._default
+        if wanted is None:
+            return None
+        self.load_lora(wanted[0])
+        return self._adapters[wanted[0]], wanted[1]
 
     def generate(
         self,
@@ -213,11 +222,8 @@ class LlamaCppBackend(LLMBackend):
     ) -> Iterator[str]:
         """:meth:`stream_chat` with ``lora`` applied (None: ``[llm] lora_path``, if set)."""
         if self._batch is not None and meter is None:
-            wanted = lora or self._default
-            if wanted is not None:
-                self.load_lora(wanted[0])
-            adapter = None if wanted is None else (self._adapters[wanted[0]], wanted[1])
-            yield from self._batch.stream(messages, params, should_stop, lora=adapter)
+            yield from self._batch.stream(messages, params, should_stop,
+                                          lora=self._adapter(lora))
             return
         with self._serial:
             self._use(lora)
