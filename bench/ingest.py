@@ -37,7 +37,7 @@ from typing import Any
 
 from _common import CORPUS, ROOT, MachineLoad, cpu_count, merged_config, write
 
-from engine.memory.chunk import SUBJECT_CHARS, sentence_windows
+from engine.memory.chunk import embedding_text, sentence_windows
 from engine.memory.parse import parse_file
 from tests.auxil.mailboxes import committed, one_line_mails
 
@@ -74,7 +74,7 @@ def embedder_alone(db: Path) -> dict[str, Any]:
     con = sqlite3.connect(db)
     texts: list[str] = []
     for text, subject in con.execute("SELECT text, subject FROM memory_chunks"):
-        texts.append(f"{subject[:SUBJECT_CHARS]}\n{text}" if subject else text)
+        texts.append(embedding_text(text, subject))
         texts.extend(sentence_windows(text, subject))
     con.close()
     out: dict[str, Any] = {"texts": len(texts)}

@@ -225,16 +225,8 @@ class BatchDecoder:
             return True
         if any(self._busy):
             return False
-        cpp = self._cpp
-        if reply.lora is None:
-            failed = cpp.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
-        else:
-            adapters = (cpp.llama_adapter_lora_p_ctypes * 1)(reply.lora[0])
-            scales = (ctypes.c_float * 1)(reply.lora[1])
-            failed = cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales)
-        if failed:
-            raise ModelError("llama.cpp could not apply the LoRA")
-        cpp.llama_memory_clear(self.ctx.memory, True)
+        set_lora(self.ctx.ctx, reply.lora)
+        self._cpp.llama_memory_clear(self.ctx.memory, True)
         self._cached = [[] for _ in range(self.slots)]
         self._lora = reply.lora
         return True
@@ -252,14 +244,12 @@ class BatchDecoder:
         """Give ``reply`` a free slot, holding as much of its prompt as any slot does: its
         own beginning kept, or another sequence's beginning shared (the same persona's
         system prompt is read once for everyone)."""
-        def shared(slot: int) -> int:
-            return _common(self._cached[slot], reply.tokens)
-
+        shared = [_common(cached, reply.tokens) for cached in self._cached]
         free = [s for s in range(self.slots) if self._busy[s] is None]
-        slot = max(free, key=shared)
-        keep = min(shared(slot), len(reply.tokens) - 1)  # read one at least: its logits
-        source = max(range(self.slots), key=shared)
-        best = min(shared(source), len(reply.tokens) - 1)
+        slot = max(free, key=shared.__getitem__)
+        source = max(range(self.slots), key=shared.__getitem__)
+        most = len(reply.tokens) - 1  # read one at least: its logits
+        keep, best = min(shared[slot], most), min(shared[source], most)
         memory = self.ctx.memory
         if best > keep:
             self._cpp.llama_memory_seq_rm(memory, slot, 0, -1)
@@ -390,6 +380,20 @@ class BatchDecoder:
             if not any(s and s in tail for s in reply.stops):
                 reply.out.put(tail)
         reply.out.put(error)
+
+
+def set_lora(ctx: Any, lora: tuple[Any, float] | None) -> None:
+    """Apply a llama.cpp LoRA adapter at ``scale`` to the context ``ctx`` (None: none)."""
+    import llama_cpp
+
+    if lora is None:
+        failed = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+    else:
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(lora[0])
+        scales = (ctypes.c_float * 1)(lora[1])
+        failed = llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales)
+    if failed:
+        raise ModelError("llama.cpp could not apply the LoRA")
 
 
 def _common(a: Sequence[int], b: Sequence[int]) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from engine.config import LLMConfig
 from engine.errors import ConfigError, ModelError
 from engine.llm.base import ChatMessage, LLMBackend, LogprobMeter, LoraView, SamplingParams
-from engine.llm.batched import BatchDecoder
+from engine.llm.batched import BatchDecoder, set_lora
 
 log = logging.getLogger(__name__)
 
@@ -144,21 +144,13 @@ class LlamaCppBackend(LLMBackend):
 
     def _use(self, lora: tuple[Path, float] | None) -> None:
         """Apply ``lora`` (None: none) to the context, if it is not applied already."""
-        import ctypes
-
-        import llama_cpp
-
         lora = lora or self._default
         if lora == self._active:
             return
-        if lora is None:
-            failed = llama_cpp.llama_set_adapters_lora(self.llama._ctx.ctx, None, 0, None)
-        else:
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[lora[0]])
-            scales = (ctypes.c_float * 1)(lora[1])
-            failed = llama_cpp.llama_set_adapters_lora(self.llama._ctx.ctx, adapters, 1, scales)
-        if failed:
-            raise ModelError(f"llama.cpp could not apply the LoRA {lora}")
+        try:
+            set_lora(self.llama._ctx.ctx, self._adapter(lora))
+        except ModelError as exc:
+            raise ModelError(f"{exc} {lora}") from None
         self.llama.reset()  # the cached prompt was evaluated with other weights
         self._active = lora
 

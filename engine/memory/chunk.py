@@ -100,6 +100,12 @@ SUBJECT_CHARS = 200
 """Of a subject, this much goes with each embedded text (a 1 MB subject must not)."""
 
 
+def embedding_text(text: str, subject: str = "") -> str:
+    """What a chunk's vector is made of: the subject carries meaning the body often leaves
+    out."""
+    return f"{subject[:SUBJECT_CHARS]}\n{text}" if subject else text
+
+
 def sentence_windows(text: str, subject: str = "") -> list[str]:
     """Short overlapping windows of a chunk, each with its subject: a question worded
     differently still matches the one sentence that answers it, where the whole chunk's

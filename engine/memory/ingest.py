@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from engine.memory.catalog import drop_files, reconcile
 from engine.memory.chunk import (
-    SUBJECT_CHARS,
     DuplicateFilter,
     chunk_text,
+    embedding_text,
     sentence_windows,
     signature_bytes,
     unit_counter,
@@ -456,7 +456,7 @@ class Ingestor:
                 self.memory.embed_and_store(
                     persona, [r.id for r in part], [r.text for r in part],
                     [_metadata(r, r.file_id) for r in part],
-                    [_embedding_text(r) for r in part],
+                    [embedding_text(r.text, r.subject) for r in part],
                     [sentence_windows(r.text, r.subject) for r in part],
                 )
             return rows
@@ -477,11 +477,6 @@ class Ingestor:
                 s.add(PersonaStyle(persona=name, profile=data))
             else:
                 row.profile = data
-
-
-def _embedding_text(row: MemoryChunk) -> str:
-    """What is embedded: the subject carries meaning the body often leaves out."""
-    return f"{row.subject[:SUBJECT_CHARS]}\n{row.text}" if row.subject else row.text
 
 
 def _metadata(row: MemoryChunk, file_id: int) -> dict[str, Any]:
