@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from engine.chat_turn import TurnMessage
 from engine.config import MemoryConfig
-from engine.memory.evidence import best_quote
+from engine.memory.evidence import best_quotes
 from engine.memory.intent import Intent, classify
 from engine.memory.prompt import GROUNDED_RULES, PRIVACY_RULES, UNGROUNDED_RULES
 from engine.memory.redact import redact_hit
@@ -129,7 +129,7 @@ async def _ground(memory: Memory, cfg: MemoryConfig, persona: Persona, text: str
         return Grounding(system, [], TurnMessage(text, [], canned=persona.profile.unknown_reply))
     if not hits:
         return Grounding(system, [], TurnMessage(text, []), UNGROUNDED_RULES)
-    quote = best_quote(text, hits, await memory.term_stats(persona.name))
+    quotes = best_quotes(text, hits, await memory.term_stats(persona.name))
     return Grounding(system, hits, TurnMessage(text, hits, cfg.context_tokens,
-                                               lead=quote.render() if quote else ""),
+                                               lead="\n".join(q.render() for q in quotes)),
                      GROUNDED_RULES)

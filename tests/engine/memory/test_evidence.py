@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from engine.memory.evidence import best_quote, sentences
+from dataclasses import replace
+
+from engine.memory.evidence import best_quote, best_quotes, sentences
 from engine.memory.relevance import Gate, TermStats, weigh
 from engine.memory.retrieve import Hit
 
@@ -76,6 +78,24 @@ def test_the_quote_is_the_answering_sentence_with_who_and_when() -> None:
     assert text.startswith("On 23 Aug 2001 I wrote to Laura: “Given Greg Whalley's schedule, "
                            "the best day")
     assert "September the 5th." in text and text.endswith("” [2]")
+
+
+def test_a_second_mail_as_close_in_meaning_is_quoted_too() -> None:
+    question = "When is the Santa Fe visit?"
+    visit = _hit(MAIL)
+    # Its few sentences closest in meaning (retrieval's best window) are what it says.
+    movies = replace(_hit(OTHER[17], date="2001-09-02"), message_id="<2@x>",
+                     passage=OTHER[17])
+    # The second mail is at least as close in meaning as the first: both are quoted.
+    quotes = best_quotes(question, [visit, replace(movies, score=0.6)], STATS)
+    assert [q.number for q in quotes] == [1, 2]
+    assert "Santa Fe" in quotes[0].sentence and "Diva" in quotes[1].sentence
+    assert quotes[1].render().startswith("On 2 Sep 2001 I wrote to Christie:")
+    # Less close, or another part of the same mail: the first alone.
+    assert len(best_quotes(question, [visit, replace(movies, score=0.5)], STATS)) == 1
+    same_mail = replace(movies, score=0.7, message_id=visit.message_id)
+    assert len(best_quotes(question, [visit, same_mail], STATS)) == 1
+    assert best_quotes("What is the capital of Mongolia?", [_hit(MAIL)], STATS) == []
 
 
 def test_mail_to_the_person_is_not_quoted_as_their_own_words() -> None:
