@@ -61,7 +61,13 @@ async def test_grounded_chat_quotes_fenced_sources(allen: Engine, fake_llm: Fake
     # model's reply follows.
     assert text.startswith("On 23 Apr 2001 I wrote to Johnnie: “")
     assert "general contractor" in text.split("”")[0] and result.text == text
-    assert text.endswith("” [1]\n\n" + fake_llm.default)
+    quotes, model = text.split("\n\n")
+    assert model == fake_llm.default
+    # A second mail about as close in meaning (his builder, Reagan) is quoted on a line of
+    # its own, as source [2].
+    first, *second = quotes.split("\n")
+    assert first.endswith("” [1]") and len(second) <= 1
+    assert all(q.startswith("On ") and q.endswith("” [2]") for q in second)
     system, user = fake_llm.prompts[-1][0].content, fake_llm.prompts[-1][-1].content
     assert GROUNDED_RULES in system
     assert "You usually sign off with \"Phillip\"" in system  # the measured style
