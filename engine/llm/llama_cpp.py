@@ -180,17 +180,20 @@ class LlamaCppBackend(LLMBackend):
     ) -> Iterator[str]:
         return self.generate(messages, params, should_stop, meter, None)
 
-    def prefill(self, messages: Sequence[ChatMessage]) -> bool:
+    def prefill(self, messages: Sequence[ChatMessage],
+                lora: tuple[Path, float] | None = None) -> bool:
         """llama.cpp keeps the last prompt's evaluation and reuses its longest common
-        prefix: reading ``messages`` (and one token) leaves them there for the next turn."""
+        prefix: reading ``messages`` (and one token) leaves them there for the next turn.
+        ``lora``: the adapter the turn will have (read with other weights, the prompt
+        would be read again)."""
         if self._batch is not None:  # read into a slot, which the turn then picks
             for _ in self._batch.stream(messages, SamplingParams(max_tokens=1),
                                         lambda: False, max_tokens=0,
-                                        lora=self._adapter(None)):
+                                        lora=self._adapter(lora)):
                 pass
             return True
         with self._serial:
-            self._use(None)
+            self._use(lora)
             self.llama.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 max_tokens=1, temperature=0.0)
@@ -253,6 +256,9 @@ class _LoraView(LoraView):
 
     def load(self) -> None:
         self.base.load_lora(self.lora[0])
+
+    def prefill(self, messages: Sequence[ChatMessage]) -> bool:
+        return self.base.prefill(messages, self.lora)
 
     def stream_chat(
         self,

@@ -47,6 +47,27 @@ def test_should_stop_ends_generation_early(real_llm: LlamaCppBackend) -> None:
     assert len(pieces) == 3
 
 
+def test_a_prompt_read_ahead_for_a_persona_with_a_lora_is_not_read_again(
+        real_llm: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live call reads the next turn's prompt while the person listens; read with other
+    weights than the turn's (the persona's fine-tune), it would all be read again."""
+    root = Path(__file__).resolve().parents[2]
+    view = real_llm.with_lora(root / "persona_data" / "allen" / "allen-lora.gguf", 0.5)
+    view.load()
+    assert view.prefill(MESSAGES)
+    evaluated: list[int] = []
+    evaluate = real_llm.llama.eval
+
+    def counted(tokens: list[int]) -> None:
+        evaluated.append(len(tokens))
+        evaluate(tokens)
+
+    monkeypatch.setattr(real_llm.llama, "eval", counted)
+    assert "".join(view.stream_chat(MESSAGES, GREEDY, lambda: False))
+    # Nothing of the prompt read again (at most its last token, for fresh logits).
+    assert evaluated[0] <= 1 and len(evaluated) > 1
+
+
 def test_count_tokens(real_llm: LlamaCppBackend) -> None:
     assert real_llm.count_tokens("") == 0
     assert 2 <= real_llm.count_tokens("Hello world, how are you?") <= 10
