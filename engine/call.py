@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +61,9 @@ class CallEvent:
     first (end of speech to this audio); ``barge_in``: they talked over the persona, stop
     playing; ``done``: the turn is over (``text`` as stored, ``message_id``); ``ignored``:
     speech with no words in it; ``notice``: something went wrong (``text`` says what).
+    A turn's first ``audio`` also has ``stages``: when each step of the answer was done, in
+    seconds after the end of speech (``STAGES``; a step done at a pause, before the turn
+    ended, is counted from there too).
     """
 
     kind: str
@@ -69,6 +72,14 @@ class CallEvent:
     rate: int = 0
     message_id: int | None = None
     latency_s: float | None = None
+    stages: dict[str, float] | None = None
+
+
+STAGES = ("turn_end", "transcript", "asked", "model_start", "first_text", "first_sentence",
+          "first_audio")
+"""A turn's steps, in order: the turn's end decided (the silence waited for), the words
+transcribed, the answer asked for (memory recalled, the prompt made), the model begun on it,
+its first words, the first sentence (or clause) handed to TTS, its audio."""
 
 
 Emit = Callable[[CallEvent], Awaitable[None]]
@@ -84,6 +95,8 @@ class _Guess:
     task: asyncio.Task[tuple[str, ChatReply | None]]
     words: asyncio.Task[str]
     """Its transcription (``task`` goes on to ask for the answer)."""
+    marks: dict[str, float]
+    """When its transcript was ready and its answer asked for (``clock``)."""
 
 
 @dataclass
@@ -273,8 +286,9 @@ class LiveCall:
             ask = (not u.barging and not self.persona_talking and not self._carry
                    and u.voiced * WINDOW >= _MIN_SPEECH_S * RATE)
             words = asyncio.create_task(self._transcribe(u.audio()))
+            marks: dict[str, float] = {}
             u.guess = _Guess(u.samples, asyncio.create_task(
-                self._guess(u, words, u.samples, ask)), words)
+                self._guess(u, words, u.samples, ask, marks)), words, marks)
         elif turn is Turn.ENDED or u.samples >= self.cfg.call_max_utterance_s * RATE:
             self._end_utterance(u)
 
@@ -305,15 +319,18 @@ class LiveCall:
             return ""
 
     async def _guess(self, u: _Utterance, words: asyncio.Task[str], covers: int,
-                     ask: bool) -> tuple[str, ChatReply | None]:
+                     ask: bool, marks: dict[str, float]) -> tuple[str, ChatReply | None]:
         """The words up to the pause; and, when ``ask``, the answer to them already asked
         for, so that the model reads and writes while the turn's end is still uncertain."""
         text = await words
+        marks["transcript"] = self.clock()
         if not ask or not text or u.last_voiced > covers or self._utterance is not u:
             return text, None  # they spoke on meanwhile
         try:
             self._read_ahead(None)  # the answer asked for now reads the prompt itself
-            return text, await self.engine.chat(self.user, text, brief=True, learn=False)
+            reply = await self.engine.chat(self.user, text, brief=True, learn=False)
+            marks["asked"] = self.clock()
+            return text, reply
         except DoppelError:
             return text, None  # the sure turn asks again, and says what is wrong
 
@@ -349,12 +366,17 @@ class LiveCall:
         if guess is None:
             self._drop(u.guess)  # they spoke again after the pause: it missed the end
         audio, ended = u.audio()[: u.last_voiced + WINDOW * 2], self._speech_end_t
+        marks = {"turn_end": self.clock()}
         self._ending += 1
 
         async def answer() -> None:
             try:
-                text, reply = (await guess.task if guess is not None else
-                               (await self._transcribe(audio), None))
+                if guess is not None:
+                    text, reply = await guess.task
+                    marks.update(guess.marks)
+                else:
+                    text, reply = await self._transcribe(audio), None
+                    marks["transcript"] = self.clock()
                 if reply is not None and self._carry:  # asked without the words before
                     self._drop(guess)
                     reply = None
@@ -376,6 +398,7 @@ class LiveCall:
                     # a dropped guess's exchange is undone first: not in this prompt
                     await asyncio.gather(*self._background, return_exceptions=True)
                     reply = await self.engine.chat(self.user, text, brief=True)
+                    marks["asked"] = self.clock()
                 else:
                     await self.engine.learn_from(self.user, reply, text)
                 self._reply, self._asked = reply, text
@@ -383,7 +406,7 @@ class LiveCall:
                 if disclosure:
                     await self._say("disclosure", text=disclosure)
                 self._spoken, self._first_audio_t = [], None
-                self._turn = asyncio.create_task(self._speak(reply, ended))
+                self._turn = asyncio.create_task(self._speak(reply, ended, marks))
             finally:
                 self._ending -= 1
 
@@ -403,13 +426,22 @@ class LiveCall:
 
     # -- the persona's turn -----------------------------------------------------------------
 
-    async def _speak(self, reply: ChatReply, ended: float) -> None:
-        await self._guarded("the answer", self._answer_aloud(reply, ended))
+    async def _speak(self, reply: ChatReply, ended: float, marks: dict[str, float]) -> None:
+        await self._guarded("the answer", self._answer_aloud(reply, ended, marks))
 
-    async def _answer_aloud(self, reply: ChatReply, ended: float) -> None:
+    async def _answer_aloud(self, reply: ChatReply, ended: float,
+                            marks: dict[str, float]) -> None:
         speaker = await self.engine.voice.speaker_for(reply.persona)
         rate = self.engine.voice.sample_rate(speaker)
-        speech = self.engine.voice.speech(reply, speaker, user=self.user.key)
+
+        async def text() -> AsyncIterator[str]:
+            async for piece in reply:
+                marks.setdefault("first_text", self.clock())
+                yield piece
+
+        speech = self.engine.voice.speech(
+            text(), speaker, user=self.user.key,
+            on_cut=lambda: marks.setdefault("first_sentence", self.clock()), first_clause=True)
         try:
             async for sentence, pcm in speech:
                 now = self.clock()
@@ -420,7 +452,8 @@ class LiveCall:
                 self._spoken.append((sentence, seconds))
                 self._speaking_until = max(now, self._speaking_until) + seconds
                 await self._say("audio", text=sentence, pcm=pcm, rate=rate,
-                                latency_s=now - ended if first else None)
+                                latency_s=now - ended if first else None,
+                                stages=_stages(marks, reply, ended, now) if first else None)
         finally:
             await speech.aclose()
         result = await reply.result()
@@ -491,3 +524,14 @@ class LiveCall:
             self.engine.scheduler.cancel(self._prefilled)
         self._prefilled = job
 
+
+
+def _stages(marks: dict[str, float], reply: ChatReply, ended: float,
+            first_audio: float) -> dict[str, float]:
+    """``STAGES`` in seconds after the end of speech (``ended``): the marks a turn made,
+    with the model's start reckoned from its job's time in the queue."""
+    out = dict(marks, first_audio=first_audio)
+    wait = reply.job.wait_s
+    if "asked" in out and wait is not None:
+        out["model_start"] = out["asked"] + wait
+    return {k: round(out[k] - ended, 3) for k in STAGES if k in out}

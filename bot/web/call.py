@@ -119,6 +119,8 @@ def _event_json(event: CallEvent) -> dict[str, Any]:
         out["message_id"] = event.message_id
     if event.latency_s is not None:
         out["latency_s"] = round(event.latency_s, 3)
+    if event.stages is not None:
+        out["stages"] = event.stages
     if event.pcm is not None:
         out["seconds"] = round(len(event.pcm) / event.rate, 3)
     return out

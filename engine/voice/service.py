@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -189,23 +190,33 @@ class Voice:
             log.exception("could not count listening time for %s", user)
 
     async def speech(self, pieces: AsyncIterable[str], speaker: Speaker, *,
-                     user: str = "system") -> AsyncGenerator[tuple[str, PCM], None]:
+                     user: str = "system", on_cut: Callable[[], object] | None = None,
+                     first_clause: bool = False) -> AsyncGenerator[tuple[str, PCM], None]:
         """Each sentence of a reply that is being written, with its audio, in order: a
-        sentence goes to TTS as soon as the model has finished it, while the model writes
-        on. Stopping early (``aclose``) stops reading ``pieces``."""
+        sentence goes to TTS as soon as the model has finished it (``on_cut`` is told),
+        while the model writes on. ``first_clause``: the reply's first clause of
+        ``FIRST_CLAUSE_WORDS`` words or more goes alone, as soon as it is written (a call
+        is heard sooner). Stopping early (``aclose``) stops reading ``pieces``."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
         async def cut() -> None:
-            pending = ""
+            pending, first = "", first_clause
             try:
                 async for piece in pieces:
                     pending += piece
-                    end = _last_sentence_end(pending)
+                    ends = _sentence_ends(pending)
+                    end = ends[-1] if ends else 0
+                    if first:  # a clause of the first sentence, if it has one
+                        end = _first_clause_end(pending[:ends[0]] if ends else pending) or end
                     if end and len(pending[:end].split()) >= MIN_WORDS:
                         sentences.put_nowait(pending[:end])
-                        pending = pending[end:]
+                        pending, first = pending[end:], False
+                        if on_cut is not None:
+                            on_cut()
                 if pending.strip():
                     sentences.put_nowait(pending)
+                    if on_cut is not None:
+                        on_cut()
             finally:
                 sentences.put_nowait(None)
 
@@ -289,10 +300,22 @@ class Voice:
             raise
 
 
-def _last_sentence_end(text: str) -> int:
-    """Index just after the last sentence end followed by a space, or 0."""
-    best = 0
-    for i, ch in enumerate(text[:-1]):
-        if ch in _SENTENCE_END and text[i + 1].isspace():
-            best = i + 1
-    return best
+FIRST_CLAUSE_WORDS = 5
+"""A reply's first clause is spoken alone once it has this many words: shorter, its
+audio would come sooner but sound clipped."""
+_CLAUSE_END = re.compile(r"[,;:](?=\s)|\s[-\u2013\u2014](?=\s)")
+
+
+def _first_clause_end(text: str) -> int:
+    """Index just after the first clause end (a comma, semicolon, colon or dash before a
+    space) that has ``FIRST_CLAUSE_WORDS`` words before it, or 0."""
+    for m in _CLAUSE_END.finditer(text):
+        if len(text[:m.end()].split()) >= FIRST_CLAUSE_WORDS:
+            return m.end()
+    return 0
+
+
+def _sentence_ends(text: str) -> list[int]:
+    """Indexes just after each sentence end followed by a space."""
+    return [i + 1 for i, ch in enumerate(text[:-1])
+            if ch in _SENTENCE_END and text[i + 1].isspace()]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.call import CallEvent, LiveCall
+from engine.call import STAGES, CallEvent, LiveCall
 from engine.engine import Engine, UserRef
 from engine.grounding import CALL_RULES
 from engine.scheduler import Priority
@@ -126,6 +126,24 @@ async def test_question_is_heard_and_answered_aloud_and_kept_in_history(
     assert [(m.role, m.content) for m in history] == [("user", heard.text),
                                                       ("assistant", "".join(ANSWER))]
     assert "the rent roll" in fake_llm.prompts[-1][-1].content.lower()
+
+
+async def test_the_first_clause_is_spoken_alone_and_each_stage_is_timed(
+        call: Call, fake_llm: FakeLLM) -> None:
+    answer = ("Well, as I said to Jeff on Friday, the rent roll is fine. "
+              "The tenants paid in full.")
+    fake_llm.replies.append(answer)
+    await call.send(call_silence(0.5) + call_audio(QUESTION) + call_silence(1.0))
+    await call.next("done")
+    audio = [e for e in call.events if e.kind == "audio"]
+    # The first clause long enough to sound whole goes to TTS alone, before its sentence
+    # ends; the rest sentence by sentence.
+    assert [e.text for e in audio] == ["Well, as I said to Jeff on Friday,",
+                                       "the rent roll is fine.", "The tenants paid in full."]
+    first = audio[0]
+    assert first.stages is not None and list(first.stages) == list(STAGES)
+    assert first.stages["first_audio"] == first.latency_s
+    assert all(e.stages is None for e in audio[1:])
 
 
 async def test_transcript_so_far_is_shown_while_the_person_talks(
