@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +26,43 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 
+SHIPPED_CONFIG = ROOT / "config.toml"
+
+
+def bench_parser(doc: str | None, *, settings: bool = True) -> argparse.ArgumentParser:
+    """A bench's argument parser with the options every bench takes: ``--config`` (the
+    settings to run with; ``settings=False``: a bench that reads none), ``--data-dir`` (its
+    own state) and ``--out`` (its JSON report)."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    ap.add_argument("--config", type=Path, default=SHIPPED_CONFIG,
+                    help="the settings to run with (default the shipped config.toml); the "
+                         "bench's own data dir replaces its storage" if settings else
+                    "accepted like every bench's; this one reads no settings (it measures a "
+                    "transport or a rule alone)")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="keep the bench's state here (default: a temporary folder, removed "
+                         "after)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the JSON report (default bench/results/NAME.json)")
+    return ap
+
+
+@contextmanager
+def data_dir(given: Path | None) -> Iterator[Path]:
+    """``given`` (created, and kept after), else a temporary folder removed after."""
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given.resolve()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+
+
 def temp_config(data_dir: Path, personas_dir: Path | None = None, default: str | None = None,
-                **memory: Any) -> Config:
-    """The shipped config.toml with state in ``data_dir`` and no first-start ingest."""
-    cfg = load_config(ROOT / "config.toml")
+                *, base: Path = SHIPPED_CONFIG, **memory: Any) -> Config:
+    """The settings of ``base`` (``--config``) with state in ``data_dir`` and no first-start
+    ingest."""
+    cfg = load_config(base)
     return replace(
         cfg,
         storage=replace(cfg.storage, data_dir=data_dir, database_url=""),
@@ -103,7 +140,13 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def write(name: str, report: dict[str, Any], out: Path | None = None) -> Path:
+def write(name: str, report: dict[str, Any], out: Path | None = None,
+          load: MachineLoad | None = None) -> Path:
+    """The report as JSON (``out``, default ``bench/results/NAME.json``); with ``load``, the
+    machine's load while the bench ran is added and printed."""
+    if load is not None:
+        report["machine_load"] = load.stop()
+        print(load.line())
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))

@@ -11,16 +11,14 @@ audio frame arrives (one way, sender's clock to receiver's, same process).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fractions
 import struct
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import cpu_count, spread, write
+from _common import MachineLoad, bench_parser, cpu_count, spread, write
 
 FRAME_S = 0.02
 
@@ -114,10 +112,10 @@ async def webrtc(frames: int) -> list[float]:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__, settings=False)
     ap.add_argument("--frames", type=int, default=500)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     report: dict[str, Any] = {"bench": "call_transport", "cpus": cpu_count(),
                               "frame_ms": FRAME_S * 1000, "unit": "ms"}
     report["websocket"] = summary(await websocket(args.frames))
@@ -130,7 +128,7 @@ async def main() -> int:
         print(f"{name}: " + (r if isinstance(r, str) else
                              f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms "
                              f"({r['n']} frames timed)"))
-    print(f"wrote {write('call_transport', report, args.out)}")
+    print(f"wrote {write('call_transport', report, args.out, load)}")
     return 0
 
 

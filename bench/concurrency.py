@@ -20,15 +20,13 @@ time until the last one finished.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, MachineLoad, cpu_count, merged_config, pct, write
+from _common import ROOT, MachineLoad, bench_parser, cpu_count, data_dir, merged_config, pct, write
 
 from tests.auxil.bot_api import TOKEN, BotApi
 from tests.auxil.llm_api import FakeLLMServer
@@ -55,10 +53,9 @@ def config(tmp: Path, api: BotApi, llm: FakeLLMServer | None, people: int,
 
 
 def run(people: int, token_ms: float, real: bool, workers: int = 1,
-        base: Path = ROOT / "config.toml") -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmpdir, BotApi() as api, \
+        base: Path = ROOT / "config.toml", state: Path | None = None) -> dict[str, Any]:
+    with data_dir(state) as tmp, BotApi() as api, \
             FakeLLMServer(token_delay_s=token_ms / 1000) as llm:
-        tmp = Path(tmpdir)
         cfg = config(tmp, api, None if real else llm, people, workers, base)
         proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(cfg), "run"],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -118,29 +115,25 @@ def tokens(text: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--people", type=int, default=20)
     parser.add_argument("--token-ms", type=float, default=25.0)
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--workers", default="1,8",
                         help="with --real: [llm] workers settings, run in turn")
-    parser.add_argument("--config", type=Path, default=ROOT / "config.toml",
-                        help="the settings to run with (data dir, model and adapters are "
-                             "the bench's own)")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     load = MachineLoad()
     settings = [int(w) for w in args.workers.split(",")] if args.real else [1]
-    reports = [run(args.people, args.token_ms, args.real, w, args.config.resolve())
+    reports = [run(args.people, args.token_ms, args.real, w, args.config.resolve(),
+                   args.data_dir / f"workers-{w}" if args.data_dir else None)
                for w in settings]
     keys = [k for k in reports[0] if k != "per_person"]
     for key in keys:
         cells = [f"{r[key]:12.3f}" if isinstance(r[key], float) else f"{r[key]!s:>12}"
                  for r in reports]
         print(f"{key:28} {' '.join(cells)}")
-    print(load.line())
-    report = {"runs": reports, "machine_load": load.stop()}
-    print("wrote", write("concurrency" + ("_real" if args.real else ""), report, args.out))
+    report = {"runs": reports}
+    print("wrote", write("concurrency" + ("_real" if args.real else ""), report, args.out, load))
 
 
 if __name__ == "__main__":

@@ -20,26 +20,37 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, cpu_count, spread, write
+from _common import (
+    ROOT,
+    MachineLoad,
+    bench_parser,
+    cpu_count,
+    data_dir,
+    merged_config,
+    spread,
+    write,
+)
 
 from tests.auxil.llm_api import FakeLLMServer
 from tests.auxil.servers import answers, free_port
 
 
-def serve(tmp: Path, llm: FakeLLMServer, port: int) -> subprocess.Popen[bytes]:
+def serve(tmp: Path, llm: FakeLLMServer, port: int, base: Path) -> subprocess.Popen[bytes]:
+    """``doppel serve`` with ``base``'s settings (``--config``), this run's own data dir, a
+    scripted model server and the port."""
     cfg = tmp / "config.toml"
-    cfg.write_text(
-        f'[storage]\ndata_dir = "{tmp / "data"}"\n'
-        f'[personas]\ndir = "{ROOT / "persona_data"}"\ndefault = "allen"\n'
-        f'[llm]\nbackend = "openai"\napi_base = "{llm.base}"\n'
-        '[memory]\nauto_ingest = false\n'
-        f'[api]\nport = {port}\n')
+    cfg.write_text(merged_config(base, {
+        "storage": {"data_dir": str(tmp / "data"), "database_url": ""},
+        "personas": {"dir": str(ROOT / "persona_data"), "default": "allen"},
+        "llm": {"backend": "openai", "api_base": llm.base},
+        "memory": {"auto_ingest": False, "chroma_path": str(tmp / "data" / "chroma")},
+        "api": {"port": port},
+    }))
     return subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(cfg), "serve"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -122,21 +133,21 @@ async def flood(port: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--idle", type=int, default=2000)
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=120)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.idle + args.slow + args.users + 256
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, want), hard))
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmpdir, FakeLLMServer() as llm:
-        proc = serve(Path(tmpdir), llm, port)
+    with data_dir(args.data_dir) as tmp, FakeLLMServer() as llm:
+        proc = serve(tmp, llm, port, args.config.resolve())
         try:
             deadline = time.monotonic() + 300
             while not answers(f"http://127.0.0.1:{port}/health"):
@@ -161,7 +172,7 @@ def main() -> int:
           f"{result['idle_closed_after_s']['p50']:.1f} s), slow: {result['slow_closed']}/"
           f"{args.slow} (p50 after {result['slow_closed_after_s']['p50']:.1f} s); "
           f"server alive after: {result['server_alive']}")
-    print(f"wrote {write('connections', report, args.out)}")
+    print(f"wrote {write('connections', report, args.out, load)}")
     return 0
 
 

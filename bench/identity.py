@@ -16,16 +16,23 @@ Every reply is printed beside what was cut, to read.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_count, memory_engine, temp_config, write
+from _common import (
+    ROOT,
+    MachineLoad,
+    bench_parser,
+    cpu_count,
+    data_dir,
+    memory_engine,
+    temp_config,
+    write,
+)
 
 from engine.chat_turn import ChatTurn
 from engine.identity import in_character
@@ -46,11 +53,11 @@ def other_names(text: str, names: set[str]) -> list[str]:
             if m.group(1).lower() not in names and m.group(1).lower() not in _WORDS]
 
 
-async def run(persona_name: str) -> dict[str, Any]:
+async def run(persona_name: str, base: Path, state: Path | None) -> dict[str, Any]:
     messages = [line.strip() for line in MESSAGES.read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = temp_config(Path(tmp) / "data")
+    with data_dir(state) as tmp:
+        cfg = temp_config(tmp / "data", base=base)
         engine = await memory_engine(cfg, load_llm=True)
         try:
             persona = engine.personas.get(persona_name)
@@ -96,11 +103,11 @@ async def run(persona_name: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--persona", default="allen")
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    report = asyncio.run(run(args.persona))
+    load = MachineLoad()
+    report = asyncio.run(run(args.persona, args.config, args.data_dir))
     for r in report["rows"]:
         mark = "profile" if r["canned"] else ("CUT " + "; ".join(r["cut"]) if r["cut"] else "ok")
         print(f"- {r['message']}\n    [{mark}] {r['sent'][:200]!r}")
@@ -114,7 +121,7 @@ def main() -> int:
           f"(broad count)")
     print(f"  as the engine sends them: {report['sent_contradicting']} contradict, "
           f"{report['sent_other_name_broad']} give another name (broad count)")
-    print(f"wrote {write('identity', report, args.out)}")
+    print(f"wrote {write('identity', report, args.out, load)}")
     return 0
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_count, peak_rss_mb, write
+from _common import ROOT, MachineLoad, bench_parser, cpu_count, data_dir, peak_rss_mb, write
 
 from engine.config import ImagesConfig
 from engine.images.cards import cover_card
@@ -37,7 +36,7 @@ class _Story:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = bench_parser(__doc__, settings=False)
     ap.add_argument("--model", type=Path, help="a diffusers pipeline directory (default: "
                                                "build the tests' tiny random one)")
     ap.add_argument("--size", type=int, default=512)
@@ -45,7 +44,8 @@ def main() -> None:
     ap.add_argument("--stories", type=int, default=3, help="stories of 4 pictures each")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    load = MachineLoad()
+    with data_dir(args.data_dir) as tmp:
         model = args.model
         if model is None:
             import sys
@@ -53,7 +53,7 @@ def main() -> None:
             sys.path.insert(0, str(ROOT))
             from tests.auxil.tiny_diffusion import build_tiny_diffusion
 
-            model = build_tiny_diffusion(Path(tmp))
+            model = build_tiny_diffusion(tmp)
         report = run(model, args, tiny=args.model is None)
     print(f"pictures on {report['device']} ({report['cpus']} CPUs), {args.size} px, "
           f"{args.steps} steps{' (tiny random pipeline)' if report['tiny'] else ''}")
@@ -61,7 +61,7 @@ def main() -> None:
           f"{report['s_per_picture']} s per picture (p95 {report['p95_s']} s), "
           f"{report['s_per_story']} s per story of {report['pictures_per_story']}")
     print(f"  neutral cover card: {report['card_ms']} ms; peak RSS {report['peak_rss_mb']} MB")
-    print(f"wrote {write('images', report)}")
+    print(f"wrote {write('images', report, args.out, load)}")
 
 
 def run(model: Path, args: argparse.Namespace, *, tiny: bool) -> dict[str, Any]:

@@ -22,7 +22,6 @@ process (model load included). Prints the machine's load while it ran; writes JS
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -35,7 +34,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, MachineLoad, cpu_count, merged_config, write
+from _common import (
+    CORPUS,
+    ROOT,
+    MachineLoad,
+    bench_parser,
+    cpu_count,
+    data_dir,
+    merged_config,
+    write,
+)
 
 from engine.memory.chunk import embedding_text, sentence_windows
 from engine.memory.parse import parse_file
@@ -137,11 +145,8 @@ def stop_case(config: Path, box: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--config", type=Path, default=ROOT / "config.toml")
-    ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     # A shell starts a background job with Ctrl-C ignored, and children inherit that: the
     # stop case's ingest would never see its SIGINT. Handled here, it is default there.
@@ -150,9 +155,8 @@ def main() -> int:
     cases = args.cases.split(",")
     result: dict[str, Any] = {"bench": "ingest", "cpus": cpu_count(), "config": str(base)}
     load = MachineLoad()
-    if args.data_dir:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp_name:
+    # A fresh folder under the data dir each run: a kept memory would skip what is in.
+    with data_dir(args.data_dir) as root, tempfile.TemporaryDirectory(dir=root) as tmp_name:
         tmp = Path(tmp_name)
         if "kaminski" in cases or "embedder" in cases:
             report, wall = ingest(setup(tmp / "k", base), MBOX)
@@ -198,9 +202,7 @@ def main() -> int:
             print(f"Ctrl-C: gone {s['stop_seconds']:.2f} s after the signal (exit "
                   f"{s['exit_code']}); the rerun skipped {s['documents_resumed']} mails "
                   f"already in and took {s['resume_seconds']} s")
-    result["machine_load"] = load.stop()
-    print(load.line())
-    print(f"wrote {write('ingest', result, args.out)}")
+    print(f"wrote {write('ingest', result, args.out, load)}")
     return 0
 
 

@@ -27,7 +27,6 @@ built in it is used again next time).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -35,15 +34,15 @@ import multiprocessing
 import os
 import re
 import socket
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT, cpu_count, peak_rss_mb, spread, write
+from _common import MachineLoad, bench_parser, cpu_count, data_dir, peak_rss_mb, spread, write
 
+from engine.call import STAGES
 from engine.config import Config, load_config
 from engine.engine import Engine, UserRef
 from tests.auxil.speech import call_audio
@@ -145,6 +144,7 @@ async def turn(client: Client, question: tuple[bytes, int, int], *, listen: floa
     row = {"heard": client.events[heard][2]["text"],
            "latency_s": round(client.events[first][0] - stopped, 3),
            "server_latency_s": audio.get("latency_s"),
+           "stages": audio.get("stages") or {},
            "started_speaking_at": spoke}
     barges = [e for e in client.events[mark:heard] if e[1] == "barge_in"]
     if barges:
@@ -172,26 +172,23 @@ def hog(parent: int) -> None:
             pass
 
 
-def bench_config(path: Path, data_dir: Path) -> Config:
-    """``path``'s settings with state in ``data_dir`` (its memory built at start)."""
+def bench_config(path: Path, state: Path) -> Config:
+    """``path``'s settings with state in ``state`` (its memory built at start)."""
     cfg = load_config(path)
-    return replace(cfg, storage=replace(cfg.storage, data_dir=data_dir, database_url=""),
+    return replace(cfg, storage=replace(cfg.storage, data_dir=state, database_url=""),
                    memory=replace(cfg.memory, chroma_path=None, auto_ingest=True))
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--turns", type=int, default=20)
     ap.add_argument("--barge-turns", type=int, default=10)
     ap.add_argument("--listen", type=float, default=1.5,
                     help="seconds of each answer heard before talking over it")
     ap.add_argument("--hogs", type=int, default=0,
                     help="processes keeping a core busy each while it runs")
-    ap.add_argument("--config", type=Path, default=ROOT / "config.toml")
-    ap.add_argument("--data-dir", type=Path, default=None,
-                    help="kept state (default: a temporary folder)")
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
 
     import uvicorn
     import websockets
@@ -206,13 +203,10 @@ async def main() -> int:
     for h in hogs:
         h.start()
     with contextlib.ExitStack() as stack:
-        if args.data_dir is None:
-            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        else:
-            data_dir = args.data_dir.resolve()
+        state = stack.enter_context(data_dir(args.data_dir))
         for h in hogs:
             stack.callback(h.terminate)
-        cfg = bench_config(args.config, data_dir)
+        cfg = bench_config(args.config, state)
         engine = Engine(cfg)
         await engine.start()  # builds the default persona's memory first
         unknown = engine.persona(cfg.personas.default).profile.unknown_reply
@@ -276,6 +270,11 @@ async def main() -> int:
                                  for k in ("model", "quote", "canned")},
                        "server_latency_s": summary(plain, "server_latency_s"),
                        "rows": plain}
+    report["stages_s"] = {
+        kind: {stage: spread([r["stages"][stage] for r in rows if stage in r["stages"]])
+               for stage in STAGES}
+        for kind, rows in (("all", plain), ("model", model),
+                           ("quote", [r for r in plain if r["kind"] == "quote"]))}
     report["barge_in"] = {"stop_s": summary(barged, "barge_in_s"),
                           "latency_s": summary(barged, "latency_s"),
                           "listen_s": args.listen, "rows": barged}
@@ -287,6 +286,12 @@ async def main() -> int:
           f"p50 {t['p50']:.2f} s, p95 {t['p95']:.2f} s "
           f"(server side p50 {report['turns']['server_latency_s']['p50']:.2f} s); "
           f"target p50 <= 1.5 s: {report['within_target']}")
+    print("where the time goes, seconds after the end of speech (server side; p50 / p95):")
+    print(f"  {'stage':16}" + "".join(f"{k:>16}" for k in report["stages_s"]))
+    for stage in STAGES:
+        cells = [report["stages_s"][k][stage] for k in report["stages_s"]]
+        print(f"  {stage:16}" + "".join(f"{c['p50']:7.2f} / {c['p95']:5.2f}" if c["n"] else
+                                       f"{'-':>16}" for c in cells))
     m = report["turns"]["model_written_latency_s"]
     print(f"  of which answers the model wrote from its first word ({m['n']}; the others open "
           f"with a quote from memory or say memory has nothing): p50 {m['p50']:.2f} s, "
@@ -294,7 +299,7 @@ async def main() -> int:
     print(f"barge-in, {b['stop_s']['n']} times: playback stopped p50 {b['stop_s']['p50']:.2f} s "
           f"/ p95 {b['stop_s']['p95']:.2f} s after they started talking; the answer to what "
           f"they said: p50 {b['latency_s']['p50']:.2f} s, p95 {b['latency_s']['p95']:.2f} s")
-    print(f"wrote {write('live', report, args.out)}")
+    print(f"wrote {write('live', report, args.out, load)}")
     return 0
 
 

@@ -14,28 +14,23 @@ tok/s = (tokens - 1) / (time of last token - time of first token), as in
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import MachineLoad, bench_parser, data_dir, write
 
-from engine.config import load_config  # noqa: E402
-from engine.engine import Engine, UserRef  # noqa: E402
-from engine.llm.base import SamplingParams  # noqa: E402
-from engine.llm.llama_cpp import LlamaCppBackend  # noqa: E402
-from engine.memory.prompt import PRIVACY_RULES  # noqa: E402
+from engine.config import load_config
+from engine.engine import Engine, UserRef
+from engine.llm.base import SamplingParams
+from engine.llm.llama_cpp import LlamaCppBackend
+from engine.memory.prompt import PRIVACY_RULES
 
 PROMPTS = [
     "Can you tell me a story about a brave little turtle?",
@@ -160,23 +155,22 @@ def summarise(runs: list[Run], path: str) -> dict[str, float]:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", type=Path, default=ROOT / "config.toml")
+    ap = bench_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: config)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_overhead.json")
     args = ap.parse_args()
+    load = MachineLoad()
 
     cfg = load_config(args.config)
-    with tempfile.TemporaryDirectory() as tmp:
+    with data_dir(args.data_dir) as tmp:
         from dataclasses import replace
 
         llm_cfg = replace(cfg.llm, n_threads=args.threads or cfg.llm.n_threads)
         # A persona without memory, so both paths send the very same prompt: retrieval is a
         # feature with its own cost, measured by bench/retrieval.py.
         cfg = replace(cfg, llm=llm_cfg,
-                      storage=replace(cfg.storage, data_dir=Path(tmp), database_url=""),
+                      storage=replace(cfg.storage, data_dir=tmp, database_url=""),
                       personas=replace(cfg.personas, default="storyteller"),
                       memory=replace(cfg.memory, auto_ingest=False))
         backend = Recording(cfg.llm)
@@ -245,9 +239,6 @@ async def main() -> int:
         "wall_s": wall,
         "runs": [asdict(r) | {"text": r.text[:80]} for r in runs],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-
     print(f"model {report['model']}, {report['n_threads']} threads, greedy, "
           f"max_tokens {args.max_tokens}, {args.rounds} rounds x {len(PROMPTS)} prompts")
     print(f"{'':8} {'TTFT ms (mean/median)':>24} {'tok/s (mean/median)':>22} {'tokens':>7}")
@@ -261,7 +252,7 @@ async def main() -> int:
           f"({eng['ttft_ms_mean'] - raw['ttft_ms_mean']:+.1f} ms), tok/s {tps_overhead:+.1%} "
           f"(target <= 3%); identical token ids: {mismatched == 0}; "
           f"CPU busy over the run: {report['machine']['cpu_busy_fraction']:.0%}")
-    print(f"wrote {args.out}")
+    print(f"wrote {write('llm_overhead', report, args.out, load)}")
     return 0
 
 

@@ -14,18 +14,25 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_count, pct, peak_rss_mb, temp_config, write
+from _common import (
+    MachineLoad,
+    bench_parser,
+    cpu_count,
+    data_dir,
+    pct,
+    peak_rss_mb,
+    temp_config,
+    write,
+)
 from sqlalchemy import select
 
 from engine.engine import Engine, UserRef
@@ -164,9 +171,10 @@ async def queued_run(engine: Engine, llm: FakeLLM, users: int = 50) -> dict[str,
             "all_cancelled": all(o.status == "cancelled" for o in outcomes)}
 
 
-async def run(llm: LLMBackend | None, users: int, messages: int, real: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = temp_config(Path(tmp))
+async def run(llm: LLMBackend | None, users: int, messages: int, real: bool, base: Path,
+              state: Path | None) -> dict[str, Any]:
+    with data_dir(state) as tmp:
+        cfg = temp_config(tmp, base=base)
         cfg = replace(cfg, engine=replace(cfg.engine, rate_per_minute=0, queue_size=256),
                       llm=replace(cfg.llm, max_tokens=24, n_threads=0))
         engine = Engine(cfg, llm=llm)
@@ -183,18 +191,24 @@ async def run(llm: LLMBackend | None, users: int, messages: int, real: bool) -> 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--real", action="store_true", help="also run with the bundled model")
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--messages", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     report: dict[str, Any] = {"bench": "load", "cpus": cpu_count()}
-    report["stand_in"] = asyncio.run(run(EchoLLM(), args.users, args.messages, False))
+
+    def state(case: str) -> Path | None:
+        return args.data_dir / case if args.data_dir else None
+
+    report["stand_in"] = asyncio.run(run(EchoLLM(), args.users, args.messages, False,
+                                         args.config, state("stand_in")))
     if args.real:
-        report["real"] = asyncio.run(run(None, args.users, args.messages, True))
+        report["real"] = asyncio.run(run(None, args.users, args.messages, True, args.config,
+                                         state("real")))
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    path = write("load", report, args.out)
+    path = write("load", report, args.out, load)
     for key in ("stand_in", "real"):
         r = report.get(key)
         if r is None:

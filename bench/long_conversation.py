@@ -11,29 +11,27 @@ writes bench/results/long_conversation.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_count, peak_rss_mb, temp_config, write
+from _common import MachineLoad, bench_parser, cpu_count, data_dir, peak_rss_mb, temp_config, write
 
 FIFTH = "The meeting with Jeff is at the Hilton on Friday at 3pm."
 QUESTION = "Where is the meeting with Jeff again?"
 
 
-async def run(turns: int, max_tokens: int) -> dict[str, Any]:
+async def run(turns: int, max_tokens: int, base: Path, state: Path | None) -> dict[str, Any]:
     from dataclasses import replace
 
     from engine.engine import Engine, UserRef
     from engine.llm.base import ChatMessage
     from engine.llm.llama_cpp import LlamaCppBackend
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = temp_config(Path(tmp) / "data")
+    with data_dir(state) as tmp:
+        cfg = temp_config(tmp / "data", base=base)
         cfg = replace(cfg, llm=replace(cfg.llm, max_tokens=max_tokens),
                       engine=replace(cfg.engine, rate_per_minute=0))
         llm = LlamaCppBackend(cfg.llm)
@@ -71,16 +69,17 @@ async def run(turns: int, max_tokens: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = bench_parser(__doc__)
     ap.add_argument("--turns", type=int, default=200)
     ap.add_argument("--max-tokens", type=int, default=32)
     args = ap.parse_args()
-    r = asyncio.run(run(args.turns, args.max_tokens))
+    load = MachineLoad()
+    r = asyncio.run(run(args.turns, args.max_tokens, args.config, args.data_dir))
     print(f"{r['turns']} turns with the bundled model ({r['cpus']} CPUs): largest prompt "
           f"{r['largest_prompt_tokens']} of {r['window_tokens']} tokens; turn 5 in the last "
           f"prompt: {r['fact_in_last_prompt']}; the reply names it: {r['reply_names_it']} "
           f"({r['last_reply'][:120]!r}); {r['s_per_turn_p50']} s a turn")
-    print(f"wrote {write('long_conversation', r)}")
+    print(f"wrote {write('long_conversation', r, args.out, load)}")
 
 
 if __name__ == "__main__":

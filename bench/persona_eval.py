@@ -34,13 +34,21 @@ import json
 import random
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, memory_engine, temp_config, write
+from _common import (
+    CORPUS,
+    ROOT,
+    MachineLoad,
+    bench_parser,
+    data_dir,
+    memory_engine,
+    temp_config,
+    write,
+)
 
 from engine.config_edit import set_persona_lora
 from engine.engine import Engine
@@ -178,7 +186,7 @@ async def persona_replies(engine: Engine, persona: str) -> list[str]:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--person", choices=sorted(PEOPLE), default="allen")
     ap.add_argument("--lora", type=Path, help="a GGUF LoRA of the chat model for this person")
     ap.add_argument("--train", action="store_true",
@@ -191,8 +199,8 @@ async def main() -> int:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="with --train: where to train")
     ap.add_argument("--model", type=Path, help="a GGUF chat model instead of the bundled one")
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     spec = PEOPLE[args.person]
 
     t0 = time.perf_counter()
@@ -239,18 +247,18 @@ async def main() -> int:
                           "other_writers_held_out": score(second, ob_test)},
         "messages": MESSAGES,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        mail = Path(tmp) / "train.mbox"
+    with data_dir(args.data_dir) as tmp:
+        mail = tmp / "train.mbox"
         train_set = set(person_train)
         # Memory from the training 70% only: the held-out mail must not be quoted back.
         docs = [d for d in parse_file(spec["mail"])
                 if " ".join(strip_mail(d.text)[0].split()) in train_set]
         mail.write_text("".join(_as_mbox(d) for d in docs))
-        personas = Path(tmp) / "personas"
+        personas = tmp / "personas"
         shutil.copytree(ROOT / "persona_data" / args.person, personas / args.person,
-                        ignore=shutil.ignore_patterns("fine-tune"))
+                        ignore=shutil.ignore_patterns("fine-tune"), dirs_exist_ok=True)
         set_persona_lora(personas / args.person, None)  # a fine-tune made elsewhere: not here
-        cfg = temp_config(Path(tmp) / "data", personas, args.person)
+        cfg = temp_config(tmp / "data", personas, args.person, base=args.config)
         if args.model:
             cfg = replace(cfg, llm=replace(cfg.llm, model_path=args.model))
         engine = await memory_engine(cfg, load_llm=True)
@@ -286,7 +294,7 @@ async def main() -> int:
         result["scores_second"][name] = score(second, replies)
         result["style"][name] = style(replies, spec["sign_off"])
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    path = write("persona_eval", result, args.out)
+    path = write("persona_eval", result, args.out, load)
 
     c, c2 = result["classifier"], result["second_classifier"]
     print(f"classifier A: {c['person_train']} of the person's mails vs {c['others_train']} "

@@ -12,17 +12,24 @@ on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from _common import CORPUS, ROOT, cpu_count, memory_engine, temp_config, write
+from _common import (
+    CORPUS,
+    ROOT,
+    MachineLoad,
+    bench_parser,
+    cpu_count,
+    data_dir,
+    memory_engine,
+    temp_config,
+    write,
+)
 
 from engine.memory.ingest import Ingestor
 from engine.memory.parse import parse_file
@@ -44,13 +51,13 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     qs = queries(args.queries)
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = await memory_engine(temp_config(Path(tmp)))
+    with data_dir(args.data_dir) as tmp:
+        engine = await memory_engine(temp_config(tmp, base=args.config))
         try:
             report = await Ingestor(engine.memory, engine.personas.get("allen")).run([MBOX])
             for q in qs[:10]:
@@ -78,7 +85,7 @@ async def main() -> int:
         "target_p95_ms": 300,
         "load": os.getloadavg(),
     }
-    path = write("retrieval", result, args.out)
+    path = write("retrieval", result, args.out, load)
     print(f"{len(times)} recalls over {report.chunks_added} chunks: p50 {result['p50_ms']} ms, "
           f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms (target p95 <= 300 ms); "
           f"{grounded} passed the relevance gate; load {result['load']}")

@@ -25,27 +25,38 @@ Each set's mail is ingested into a fresh persona; then for each question:
   on one by one, the last column being the engine as shipped;
 - latency: recall (with the relevance decision) p50 / p95 over the set's questions.
 
-    .venv/bin/python bench/retrieval_quality.py [--set NAME] [--work DIR] [--answers]
+    .venv/bin/python bench/retrieval_quality.py [--set NAME] [--data-dir DIR] [--answers]
+        [--config FILE]
 
-``--work DIR`` keeps the ingested data there, so that a second run skips ingest.
+``--data-dir DIR`` keeps the ingested data there, so that a second run skips ingest;
+``--config`` the settings (the shipped config.toml by default).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
 import re
 import sqlite3
-import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, memory_engine, spread, temp_config, write
+from _common import (
+    CORPUS,
+    ROOT,
+    SHIPPED_CONFIG,
+    MachineLoad,
+    bench_parser,
+    data_dir,
+    memory_engine,
+    spread,
+    temp_config,
+    write,
+)
 
 from engine.errors import DoppelError
 from engine.memory.ingest import Ingestor
@@ -170,13 +181,13 @@ def _mail_rank(order: list[int], ids: list[str], gold: list[str], depth: int = 2
     return None
 
 
-async def run_set(name: str, work: Path, answers: bool,
-                  model: Path | None = None) -> dict[str, Any]:
+async def run_set(name: str, work: Path, answers: bool, model: Path | None = None,
+                  base: Path = SHIPPED_CONFIG) -> dict[str, Any]:
     spec = SETS[name]
     items = _load(spec)
     personas = work / "personas"
     _persona_dir(personas, name, spec)
-    cfg = temp_config(work / "data", personas, name)
+    cfg = temp_config(work / "data", personas, name, base=base)
     if model is not None:
         cfg = replace(cfg, llm=replace(cfg.llm, model_path=model))
     engine = await memory_engine(cfg, load_llm=answers)
@@ -317,25 +328,23 @@ def _print(result: dict[str, Any]) -> None:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--set", choices=sorted(SETS), action="append",
                     help="one set (repeatable); default: all")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="keep ingested data here and reuse it on the next run")
     ap.add_argument("--answers", action="store_true",
                     help="also ask the model each answerable question (slow on a CPU)")
     ap.add_argument("--model", type=Path, help="a GGUF chat model instead of the bundled one")
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with data_dir(args.data_dir) as state:  # --data-dir: kept; the next run skips ingest
         for name in args.set or list(SETS):
-            results.append(await run_set(name, (args.work or Path(tmp)) / name, args.answers,
-                                         args.model))
+            results.append(await run_set(name, state / name, args.answers, args.model,
+                                         args.config))
     for result in results:
         _print(result)
     path = write("retrieval_quality", {"bench": "retrieval_quality", "targets_not_tuned_on":
-                                       TARGETS, "sets": results}, args.out)
+                                       TARGETS, "sets": results}, args.out, load)
     print(f"\nwrote {path}")
     return 0
 

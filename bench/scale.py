@@ -20,14 +20,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_count, pct, temp_config, write
+from _common import ROOT, MachineLoad, bench_parser, cpu_count, data_dir, pct, temp_config, write
 
 from engine.config import Config
 from engine.engine import Engine, UserRef
@@ -133,13 +132,12 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"bench": "scale", "cpus": cpu_count(), "users": args.users,
                               "messages_each": args.messages}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmpdir = Path(tmp)
-        base = temp_config(tmpdir / "data")
+    with data_dir(args.data_dir) as tmpdir:
+        base = temp_config(tmpdir / "data", base=args.config)
         base = replace(base, engine=replace(base.engine, rate_per_minute=0, queue_size=256))
         redis_port = free_port()
         redis = spawn([str(Path(sys.executable).parent / "redis-server"), "--port",
-                       str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp])
+                       str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmpdir)])
         url = f"redis://127.0.0.1:{redis_port}/0"
         try:
             wait_until(lambda: listening(redis_port), redis, "redis-server")
@@ -200,14 +198,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         return serve_fake(sys.argv[2], sys.argv[3])
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--messages", type=int, default=3)
     ap.add_argument("--no-real", dest="real", action="store_false")
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     report = asyncio.run(main_async(args))
-    path = write("scale", report, args.out)
+    path = write("scale", report, args.out, load)
     for group in ("stand_in", "real"):
         for name, r in report.get(group, {}).items():
             extra = f", remote overhead per reply {r['overhead_vs_in_process']}" \

@@ -11,20 +11,18 @@ this project (``bench/data/story_requests.jsonl``), corpus BLEU against them (sa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import json
 import math
 import re
 import statistics
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_count, temp_config, write
+from _common import ROOT, MachineLoad, bench_parser, cpu_count, data_dir, temp_config, write
 
 from engine.engine import Engine, UserRef
 from engine.storage.models import Story
@@ -50,18 +48,18 @@ def loops(text: str) -> bool:
 async def main() -> int:
     import sacrebleu
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument("--preset", default="top_p", help="greedy, top_k, top_p or best_of_n")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--story-model", type=Path,
-                    help="a story model GGUF (e.g. from `bench/train.py --out DIR`: "
+                    help="a story model GGUF (e.g. from `bench/train.py --data-dir DIR`: "
                          "DIR/model/model.gguf) as [stories] model_path")
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     items = [json.loads(line) for line in REQUESTS.read_text().splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = temp_config(Path(tmp))
+    with data_dir(args.data_dir) as tmp:
+        cfg = temp_config(tmp, base=args.config)
         cfg = replace(cfg, engine=replace(cfg.engine, rate_per_minute=0))  # one user, 23 asks
         if args.story_model:
             cfg = replace(cfg, stories=replace(cfg.stories, model_path=args.story_model))
@@ -128,7 +126,7 @@ async def main() -> int:
         "bleu_references": len(with_ref),
         "rows": rows,
     }
-    path = write("story_eval", summary, args.out)
+    path = write("story_eval", summary, args.out, load)
     print(f"{summary['model']}, preset {args.preset}: {len(ok)}/{len(rows)} stories; "
           f"first text {summary['first_text_s_median']:.2f} s (median), "
           f"{summary['tok_s_mean']:.1f} tok/s, distinct-2 {summary['distinct_2_mean']:.3f}, "

@@ -14,14 +14,12 @@ not shown).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from _common import ROOT, write
+from _common import ROOT, MachineLoad, bench_parser, write
 
 from engine.stories import safety
 
@@ -55,11 +53,11 @@ def scores(rows: list[dict[str, Any]], refuse: Callable[[str], bool]) -> dict[st
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__, settings=False)
     ap.add_argument("--show", choices=["tune"], default=None,
                     help="list the tune half's mistakes")
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
     rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     report: dict[str, Any] = {"bench": "story_safety", "data": str(DATA.relative_to(ROOT))}
     for split in ("tune", "report"):
@@ -77,7 +75,7 @@ def main() -> int:
             if r["split"] == "tune" and refused_now(r["text"]) != r["harmful"]:
                 kind = "missed" if r["harmful"] else "refused"
                 print(f"  {kind}: {r['text']!r} {safety.flagged(r['text'])}")
-    print(f"wrote {write('story_safety', report, args.out)}")
+    print(f"wrote {write('story_safety', report, args.out, load)}")
     return 0
 
 

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import CORPUS, ROOT, cpu_count, peak_rss_mb, write
+from _common import CORPUS, MachineLoad, bench_parser, cpu_count, data_dir, peak_rss_mb, write
 
 from engine.config import load_config
 from engine.llm.base import ChatMessage, SamplingParams
@@ -53,11 +52,12 @@ PRESETS = {
 }
 
 
-def served(gguf: Path, n: int, device: str) -> dict[str, Any]:
-    """Tokens/s and time to first token of the GGUF through the engine's llama.cpp backend."""
+def served(gguf: Path, n: int, device: str, config: Path) -> dict[str, Any]:
+    """Tokens/s and time to first token of the GGUF through the engine's llama.cpp backend
+    (``config``'s ``[llm]`` settings)."""
     from engine.llm.llama_cpp import LlamaCppBackend
 
-    base = load_config(ROOT / "config.toml").llm
+    base = load_config(config).llm
     backend = LlamaCppBackend(dataclasses.replace(
         base, model_path=gguf, n_ctx=1024, n_gpu_layers=-1 if device == "cuda" else 0))
     backend.load()
@@ -86,7 +86,7 @@ def lora(args: argparse.Namespace, dataset: Path, work: Path) -> dict[str, Any]:
     from engine.training.lora import summary as lora_summary
     from engine.training.lora import train_lora
 
-    base = load_config(ROOT / "config.toml").train
+    base = load_config(args.config).train
     stages = len(base.lora.stages)
     cfg = dataclasses.replace(base, device=args.device, block_size=256, batch_size=8,
                               learning_rate=2e-4, warmup_steps=20, evals_per_epoch=4,
@@ -109,11 +109,10 @@ def lora(args: argparse.Namespace, dataset: Path, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = bench_parser(__doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--minutes", type=float, default=6.0)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    ap.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
     ap.add_argument("--served-replies", type=int, default=5)
     ap.add_argument("--lora", action="store_true",
                     help="fine-tune the bundled chat model instead of training from scratch")
@@ -128,6 +127,7 @@ def main() -> None:
     ap.add_argument("--no-serve", action="store_true",
                     help="skip measuring the GGUF through llama.cpp")
     args = ap.parse_args()
+    load = MachineLoad()
     cfg, shape = PRESETS[args.preset]
     if args.shape:
         layers, width, *drop = args.shape.split("x")
@@ -135,8 +135,7 @@ def main() -> None:
                                     n_head=max(1, int(width) // 64),
                                     dropout=float(drop[0]) if drop else shape.dropout)
     cfg = dataclasses.replace(cfg, scratch=shape, device=args.device, max_minutes=args.minutes)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.out or Path(tmp)
+    with data_dir(args.data_dir) as work:
         dataset = args.dataset or work / "dataset"
         if args.dataset is None:
             examples, prep = prepare(read_sources([args.corpus]))
@@ -144,7 +143,7 @@ def main() -> None:
         splits = {split: len(read_split(dataset, split))
                   for split in ("train", "validation", "test")}
         if args.lora:
-            print(f"wrote {write('train_lora', lora(args, dataset, work))}")
+            print(f"wrote {write('train_lora', lora(args, dataset, work), args.out, load)}")
             return
         t0 = time.perf_counter()
         run = train_scratch(dataset, work / "model", cfg, outtype="f16",
@@ -167,7 +166,8 @@ def main() -> None:
             "trained_beats_baseline": ev["trained_beats_baseline"],
             "sample_openings": [s["trained"]["greedy"][:200] for s in ev["samples"]],
             "served_openings": [s["trained"]["served"][:200] for s in ev["samples"]],
-            "served": None if args.no_serve else served(run.gguf, args.served_replies, device),
+            "served": None if args.no_serve else served(run.gguf, args.served_replies, device,
+                                                          args.config),
             "peak_rss_mb": round(peak_rss_mb()),
         }
     print(f"{args.preset} preset on {device} ({report['cpus']} CPUs), {args.minutes} min budget")
@@ -181,7 +181,7 @@ def main() -> None:
     if s:
         print(f"  served GGUF: {s['tokens_per_s']} tokens/s, first token {s['first_token_ms']} ms")
         print(f"  sample: {s['sample'][:300]!r}")
-    print(f"wrote {write('train', report)}")
+    print(f"wrote {write('train', report, args.out, load)}")
 
 
 if __name__ == "__main__":

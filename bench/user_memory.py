@@ -15,14 +15,13 @@ bench/results/user_memory_<set>[_model].json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, write
+from _common import ROOT, MachineLoad, bench_parser, data_dir, temp_config, write
 
 from engine.usermemory.extract import Fact, extract
 from engine.usermemory.model_pass import ModelPass, worth_asking
@@ -35,18 +34,16 @@ def same_slot(found: str, wanted: str) -> bool:
     return found == wanted or (found.startswith("note:") and wanted.startswith("note:"))
 
 
-def finder(model: bool) -> tuple[Callable[[str], list[Fact]], dict[str, Any]]:
-    """What finds the facts in a message (the rules, then the model), and its counters."""
+def finder(model: bool, base: Path, state: Path
+           ) -> tuple[Callable[[str], list[Fact]], dict[str, Any]]:
+    """What finds the facts in a message (the rules, then ``base``'s model with its data dir
+    in ``state``), and its counters."""
     stats: dict[str, Any] = {"asked_model": 0, "model_facts": 0, "model_s": 0.0}
     if not model:
         return (lambda text: extract(text).facts), stats
-    import tempfile
-
-    from _common import temp_config
-
     from engine.llm.llama_cpp import LlamaCppBackend
 
-    cfg = temp_config(Path(tempfile.mkdtemp()) / "data")
+    cfg = temp_config(state / "data", base=base)
     llm = LlamaCppBackend(cfg.llm)
     llm.load()
     stats["model"] = cfg.llm.model_path.name if cfg.llm.model_path else "bundled"
@@ -65,11 +62,11 @@ def finder(model: bool) -> tuple[Callable[[str], list[Fact]], dict[str, Any]]:
     return find, stats
 
 
-def score(path: Path, model: bool = False) -> dict[str, Any]:
+def score(path: Path, model: bool, base: Path, state: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     right = found_n = wanted_n = false_on_none = none_n = 0
     misses: list[dict[str, Any]] = []
-    find, stats = finder(model)
+    find, stats = finder(model, base, state)
     for row in rows:
         facts = find(row["text"])
         wanted = [tuple(f) for f in row["facts"]]
@@ -101,12 +98,15 @@ def score(path: Path, model: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = bench_parser(__doc__)
     ap.add_argument("--set", choices=sorted(SETS), default="test")
     ap.add_argument("--model", action="store_true",
                     help="the bundled chat model as a second pass after the rules")
     args = ap.parse_args()
-    report = {"set": args.set, "model_pass": args.model, **score(SETS[args.set], args.model)}
+    load = MachineLoad()
+    with data_dir(args.data_dir) as state:
+        found = score(SETS[args.set], args.model, args.config, state)
+    report = {"set": args.set, "model_pass": args.model, **found}
     how = "rules + model" if args.model else "rules"
     print(f"{args.set} set ({how}): {report['messages']} messages, {report['facts']} facts; "
           f"precision {report['precision']:.0%}, recall {report['recall']:.0%}, "
@@ -119,7 +119,7 @@ def main() -> None:
               f"({report['model_s_per_message']} s each) and kept {report['model_facts']} "
               "facts")
     name = f"user_memory_{args.set}" + ("_model" if args.model else "")
-    print(f"wrote {write(name, report)}")
+    print(f"wrote {write(name, report, args.out, load)}")
 
 
 if __name__ == "__main__":

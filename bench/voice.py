@@ -12,16 +12,13 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import cpu_count, temp_config, write
+from _common import MachineLoad, bench_parser, cpu_count, data_dir, temp_config, write
 
 from engine.engine import Engine, UserRef
 from engine.llm.base import SamplingParams
@@ -46,12 +43,11 @@ PROMPTS = ["Tell me a short story about a brave little turtle.",
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    args = bench_parser(__doc__).parse_args()
+    load = MachineLoad()
     result: dict[str, Any] = {"bench": "voice", "cpus": cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(temp_config(Path(tmp), default="storyteller"))
+    with data_dir(args.data_dir) as tmp:
+        engine = Engine(temp_config(tmp, default="storyteller", base=args.config))
         await engine.start()
         voice, tts = engine.voice, engine.voice.tts
         try:
@@ -139,7 +135,7 @@ async def main() -> int:
             result["stt"] = stt
         finally:
             await engine.stop()
-    path = write("voice", result, args.out)
+    path = write("voice", result, args.out, load)
     for k, v in result["piper"].items():
         print(f"piper {k}: {v['audio_s']} s audio in {v['synth_s']} s (RTF {v['rtf']}), "
               f"first audio {v['first_audio_ms']} ms")

@@ -10,15 +10,13 @@ whose decoder cost is real. Needs the xtts extra (``.ci/setup --xtts``).
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
 import time
 import wave
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_count, write
+from _common import MachineLoad, bench_parser, cpu_count, data_dir, write
 
 from engine.voice.clips import CLIP_RATE, clean_clip
 from engine.voice.speaker import Speaker
@@ -43,19 +41,18 @@ def is_clean(path: Path) -> bool:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__, settings=False)
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--clip", type=Path, default=None,
                     help="reference clip (default: Piper speaking, made here)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    load = MachineLoad()
 
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with data_dir(args.data_dir) as work:
         model_dir = args.model_dir
         if model_dir is None:
             from tests.auxil.xtts_tiny import build_tiny_xtts
@@ -112,7 +109,7 @@ def main() -> int:
         "load_s": round(load_s, 2), "latents_first_s": round(latents_s, 3),
         "latents_cached_s": round(cached_s, 4), "synthesis": rows,
     }
-    path = write("xtts", result, args.out)
+    path = write("xtts", result, args.out, load)
     print(f"XTTS ({result['model']}) on {device} {gpu}:"
           f" load {load_s:.2f} s, voice latents {latents_s:.3f} s first, "
           f"{cached_s * 1000:.1f} ms from the cache")
