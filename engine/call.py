@@ -439,9 +439,13 @@ class LiveCall:
                 marks.setdefault("first_text", self.clock())
                 yield piece
 
-        speech = self.engine.voice.speech(
-            text(), speaker, user=self.user.key,
-            on_cut=lambda: marks.setdefault("first_sentence", self.clock()), first_clause=True)
+        def cut() -> None:
+            if "first_sentence" not in marks:
+                marks["first_sentence"] = self.clock()
+                reply.job.hold()  # its first words are synthesised before the model goes on
+
+        speech = self.engine.voice.speech(text(), speaker, user=self.user.key, on_cut=cut,
+                                          first_clause=True)
         try:
             async for sentence, pcm in speech:
                 now = self.clock()
@@ -454,7 +458,9 @@ class LiveCall:
                 await self._say("audio", text=sentence, pcm=pcm, rate=rate,
                                 latency_s=now - ended if first else None,
                                 stages=_stages(marks, reply, ended, now) if first else None)
+                reply.job.release()  # held for its first words (quoted, or the model's)
         finally:
+            reply.job.release()
             await speech.aclose()
         result = await reply.result()
         self._reply = None

@@ -160,7 +160,9 @@ class ChatTurn:
         lead = self.message.lead or recalled(self.message.text, summary)
         if lead:
             self._emit(ctx, lead + "\n\n")
+        ctx.pause()  # (a call holds the model while the lead's first words are spoken)
         for piece in self.llm.stream_chat(messages, params, lambda: ctx.cancelled):
+            ctx.pause()
             if first is None:
                 first = time.perf_counter() - t0
             tokens += 1

@@ -153,6 +153,10 @@ class Engine(EngineCore):
                 priority=Priority.INTERACTIVE,
                 timeout_s=self.config.engine.chat_timeout_s,
                 on_position=on_position,
+                # A call's answer that opens with a quote from memory: the model waits to
+                # go on until the call has the quote's first words spoken (``release``);
+                # on two cores it would slow their synthesis by half.
+                held=brief and bool(message.lead),
             )
         except BaseException:  # refused (queue full, ...): nothing of it stays stored
             await self.conversations.abort_exchange(state, exchange)

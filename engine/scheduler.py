@@ -75,6 +75,10 @@ PositionCallback = Callable[[int], None]
 """Called on the event loop with the job's 1-based place in line whenever it changes."""
 
 
+HOLD_LIMIT_S = 2.0
+"""The longest a job waits on a hold (``Job.hold``) that is never released."""
+
+
 class JobContext:
     """What a job function sees while it runs on the resource's thread."""
 
@@ -90,6 +94,12 @@ class JobContext:
     def emit(self, chunk: str) -> None:
         """Stream a chunk of output to the job's consumer (thread-safe)."""
         self._loop.call_soon_threadsafe(self._job._chunks.put_nowait, chunk)
+
+    def pause(self, limit_s: float = HOLD_LIMIT_S) -> None:
+        """Wait here while the job is held (``Job.hold``), and not at all once it is
+        cancelled. A hold nobody releases ends after ``limit_s``."""
+        if not self._job._go.wait(limit_s):
+            self._job.release()
 
 
 JobFn = Callable[[JobContext], T]
@@ -118,17 +128,35 @@ class Job(Generic[T]):
     _future: asyncio.Future[T] = field(init=False, repr=False)
     _chunks: asyncio.Queue[Any] = field(init=False, repr=False)
     _cancel_event: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
+    _go: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
+    """Clear while the job is held: its function waits at its next ``JobContext.pause``."""
     _timed_out: bool = field(init=False, repr=False, default=False)
     _at_shutdown: bool = field(init=False, repr=False, default=False)
     _announced: bool = field(init=False, repr=False, default=False)
     _wait_timer: asyncio.TimerHandle | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
+        self._go.set()
         loop = asyncio.get_running_loop()
         self._future = loop.create_future()
         # Mark the exception as retrieved: a consumer may only read the stream.
         self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._chunks = asyncio.Queue()
+
+    def hold(self) -> None:
+        """Have the job wait at its next pause point until ``release``: work the person is
+        waiting for on another resource (the first words of a call's answer being
+        spoken) gets the CPU first."""
+        if not self._cancel_event.is_set():
+            self._go.clear()
+
+    def release(self) -> None:
+        self._go.set()
+
+    def _signal_stop(self) -> None:
+        """Cancelled or timed out: stop at the next step, held or not."""
+        self._cancel_event.set()
+        self._go.set()
 
     @property
     def wait_s(self) -> float | None:
@@ -303,7 +331,7 @@ class Scheduler:
                 if not job.state.finished:
                     log.info("cancelling job %d (%s) at shutdown", job.id, job.kind)
                     job._at_shutdown = True
-                    job._cancel_event.set()
+                    job._signal_stop()
         loading = {k: f for k, f in self._warm.items() if not f.done()}
         for f in loading.values():  # a model not loaded yet is not wanted now
             f.cancel()
@@ -328,8 +356,10 @@ class Scheduler:
         priority: Priority,
         timeout_s: float | None = None,
         on_position: PositionCallback | None = None,
+        held: bool = False,
     ) -> Job[T]:
-        """Queue ``fn`` on ``resource``. Raises QueueFull / UserQueueFull / SchedulerStopped."""
+        """Queue ``fn`` on ``resource`` (``held``: it waits at its first pause point until
+        ``Job.release``). Raises QueueFull / UserQueueFull / SchedulerStopped."""
         if not self._started or self._stopping:
             raise SchedulerStopped("scheduler is not running")
         res = self._resources[resource]
@@ -343,6 +373,8 @@ class Scheduler:
             id=next(self._ids), resource=resource, kind=kind, priority=priority, user=user,
             fn=fn, timeout_s=timeout_s, on_position=on_position, created=self._clock(),
         )
+        if held:
+            job.hold()
         res.pending.append(job)
         loop = asyncio.get_running_loop()
         job._wait_timer = loop.call_later(self.config.queue_wait_timeout_s, self._expire, res, job)
@@ -359,7 +391,7 @@ class Scheduler:
         if job.state is JobState.QUEUED:
             self._drop_queued(res, job, JobCancelled("cancelled"), JobState.CANCELLED)
         else:
-            job._cancel_event.set()
+            job._signal_stop()
         return True
 
     def cancel_user(self, user: str) -> int:
@@ -446,7 +478,7 @@ class Scheduler:
         done, _ = await asyncio.wait([fut], timeout=job.timeout_s)
         if not done:
             job._timed_out = True
-            job._cancel_event.set()
+            job._signal_stop()
             log.warning("job %d (%s) passed its %.0fs timeout", job.id, job.kind, job.timeout_s)
             # The resource stays busy until the thread really returns.
             await asyncio.wait([fut])

@@ -15,6 +15,7 @@ import pytest
 from engine.call import STAGES, CallEvent, LiveCall
 from engine.engine import Engine, UserRef
 from engine.grounding import CALL_RULES
+from engine.memory.ingest import Ingestor
 from engine.scheduler import Priority
 from engine.voice.audio import decode
 from engine.voice.tts import PiperTTS
@@ -144,6 +145,35 @@ async def test_the_first_clause_is_spoken_alone_and_each_stage_is_timed(
     assert first.stages is not None and list(first.stages) == list(STAGES)
     assert first.stages["first_audio"] == first.latency_s
     assert all(e.stages is None for e in audio[1:])
+
+
+async def test_a_quoted_answer_is_heard_before_the_model_goes_on(
+        memory_engine: Engine, fake_llm: FakeLLM) -> None:
+    """On two cores the model reading its prompt would slow the quote's synthesis: it waits
+    until the quote's first words are out."""
+    persona = memory_engine.personas.get("allen")
+    await Ingestor(memory_engine.memory, persona).run(persona.source_files())
+    asked_at_first_audio: list[int] = []
+
+    class Watched(Call):
+        async def emit(self, event: CallEvent) -> None:
+            if event.kind == "audio" and not asked_at_first_audio:
+                asked_at_first_audio.append(len(fake_llm.prompts))
+            await super().emit(event)
+
+    c = Watched(memory_engine, Clock())
+    await c.call.start()
+    try:
+        before = len(fake_llm.prompts)
+        await c.send(call_silence(0.5) + call_audio(
+            "Who did you want as general contractor for the house?") + call_silence(1.0))
+        done = await c.next("done")
+    finally:
+        await c.call.close()
+    audio = [e for e in c.events if e.kind == "audio"]
+    assert audio[0].text == "On 23 Apr 2001 I wrote to Johnnie:"  # its first clause
+    assert asked_at_first_audio == [before]  # the model had not begun
+    assert len(fake_llm.prompts) > before and done.text.endswith(fake_llm.default)
 
 
 async def test_transcript_so_far_is_shown_while_the_person_talks(

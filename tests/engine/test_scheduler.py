@@ -416,3 +416,48 @@ async def test_stopping_before_a_model_is_warm_is_quiet() -> None:
     assert all(r is None or isinstance(r, SchedulerStopped | asyncio.CancelledError)
                for r in done), done
     assert "late" not in loads
+
+
+async def test_a_held_job_waits_at_its_pause_point_until_released(sched: Scheduler) -> None:
+    reached = threading.Event()
+
+    def run(ctx: JobContext) -> str:
+        ctx.emit("before")
+        reached.set()
+        ctx.pause()
+        return "after"
+
+    job = sched.submit("llm", run, user="u", kind="chat", priority=Priority.INTERACTIVE,
+                       held=True)
+    chunks = job.chunks()
+    assert await anext(chunks) == "before"
+    await asyncio.to_thread(reached.wait, HANG_S)
+    assert not job.state.finished  # held at its pause point
+    job.release()
+    assert await job.result() == "after"
+
+
+async def test_a_held_job_goes_on_when_cancelled_or_when_its_hold_runs_out(
+        sched: Scheduler) -> None:
+    paused = threading.Event()
+
+    def run(ctx: JobContext) -> str:
+        paused.set()
+        ctx.pause()
+        return "cancelled" if ctx.cancelled else "went on"
+
+    job = sched.submit("llm", run, user="u", kind="chat", priority=Priority.INTERACTIVE,
+                       held=True)
+    await asyncio.to_thread(paused.wait, HANG_S)
+    sched.cancel(job)
+    with pytest.raises(JobCancelled):
+        await job.result()
+
+    def forgotten(ctx: JobContext) -> bool:
+        ctx.pause(limit_s=0.05)  # nobody releases it
+        ctx.pause(limit_s=10 * HANG_S)  # the hold is over: no second wait
+        return True
+
+    left = sched.submit("llm", forgotten, user="u", kind="chat", priority=Priority.INTERACTIVE,
+                        held=True)
+    assert await asyncio.wait_for(left.result(), HANG_S)
