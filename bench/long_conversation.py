@@ -36,13 +36,13 @@ async def run(turns: int, max_tokens: int, base: Path, state: Path | None) -> di
                       engine=replace(cfg.engine, rate_per_minute=0))
         llm = LlamaCppBackend(cfg.llm)
         prompts: list[list[ChatMessage]] = []
-        original = llm.stream_chat
+        original = llm.generate  # every turn's way in, with the persona's LoRA or without
 
         def recording(messages: Any, *args: Any, **kwargs: Any) -> Any:
             prompts.append(list(messages))
             return original(messages, *args, **kwargs)
 
-        llm.stream_chat = recording  # type: ignore[method-assign]
+        llm.generate = recording  # type: ignore[method-assign]
         engine = Engine(cfg, llm=llm)
         await engine.start()
         user = UserRef("bench", "long")

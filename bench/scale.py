@@ -69,7 +69,8 @@ async def users_run(engine: Engine, users: int, messages: int) -> dict[str, Any]
             t0 = time.perf_counter()
             result = await (await engine.chat(who, f"Message {n}, please answer.",
                                               params=GREEDY)).result()
-            assert result.status == "complete", result.error
+            # A reply cut at max_tokens is "truncated": answered all the same.
+            assert result.status in ("complete", "truncated"), (result.status, result.error)
             latencies.append(time.perf_counter() - t0)
             runs.append(result.run_s or 0.0)
 
