@@ -14,9 +14,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import regex
+
 from engine.reply_text import SENTENCE_END
 
-_NAME_CLAIM = re.compile(
+_NAME_CLAIM = regex.compile(
     r"\b(?i:my name is|my name's|i am|i'm|im|call me|i go by|name's)\s+"
     r"([A-Z][a-z]+(?:[ -][A-Z][a-z]+)?)\b")
 _NOT_A_NAME = frozenset(
@@ -37,15 +39,15 @@ _OCCUPATIONS = (
     "economist|mathematician|statistician|quant|physicist|chemist|biologist|professional|"
     "expert|advisor|adviser|planner|strategist|coordinator|supervisor|owner|investor"
 )
-_JOB_CLAIM = re.compile(
+_JOB_CLAIM = regex.compile(
     r"\b(?:i am|i'm|im|i work as|i worked as|i've worked as|i have worked as|i'm working as|"
     r"my job is|my role is|i serve as|as)\s+(?:an?|the)\s+((?:[\w-]+\s+){0,3}?)"
-    rf"({_OCCUPATIONS})s?\b", re.IGNORECASE)
-_MODEL_CLAIM = re.compile(
+    rf"({_OCCUPATIONS})s?\b", regex.IGNORECASE)
+_MODEL_CLAIM = regex.compile(
     r"\b(smollm|hugging ?face|openai|chatgpt|gpt-?\d|anthropic|claude|llama|meta ai|"
     r"language model|(?:i was|i've been|i have been|i am|i'm) (?:trained|created|developed|"
-    r"made|built|programmed) by)\b", re.IGNORECASE)
-_HOME_CLAIM = re.compile(
+    r"made|built|programmed) by)\b", regex.IGNORECASE)
+_HOME_CLAIM = regex.compile(
     r"\b(?i:i live in|i'm from|i am from|im from|i grew up in|i was born in|i'm based in|"
     r"i am based in|i moved to|i reside in)\s+([A-Z][\w-]+(?:\s+[A-Z][\w-]+)?)")
 _WORD = re.compile(r"\w+")
@@ -109,6 +111,13 @@ _CUE = re.compile(
     r"\b(?:i|i'm|im|my|as|call|name's|smollm|hugging|openai|chatgpt|gpt|anthropic|claude|"
     r"llama|meta|language|trained|created|developed|made)\b", re.IGNORECASE)
 """Where a claim about who the persona is can begin: every pattern above starts with one."""
+_CLAIMS = (_NAME_CLAIM, _JOB_CLAIM, _MODEL_CLAIM, _HOME_CLAIM)
+
+
+def _may_claim(text: str) -> bool:
+    """``text``, from a cue to where its sentence has got, is a claim or may still become
+    one ("I'm Em", "I'm a", "I've been"; not "I'm glad", "I've been going")."""
+    return any(claim.match(text, partial=True) for claim in _CLAIMS)
 
 
 class IdentityStream:
@@ -136,7 +145,8 @@ class IdentityStream:
             out.append(self._finish(rest))
         # The unfinished sentence: shown up to a possible claim, and never its last,
         # maybe unfinished word.
-        cue = _CUE.search(self.pending)
+        cue = next((m for m in _CUE.finditer(self.pending)
+                    if _may_claim(self.pending[m.start():])), None)
         space = max(self.pending.rfind(" "), self.pending.rfind("\n"))
         safe = min(cue.start() if cue else len(self.pending), space + 1)
         if safe > 0:

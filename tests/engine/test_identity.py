@@ -59,6 +59,20 @@ def test_the_stream_shows_nothing_of_a_cut_claim_and_the_rest_as_it_comes() -> N
     assert stream.kept == "".join(shown) and stream.cut == ["another name: Emily"]
 
 
+def test_words_that_cannot_become_a_claim_stream_on_as_they_come() -> None:
+    """"I'm glad", "I've been going": no claim starts so; the sentence is not held to its
+    end (a live call speaks its first clause sooner). "as a" may still be one: held."""
+    stream = IdentityStream(ALLEN)
+    words = ["I'm ", "glad ", "you ", "asked, ", "and ", "I've ", "been ", "going ", "over ",
+             "it, ", "as ", "a ", "trader ", "would. "]
+    shown = [stream.feed(w) for w in words] + [stream.close()]
+    assert shown[:2] == ["", "I'm glad "]  # "I'm" waits for a word that rules a claim out
+    assert shown[5:8] == ["", "", "I've been going "]  # ("I've been trained by ...")
+    assert "".join(shown[:10]) == "I'm glad you asked, and I've been going over it, "
+    assert shown[10:13] == ["", "", ""]  # "as a trader": his job, shown once whole
+    assert "".join(shown) == "".join(words) and stream.cut == []
+
+
 async def test_chat_never_says_the_persona_is_someone_else(engine: Engine,
                                                             fake_llm: FakeLLM) -> None:
     fake_llm.replies.extend([
