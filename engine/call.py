@@ -458,7 +458,8 @@ class LiveCall:
                 await self._say("audio", text=sentence, pcm=pcm, rate=rate,
                                 latency_s=now - ended if first else None,
                                 stages=_stages(marks, reply, ended, now) if first else None)
-                reply.job.release()  # held for its first words (quoted, or the model's)
+                if first:  # held for its first words (quoted, or the model's): out now
+                    reply.job.release()
         finally:
             reply.job.release()
             await speech.aclose()
