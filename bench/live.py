@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from _common import MachineLoad, bench_parser, cpu_count, data_dir, peak_rss_mb, spread, write
 
-from engine.call import STAGES
+from engine.call_events import STAGES
 from engine.config import Config, load_config
 from engine.engine import Engine, UserRef
 from tests.auxil.speech import call_audio

@@ -12,7 +12,8 @@ from typing import Protocol
 
 from engine.achievements import Achievements, dashboard_text
 from engine.api_tokens import SCOPES, ApiTokens, TokenInfo
-from engine.call import CallEvent, LiveCall
+from engine.call import LiveCall
+from engine.call_events import CallEvent
 from engine.config import Config, WebConfig, config_from_dict, read_toml
 from engine.conversations import KnownUser
 from engine.engine import ChatReply, Engine

@@ -27,11 +27,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.call_events import CallEvent, Emit, stages
 from engine.engine import ChatReply, Engine
 from engine.errors import DoppelError
 from engine.records import UserRef
@@ -48,41 +49,6 @@ _RESUME_S = 1.5
 """Speech again within this (of audio) after a turn ended, before its answer is heard,
 goes on with that turn; later, it is a new one."""
 SORRY = "Sorry, something went wrong on my side. Please say that again."
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    """What the call tells the person's client, in order.
-
-    ``speech``: they started talking; ``partial``: the transcript so far (``text``);
-    ``heard``: the final transcript, the persona is answering it; ``disclosure``: shown
-    before the answer (the AI disclosure on a persona's first reply); ``audio``: the next
-    sentence of the answer (``text``) as ``pcm`` at ``rate``, ``latency_s`` set on a turn's
-    first (end of speech to this audio); ``barge_in``: they talked over the persona, stop
-    playing; ``done``: the turn is over (``text`` as stored, ``message_id``); ``ignored``:
-    speech with no words in it; ``notice``: something went wrong (``text`` says what).
-    A turn's first ``audio`` also has ``stages``: when each step of the answer was done, in
-    seconds after the end of speech (``STAGES``; a step done at a pause, before the turn
-    ended, is counted from there too).
-    """
-
-    kind: str
-    text: str = ""
-    pcm: NDArray[np.int16] | None = field(default=None, repr=False)
-    rate: int = 0
-    message_id: int | None = None
-    latency_s: float | None = None
-    stages: dict[str, float] | None = None
-
-
-STAGES = ("turn_end", "transcript", "asked", "model_start", "first_text", "first_sentence",
-          "first_audio")
-"""A turn's steps, in order: the turn's end decided (the silence waited for), the words
-transcribed, the answer asked for (memory recalled, the prompt made), the model begun on it,
-its first words, the first sentence (or clause) handed to TTS, its audio."""
-
-
-Emit = Callable[[CallEvent], Awaitable[None]]
 
 
 @dataclass
@@ -455,9 +421,9 @@ class LiveCall:
                 seconds = len(pcm) / rate
                 self._spoken.append((sentence, seconds))
                 self._speaking_until = max(now, self._speaking_until) + seconds
+                timed = stages(marks, reply.job.wait_s, ended, now) if first else None
                 await self._say("audio", text=sentence, pcm=pcm, rate=rate,
-                                latency_s=now - ended if first else None,
-                                stages=_stages(marks, reply, ended, now) if first else None)
+                                latency_s=now - ended if first else None, stages=timed)
                 if first:  # held for its first words (quoted, or the model's): out now
                     reply.job.release()
         finally:
@@ -532,13 +498,3 @@ class LiveCall:
         self._prefilled = job
 
 
-
-def _stages(marks: dict[str, float], reply: ChatReply, ended: float,
-            first_audio: float) -> dict[str, float]:
-    """``STAGES`` in seconds after the end of speech (``ended``): the marks a turn made,
-    with the model's start reckoned from its job's time in the queue."""
-    out = dict(marks, first_audio=first_audio)
-    wait = reply.job.wait_s
-    if "asked" in out and wait is not None:
-        out["model_start"] = out["asked"] + wait
-    return {k: round(out[k] - ended, 3) for k in STAGES if k in out}

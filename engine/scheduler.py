@@ -75,10 +75,6 @@ PositionCallback = Callable[[int], None]
 """Called on the event loop with the job's 1-based place in line whenever it changes."""
 
 
-HOLD_LIMIT_S = 2.0
-"""The longest a job waits on a hold (``Job.hold``) that is never released."""
-
-
 class JobContext:
     """What a job function sees while it runs on the resource's thread."""
 
@@ -95,9 +91,9 @@ class JobContext:
         """Stream a chunk of output to the job's consumer (thread-safe)."""
         self._loop.call_soon_threadsafe(self._job._chunks.put_nowait, chunk)
 
-    def pause(self, limit_s: float = HOLD_LIMIT_S) -> None:
-        """Wait here while the job is held (``Job.hold``), and not at all once it is
-        cancelled. A hold nobody releases ends after ``limit_s``."""
+    def pause(self, limit_s: float = 2.0) -> None:
+        """Wait here while the job is held (``Job.hold``), not at all once it is cancelled;
+        a hold nobody releases ends after ``limit_s``."""
         if not self._job._go.wait(limit_s):
             self._job.release()
 
@@ -129,7 +125,6 @@ class Job(Generic[T]):
     _chunks: asyncio.Queue[Any] = field(init=False, repr=False)
     _cancel_event: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
     _go: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
-    """Clear while the job is held: its function waits at its next ``JobContext.pause``."""
     _timed_out: bool = field(init=False, repr=False, default=False)
     _at_shutdown: bool = field(init=False, repr=False, default=False)
     _announced: bool = field(init=False, repr=False, default=False)
@@ -144,9 +139,8 @@ class Job(Generic[T]):
         self._chunks = asyncio.Queue()
 
     def hold(self) -> None:
-        """Have the job wait at its next pause point until ``release``: work the person is
-        waiting for on another resource (the first words of a call's answer being
-        spoken) gets the CPU first."""
+        """Have the job wait at its next pause point (``_go`` clear) until ``release``: work
+        the person waits for elsewhere (a call's first words being spoken) runs first."""
         if not self._cancel_event.is_set():
             self._go.clear()
 

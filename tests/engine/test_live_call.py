@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.call import STAGES, CallEvent, LiveCall
+from engine.call import LiveCall
+from engine.call_events import STAGES, CallEvent
 from engine.engine import Engine, UserRef
 from engine.grounding import CALL_RULES
 from engine.memory.ingest import Ingestor
