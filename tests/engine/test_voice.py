@@ -187,3 +187,34 @@ async def test_a_transcription_nobody_waits_for_leaves_the_queue(voice: Voice) -
         await asked
     assert voice.scheduler.stats()[STT]["queued"] == 0
     release.set()
+
+
+def test_a_short_utterance_is_heard_as_through_the_full_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to SHORT_MAX_S of speech goes through a 15 s encoder window (three times sooner
+    than Whisper's 30 s): the same words; a blank or hiss is still no words."""
+    from engine.voice.audio import decode
+    from engine.voice.stt import SHORT_FRAMES, SHORT_MAX_S, WhisperSTT, heard_words
+    from tests.auxil.speech import speech_wav
+
+    stt = WhisperSTT()
+    stt.load()
+    windows: list[int] = []
+    encode = stt._model.encode
+
+    def counted(features: np.ndarray) -> object:
+        windows.append(features.shape[-1])
+        return encode(features)
+
+    monkeypatch.setattr(stt._model, "encode", counted)
+    question = "Do you have any advice for a new analyst on the gas desk?"
+    audio = decode(speech_wav(question))
+    assert len(audio) <= SHORT_MAX_S * 16000
+    short = stt.transcribe(audio)
+    assert windows == [SHORT_FRAMES]
+    segments, _ = stt._model.transcribe(audio, language="en", beam_size=1, vad_filter=False)
+    assert short == " ".join(s.text.strip() for s in segments).strip()
+    assert words_heard(question, short) >= 0.9
+    hiss = np.random.default_rng(3).normal(0, 0.01, 32000).astype(np.float32)
+    assert heard_words(stt.transcribe(np.zeros(16000, np.float32))) == ""
+    assert heard_words(stt.transcribe(hiss)) == ""
