@@ -194,9 +194,9 @@ class Voice:
                      first_clause: bool = False) -> AsyncGenerator[tuple[str, PCM], None]:
         """Each sentence of a reply that is being written, with its audio, in order: a
         sentence goes to TTS as soon as the model has finished it (``on_cut`` is told),
-        while the model writes on. ``first_clause``: the reply's first clause of
-        ``FIRST_CLAUSE_WORDS`` words or more goes alone, as soon as it is written (a call
-        is heard sooner). Stopping early (``aclose``) stops reading ``pieces``."""
+        while the model writes on. ``first_clause``: the reply's first words go alone as
+        soon as they can be spoken alone (``_first_cut``: a call is heard sooner).
+        Stopping early (``aclose``) stops reading ``pieces``."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
         async def cut() -> None:
@@ -204,10 +204,8 @@ class Voice:
             try:
                 async for piece in pieces:
                     pending += piece
-                    ends = _sentence_ends(pending)
-                    end = ends[-1] if ends else 0
-                    if first:  # a clause of the first sentence, if it has one
-                        end = _first_clause_end(pending[:ends[0]] if ends else pending) or end
+                    end = (_first_cut(pending) if first else
+                           max(_sentence_ends(pending), default=0))
                     if end and len(pending[:end].split()) >= MIN_WORDS:
                         sentences.put_nowait(pending[:end])
                         pending, first = pending[end:], False
@@ -303,16 +301,27 @@ class Voice:
 FIRST_CLAUSE_WORDS = 5
 """A reply's first clause is spoken alone once it has this many words: shorter, its
 audio would come sooner but sound clipped."""
+FIRST_PHRASE_WORDS = 8
+"""A first sentence with no clause end is cut before a conjunction after this many words
+("I am not sure what you mean by it | but ...")."""
 _CLAUSE_END = re.compile(r"[,;:](?=\s)|\s[-\u2013\u2014](?=\s)")
+_CONJUNCTION = re.compile(r"\s(?=(?:and|but|or|so|because|which|if|when|while|though|"
+                          r"although|since|unless)\s)", re.IGNORECASE)
 
 
-def _first_clause_end(text: str) -> int:
-    """Index just after the first clause end (a comma, semicolon, colon or dash before a
-    space) that has ``FIRST_CLAUSE_WORDS`` words before it, or 0."""
-    for m in _CLAUSE_END.finditer(text):
-        if len(text[:m.end()].split()) >= FIRST_CLAUSE_WORDS:
-            return m.end()
-    return 0
+def _first_cut(text: str) -> int:
+    """Where a reply's first words can be spoken alone, or 0: the earliest of a sentence
+    end with ``MIN_WORDS`` words before it, a clause end (comma, semicolon, colon, dash)
+    with ``FIRST_CLAUSE_WORDS``, the space before a conjunction with
+    ``FIRST_PHRASE_WORDS``."""
+    def words(end: int) -> int:
+        return len(text[:end].split())
+
+    cuts = [i for i in _sentence_ends(text) if words(i) >= MIN_WORDS]
+    cuts += [m.end() for m in _CLAUSE_END.finditer(text) if words(m.end()) >= FIRST_CLAUSE_WORDS]
+    cuts += [m.start() for m in _CONJUNCTION.finditer(text)
+             if words(m.start()) >= FIRST_PHRASE_WORDS]
+    return min(cuts, default=0)
 
 
 def _sentence_ends(text: str) -> list[int]:

@@ -130,18 +130,24 @@ async def test_question_is_heard_and_answered_aloud_and_kept_in_history(
     assert "the rent roll" in fake_llm.prompts[-1][-1].content.lower()
 
 
+@pytest.mark.parametrize(("answer", "spoken"), [
+    # The first clause long enough to sound whole goes to TTS alone, before its sentence
+    # ends; the rest sentence by sentence.
+    ("Well, as I said to Jeff on Friday, the rent roll is fine. The tenants paid in full.",
+     ["Well, as I said to Jeff on Friday,", "the rent roll is fine.",
+      "The tenants paid in full."]),
+    # A first sentence too short to say alone goes with what follows; a long one with no
+    # clause end is cut before a conjunction.
+    ("Fine. I am not sure what the rent roll says but Jeff will know. He called.",
+     ["Fine. I am not sure what the rent roll says", "but Jeff will know.", "He called."]),
+])
 async def test_the_first_clause_is_spoken_alone_and_each_stage_is_timed(
-        call: Call, fake_llm: FakeLLM) -> None:
-    answer = ("Well, as I said to Jeff on Friday, the rent roll is fine. "
-              "The tenants paid in full.")
+        call: Call, fake_llm: FakeLLM, answer: str, spoken: list[str]) -> None:
     fake_llm.replies.append(answer)
     await call.send(call_silence(0.5) + call_audio(QUESTION) + call_silence(1.0))
     await call.next("done")
     audio = [e for e in call.events if e.kind == "audio"]
-    # The first clause long enough to sound whole goes to TTS alone, before its sentence
-    # ends; the rest sentence by sentence.
-    assert [e.text for e in audio] == ["Well, as I said to Jeff on Friday,",
-                                       "the rent roll is fine.", "The tenants paid in full."]
+    assert [e.text for e in audio] == spoken
     first = audio[0]
     assert first.stages is not None and list(first.stages) == list(STAGES)
     assert first.stages["first_audio"] == first.latency_s
