@@ -46,8 +46,7 @@ _PREROLL = 10
 _MIN_SPEECH_S = 0.25
 """Less voiced audio than this is a noise (a cough, a click), not a turn."""
 _RESUME_S = 1.5
-"""Speech again within this (of audio) after a turn ended, before its answer is heard,
-goes on with that turn; later, it is a new one."""
+"""Speech again this soon after a turn ended, its answer not heard yet, goes on with it."""
 SORRY = "Sorry, something went wrong on my side. Please say that again."
 
 
@@ -429,8 +428,7 @@ class LiveCall:
         finally:
             reply.job.release()
             await speech.aclose()
-        result = await reply.result()
-        self._reply = None
+        result = await reply.result()  # (still ``_reply``: it may be talked over as it plays)
         await self.engine.voice.count_heard(self.user.key, self._heard_seconds(None))
         if result.error is not None and not result.text:
             await self._say("notice", text=result.error.user_message)
@@ -462,22 +460,24 @@ class LiveCall:
         await self._stop_turn()
 
     async def _stop_turn(self) -> None:
-        """Stop the persona's turn; the history keeps what was heard of it."""
-        now = self.clock()
-        self._speaking_until = 0.0
+        """Stop the persona's turn (or its answer, written in full, still playing): the
+        history keeps what was heard of it."""
+        now, playing_until, self._speaking_until = self.clock(), self._speaking_until, 0.0
         turn, reply = self._turn, self._reply
         self._turn = self._reply = None
-        if turn is not None and not turn.done():
+        written = turn is None or turn.done()
+        if turn is not None and not written:
             turn.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await turn
-        if reply is None:
+        if reply is None or (written and now >= playing_until):  # (all of it was heard)
             return
         said = self._heard_text(now)
         if not said:  # nothing of the answer was heard: they were still talking
             self._carry = " ".join(filter(None, (self._carry, self._asked)))
         result = await self.engine.interrupt(reply, said)
-        await self.engine.voice.count_heard(self.user.key, self._heard_seconds(now))
+        if not written:  # (a whole answer's time was counted when it was written)
+            await self.engine.voice.count_heard(self.user.key, self._heard_seconds(now))
         await self._say("done", text=said, message_id=result.message_id if said else None)
         if not self.closed:
             await self._prefill()

@@ -228,6 +228,26 @@ async def test_barge_in_stops_the_persona_and_keeps_only_what_was_heard(
     assert ANSWER[0].strip() in " ".join(m.content for m in fake_llm.prompts[-1])
 
 
+async def test_talked_over_while_a_whole_answer_still_plays_keeps_what_was_heard(
+        call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
+    """The answer is written and its audio sent in full (the model was quicker than the
+    speech), but the person talks over it as it plays: the history keeps what was heard."""
+    fake_llm.replies.extend(["".join(ANSWER), "About the insurance."])
+    await call.send(call_audio(QUESTION) + call_silence(1.0))
+    done = await call.next("done")
+    assert done.text == "".join(ANSWER)  # written in full, all of it sent; still playing
+    mark = len(call.events)
+    await call.send(call_audio(FOLLOW_UP) + call_silence(1.0))
+    await call.next("barge_in", mark)
+    cut = await call.next("done", mark)
+    assert cut.text == ANSWER[0].strip() and cut.message_id == done.message_id
+    heard = await call.next("heard", mark)
+    await call.next("done", call.events.index(heard))
+    rows = [(m.role, m.content, m.status) for m in await engine.history(USER)]
+    assert rows[1] == ("assistant", ANSWER[0].strip(), "cancelled")
+    assert rows[3] == ("assistant", "About the insurance.", "complete")
+
+
 async def test_talking_on_before_the_answer_is_heard_makes_one_turn(
         call: Call, engine: Engine, fake_llm: FakeLLM) -> None:
     fake_llm.gate.clear()  # the model holds its first answer: nothing is heard of it

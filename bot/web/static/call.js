@@ -41,7 +41,8 @@ export function setupCall({ addBubble, note, say }) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/web/api/call`);
     ws.binaryType = "arraybuffer";
-    call = { ws, ctx, mic, sources: new Set(), next: 0, bubble: null, spoken: "" };
+    call = { ws, ctx, mic, sources: new Set(), next: 0, bubble: null, spoken: "", last: null,
+             barged: false };
     const early = [];  // what was said while connecting is sent once the call is open
     capture.port.onmessage = (e) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(e.data);
@@ -68,6 +69,7 @@ export function setupCall({ addBubble, note, say }) {
         c.bubble = addBubble("assistant", "…");
         c.spoken = "";
         c.lead = "";
+        c.barged = false;
         show("thinking", "Thinking…");
         break;
       case "disclosure": c.lead = `🤖 ${d.text}\n\n`; break;
@@ -78,21 +80,30 @@ export function setupCall({ addBubble, note, say }) {
         break;
       case "barge_in":
         count("bargeIns");
+        c.barged = true;  // the "done" that follows keeps what was heard: cut short
         panel.dataset.stopped = String(c.sources.size);  // sentences cut off or still queued
         silence();
         show("hearing", "Listening…");
         break;
-      case "done":
-        if (c.bubble && !d.text) {  // nothing of it was heard: the next turn asks it again
-          c.bubble.remove();
+      case "done": {
+        // The turn's answer; or, later, the same answer cut where they talked over it
+        // while it still played (written in full before they did).
+        const late = !c.bubble && d.message_id != null && c.last &&
+          c.last.dataset.messageId === String(d.message_id);
+        const bubble = c.bubble || (late ? c.last : null);
+        if (bubble && !d.text) {  // nothing of it was heard: the next turn asks it again
+          bubble.remove();
           c.asked?.remove();
-        } else if (c.bubble) {
-          note(c.bubble, c.lead + d.text);
-          if (d.message_id != null) c.bubble.dataset.messageId = d.message_id;
-          if (d.text !== c.spoken && c.spoken) c.bubble.classList.add("cut");
+        } else if (bubble) {
+          note(bubble, c.lead + d.text);
+          if (d.message_id != null) bubble.dataset.messageId = d.message_id;
+          if (c.barged) bubble.classList.add("cut");
         }
+        c.last = bubble;
         c.bubble = null;
+        c.barged = false;
         break;
+      }
       case "ignored": if (!c.sources.size) show("listening", "Listening…"); break;
       case "notice": say(d.text); break;
     }
