@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import ConfigError, ModelError
+from engine.voice.vad import RATE
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ def heard_words(text: str) -> str:
     return words if _WORD.search(words) else ""
 
 
-RATE = 16000
 SHORT_MAX_S = 13.0
 SHORT_FRAMES = 1500
 """Whisper's encoder reads 30 s (3,000 frames) of audio however short the speech; an
@@ -82,10 +82,10 @@ class WhisperSTT:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        if self._tokenizer is None:
-            self._tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe",
-                                        language="en")
-        tokenizer = self._tokenizer
+        if self._tokenizer is None:  # (and the tokens never written, made once)
+            tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en")
+            self._tokenizer = tokenizer, get_suppressed_tokens(tokenizer, (-1,))
+        tokenizer, suppressed = self._tokenizer
         features = pad_or_trim(model.feature_extractor(audio), SHORT_FRAMES)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         # Speech is at most ~6 tokens a second: a longer result is Whisper looping.
@@ -93,7 +93,7 @@ class WhisperSTT:
         result = model.model.generate(
             model.encode(features), [prompt], beam_size=self.beam_size, max_length=limit,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)))[0]
+            suppress_tokens=suppressed)[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:  # faster-whisper's rule
