@@ -11,6 +11,7 @@ from dataclasses import KW_ONLY, dataclass
 from engine.errors import InputError
 from engine.history import fit_history
 from engine.identity import Identity, IdentityStream
+from engine.letter import LetterStream
 from engine.llm.base import ChatMessage, Completion, LLMBackend, SamplingParams
 from engine.memory.prompt import (
     LeakGuard,
@@ -94,6 +95,10 @@ class ChatTurn:
     """What scrolled out of ``history`` before (``ConversationState.summary``)."""
     identity: Identity | None = None
     """Who the persona is: a sentence of the reply that says otherwise is cut."""
+    reader: str = ""
+    """The name of whom the reply is for, if known (a salutation may greet them)."""
+    spoken: bool = False
+    """A reply that is heard: no salutation, no signature (``engine.letter``)."""
 
     def _count(self, msg: ChatMessage) -> int:
         return self.llm.count_tokens(msg.content) + self.llm.message_overhead_tokens
@@ -154,6 +159,8 @@ class ChatTurn:
         first: float | None = None
         guard = LeakGuard(self.system)
         stream = CleanStream()  # no prompt markup ever leaves, not even half of it
+        letter = LetterStream(self.identity.names if self.identity else frozenset(),
+                              reader=self.reader, spoken=self.spoken)
         persona = IdentityStream(self.identity) if self.identity else None
         params = self.params.with_(stop=tuple(dict.fromkeys((*self.params.stop, *STOP))))
         tokens = 0
@@ -161,7 +168,9 @@ class ChatTurn:
         if lead:
             self._emit(ctx, lead + "\n\n")
         ctx.pause()  # (a call holds the model while the lead's first words are spoken)
-        for piece in self.llm.stream_chat(messages, params, lambda: ctx.cancelled):
+        # (a reply that has signed off has ended: the model is stopped)
+        for piece in self.llm.stream_chat(messages, params,
+                                          lambda: ctx.cancelled or letter.ended):
             ctx.pause()
             if first is None:
                 first = time.perf_counter() - t0
@@ -170,17 +179,21 @@ class ChatTurn:
                 self.partial.clear()
                 raise InputError("reply recited the system prompt", user_message=(
                     "I can't share my instructions. Ask me something else!"))
-            shown = stream.feed(piece)
+            shown = letter.feed(stream.feed(piece))
             self._emit(ctx, persona.feed(shown) if persona else shown)
-        rest = stream.close()
+        rest = letter.feed(stream.close()) + letter.close()
         self._emit(ctx, persona.feed(rest) + persona.close() if persona else rest)
         text, truncated = stream.text, False
+        if letter.changed:
+            text = letter.kept.strip()
         if persona is not None and persona.cut:
             text = persona.kept.strip()
-            if not text and not lead and persona.identity.introduction:
-                text = persona.identity.introduction  # nothing left in character
-                self._emit(ctx, text)
-        if tokens >= params.max_tokens and not ctx.cancelled:  # ran out of room mid-reply
+        if ((letter.changed or (persona is not None and persona.cut)) and not text
+                and not lead and self.identity and self.identity.introduction):
+            text = self.identity.introduction  # nothing left in character
+            self._emit(ctx, text)
+        if (tokens >= params.max_tokens and not ctx.cancelled
+                and not letter.ended):  # ran out of room mid-reply
             text, truncated = end_at_sentence(text)
         if lead:
             text = f"{lead}\n\n{text}" if text.strip() else lead

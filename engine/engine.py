@@ -147,7 +147,8 @@ class Engine(EngineCore):
             job = self.scheduler.submit(
                 LLM,
                 ChatTurn(self.llm_for(p), system, history, message, params,
-                         partial, tuple(state.summary), await self.identity(p)),
+                         partial, tuple(state.summary), await self.identity(p),
+                         reader=user.display_name or "", spoken=brief),
                 user=user.key,
                 kind="chat",
                 priority=Priority.INTERACTIVE,
