@@ -161,7 +161,8 @@ class ChatTurn:
         stream = CleanStream()  # no prompt markup ever leaves, not even half of it
         letter = LetterStream(self.identity.names if self.identity else frozenset(),
                               reader=self.reader, spoken=self.spoken)
-        persona = IdentityStream(self.identity) if self.identity else None
+        persona = (IdentityStream(self.identity, whole_words=True) if self.identity
+                   else None)
         params = self.params.with_(stop=tuple(dict.fromkeys((*self.params.stop, *STOP))))
         tokens = 0
         lead = self.message.lead or recalled(self.message.text, summary)
@@ -179,13 +180,11 @@ class ChatTurn:
                 self.partial.clear()
                 raise InputError("reply recited the system prompt", user_message=(
                     "I can't share my instructions. Ask me something else!"))
-            shown = letter.feed(stream.feed(piece))
+            shown = stream.feed(letter.feed(piece))
             self._emit(ctx, persona.feed(shown) if persona else shown)
-        rest = letter.feed(stream.close()) + letter.close()
+        rest = stream.feed(letter.close()) + stream.close()
         self._emit(ctx, persona.feed(rest) + persona.close() if persona else rest)
         text, truncated = stream.text, False
-        if letter.changed:
-            text = letter.kept.strip()
         if persona is not None and persona.cut:
             text = persona.kept.strip()
         if ((letter.changed or (persona is not None and persona.cut)) and not text

@@ -124,10 +124,13 @@ class IdentityStream:
     """Passes a streamed reply on as it comes, except a sentence's part from a word that
     may begin a claim about who the persona is ("I'm ...", "as a ...", "trained by ...")
     to the sentence's end: that part is shown once the sentence is whole and in
-    character, and left out otherwise. ``feed`` returns what may be shown now."""
+    character, and left out otherwise. ``feed`` returns what may be shown now.
+    ``whole_words``: what is fed never ends inside a word (``CleanStream``'s output, which
+    holds a word until it ends): its last word is shown at once, not one piece later."""
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, *, whole_words: bool = False) -> None:
         self.identity = identity
+        self.whole_words = whole_words
         self.pending = ""
         """The current sentence's part not shown yet..."""
         self.shown = ""
@@ -147,7 +150,8 @@ class IdentityStream:
         # maybe unfinished word.
         cue = next((m for m in _CUE.finditer(self.pending)
                     if _may_claim(self.pending[m.start():])), None)
-        space = max(self.pending.rfind(" "), self.pending.rfind("\n"))
+        space = (len(self.pending) - 1 if self.whole_words
+                 else max(self.pending.rfind(" "), self.pending.rfind("\n")))
         safe = min(cue.start() if cue else len(self.pending), space + 1)
         if safe > 0:
             part, self.pending = self.pending[:safe], self.pending[safe:]

@@ -91,3 +91,16 @@ async def test_chat_never_says_the_persona_is_someone_else(engine: Engine,
     assert "".join(chunks) == result.text == persona.introduction()
     stored = [m.content for m in await engine.history(ANN)]
     assert "Emily" not in " ".join(stored)
+
+
+def test_whole_words_stream_on_without_waiting_for_the_next() -> None:
+    """Fed by ``CleanStream`` (which holds a word until it ends), a word is shown as it
+    comes, not one piece later: a reply's first word is out one token sooner."""
+    pieces = ["Hello", " Jane.", " I'm", " Emily,", " from", " sales.", " OK."]
+    stream = IdentityStream(ALLEN, whole_words=True)
+    shown = [stream.feed(p) for p in pieces] + [stream.close()]
+    assert shown[:2] == ["Hello", " Jane."]
+    assert not "".join(shown[2:6]).strip() and "Emily" not in "".join(shown)
+    assert "".join(shown).split() == ["Hello", "Jane.", "OK."]
+    waiting = IdentityStream(ALLEN)  # pieces that may end inside a word: one behind
+    assert [waiting.feed(p) for p in pieces[:2]] == ["", "Hello "]
