@@ -87,6 +87,7 @@ async def test_a_chat_reply_ends_at_its_signature_and_the_model_is_stopped(
     chunks = [c async for c in reply]
     result = await reply.result()
     assert "".join(chunks) == result.text == "The rent roll is looking good.\n\nPhillip"
+    assert result.status == "complete"
     assert result.tokens < 20  # the model was stopped at the signature, not run to the end
     stored = [m.content for m in await engine.history(ANN)]
     assert stored[-1] == result.text
