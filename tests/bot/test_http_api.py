@@ -43,7 +43,7 @@ def events(body: str) -> list[tuple[str, dict[str, object]]]:
 
 async def test_interact_streams_sse_and_stores(client: httpx.AsyncClient, engine: Engine,
                                                fake_llm: FakeLLM) -> None:
-    fake_llm.replies.append("Hello from Phillip. Talk soon.")
+    fake_llm.replies.append("Hello from Phillip. The rent roll is in, talk soon.")
     r = await client.post("/v1/interact", json={"user": "u1", "text": "hi", "voice": True},
                           headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -52,7 +52,7 @@ async def test_interact_streams_sse_and_stores(client: httpx.AsyncClient, engine
     assert len(kinds) >= 3 and set(kinds) == {"chunk"}  # the next: an address is whole)
     kind, done = evs[-1]
     assert kind == "done" and done["status"] == "complete"
-    assert done["text"] == "Hello from Phillip. Talk soon."
+    assert done["text"] == "Hello from Phillip. The rent roll is in, talk soon."
     audio = await client.get(str(done["audio_url"]), headers=AUTH)
     assert audio.status_code == 200 and audio.content[:4] == b"OggS"
     assert (await client.get("/v1/audio/../../etc/passwd", headers=AUTH)).status_code == 404
