@@ -15,7 +15,7 @@ import pytest
 from engine.call import LiveCall
 from engine.call_events import STAGES, CallEvent
 from engine.engine import Engine, UserRef
-from engine.grounding import CALL_RULES
+from engine.grounding import CALL_RULES, UNQUOTED_CALL_TOKENS
 from engine.memory.ingest import Ingestor
 from engine.scheduler import Priority
 from engine.voice.audio import decode
@@ -181,6 +181,25 @@ async def test_a_quoted_answer_is_heard_before_the_model_goes_on(
     assert audio[0].text == "On 23 Apr 2001 I wrote to Johnnie:"  # its first clause
     assert asked_at_first_audio == [before]  # the model had not begun
     assert len(fake_llm.prompts) > before and done.text.endswith(fake_llm.default)
+
+
+async def test_a_call_answer_no_quote_opens_reads_little_memory(
+        memory_engine: Engine, fake_llm: FakeLLM) -> None:
+    """Memory matched, but no sentence of it answers: the person waits while the model
+    reads its turn, so a call's turn carries only the closest lines of memory."""
+    question = "What do you like about trading?"
+    persona = memory_engine.personas.get("allen")
+    await Ingestor(memory_engine.memory, persona).run(persona.source_files())
+    grounded = await memory_engine.ground(persona, question, "web:t")
+    assert grounded.hits and not grounded.message.lead
+    user = UserRef("web", "t")
+    await (await memory_engine.chat(user, question)).result()
+    typed = fake_llm.prompts[-1][-1].content
+    await (await memory_engine.chat(user, question, brief=True)).result()
+    spoken = fake_llm.prompts[-1][-1].content  # (the fake model's tokens are words)
+    assert "SOURCE 1" in spoken and spoken.endswith(question)
+    assert len(spoken.split()) <= UNQUOTED_CALL_TOKENS + len(question.split()) + 8
+    assert len(typed.split()) > 2 * len(spoken.split())
 
 
 async def test_transcript_so_far_is_shown_while_the_person_talks(
