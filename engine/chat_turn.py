@@ -95,6 +95,8 @@ class ChatTurn:
     """What scrolled out of ``history`` before (``ConversationState.summary``)."""
     identity: Identity | None = None
     """Who the persona is: a sentence of the reply that says otherwise is cut."""
+    summary_tokens: int | None = None
+    """The most of the summary the prompt carries (None: up to a quarter of the context)."""
     reader: str = ""
     """The name of whom the reply is for, if known (a salutation may greet them)."""
     spoken: bool = False
@@ -113,8 +115,8 @@ class ChatTurn:
         # last exchange (the newest history goes first).
         plain = ChatMessage("user", self.message.render(self.llm.count_tokens))
         recent = sum(self._count(m) for m in self.history[-2:])
-        room = max(0, min(budget // 4,
-                          budget - self._count(system) - self._count(plain) - recent - 12))
+        most = budget // 4 if self.summary_tokens is None else self.summary_tokens
+        room = max(0, min(most, budget - self._count(system) - self._count(plain) - recent - 12))
         summary = self._within(list(self.summary), room)
         messages: list[ChatMessage] = []
         for _ in range(3):  # the summary grows as history is left out; settles quickly

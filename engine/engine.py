@@ -21,7 +21,7 @@ from engine.errors import (
     ModelError,
     SchedulerStopped,
 )
-from engine.grounding import Grounding, base_system, call_system, ground
+from engine.grounding import CALL_SUMMARY_TOKENS, Grounding, base_system, call_system, ground
 from engine.identity import Identity
 from engine.llm.base import ChatMessage, Completion, SamplingParams
 from engine.memory.retrieve import Hit
@@ -148,6 +148,7 @@ class Engine(EngineCore):
                 LLM,
                 ChatTurn(self.llm_for(p), system, history, message, params,
                          partial, tuple(state.summary), await self.identity(p),
+                         summary_tokens=CALL_SUMMARY_TOKENS if brief else None,
                          reader=user.display_name or "", spoken=brief),
                 user=user.key,
                 kind="chat",

@@ -15,7 +15,7 @@ import pytest
 from engine.call import LiveCall
 from engine.call_events import STAGES, CallEvent
 from engine.engine import Engine, UserRef
-from engine.grounding import CALL_RULES, UNQUOTED_CALL_TOKENS
+from engine.grounding import CALL_RULES, CALL_SUMMARY_TOKENS, UNQUOTED_CALL_TOKENS
 from engine.memory.ingest import Ingestor
 from engine.scheduler import Priority
 from engine.voice.audio import decode
@@ -322,6 +322,32 @@ async def test_a_call_turn_reads_a_short_prompt_and_answers_briefly(
         fake_llm.replies.append(long)
         full = await (await engine.chat(user, "A typed question")).result()
         assert len(fake_llm.prompts[-1]) > 4 and len(full.text.split()) == 30
+    finally:
+        await engine.stop()
+
+
+async def test_a_call_turn_carries_little_of_the_earlier_summary(make_config: Any) -> None:
+    """What scrolled out of the conversation comes back as summary lines that share the
+    message's words: a typed turn may carry a quarter of the context of them, a call's turn
+    only ``CALL_SUMMARY_TOKENS`` (the person waits while the model reads them)."""
+    llm = FakeLLM(default="Noted, the gas market is calm.", n_ctx=800)
+    engine = Engine(make_config(voice={"call_history": 2}, llm={"max_tokens": 48}), llm=llm)
+    await engine.start()
+    try:
+        user = UserRef("web", "summary")
+        for i in range(60):  # (more than the 100 rows of history a conversation keeps)
+            await (await engine.chat(user, f"Report {i}: the gas market today is up {i} "
+                                           "cents on the cold weather.")).result()
+
+        def earlier() -> list[str]:
+            return llm.prompts[-1][-1].content.split("<<<END>>>")[0].split()
+
+        await (await engine.chat(user, "How is the gas market today?")).result()
+        typed = earlier()
+        await (await engine.chat(user, "How is the gas market today?", brief=True)).result()
+        spoken = earlier()
+        assert spoken[0] == typed[0] == "<<<EARLIER"
+        assert len(spoken) <= CALL_SUMMARY_TOKENS + 8 < len(typed)
     finally:
         await engine.stop()
 
