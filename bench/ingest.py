@@ -8,7 +8,8 @@
 - stop: Ctrl-C on that ingest once its first batch is in: seconds until the process is
   gone (target <= 1 s), and how much of the box the next run did not read again;
 - embedder: the embedder alone, in this process, on exactly what the Kaminski ingest
-  embedded (its chunks and their sentence windows), in float32 and in bfloat16 (when the
+  embedded (its chunks, their sentence windows pooled from the chunk's pass, and those
+  windows embedded alone as before, for comparison), in float32 and in bfloat16 (when the
   CPU has it), beside the whole ingest: how much of the ingest is the model's own pace.
 
     .venv/bin/python bench/ingest.py [--cases kaminski,small-files,big-mbox,stop,embedder]
@@ -45,7 +46,7 @@ from _common import (
     write,
 )
 
-from engine.memory.chunk import embedding_text, sentence_windows
+from engine.memory.chunk import Span, embedding_text, sentence_windows, window_spans
 from engine.memory.parse import parse_file
 from tests.auxil.mailboxes import committed, one_line_mails
 
@@ -76,26 +77,36 @@ def setup(tmp: Path, base_config: Path = ROOT / "config.toml") -> Path:
 
 
 def embedder_alone(db: Path) -> dict[str, Any]:
-    """The embedder on what an ingest embedded (from its database): texts/s per precision."""
+    """The embedder on what an ingest embedded (from its database): texts/s per precision.
+    A chunk's windows are pooled from its own pass (``Embedder.embed_parts``), as ingest
+    does; ``separate_windows_s``: the same windows embedded as texts of their own, as
+    before (for comparison)."""
     from engine.memory.embed import Embedder, cpu_has_bf16
 
     con = sqlite3.connect(db)
     texts: list[str] = []
+    spans: list[list[list[Span]]] = []
+    windows: list[str] = []
     for text, subject in con.execute("SELECT text, subject FROM memory_chunks"):
         texts.append(embedding_text(text, subject))
-        texts.extend(sentence_windows(text, subject))
+        spans.append(window_spans(text, subject))
+        windows.extend(sentence_windows(text, subject))
     con.close()
-    out: dict[str, Any] = {"texts": len(texts)}
+    out: dict[str, Any] = {"texts": len(texts), "windows": len(windows)}
     for precision in ("fp32", "bf16") if cpu_has_bf16() else ("fp32",):
         embedder = Embedder(precision=precision)
         embedder.load()
         out["tokens"] = sum(embedder.count_many(texts))
         embedder.embed(texts[:32])  # warm
         t0 = time.perf_counter()
-        embedder.embed(texts)
+        embedder.embed_parts(texts, spans)
         wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        embedder.embed(windows)
+        separate = time.perf_counter() - t0
         out[precision] = {"seconds": round(wall, 1), "texts_per_s": round(len(texts) / wall),
-                          "tokens_per_s": round(out["tokens"] / wall)}
+                          "tokens_per_s": round(out["tokens"] / wall),
+                          "separate_windows_s": round(separate, 1)}
     return out
 
 
@@ -174,8 +185,10 @@ def main() -> int:
                 if precision in alone:
                     e = alone[precision]
                     print(f"embedder alone ({precision}): {alone['texts']} texts "
-                          f"({alone['tokens']} tokens) of that ingest in {e['seconds']} s "
-                          f"({e['texts_per_s']} texts/s, {e['tokens_per_s']} tokens/s)")
+                          f"({alone['tokens']} tokens) of that ingest, their "
+                          f"{alone['windows']} windows pooled, in {e['seconds']} s "
+                          f"({e['texts_per_s']} texts/s, {e['tokens_per_s']} tokens/s); "
+                          f"the windows as texts of their own: +{e['separate_windows_s']} s")
         if "small-files" in cases:
             folder = small_files(tmp / "small")
             report, wall = ingest(setup(tmp / "s", base), folder)

@@ -119,6 +119,30 @@ def sentence_windows(text: str, subject: str = "") -> list[str]:
             for i in range(0, len(units) - WINDOW_UNITS + WINDOW_STEP, WINDOW_STEP)]
 
 
+Span = tuple[int, int]
+"""A range of characters of a text: ``text[start:end]``."""
+
+
+def window_spans(text: str, subject: str = "") -> list[list[Span]]:
+    """Where each of ``sentence_windows(text, subject)`` lies in ``embedding_text(text,
+    subject)``: the subject's range and the window's sentences' range, in the same order.
+    A window's vector is pooled from the chunk's own pass over those ranges (one pass of
+    the embedder, not one more per window)."""
+    units = [u.strip() for u in split_units(text) if u.strip()]
+    if len(units) <= WINDOW_UNITS:
+        return []
+    head = f"{subject[:SUBJECT_CHARS]}\n" if subject else ""
+    found: list[Span] = []
+    at = 0
+    for unit in units:  # units are pieces of the text, in order
+        start = text.index(unit, at)
+        at = start + len(unit)
+        found.append((len(head) + start, len(head) + at))
+    lead = [(0, len(head) - 1)] if head else []
+    return [[*lead, (found[i][0], found[min(i + WINDOW_UNITS, len(found)) - 1][1])]
+            for i in range(0, len(units) - WINDOW_UNITS + WINDOW_STEP, WINDOW_STEP)]
+
+
 def _join(units: list[tuple[str, int]]) -> str:
     return "".join(
         u.rstrip("\n") + ("\n\n" if u.endswith("\n") else " ") for u, _ in units

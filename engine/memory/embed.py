@@ -14,12 +14,13 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import ConfigError, ModelError
+from engine.memory.chunk import Span
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,37 @@ class Embedder:
         out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
         return out
 
+    def embed_parts(self, texts: Sequence[str], parts: Sequence[Sequence[Sequence[Span]]]
+                    ) -> tuple[Vectors, list[Vectors]]:
+        """``embed(texts)``, and for each text a unit vector per part (a part: ranges of
+        its characters), pooled from the same pass over the text: its tokens in those
+        ranges, read in the context of the whole text (late chunking), with the text's
+        special tokens, as the mean pooling of the whole. A part costs no pass of its own;
+        only a text over the model's window has its parts embedded as texts of their own."""
+        model = self.model
+        limit = model.max_tokens - 2
+        counts = self.count_many(texts)
+        whole = [i for i, n in enumerate(counts) if n <= limit]
+        vectors = np.zeros((len(texts), model.dimension), dtype=np.float32)
+        pooled: list[Vectors] = [np.zeros((len(p), model.dimension), dtype=np.float32)
+                                 for p in parts]
+        if whole:
+            found, found_parts = model.encode([texts[i] for i in whole], self.batch_size,
+                                              [parts[i] for i in whole])
+            vectors[whole] = found
+            for i, got in zip(whole, found_parts, strict=True):
+                pooled[i] = got
+        long = [i for i, n in enumerate(counts) if n > limit]
+        if long:
+            alone = [" ".join(texts[i][a:b] for a, b in part) for i in long for part in parts[i]]
+            found = self.embed([texts[i] for i in long] + alone)
+            vectors[long] = found[:len(long)]
+            at = len(long)
+            for i in long:
+                pooled[i] = found[at:at + len(parts[i])]
+                at += len(parts[i])
+        return vectors, pooled
+
     @staticmethod
     def _windows(text: str, n: int, limit: int) -> list[str]:
         words = text.split()
@@ -168,12 +200,24 @@ class _Model:
         self.dtype_name = {None: "float32", torch.float16: "float16",
                            torch.bfloat16: "bfloat16"}[self.dtype]
 
-    def encode(self, texts: list[str], batch_size: int) -> Vectors:
-        """Unit vectors of texts that fit the window."""
+    @overload
+    def encode(self, texts: list[str], batch_size: int) -> Vectors: ...
+
+    @overload
+    def encode(self, texts: list[str], batch_size: int,
+               parts: Sequence[Sequence[Sequence[Span]]]) -> tuple[Vectors, list[Vectors]]: ...
+
+    def encode(self, texts: list[str], batch_size: int,
+               parts: Sequence[Sequence[Sequence[Span]]] | None = None
+               ) -> Vectors | tuple[Vectors, list[Vectors]]:
+        """Unit vectors of texts that fit the window; with ``parts``, also each text's
+        parts' vectors (``Embedder.embed_parts``)."""
         torch = self.torch
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        part_out = [np.empty((len(p), self.dimension), dtype=np.float32)
+                    for p in parts or []]
         with torch.inference_mode(), torch.autocast(self.device, dtype=self.dtype,
                                                     enabled=self.dtype is not None):
             for start in range(0, len(order), batch_size):
@@ -199,7 +243,29 @@ class _Model:
                     vecs = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
                 vecs = torch.nn.functional.normalize(vecs, dim=1)
                 out[rows] = vecs.cpu().numpy()
-        return out
+                if parts is not None:
+                    for r, i in enumerate(rows):
+                        if parts[i]:
+                            masks = torch.from_numpy(_part_masks(encodings[i], parts[i]))
+                            got = masks @ hidden[r, :masks.shape[1]]
+                            got = got / masks.sum(1, keepdim=True).clamp(min=1)
+                            part_out[i] = torch.nn.functional.normalize(got, dim=1).numpy()
+        return (out, part_out) if parts is not None else out
+
+
+def _part_masks(encoding: Any, parts: Sequence[Sequence[Span]]) -> NDArray[np.float32]:
+    """One row per part over the encoding's tokens: 1 for a token inside one of the part's
+    ranges, and for the special tokens ([CLS], [SEP]) that every mean pooling takes."""
+    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+    special = np.asarray(encoding.special_tokens_mask, dtype=bool)
+    real = ~special & (offsets[:, 1] > offsets[:, 0])
+    masks = np.zeros((len(parts), len(offsets)), dtype=np.float32)
+    for p, ranges in enumerate(parts):
+        inside = np.zeros(len(offsets), dtype=bool)
+        for start, end in ranges:
+            inside |= (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
+        masks[p] = special | (inside & real)
+    return masks
 
 
 def _read_json(path: Path) -> dict[str, Any]:

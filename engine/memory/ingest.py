@@ -26,9 +26,9 @@ from engine.memory.chunk import (
     DuplicateFilter,
     chunk_text,
     embedding_text,
-    sentence_windows,
     signature_bytes,
     unit_counter,
+    window_spans,
 )
 from engine.memory.clean import normalise, quoted_body, strip_mail, thread_key
 from engine.memory.parse import (
@@ -457,7 +457,7 @@ class Ingestor:
                     persona, [r.id for r in part], [r.text for r in part],
                     [_metadata(r, r.file_id) for r in part],
                     [embedding_text(r.text, r.subject) for r in part],
-                    [sentence_windows(r.text, r.subject) for r in part],
+                    [window_spans(r.text, r.subject) for r in part],
                 )
             return rows
 

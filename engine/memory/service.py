@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from engine.config import MemoryConfig
 from engine.errors import DoppelError
 from engine.locking import DataDirLocked
-from engine.memory.chunk import sentence_windows
+from engine.memory.chunk import Span, sentence_windows
 from engine.memory.embed import Embedder, Vectors
 from engine.memory.index import DenseIndex
 from engine.memory.relevance import Evidence, Gate, TermStats, weigh
@@ -303,19 +303,20 @@ class Memory:
 
     def embed_and_store(self, persona: str, ids: list[str], texts: list[str],
                         metas: list[dict[str, Any]], embed_texts: list[str],
-                        windows: list[list[str]] | None = None) -> None:
+                        windows: list[list[list[Span]]] | None = None) -> None:
         """Embed chunks and upsert them into the persona's collection (embed thread).
         ``texts`` are stored and quoted; ``embed_texts`` are what the vectors are made of;
-        ``windows``: each chunk's windows, embedded into the window collection."""
+        ``windows``: each chunk's windows (``window_spans``: ranges of its ``embed_texts``),
+        pooled from the chunk's pass into the window collection."""
         if not ids:
             return
-        flat = [(cid, j, w) for cid, ws in zip(ids, windows or [], strict=False)
-                for j, w in enumerate(ws)]
-        vectors = self.embedder.embed(embed_texts + [w for _, _, w in flat])
-        self.store.upsert(persona, ids, vectors[:len(ids)], texts, metas)
+        spans = windows or [[] for _ in ids]
+        vectors, pooled = self.embedder.embed_parts(embed_texts, spans)
+        self.store.upsert(persona, ids, vectors, texts, metas)
+        flat = [(cid, j) for cid, ws in zip(ids, spans, strict=True) for j in range(len(ws))]
         if flat:
             meta = dict(zip(ids, metas, strict=True))
             self.store.upsert(
-                persona, [f"{cid}~{j}" for cid, j, _ in flat], vectors[len(ids):], None,
+                persona, [f"{cid}~{j}" for cid, j in flat], np.concatenate(pooled), None,
                 [{"chunk": cid, "date_ts": meta[cid].get("date_ts", 0),
-                  "thread": meta[cid].get("thread", "")} for cid, _, _ in flat], WINDOWS)
+                  "thread": meta[cid].get("thread", "")} for cid, _ in flat], WINDOWS)

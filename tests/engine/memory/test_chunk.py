@@ -8,8 +8,11 @@ from engine.memory.chunk import (
     DuplicateFilter,
     chunk_text,
     content_hash,
+    embedding_text,
+    sentence_windows,
     signature_bytes,
     unit_counter,
+    window_spans,
 )
 from engine.memory.clean import thread_key
 
@@ -54,6 +57,23 @@ def test_sentences_counted_at_once_chunk_as_if_counted_one_by_one() -> None:
     assert len(batches) == 1 and batches[0] >= 90  # every sentence, in one call
     for text in texts:
         assert chunk_text(text, 40, 10, count) == chunk_text(text, 40, 10, words)
+
+
+def test_window_spans_find_each_window_in_the_embedded_text() -> None:
+    text = ("Vince, the review moved to Thursday. It is in EB 19C2 at 3 pm.\n\n"
+            "Please bring the weather model. Bring the winter data too!  Shirley will book "
+            "lunch. Thanks.")
+    subject = "Re: review"
+    windows = sentence_windows(text, subject)
+    spans = window_spans(text, subject)
+    full = embedding_text(text, subject)
+    assert len(windows) == len(spans) == 3
+    for window, ranges in zip(windows, spans, strict=True):
+        assert ranges[0] == (0, len(subject))  # the subject, without its line end
+        assert " ".join(full[a:b] for a, b in ranges).split() == window.split()
+    shift = len(subject) + 1  # no subject: the same sentences, nothing before them
+    assert window_spans(text) == [[(a - shift, b - shift)] for _, (a, b) in spans]
+    assert window_spans("One sentence. Two sentences. Three.") == []
 
 
 def test_duplicates_exact_near_and_distinct() -> None:

@@ -1,6 +1,6 @@
 """The embedder on the real all-MiniLM-L6-v2: the same vectors as sentence-transformers,
 bfloat16 within reach of float32, input order kept through the length sort, long texts
-by windows."""
+by windows, and parts of a text pooled from its own pass."""
 
 from __future__ import annotations
 
@@ -78,3 +78,34 @@ def test_bfloat16_is_chosen_only_where_the_cpu_has_it(tmp_path: Path) -> None:
     assert cpu_has_bf16(with_it)
     assert not cpu_has_bf16(without)
     assert not cpu_has_bf16(tmp_path / "none")
+
+
+def test_a_part_is_pooled_from_its_own_tokens_in_the_texts_pass(fp32: Embedder) -> None:
+    first, second = TEXTS[0], TEXTS[2]
+    text = f"{first} {second}"
+    a, b = (0, len(first)), (len(first) + 1, len(text))
+    vectors, parts = fp32.embed_parts([text, TEXTS[1]], [[[a], [b], [a, b]], []])
+    assert np.allclose(vectors, fp32.embed([text, TEXTS[1]]), atol=1e-5)
+    assert parts[0].shape == (3, 384) and parts[1].shape == (0, 384)
+    assert np.allclose(np.linalg.norm(parts[0], axis=1), 1, atol=1e-5)
+    # every token: the text's own mean pooling
+    assert np.allclose(parts[0][2], vectors[0], atol=1e-5)
+    alone = fp32.embed([first, second])
+    assert alone[0] @ parts[0][0] > alone[1] @ parts[0][0] + 0.2
+    assert alone[1] @ parts[0][1] > alone[0] @ parts[0][1] + 0.2
+
+
+def test_parts_stay_with_their_text_through_the_length_sort(fp32: Embedder) -> None:
+    spans = [[[(0, len(t) // 2)], [(len(t) // 2, len(t))]] for t in TEXTS]
+    _, together = fp32.embed_parts(TEXTS, spans)
+    for text, ranges, got in zip(TEXTS, spans, together, strict=True):
+        assert np.allclose(fp32.embed_parts([text], [ranges])[1][0], got, atol=1e-5)
+
+
+def test_the_parts_of_a_text_over_the_window_are_embedded_alone(fp32: Embedder) -> None:
+    long = " ".join(TEXTS * 12)
+    part = [(0, len(TEXTS[0])), (len(long) - len(TEXTS[-1]), len(long))]
+    vectors, parts = fp32.embed_parts([long], [[part]])
+    assert np.allclose(vectors[0], fp32.embed([long])[0], atol=1e-5)
+    assert np.allclose(parts[0][0], fp32.embed([f"{TEXTS[0]} {TEXTS[-1]}"])[0], atol=1e-5)
+
