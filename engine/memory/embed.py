@@ -1,7 +1,8 @@
 """Sentence embeddings, normalised, long texts embedded by windows.
 
 The model is a sentence-transformers directory (a BERT-like transformer, mean or CLS
-pooling) run with transformers directly: the fast tokenizer encodes a call's texts at
+pooling): a BERT runs as ``engine.memory.bert.Bert`` in plain torch, another
+architecture through transformers' ``AutoModel``; the fast tokenizer encodes a call's texts at
 once, the texts are sorted by length so a batch pads little, and on a CPU that computes
 bfloat16 natively (AVX512-BF16, AMX) the matrix products run in bfloat16: twice the pace
 of float32 on 2 cores, the vectors within 1e-4 of float32's (bench/ingest.py).
@@ -172,15 +173,13 @@ class _Model:
         self.segments = "type_vocab_size" in config  # DistilBERT takes no token types
         try:
             import torch
-            import transformers
             from tokenizers import Tokenizer
-            from transformers import AutoModel
 
-            transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-            transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            from engine.memory.bert import load_bert
+
             self.counter = Tokenizer.from_file(str(path / "tokenizer.json"))
             self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-            self.net: Any = AutoModel.from_pretrained(str(path)).eval()
+            self.net: Any = load_bert(path, config) or _auto_model(path)
         except Exception as exc:  # the tokenizers and transformers raise many kinds
             raise ModelError(f"could not load embedding model {path}: {exc}") from exc
         self.counter.no_padding()
@@ -191,7 +190,7 @@ class _Model:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.net.to(self.device)
         self.dimension = int(pooling.get("word_embedding_dimension")
-                             or config.get("hidden_size", 0))
+                             or config.get("hidden_size") or config.get("dim", 0))
         self.dtype: Any = None  # float32
         if self.device == "cuda":
             self.dtype = torch.float16
@@ -233,8 +232,8 @@ class _Model:
                 t_ids = torch.from_numpy(ids).to(self.device)
                 t_mask = torch.from_numpy(mask).to(self.device)
                 extra = {"token_type_ids": torch.zeros_like(t_ids)} if self.segments else {}
-                hidden = self.net(input_ids=t_ids, attention_mask=t_mask,
-                                  **extra).last_hidden_state
+                hidden = self.net(input_ids=t_ids, attention_mask=t_mask, **extra)
+                hidden = getattr(hidden, "last_hidden_state", hidden)
                 hidden = hidden.float()
                 if self.cls:
                     vecs = hidden[:, 0]
@@ -251,6 +250,16 @@ class _Model:
                             got = got / masks.sum(1, keepdim=True).clamp(min=1)
                             part_out[i] = torch.nn.functional.normalize(got, dim=1).numpy()
         return (out, part_out) if parts is not None else out
+
+
+def _auto_model(path: Path) -> Any:
+    """Any other architecture, through transformers."""
+    import transformers
+    from transformers import AutoModel
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    return AutoModel.from_pretrained(str(path)).eval()
 
 
 def _part_masks(encoding: Any, parts: Sequence[Sequence[Span]]) -> NDArray[np.float32]:

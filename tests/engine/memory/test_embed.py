@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.memory.bert import Bert, load_bert
 from engine.memory.embed import Embedder, cpu_has_bf16
 
 TEXTS = [
@@ -109,3 +110,48 @@ def test_the_parts_of_a_text_over_the_window_are_embedded_alone(fp32: Embedder) 
     assert np.allclose(vectors[0], fp32.embed([long])[0], atol=1e-5)
     assert np.allclose(parts[0][0], fp32.embed([f"{TEXTS[0]} {TEXTS[-1]}"])[0], atol=1e-5)
 
+
+def test_the_bundled_bert_runs_without_transformers(fp32: Embedder) -> None:
+    assert isinstance(fp32.model.net, Bert)  # the sentence-transformers match above is its
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_bert_gives_the_hidden_states_of_transformers(tmp_path: Path, act: str) -> None:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, hidden_act=act,
+                        max_position_embeddings=64)
+    BertModel(config).save_pretrained(tmp_path)  # model.safetensors, random weights
+    reference = BertModel.from_pretrained(tmp_path)
+    reference.eval()  # type: ignore[no-untyped-call]
+    ours = load_bert(tmp_path, config.to_dict())
+    assert ours is not None
+    ids = torch.randint(1, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    with torch.inference_mode():
+        want = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = ours(input_ids=ids, attention_mask=mask)
+    keep = mask.bool()  # padding's own states are never pooled
+    assert torch.allclose(got[keep], want[keep], atol=1e-5)
+    assert not torch.allclose(got[keep], torch.zeros_like(got[keep]), atol=1e-2)
+
+
+def test_another_architecture_is_left_to_transformers(tmp_path: Path, fp32: Embedder) -> None:
+    import shutil
+
+    from transformers import DistilBertConfig, DistilBertModel
+
+    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=4, hidden_dim=64)
+    DistilBertModel(config).save_pretrained(tmp_path)
+    shutil.copy(fp32.model_path / "tokenizer.json", tmp_path)
+    assert load_bert(tmp_path, config.to_dict()) is None
+    other = Embedder(tmp_path, precision="fp32")
+    vectors = other.embed(TEXTS[:2])
+    assert not isinstance(other.model.net, Bert)
+    assert vectors.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
