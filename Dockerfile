@@ -47,7 +47,7 @@ COPY bot ./bot
 COPY engine ./engine
 COPY migrations ./migrations
 # torch pinned first, then exactly the locked versions (hashes checked), as .ci/setup does;
-# llama-cpp-python is built from source with CMAKE_ARGS.
+# llama-cpp-python is built from source with CMAKE_ARGS (without OpenMP: see .ci/setup).
 #   cpu: torch 2.13; the postgres lock (the runtime one plus asyncpg: the same image runs
 #        on SQLite or on the compose stack's PostgreSQL).
 #   cuda: llama.cpp with CUDA for all recent GPU generations; XTTS needs torch 2.9.1 and
@@ -55,9 +55,9 @@ COPY migrations ./migrations
 # hadolint ignore=SC2086,DL3013
 RUN if [ "$VARIANT" = cuda ]; then \
       torch="torch==2.9.1 torchaudio==2.9.*"; lock=xtts-runtime; \
-      export CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF -DCMAKE_CUDA_ARCHITECTURES=75;80;86;89;90"; \
+      export CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DCMAKE_CUDA_ARCHITECTURES=75;80;86;89;90"; \
     else \
-      torch="torch==2.13.0"; lock=postgres; export CMAKE_ARGS="-DGGML_NATIVE=OFF"; \
+      torch="torch==2.13.0"; lock=postgres; export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF"; \
     fi \
  && pip install $torch \
  && pip install --require-hashes --no-deps -r "locks/$lock.txt" \

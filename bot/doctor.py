@@ -61,6 +61,17 @@ def _gpu(config: Config) -> Finding:
                                   f"{config.llm.n_gpu_layers}")
 
 
+def _llama_build() -> Finding:
+    from engine.llm.llama_cpp import built_with_openmp
+
+    if built_with_openmp():
+        return Finding(WARN, "llama.cpp", "built with OpenMP: beside the embedder's torch it "
+                       "decodes at about half its pace; rebuild it without: `.ci/setup` (or "
+                       "CMAKE_ARGS=\"-DGGML_OPENMP=OFF\" pip install --force-reinstall "
+                       "--no-binary llama-cpp-python llama-cpp-python)")
+    return Finding(OK, "llama.cpp", "built without OpenMP (its own thread pool)")
+
+
 def _embedder(config: Config) -> Finding:
     from engine.memory.embed import bundled_embedding_model
 
@@ -221,7 +232,8 @@ def _tokens(settings: Settings) -> list[Finding]:
 def diagnose(settings: Settings) -> list[Finding]:
     config = settings.engine
     checks: list[Callable[[], Finding | list[Finding]]] = [
-        lambda: _model_file(config), lambda: _gpu(config), lambda: _embedder(config),
+        lambda: _model_file(config), lambda: _gpu(config), _llama_build,
+        lambda: _embedder(config),
         lambda: _voices(config), _ffmpeg, lambda: _database(config), lambda: _disk(config),
         _training, _packages, lambda: _tokens(settings)]
     findings: list[Finding] = []

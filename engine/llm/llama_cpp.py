@@ -47,6 +47,19 @@ def bundled_model_path() -> Path:
     return path
 
 
+def built_with_openmp(system_info: str | None = None) -> bool:
+    """Whether llama.cpp was built with OpenMP (``system_info``: what
+    ``llama_print_system_info`` says; the installed build's by default). Such a build
+    decodes at about half its pace beside torch's OpenMP threads (the embedder): libgomp,
+    managing more threads than there are cores, stops spinning at the barriers llama.cpp
+    meets at every operation. ``.ci/setup`` and the Dockerfile build without it."""
+    if system_info is None:
+        import llama_cpp
+
+        system_info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return "OPENMP = 1" in system_info
+
+
 def lora_sidecar(lora: Path) -> Path:
     """The JSON beside a LoRA that says which model it was trained on (``base_name``,
     ``base_bytes``), written by ``doppel train persona``."""

@@ -33,6 +33,7 @@ async def test_a_fresh_install_is_healthy_and_never_prints_tokens(
     assert re.search(r"\[  ok\] database .* revision (\d+) \(newest \1\), integrity ok", text)
     assert "DISCORD_TOKEN is set" in text and "secret-token" not in text
     assert re.search(r"\[  ok\] training .*transformers .*GGUF converters in", text)
+    assert re.search(r"\[  ok\] llama.cpp +built without OpenMP", text)
     assert all(s in (OK, WARN) for s in statuses(diagnose(settings_of(config))).values())
 
 

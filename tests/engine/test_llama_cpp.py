@@ -8,7 +8,7 @@ import pytest
 
 from engine.engine import Engine, UserRef
 from engine.llm.base import ChatMessage, SamplingParams
-from engine.llm.llama_cpp import LlamaCppBackend, bundled_model_path
+from engine.llm.llama_cpp import LlamaCppBackend, built_with_openmp, bundled_model_path
 from tests.conftest import MakeConfig
 
 pytestmark = pytest.mark.model
@@ -24,6 +24,14 @@ def test_bundled_model_is_found_without_importing_its_package() -> None:
     path = bundled_model_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.stat().st_size > 90_000_000
+
+
+def test_llama_cpp_is_built_without_openmp() -> None:
+    """Beside torch's OpenMP threads an OpenMP build decodes at half its pace (.ci/setup)."""
+    assert not built_with_openmp()  # the installed build, as .ci/setup makes it
+    openmp = "CPU : SSE3 = 1 | AVX2 = 1 | OPENMP = 1 | REPACK = 1 | "  # a stock wheel's
+    assert built_with_openmp(openmp)
+    assert not built_with_openmp(openmp.replace("OPENMP = 1 | ", ""))
 
 
 def test_chat_template_comes_from_the_gguf(real_llm: LlamaCppBackend) -> None:
