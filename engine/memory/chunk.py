@@ -111,12 +111,9 @@ def sentence_windows(text: str, subject: str = "") -> list[str]:
     differently still matches the one sentence that answers it, where the whole chunk's
     vector is a blur of everything else in it. A chunk of one window has none (its own
     vector is that window's)."""
-    units = [u.strip() for u in split_units(text) if u.strip()]
-    if len(units) <= WINDOW_UNITS:
-        return []
+    units = _window_units(text)
     head = f"{subject[:SUBJECT_CHARS]}\n" if subject else ""
-    return [head + " ".join(units[i:i + WINDOW_UNITS])
-            for i in range(0, len(units) - WINDOW_UNITS + WINDOW_STEP, WINDOW_STEP)]
+    return [head + " ".join(units[i:i + WINDOW_UNITS]) for i in _window_starts(len(units))]
 
 
 Span = tuple[int, int]
@@ -128,8 +125,9 @@ def window_spans(text: str, subject: str = "") -> list[list[Span]]:
     subject)``: the subject's range and the window's sentences' range, in the same order.
     A window's vector is pooled from the chunk's own pass over those ranges (one pass of
     the embedder, not one more per window)."""
-    units = [u.strip() for u in split_units(text) if u.strip()]
-    if len(units) <= WINDOW_UNITS:
+    units = _window_units(text)
+    starts = _window_starts(len(units))
+    if not starts:
         return []
     head = f"{subject[:SUBJECT_CHARS]}\n" if subject else ""
     found: list[Span] = []
@@ -140,7 +138,18 @@ def window_spans(text: str, subject: str = "") -> list[list[Span]]:
         found.append((len(head) + start, len(head) + at))
     lead = [(0, len(head) - 1)] if head else []
     return [[*lead, (found[i][0], found[min(i + WINDOW_UNITS, len(found)) - 1][1])]
-            for i in range(0, len(units) - WINDOW_UNITS + WINDOW_STEP, WINDOW_STEP)]
+            for i in starts]
+
+
+def _window_units(text: str) -> list[str]:
+    return [u.strip() for u in split_units(text) if u.strip()]
+
+
+def _window_starts(units: int) -> range:
+    """The first unit of each window; none when the text is one window or less."""
+    if units <= WINDOW_UNITS:
+        return range(0)
+    return range(0, units - WINDOW_UNITS + WINDOW_STEP, WINDOW_STEP)
 
 
 def _join(units: list[tuple[str, int]]) -> str:
