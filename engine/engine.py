@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 
@@ -38,6 +39,7 @@ from engine.voice.service import SpokenReply
 __all__ = ["AskResult", "ChatReply", "ChatResult", "Engine", "StoredMessage", "UserRef"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 
@@ -123,17 +125,17 @@ class Engine(EngineCore):
             notice = " ".join(filter(None, (notice, (
                 f"I'm still reading my memory for the first time ({build.percent}% done), "
                 "so I may not remember everything yet."))))
-        exchange = await self.conversations.begin_exchange(state, text)
-        history = list(state.history)[:-1]  # the prompt takes the new message separately
+        # The exchange is committed while the prompt is made (neither needs the other):
+        # the model starts a database write sooner.
+        storing = asyncio.ensure_future(self.conversations.begin_exchange(state, text))
         params = params or self.sampling
         voice = self.config.voice
         if brief:
-            history = _last(history, voice.call_history)
             params = params.with_(max_tokens=min(params.max_tokens, voice.call_max_tokens))
         partial: list[str] = []
         try:
             place = server or chat_key
-            told = (await self.user_memories.learn(user, p.name, text, exchange[0], place,
+            told = (await self.user_memories.learn(user, p.name, text, None, place,
                                                    keep=False) if learn else None)
             if told is not None and told.forgotten:
                 notice = " ".join(filter(None, (notice, "Forgotten: " + " ".join(
@@ -144,6 +146,10 @@ class Engine(EngineCore):
             if brief:
                 grounded = grounded.for_call()
             system, hits, message = grounded.system, grounded.hits, grounded.message
+            exchange = await storing  # (a failed write: nothing was queued, nothing stored)
+            history = list(state.history)[:-1]  # the prompt takes the new message apart
+            if brief:
+                history = _last(history, voice.call_history)
             job = self.scheduler.submit(
                 LLM,
                 ChatTurn(self.llm_for(p), system, history, message, params,
@@ -161,7 +167,8 @@ class Engine(EngineCore):
                 held=brief and bool(message.lead),
             )
         except BaseException:  # refused (queue full, ...): nothing of it stays stored
-            await self.conversations.abort_exchange(state, exchange)
+            if (stored := await _outcome(storing)) is not None:
+                await self.conversations.abort_exchange(state, stored)
             raise
         shown = " ".join(x for x in (await self._disclose(user, p), notice) if x)
         told_facts = told.found.facts if told is not None else []
@@ -391,6 +398,12 @@ class Engine(EngineCore):
             self.rate.refund(reply.job.user)  # undone: as if never asked
         return result
 
+
+
+async def _outcome(task: asyncio.Future[_T]) -> _T | None:
+    """What ``task`` gives once it is done; None if it failed or was cancelled."""
+    await asyncio.wait([task])
+    return None if task.cancelled() or task.exception() is not None else task.result()
 
 
 def _last(history: Sequence[ChatMessage], n: int) -> list[ChatMessage]:

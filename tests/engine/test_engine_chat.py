@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from engine.config import Config
 from engine.engine import Engine, UserRef
 from engine.errors import InputError, QueueFull, SchedulerStopped
+from engine.memory.ingest import Ingestor
 from engine.storage.models import Message
 from tests.auxil.fake_llm import FakeLLM
 from tests.conftest import MakeConfig
@@ -150,6 +152,27 @@ async def test_bad_input_is_refused_and_nothing_stored(engine: Engine, text: str
         await engine.chat(ANN, text)
     assert err.value.user_message
     assert await engine.history(ANN) == []
+
+
+async def test_a_failed_memory_search_stores_nothing(
+        memory_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message is committed while memory is searched for it: when the search fails
+    (the embedder's queue full: a fault at the memory's boundary), the message that was
+    being written is taken back, as if it was never sent."""
+    async def busy(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(0)
+        raise QueueFull("the embedder's queue is full")
+
+    note = tmp_path / "rent.txt"
+    note.write_text("The rent roll for the Stagecoach property came in on Friday.\n")
+    await Ingestor(memory_engine.memory, memory_engine.personas.get("allen")).run([note])
+    monkeypatch.setattr(memory_engine.memory, "recall", busy)
+    with pytest.raises(QueueFull):
+        await memory_engine.chat(ANN, "When did the rent roll come in?")
+    assert await memory_engine.history(ANN) == []
+    monkeypatch.undo()
+    await say(memory_engine, ANN, "When did the rent roll come in?")
+    assert [m.role for m in await memory_engine.history(ANN)] == ["user", "assistant"]
 
 
 async def test_busy_queue_refuses_and_stores_nothing(make_config: MakeConfig) -> None:

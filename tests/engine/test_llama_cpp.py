@@ -8,7 +8,12 @@ import pytest
 
 from engine.engine import Engine, UserRef
 from engine.llm.base import ChatMessage, SamplingParams
-from engine.llm.llama_cpp import LlamaCppBackend, built_with_openmp, bundled_model_path
+from engine.llm.llama_cpp import (
+    COUNTS_KEPT,
+    LlamaCppBackend,
+    built_with_openmp,
+    bundled_model_path,
+)
 from tests.conftest import MakeConfig
 
 pytestmark = pytest.mark.model
@@ -36,6 +41,17 @@ def test_llama_cpp_is_built_without_openmp() -> None:
 
 def test_chat_template_comes_from_the_gguf(real_llm: LlamaCppBackend) -> None:
     assert "im_start" in real_llm.llama.metadata["tokenizer.chat_template"]
+
+
+def test_token_counts_are_the_tokenizers_and_kept_for_a_bounded_number_of_texts(
+        real_llm: LlamaCppBackend) -> None:
+    def tokens(text: str) -> int:
+        return len(real_llm.llama.tokenize(text.encode(), add_bos=False, special=False))
+
+    texts = [f"Message {i}: the rent roll came in on day {i}." for i in range(COUNTS_KEPT + 9)]
+    assert [real_llm.count_tokens(t) for t in texts] == [tokens(t) for t in texts]
+    assert real_llm.count_tokens(texts[-1]) == tokens(texts[-1])  # (counted again: kept)
+    assert len(real_llm._counts) == COUNTS_KEPT and texts[0] not in real_llm._counts
 
 
 def test_greedy_generation_streams_and_is_repeatable(real_llm: LlamaCppBackend) -> None:

@@ -120,7 +120,8 @@ async def test_the_bundled_model_answers_from_what_the_user_told_it(
         other = await say(engine, BOB, "What is my dog called?")
         assert "Biscuit" not in other
     finally:
-        await engine.stop()
+        await engine.stop()  # (which closes the model: the session's other tests share it)
+        real_llm.load()
 
 
 async def test_what_is_told_in_private_never_surfaces_in_a_server(
