@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.memory.bert import Bert, load_bert
-from engine.memory.embed import Embedder, cpu_has_bf16
+from engine.memory.embed import BATCH_WIDTH, Embedder, _batches, _padded, cpu_has_bf16
 
 TEXTS = [
     "Vince, the quarterly review is moved to Thursday at 3 pm in EB 19C2.",
@@ -155,3 +155,17 @@ def test_another_architecture_is_left_to_transformers(tmp_path: Path, fp32: Embe
     assert not isinstance(other.model.net, Bert)
     assert vectors.shape == (2, 32)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_forward_passes_hold_a_budget_of_tokens_not_a_number_of_texts() -> None:
+    lengths = [5] * 70 + [40] * 30 + [120] * 9 + [300]  # chunks of a mailbox, sorted
+    order = list(range(len(lengths)))
+    passes = list(_batches(order, lengths, 16))
+    assert [i for rows in passes for i in rows] == order  # every text once, in order
+    budget = 16 * BATCH_WIDTH
+    for rows in passes:
+        assert len(rows) <= 64
+        assert len(rows) == 1 or len(rows) * _padded(max(lengths[i] for i in rows)) <= budget
+    assert len(passes[0]) == 64  # short texts: many to a pass
+    assert max(len(r) for r in passes if lengths[r[0]] == 120) == budget // 120
+    assert passes[-1] == [len(lengths) - 1]  # one over the budget goes alone
