@@ -233,13 +233,8 @@ class ConversationStore:
         """Commit the user's message and a ``pending`` reply row before generation starts,
         so a crash loses neither (the reply is marked ``interrupted`` at the next start).
         Returns the ids of both rows."""
-        asked = Message(conversation_id=state.conversation_id, role="user", content=text,
-                        status="complete")
-        reply = Message(conversation_id=state.conversation_id, role="assistant", content="",
-                        status="pending")
         async with self.db.session() as s, s.begin():
-            s.add_all([asked, reply])
-            await s.flush()  # (one statement for both, in this order: the ids are theirs)
+            asked, reply = await repo.add_exchange(s, state.conversation_id, text)
             await s.execute(update(User).where(User.id == state.user_id)
                             .values(last_seen_at=utcnow()))
         state.remember(ChatMessage("user", text))

@@ -126,7 +126,7 @@ class Engine(EngineCore):
                 f"I'm still reading my memory for the first time ({build.percent}% done), "
                 "so I may not remember everything yet."))))
         # The exchange is committed while the prompt is made (neither needs the other):
-        # the model starts a database write sooner.
+        # the model is asked a database write's time sooner.
         storing = asyncio.ensure_future(self.conversations.begin_exchange(state, text))
         params = params or self.sampling
         voice = self.config.voice

@@ -94,20 +94,16 @@ async def recent_messages(
     return list(reversed(rows.all()))
 
 
-async def add_message(
-    session: AsyncSession,
-    conversation_id: int,
-    role: str,
-    content: str,
-    *,
-    status: str = "complete",
-    tokens: int | None = None,
-) -> Message:
-    msg = Message(conversation_id=conversation_id, role=role, content=content, status=status,
-                  tokens=tokens)
-    session.add(msg)
-    await session.flush()
-    return msg
+async def add_exchange(session: AsyncSession, conversation_id: int, text: str
+                       ) -> tuple[Message, Message]:
+    """The user's message and a ``pending`` reply row after it, in one statement."""
+    asked = Message(conversation_id=conversation_id, role="user", content=text,
+                    status="complete")
+    reply = Message(conversation_id=conversation_id, role="assistant", content="",
+                    status="pending")
+    session.add_all([asked, reply])
+    await session.flush()  # (one INSERT for both, in this order: the ids are theirs)
+    return asked, reply
 
 
 async def get_setting(session: AsyncSession, user_id: int, key: str, scope: str = "") -> str | None:

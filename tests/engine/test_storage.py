@@ -57,7 +57,7 @@ async def test_deleting_a_user_cascades_to_their_conversations(tmp_path: Path) -
         assert again.id == u.id and again.display_name == "Ann B"
         p = await repo.get_or_create_persona(s, "allen")
         conv = await repo.open_conversation(s, u.id, p.id, "")
-        await repo.add_message(s, conv.id, "user", "hi")
+        await repo.add_exchange(s, conv.id, "hi")
         await repo.set_setting(s, u.id, "persona", "allen")
     async with db.session() as s, s.begin():
         await s.delete(await s.get(User, u.id))
@@ -100,7 +100,7 @@ async def test_a_deleted_users_ids_are_never_given_to_someone_else(tmp_path: Pat
             u = await repo.get_or_create_user(s, "telegram", name, name)
             p = await repo.get_or_create_persona(s, "allen")
             conv = await repo.open_conversation(s, u.id, p.id, "")
-            msg = await repo.add_message(s, conv.id, "user", "hi")
+            msg, _ = await repo.add_exchange(s, conv.id, "hi")
             return u.id, msg.id
 
     first = await someone("ann")
