@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+
+if TYPE_CHECKING:  # datasketch imports scipy (~0.4 s): only once a text is checked
+    from datasketch import MinHash
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 NUM_PERM = 64
@@ -171,6 +174,8 @@ def _shingles(text: str) -> list[bytes]:
 
 
 def minhash(text: str) -> MinHash:
+    from datasketch import MinHash
+
     m = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
     m.update_batch(_shingles(text))
     return m
@@ -180,12 +185,16 @@ class DuplicateFilter:
     """Exact (normalised hash) and near (MinHash LSH over 5-word shingles) duplicate detection."""
 
     def __init__(self, threshold: float) -> None:
+        from datasketch import MinHashLSH
+
         self.hashes: set[str] = set()
         self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
         self._n = 0
 
     def load(self, items: Iterable[tuple[str, bytes | None]]) -> None:
         """Seed with stored chunks: (content hash, MinHash signature bytes)."""
+        from datasketch import MinHash
+
         for h, sig in items:
             self.hashes.add(h)
             if sig:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 from engine.memory.chunk import (
     DuplicateFilter,
@@ -15,6 +17,7 @@ from engine.memory.chunk import (
     window_spans,
 )
 from engine.memory.clean import thread_key
+from tests.conftest import ROOT
 
 
 def words(text: str) -> int:
@@ -103,3 +106,14 @@ def test_stored_signatures_reload() -> None:
 
 def test_thread_key_ignores_reply_prefixes() -> None:
     assert thread_key("RE: Fw: re:  Sept 1  Payment") == thread_key("Sept 1 Payment")
+
+
+def test_starting_doppel_does_not_import_datasketch() -> None:
+    """datasketch imports scipy (~0.4 s of every start on 2 cores): the CLI and the engine
+    load it only once a text is checked for repeats."""
+    code = ("import sys, bot.cli, engine.engine, engine.memory.ingest; "
+            "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert DuplicateFilter(0.9).check("the rent roll came in on Friday")[0] is None
