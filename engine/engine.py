@@ -125,9 +125,15 @@ class Engine(EngineCore):
             notice = " ".join(filter(None, (notice, (
                 f"I'm still reading my memory for the first time ({build.percent}% done), "
                 "so I may not remember everything yet."))))
+        async def store() -> tuple[tuple[int, int], list[ChatMessage], tuple[str, ...]]:
+            """The exchange's ids, and the conversation as it was once it was stored: the
+            history before the new message (the prompt takes it apart) and the summary."""
+            ids = await self.conversations.begin_exchange(state, text)
+            return ids, list(state.history)[:-1], tuple(state.summary)
+
         # The exchange is committed while the prompt is made (neither needs the other):
         # the model is asked a database write's time sooner.
-        storing = asyncio.ensure_future(self.conversations.begin_exchange(state, text))
+        storing = asyncio.ensure_future(store())
         params = params or self.sampling
         voice = self.config.voice
         if brief:
@@ -146,14 +152,13 @@ class Engine(EngineCore):
             if brief:
                 grounded = grounded.for_call()
             system, hits, message = grounded.system, grounded.hits, grounded.message
-            exchange = await storing  # (a failed write: nothing was queued, nothing stored)
-            history = list(state.history)[:-1]  # the prompt takes the new message apart
+            exchange, history, summary = await storing  # (failed: nothing queued or kept)
             if brief:
                 history = _last(history, voice.call_history)
             job = self.scheduler.submit(
                 LLM,
                 ChatTurn(self.llm_for(p), system, history, message, params,
-                         partial, tuple(state.summary), await self.identity(p),
+                         partial, summary, await self.identity(p),
                          summary_tokens=CALL_SUMMARY_TOKENS if brief else None,
                          reader=user.display_name or "", spoken=brief),
                 user=user.key,
@@ -168,7 +173,7 @@ class Engine(EngineCore):
             )
         except BaseException:  # refused (queue full, ...): nothing of it stays stored
             if (stored := await _outcome(storing)) is not None:
-                await self.conversations.abort_exchange(state, stored)
+                await self.conversations.abort_exchange(state, stored[0])
             raise
         shown = " ".join(x for x in (await self._disclose(user, p), notice) if x)
         told_facts = told.found.facts if told is not None else []
